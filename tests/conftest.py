@@ -1,0 +1,51 @@
+"""Shared fixtures: compose the real configs, run the real CLI, read real TensorBoard events."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from trainer.config import config_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    """The real config composed with command-line style overrides."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=["progress=false", *overrides])
+
+
+@pytest.fixture
+def cfg_factory() -> Callable[..., DictConfig]:
+    return make_cfg
+
+
+def read_scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series in a run directory, read with TensorBoard's own event reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def read_metrics(run_dir: str | Path) -> dict:
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def cli(*args: str, cwd: str | Path = ROOT, env: dict | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m trainer ARGS` in a subprocess, as a user would."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

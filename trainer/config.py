@@ -1,0 +1,70 @@
+"""Where the configs live, and the checks every config passes before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig
+
+from models.mlp import ACTIVATIONS, BIAS_INITS, INITS
+from trainer.data.preprocess import PREPROCESS
+from trainer.device import DEVICES
+from trainer.errors import ConfigError
+
+TEST_ON = ("best", "last")
+
+
+def config_dir() -> str:
+    """The configs: inside the installed package, or `configs/` beside it in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "configs", here.parent / "configs"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"no configs/config.yaml found beside {here}; the installation is broken")
+
+
+def _choice(key: str, value: object, allowed: tuple[str, ...] | list[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of {list(allowed)}")
+
+
+def _positive(key: str, value: object, kind: type = int) -> None:
+    ok = isinstance(value, kind | int) and not isinstance(value, bool) and value > 0
+    if not ok:
+        raise ConfigError(f"{key}={value!r} must be a positive {kind.__name__}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check every value the run uses; raise `ConfigError` naming the key and the allowed values."""
+    _choice("device", cfg.device, [*DEVICES, *(f"cuda:{i}" for i in range(16))])
+    _positive("epochs", cfg.epochs)
+    if cfg.batch_size != "full":
+        _positive("batch_size", cfg.batch_size)
+    _choice("test_on", cfg.test_on, TEST_ON)
+    _positive("log_every_n_steps", cfg.log_every_n_steps)
+    if not str(cfg.monitor).startswith("val/"):
+        raise ConfigError(f"monitor={cfg.monitor!r} must name a validation metric: val/loss or val/acc")
+
+    m = cfg.model
+    _choice("model.activation", m.activation, sorted(ACTIVATIONS))
+    _choice("model.init", m.init, INITS)
+    _choice("model.bias_init", m.bias_init, BIAS_INITS)
+    if not isinstance(m.depth, int) or isinstance(m.depth, bool) or m.depth < 0:
+        raise ConfigError(f"model.depth={m.depth!r} must be a whole number >= 0 (0: a linear model)")
+    widths = m.width if isinstance(m.width, ListConfig) else [m.width]
+    for w in widths:
+        _positive("model.width", w)
+    if isinstance(m.width, ListConfig) and len(m.width) != m.depth:
+        raise ConfigError(
+            f"model.width lists {len(m.width)} widths but model.depth={m.depth}; "
+            f"set model.depth={len(m.width)} or give {m.depth} widths"
+        )
+    if not (0 <= m.dropout < 1):
+        raise ConfigError(f"model.dropout={m.dropout} must lie in [0, 1)")
+    _positive("model.init_std", m.init_std, float)
+
+    lr = cfg.optimizer.get("lr")
+    if lr is not None:
+        _positive("optimizer.lr", lr, float)
+    _choice("data.preprocess", cfg.data.preprocess, PREPROCESS)
+    _choice("scheduler.interval", cfg.scheduler.interval, ("epoch", "step"))

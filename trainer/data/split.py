@@ -1,0 +1,98 @@
+"""Train/validation/test splits, as tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from trainer.data.sources import Source
+from trainer.errors import ConfigError, DataError
+
+
+@dataclass
+class Splits:
+    """The three splits as tensors, plus what the model needs to know about them."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    task: str
+    num_classes: int  # 0 for regression
+
+    @property
+    def in_dim(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def out_dim(self) -> int:
+        if self.task == "classification":
+            return self.num_classes
+        return 1 if self.y_train.ndim == 1 else self.y_train.shape[1]
+
+    def to(self, device: torch.device) -> Splits:
+        moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+        return Splits(**moved, task=self.task, num_classes=self.num_classes)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}
+
+
+def _carve(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random indices split into (rest, carved) with round(fraction * n) carved."""
+    perm = rng.permutation(n)
+    k = int(round(fraction * n))
+    return perm[k:], perm[:k]
+
+
+def make_splits(source: Source, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+    """Use the source's own val/test splits where it has them, else carve them from its data.
+
+    Fractions are of the whole data set: 0.8/0.1/0.1 for val_fraction=test_fraction=0.1.
+    """
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ConfigError(
+            f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} must each "
+            "lie in [0, 1) and sum to less than 1, leaving a training split"
+        )
+    rng = np.random.default_rng(seed)
+    x, y = source.x, source.y
+    if source.x_test is not None:
+        x_test, y_test = source.x_test, source.y_test
+    else:
+        rest, test = _carve(len(x), test_fraction, rng)
+        x, y, x_test, y_test = x[rest], y[rest], x[test], y[test]
+    if source.x_val is not None:
+        x_val, y_val = source.x_val, source.y_val
+    else:
+        # val_fraction is of the whole data, so carve val_fraction / (1 - test_fraction) of the rest.
+        share = val_fraction if source.x_test is not None else val_fraction / (1 - test_fraction)
+        rest, val = _carve(len(x), share, rng)
+        x, y, x_val, y_val = x[rest], y[rest], x[val], y[val]
+    for name, part in (("train", x), ("validation", x_val), ("test", x_test)):
+        if len(part) == 0:
+            raise DataError(
+                f"the {name} split is empty ({len(source.x)} samples with "
+                f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}); "
+                "use larger fractions or more data"
+            )
+    classification = source.task == "classification"
+    num_classes = int(max(y.max(), y_val.max(), y_test.max())) + 1 if classification else 0
+
+    def target(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=torch.int64 if classification else torch.float32)
+
+    return Splits(
+        x_train=torch.as_tensor(x, dtype=torch.float32),
+        y_train=target(y),
+        x_val=torch.as_tensor(x_val, dtype=torch.float32),
+        y_val=target(y_val),
+        x_test=torch.as_tensor(x_test, dtype=torch.float32),
+        y_test=target(y_test),
+        task=source.task,
+        num_classes=num_classes,
+    )

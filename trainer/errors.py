@@ -1,0 +1,13 @@
+"""Errors that are the user's to fix: shown as one paragraph, never as a traceback."""
+
+
+class UserError(Exception):
+    """A wrong config value or bad input: the message names the problem and the fix."""
+
+
+class ConfigError(UserError):
+    """A config value that is not allowed."""
+
+
+class DataError(UserError):
+    """A data file or data set that cannot be used."""
