@@ -33,11 +33,11 @@ def test_run_trains_and_writes_everything(cfg_factory, tmp_path):
     assert scalars["test/acc"][0][1] == pytest.approx(metrics["test/acc"])
 
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
-    assert ckpt["epoch"] == 6 and ckpt["step"] == metrics["steps"]
+    assert ckpt["fit"]["epoch"] == 6 and ckpt["fit"]["step"] == metrics["steps"]
     assert ckpt["config"]["optimizer"]["_target_"] == "torch.optim.Adam"
     assert set(ckpt["preprocess"]) == {"kind", "mean", "std"}
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
-    assert best["best_epoch"] == metrics["best_epoch"]
+    assert best["fit"]["best_epoch"] == metrics["best_epoch"]
 
 
 def test_hparams_written_in_run_dir(cfg_factory, tmp_path):
@@ -60,7 +60,7 @@ def test_hparams_written_in_run_dir(cfg_factory, tmp_path):
 def test_test_on_best_uses_best_weights(cfg_factory, tmp_path):
     metrics = run(cfg_factory("epochs=4", "test_on=best"), out_dir=tmp_path)
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
-    assert best["epoch"] == metrics["best_epoch"]
+    assert best["fit"]["epoch"] == metrics["best_epoch"]
     model_keys = set(best["model"])
     assert model_keys == set(load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -28,8 +29,17 @@ def summary(metrics: dict, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def fail(message: str, code: int) -> None:
+    """One paragraph on stderr, then exit with `code`."""
+    print("error: " + textwrap.fill(message, width=100, subsequent_indent="  "), file=sys.stderr)
+    sys.exit(code)
+
+
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from trainer.run import hydra_output_dir, run  # torch imports after Hydra parsed the CLI
 
     try:
@@ -37,9 +47,21 @@ def main(cfg: DictConfig) -> float:
     except UserError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print("error: " + textwrap.fill(str(exc), width=100, subsequent_indent="  "), file=sys.stderr)
-        sys.exit(2)
-    print(summary(metrics, hydra_output_dir()))
+        fail(str(exc), 2)
+    out = hydra_output_dir()
+    if metrics["status"] == "interrupted":
+        signum = signal.Signals[metrics.get("signal", "SIGTERM")]
+        fail(f"{signum.name} received: the run {metrics['reason']}. Its checkpoint is in "
+             f"{out / 'checkpoints'}; continue it with the same arguments plus "
+             f"hydra.run.dir={out} resume=true", 128 + signum.value)
+    if metrics["status"] == "diverged":
+        message = (f"the run diverged: {metrics['reason']} (epoch {metrics['epochs'] + 1}). Lower "
+                   f"optimizer.lr (now {cfg.optimizer.get('lr')}), or clip gradients; logs in {out}")
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            print("error: " + message, file=sys.stderr)
+            return float("nan")  # a failed trial for a sweeper; the sweep goes on
+        fail(message, 3)
+    print(summary(metrics, out))
     return metrics[cfg.monitor]
 
 

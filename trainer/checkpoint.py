@@ -33,6 +33,14 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that a run killed in the middle of a write left in `folder`."""
+    stale = list(Path(folder).glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Save a checkpoint dict with `torch.save`, atomically."""
     _atomic_write(Path(path), lambda f: torch.save(state, f))

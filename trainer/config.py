@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from models.mlp import ACTIVATIONS, BIAS_INITS, INITS
 from trainer.data.preprocess import PREPROCESS
@@ -23,6 +24,42 @@ def config_dir() -> str:
     raise FileNotFoundError(f"no configs/config.yaml found beside {here}; the installation is broken")
 
 
+_RUN_ID = secrets.token_hex(3)
+
+
+def register_resolvers() -> None:
+    """`${run_id:}`: a random token per process, so two runs started in one second never share an
+    output directory (Hydra's `${now:...}` has one-second resolution)."""
+    if not OmegaConf.has_resolver("run_id"):
+        OmegaConf.register_new_resolver("run_id", lambda: _RUN_ID)
+
+
+register_resolvers()
+
+
+def _known_keys(path: Path) -> set[str]:
+    """Top-level keys a config file declares, with the groups of its defaults list."""
+    conf = OmegaConf.load(path)
+    groups = set()
+    for entry in conf.get("defaults", []):
+        if isinstance(entry, DictConfig | dict):
+            groups.update(k.split("/")[-1].split("@")[0].replace("override ", "") for k in entry)
+    return (set(conf) - {"defaults", "hydra"}) | groups
+
+
+def _check_keys(cfg: DictConfig) -> None:
+    """Catch keys that no config declares, e.g. a typo in an experiment file (`epoch: 5`)."""
+    root = Path(config_dir())
+    for node, known in ((cfg, _known_keys(root / "config.yaml") | {"experiment"}),
+                        (cfg.model, _known_keys(root / "model" / "mlp.yaml"))):
+        unknown = sorted(set(node) - known)
+        if unknown:
+            where = "" if node is cfg else "model."
+            raise ConfigError(f"unknown config key {where}{unknown[0]}: it is not one of "
+                              f"{sorted(known)}; check its spelling in the command line or "
+                              "the experiment file")
+
+
 def _choice(key: str, value: object, allowed: tuple[str, ...] | list[str]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not allowed; choose one of {list(allowed)}")
@@ -36,12 +73,20 @@ def _positive(key: str, value: object, kind: type = int) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check every value the run uses; raise `ConfigError` naming the key and the allowed values."""
+    _check_keys(cfg)
     _choice("device", cfg.device, [*DEVICES, *(f"cuda:{i}" for i in range(16))])
     _positive("epochs", cfg.epochs)
     if cfg.batch_size != "full":
         _positive("batch_size", cfg.batch_size)
     _choice("test_on", cfg.test_on, TEST_ON)
     _positive("log_every_n_steps", cfg.log_every_n_steps)
+    _positive("nan_check_every_n_steps", cfg.nan_check_every_n_steps)
+    _positive("checkpoint_every_n_epochs", cfg.checkpoint_every_n_epochs)
+    for key in ("resume", "drop_last", "progress"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key}={cfg[key]!r} must be true or false")
+    if cfg.ckpt is not None and not isinstance(cfg.ckpt, str):
+        raise ConfigError(f"ckpt={cfg.ckpt!r} must be the path of a checkpoint or run directory")
     if not str(cfg.monitor).startswith("val/"):
         raise ConfigError(f"monitor={cfg.monitor!r} must name a validation metric: val/loss or val/acc")
 

@@ -1,8 +1,9 @@
-"""The epoch loop: train, validate, keep the best, checkpoint, log."""
+"""The epoch loop: train, validate, keep the best, checkpoint, log; stop cleanly when asked."""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,22 +15,40 @@ from tqdm import tqdm
 
 from trainer.data import Splits
 from trainer.logger import RunLogger
-from trainer.loop import evaluate, loss_function, num_batches, train_epoch
+from trainer.loop import EpochCursor, evaluate, loss_function, num_batches, train_epoch
 
 log = logging.getLogger(__name__)
+
+# How a fit ends. "running" only while it runs.
+STATUSES = ("running", "completed", "interrupted", "diverged")
 
 
 @dataclass
 class FitState:
     """Where training stands: enough to report, pick the best model and resume."""
 
-    epoch: int = 0
-    step: int = 0
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer updates
     best_value: float = float("nan")
     best_epoch: int = 0
     best_metrics: dict[str, float] = field(default_factory=dict)
     best_weights: dict[str, torch.Tensor] | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)
+    cursor: EpochCursor | None = None  # the epoch in progress, when stopped mid-epoch
+    status: str = "running"
+    reason: str = ""  # why it stopped, for the user
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the best weights (checkpointed on their own, in best.pt)."""
+        state = {k: v for k, v in vars(self).items() if k not in ("best_weights", "cursor")}
+        state["cursor"] = self.cursor.state_dict() if self.cursor is not None else None
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], device: torch.device) -> FitState:
+        cursor = state.get("cursor")
+        fields = {k: v for k, v in state.items() if k != "cursor"}
+        return cls(**fields, cursor=EpochCursor.from_state_dict(cursor, device) if cursor else None)
 
 
 def improved(value: float, best: float, mode: str) -> bool:
@@ -53,43 +72,63 @@ def fit(
     generator: torch.Generator,
     logger: RunLogger,
     log_every_n_steps: int,
+    nan_check_every_n_steps: int,
     progress: bool,
     save: Callable[[FitState], None],
+    state: FitState | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> FitState:
-    """Train for `epochs`, validating each epoch; `save(state)` runs after every epoch."""
+    """Train up to `epochs` from `state` (a fresh start when None), validating each epoch.
+
+    `save(state)` runs after every epoch and when a stop is requested mid-epoch. The returned
+    state's `status` says how it ended: completed, interrupted (stop_requested) or diverged.
+    """
     classification = splits.task == "classification"
     loss_fn = loss_function(splits.task)
     mode = "max" if monitor.endswith("acc") else "min"
-    state = FitState()
+    state = state if state is not None else FitState()
+    state.status = "running"
     per_epoch = num_batches(len(splits.x_train), batch_size, drop_last)
-
     bar = tqdm(total=per_epoch, leave=False, disable=None if progress else True, unit="step")
 
-    def on_step() -> None:
+    def on_step() -> bool:
         state.step += 1
         if scheduler is not None and scheduler_interval == "step":
             scheduler.step()
         if state.step % log_every_n_steps == 0:
             logger.scalars({"lr": optimizer.param_groups[0]["lr"]}, state.step)
         bar.update()
+        # One host sync every nan_check_every_n_steps: a NaN step leaves the running sum NaN.
+        if state.step % nan_check_every_n_steps == 0 and not torch.isfinite(state.cursor.loss_sum):
+            state.status, state.reason = "diverged", f"the training loss is not finite at step {state.step}"
+        elif stop_requested():
+            state.status, state.reason = "interrupted", f"stopped at step {state.step}"
+        return state.status != "running"
 
-    for epoch in range(1, epochs + 1):
+    for epoch in range(state.epoch + 1, epochs + 1):
+        if state.cursor is None:
+            state.cursor = EpochCursor.start(len(splits.x_train), splits.x_train.device, generator)
         bar.reset(total=per_epoch)
+        bar.update(state.cursor.next_batch)
         bar.set_description(f"epoch {epoch}/{epochs}")
-        t0 = time.perf_counter()
-        stats = train_epoch(model, optimizer, loss_fn, splits.x_train, splits.y_train, batch_size,
-                            drop_last=drop_last, generator=generator,
-                            classification=classification, on_step=on_step)
-        train = {f"train/{k}": v.item() for k, v in stats.items() if k != "samples"}
+        t0, seen0 = time.perf_counter(), state.cursor.seen
+        if not train_epoch(model, optimizer, loss_fn, splits.x_train, splits.y_train, batch_size,
+                           state.cursor, drop_last=drop_last, classification=classification,
+                           on_step=on_step):
+            break
+        train = {f"train/{k}": v.item() for k, v in state.cursor.stats(classification).items()}
         seconds = time.perf_counter() - t0
         val = evaluate(model, loss_fn, splits.x_val, splits.y_val, classification=classification)
         val = {f"val/{k}": v for k, v in val.items()}
+        if not (math.isfinite(train["train/loss"]) and math.isfinite(val["val/loss"])):
+            state.status, state.reason = "diverged", f"the loss is not finite in epoch {epoch}"
+            break
         metrics = {**train, **val, "lr": optimizer.param_groups[0]["lr"],
-                   "throughput/samples_per_s": int(stats["samples"]) / seconds}
+                   "throughput/samples_per_s": (state.cursor.seen - seen0) / seconds}
         if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
         logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)  # lr: per step
-        state.epoch, state.last_metrics = epoch, metrics
+        state.epoch, state.last_metrics, state.cursor = epoch, metrics, None
         if improved(metrics[monitor], state.best_value, mode):
             state.best_value, state.best_epoch, state.best_metrics = metrics[monitor], epoch, val
             state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -97,5 +136,12 @@ def fit(
             f"{k} {v:.4g}" for k, v in metrics.items() if k != "throughput/samples_per_s")
             + f"  {metrics['throughput/samples_per_s']:,.0f} samples/s")
         save(state)
+        if stop_requested():  # a signal during validation or checkpointing
+            state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"
+            break
     bar.close()
+    if state.status == "interrupted" and state.cursor is not None:
+        save(state)  # mid-epoch: the cursor records where to go on
+    elif state.status == "running":
+        state.status = "completed"
     return state

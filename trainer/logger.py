@@ -15,12 +15,15 @@ HParamValue = int | float | str | bool
 class RunLogger:
     """Writes one run's event files into `log_dir` (the run's own directory)."""
 
-    def __init__(self, log_dir: str | Path) -> None:
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+    def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        self.writer.add_text(tag, text, step)
 
     def hparams(self, hparams: Mapping[str, HParamValue], metric_tags: list[str]) -> None:
         """Declare the run's hyperparameters, and the scalar tags the HParams dashboard shows.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -25,6 +26,37 @@ def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
+@dataclass
+class EpochCursor:
+    """Where an epoch stands: its batch order and running sums, so a stopped epoch can resume."""
+
+    perm: torch.Tensor  # (N,) this epoch's sample order
+    loss_sum: torch.Tensor  # () sum of per-sample losses so far, on the device
+    correct: torch.Tensor  # () correct predictions so far, on the device
+    next_batch: int = 0
+    seen: int = 0
+
+    @classmethod
+    def start(cls, n: int, device: torch.device, generator: torch.Generator | None) -> EpochCursor:
+        perm = torch.randperm(n, device=device, generator=generator)
+        zero = torch.zeros((), device=device)
+        return cls(perm, zero, torch.zeros((), device=device, dtype=torch.int64))
+
+    def stats(self, classification: bool) -> dict[str, torch.Tensor]:
+        """Mean loss (and accuracy) of the epoch so far, as device tensors (not synced)."""
+        stats = {"loss": self.loss_sum / max(self.seen, 1)}
+        if classification:
+            stats["acc"] = self.correct / max(self.seen, 1)
+        return stats
+
+    def state_dict(self) -> dict:
+        return {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device: torch.device) -> EpochCursor:
+        return cls(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in state.items()})
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -32,24 +64,20 @@ def train_epoch(
     x: torch.Tensor,
     y: torch.Tensor,
     batch_size: int,
+    cursor: EpochCursor,
     *,
     drop_last: bool = False,
-    generator: torch.Generator | None = None,
     classification: bool = True,
-    on_step: Callable[[], None] | None = None,
-) -> dict[str, torch.Tensor]:
-    """One pass over (x, y) in random index batches; returns device tensors (summed, not synced).
+    on_step: Callable[[], bool] | None = None,
+) -> bool:
+    """Train on (x, y) in the cursor's index batches from where it stands; True when the epoch ends.
 
-    `on_step` runs after each optimizer update (per-step schedulers, logging, progress).
+    `on_step` runs after each optimizer update (per-step schedulers, logging, progress); when it
+    returns True the epoch stops after that update and the cursor keeps its place.
     """
     model.train()
-    n = len(x)
-    perm = torch.randperm(n, device=x.device, generator=generator)
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.int64)
-    seen = 0
-    for i in range(num_batches(n, batch_size, drop_last)):
-        idx = perm[i * batch_size : (i + 1) * batch_size]
+    for i in range(cursor.next_batch, num_batches(len(x), batch_size, drop_last)):
+        idx = cursor.perm[i * batch_size : (i + 1) * batch_size]
         xb, yb = x[idx], y[idx]
         out = model(xb)
         loss = loss_fn(out, yb)
@@ -57,16 +85,14 @@ def train_epoch(
         loss.backward()
         optimizer.step()
         b = len(idx)
-        loss_sum.add_(loss.detach(), alpha=b)
+        cursor.loss_sum.add_(loss.detach(), alpha=b)
         if classification:
-            correct.add_((out.detach().argmax(dim=1) == yb).sum())
-        seen += b
-        if on_step is not None:
-            on_step()
-    stats = {"loss": loss_sum / max(seen, 1), "samples": torch.tensor(seen)}
-    if classification:
-        stats["acc"] = correct / max(seen, 1)
-    return stats
+            cursor.correct.add_((out.detach().argmax(dim=1) == yb).sum())
+        cursor.seen += b
+        cursor.next_batch = i + 1
+        if on_step is not None and on_step():
+            return False
+    return True
 
 
 @torch.inference_mode()

@@ -13,16 +13,20 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 import trainer
 from models import MLP, count_parameters, resolve_widths
-from trainer.checkpoint import save_checkpoint, write_json
+from trainer.checkpoint import remove_stale_temporaries, save_checkpoint, write_json
 from trainer.config import validate
 from trainer.data import Splits, fit_preprocessor, load_source, make_splits
 from trainer.device import resolve_device
+from trainer.errors import ConfigError
 from trainer.fit import FitState, fit
 from trainer.logger import RunLogger, flatten_hparams
 from trainer.loop import evaluate, loss_function
+from trainer.resume import read_checkpoint, restore_rng, resume_path, rng_state
+from trainer.signals import StopOnSignal
 
 log = logging.getLogger(__name__)
 
@@ -74,77 +78,135 @@ def hydra_output_dir() -> Path:
     return Path.cwd()
 
 
+def build_model(cfg: DictConfig, splits: Splits) -> MLP:
+    m = cfg.model
+    return MLP(splits.in_dim, splits.out_dim, resolve_widths(m.depth, m.width), activation=m.activation,
+               init=m.init, init_std=m.init_std, bias_init=m.bias_init, dropout=m.dropout)
+
+
+def instantiate_checked(node: DictConfig, group: str, *args: Any) -> Any:
+    """`instantiate(node)(*args)`, with a bad argument reported as the config key it came from."""
+    try:
+        return instantiate(node)(*args)
+    except Exception as exc:  # TypeError: unknown argument; ValueError: a value torch rejects
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"{group}={node.get('_target_')} cannot be built from the config "
+                          f"{dict(OmegaConf.to_container(node))}: {cause}. Fix or remove the "
+                          f"{group}.* value it names") from None
+
+
 def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Train and test one configuration; write logs, checkpoints and metrics.json into `out_dir`."""
     validate(cfg)
     out = Path(out_dir) if out_dir is not None else hydra_output_dir()
-    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    resume_from = resume_path(cfg.resume, cfg.ckpt, out)
 
     splits, prep = prepare_data(cfg.data)
     batch_size = len(splits.x_train) if cfg.batch_size == "full" else int(cfg.batch_size)
+    if batch_size > len(splits.x_train):
+        raise ConfigError(f"batch_size={batch_size} is larger than the training split "
+                          f"({len(splits.x_train)} samples); use at most {len(splits.x_train)} "
+                          "or batch_size=full")
     splits = splits.to(device)
-    m = cfg.model
-    model = MLP(splits.in_dim, splits.out_dim, resolve_widths(m.depth, m.width), activation=m.activation,
-                init=m.init, init_std=m.init_std, bias_init=m.bias_init, dropout=m.dropout).to(device)
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    model = build_model(cfg, splits).to(device)
+    optimizer = instantiate_checked(cfg.optimizer, "optimizer", model.parameters())
     scheduler = build_scheduler(cfg.scheduler, optimizer)
     generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
 
+    state = None
+    if resume_from is not None:
+        state = restore(resume_from, model, optimizer, scheduler, generator, device)
+        log.info("resuming from %s at epoch %d, step %d", resume_from, state.epoch, state.step)
+
     resolved = OmegaConf.to_container(cfg, resolve=True)
     meta = {"version": trainer.__version__, "git_commit": git_commit(), "device": str(device)}
-    logger = RunLogger(out)
-    metric_tags = ["best/val_loss", "test/loss"] + (
-        ["best/val_acc", "test/acc"] if splits.task == "classification" else [])
-    logger.hparams(flatten_hparams(resolved), metric_tags)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temporaries(out / "checkpoints"):
+        log.warning("removed %s, left by a run killed while writing it", stale)
+    # On resume, purge_step hides per-step events logged after the checkpoint by the stopped run.
+    logger = RunLogger(out, purge_step=state.step + 1 if state else None)
+    if state is None or resume_from.parent.parent != out:
+        metric_tags = ["best/val_loss", "test/loss"] + (
+            ["best/val_acc", "test/acc"] if splits.task == "classification" else [])
+        logger.hparams(flatten_hparams(resolved), metric_tags)
     log.info("data %s %s; model %s %s, %d parameters; on %s", cfg.data.name, splits.sizes(),
-             "-".join(map(str, [splits.in_dim, *resolve_widths(m.depth, m.width), splits.out_dim])),
-             m.activation, count_parameters(model), device)
+             "-".join(map(str, [splits.in_dim, *resolve_widths(cfg.model.depth, cfg.model.width),
+                                splits.out_dim])),
+             cfg.model.activation, count_parameters(model), device)
 
-    def checkpoint(state: FitState, name: str = "last.pt") -> dict[str, Any]:
+    def checkpoint(state: FitState) -> None:
+        mid_epoch = state.cursor is not None
+        if not mid_epoch and state.epoch % cfg.checkpoint_every_n_epochs and state.epoch != cfg.epochs:
+            return
         ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "epoch": state.epoch, "step": state.step, "best_value": state.best_value,
-                "best_epoch": state.best_epoch, "config": resolved, "preprocess": prep.state_dict(),
-                "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
-                "meta": meta}
-        save_checkpoint(ckpt, out / "checkpoints" / name)
-        if state.best_epoch == state.epoch:
+                "fit": state.state_dict(), "rng": rng_state(generator), "config": resolved,
+                "preprocess": prep.state_dict(), "meta": meta}
+        save_checkpoint(ckpt, out / "checkpoints" / "last.pt")
+        if state.best_epoch == state.epoch and not mid_epoch:
             save_checkpoint({**ckpt, "model": state.best_weights}, out / "checkpoints" / "best.pt")
-        return ckpt
 
-    state = fit(model, optimizer, scheduler, cfg.scheduler.interval, splits, epochs=cfg.epochs,
-                batch_size=batch_size, drop_last=cfg.drop_last, monitor=cfg.monitor,
-                generator=generator, logger=logger, log_every_n_steps=cfg.log_every_n_steps,
-                progress=cfg.progress, save=checkpoint)
+    with StopOnSignal() as stop:
+        state = fit(model, optimizer, scheduler, cfg.scheduler.interval, splits, epochs=cfg.epochs,
+                    batch_size=batch_size, drop_last=cfg.drop_last, monitor=cfg.monitor,
+                    generator=generator, logger=logger, log_every_n_steps=cfg.log_every_n_steps,
+                    nan_check_every_n_steps=cfg.nan_check_every_n_steps, progress=cfg.progress,
+                    save=checkpoint, state=state, stop_requested=stop)
 
-    if cfg.test_on == "best" and state.best_weights is not None:
-        model.load_state_dict(state.best_weights)
     classification = splits.task == "classification"
-    test = evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
-                    classification=classification)
-    final = {f"best/{k.replace('/', '_')}": v for k, v in state.best_metrics.items()}
-    final.update({f"test/{k}": v for k, v in test.items()})
-    logger.scalars(final, state.epoch)
+    metrics: dict[str, Any] = {**state.best_metrics}
+    if state.status == "completed":
+        if cfg.test_on == "best" and state.best_weights is not None:
+            model.load_state_dict(state.best_weights)
+        test = evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
+                        classification=classification)
+        metrics.update({f"test/{k}": v for k, v in test.items()})
+        final = {f"best/{k.replace('/', '_')}": v for k, v in state.best_metrics.items()}
+        logger.scalars({**final, **{f"test/{k}": v for k, v in test.items()}}, state.epoch)
+    else:
+        logger.text("status", f"{state.status}: {state.reason}", state.step)
     logger.close()
 
-    metrics: dict[str, Any] = {
-        **state.best_metrics,
-        **{f"test/{k}": v for k, v in test.items()},
+    metrics.update({
         "train/loss": state.last_metrics.get("train/loss"),
         "monitor": cfg.monitor,
         "best_epoch": state.best_epoch,
         "epochs": state.epoch,
         "steps": state.step,
         "params": count_parameters(model),
-        "status": "completed",
+        "status": state.status,
         "wall_time_s": round(time.time() - started, 3),
         "seed": int(cfg.seed),
         **meta,
-    }
+    })
+    if state.reason:
+        metrics["reason"] = state.reason
+    if stop.received is not None:
+        metrics["signal"] = stop.received.name
     if classification:
         metrics["train/acc"] = state.last_metrics.get("train/acc")
     write_json(metrics, out / "metrics.json")
     return metrics
+
+
+def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any | None,
+            generator: torch.Generator, device: torch.device) -> FitState:
+    """Load a checkpoint into the freshly built objects; the returned state continues the run."""
+    ckpt = read_checkpoint(path, device)
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"the checkpoint {path} does not fit this configuration ({exc}); resume "
+                          "with the model and optimizer it was trained with") from None
+    if scheduler is not None and ckpt["scheduler"] is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    restore_rng(ckpt["rng"], generator)
+    state = FitState.from_state_dict(ckpt["fit"], device)
+    best = path.parent / "best.pt"
+    if state.best_epoch and best.is_file():
+        state.best_weights = read_checkpoint(best, device)["model"]
+    return state

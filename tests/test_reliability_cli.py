@@ -1,0 +1,104 @@
+"""Signals, kills, divergence and concurrent launches against the real command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, cli, make_cfg, read_metrics
+from trainer.checkpoint import load_checkpoint
+from trainer.run import prepare_data
+
+pytestmark = pytest.mark.slow
+
+
+def start(*args: str, cwd: Path = ROOT) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout: float = 120.0, every: float = 0.001) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(every)
+
+
+def test_sigterm_mid_epoch_saves_and_resume_completes(tmp_path):
+    args = ("epochs=3", "batch_size=4", "progress=false", f"hydra.run.dir={tmp_path}")
+    proc = start(*args)
+    wait_for(lambda: (tmp_path / "checkpoints" / "last.pt").exists(), every=0.05)
+    time.sleep(0.1)  # into epoch 2
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "SIGTERM" in stderr and "resume=true" in stderr and "Traceback" not in stderr
+    metrics = read_metrics(tmp_path)
+    assert metrics["status"] == "interrupted" and metrics["signal"] == "SIGTERM"
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt["fit"]["step"] == metrics["steps"]
+
+    done = cli(*args, "resume=true")
+    assert done.returncode == 0, done.stderr
+    metrics = read_metrics(tmp_path)
+    assert metrics["status"] == "completed" and metrics["epochs"] == 3
+    n_train = len(prepare_data(make_cfg().data)[0].x_train)
+    assert metrics["steps"] == 3 * -(-n_train // 4)  # no update lost or repeated
+
+
+def test_sigkill_during_a_checkpoint_write_leaves_a_readable_checkpoint(tmp_path):
+    # A wide model makes each checkpoint write long enough to be caught in the middle.
+    args = ("epochs=40", "model.depth=3", "model.width=1536", "progress=false",
+            f"hydra.run.dir={tmp_path}")
+    proc = start(*args)
+    ckpts = tmp_path / "checkpoints"
+
+    def writing_after_first() -> bool:
+        return (ckpts / "last.pt").exists() and any(ckpts.glob(".last.pt.*.tmp"))
+
+    wait_for(writing_after_first)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert any(ckpts.glob(".*.tmp")), "the kill did not land during a write"
+    ckpt = load_checkpoint(ckpts / "last.pt")  # the previous checkpoint is intact
+    assert ckpt["fit"]["epoch"] >= 1
+    assert not (tmp_path / "metrics.json").exists()
+
+    done = cli(*args[:-2], "epochs=" + str(ckpt["fit"]["epoch"] + 1), "progress=false",
+               f"hydra.run.dir={tmp_path}", "resume=true")
+    assert done.returncode == 0, done.stderr
+    metrics = read_metrics(tmp_path)
+    assert metrics["status"] == "completed" and metrics["epochs"] == ckpt["fit"]["epoch"] + 1
+    assert not any(ckpts.glob(".*.tmp"))
+
+
+def test_divergence_exits_with_message_and_a_sweep_goes_on(tmp_path):
+    proc = cli("optimizer=sgd", "optimizer.lr=1e12", "nan_check_every_n_steps=1",
+               f"hydra.run.dir={tmp_path / 'single'}")
+    assert proc.returncode == 3
+    assert "diverged" in proc.stderr and "optimizer.lr" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert read_metrics(tmp_path / "single")["status"] == "diverged"
+
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", "optimizer=sgd", "optimizer.lr=1e12,0.05", "epochs=2", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    assert read_metrics(sweep / "0")["status"] == "diverged"
+    assert read_metrics(sweep / "1")["status"] == "completed"
+
+
+def test_two_runs_started_together_get_their_own_directories(tmp_path):
+    procs = [start("epochs=1", "progress=false", cwd=tmp_path) for _ in range(2)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+    runs = sorted(p.parent for p in tmp_path.glob("outputs/*/*/metrics.json"))
+    assert len(runs) == 2 and runs[0] != runs[1]
