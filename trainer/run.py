@@ -57,7 +57,7 @@ def build_scheduler(sched: DictConfig, optimizer: torch.optim.Optimizer) -> Any 
     if "_target_" not in sched:
         return None
     kwargs = {k: v for k, v in sched.items() if k not in SCHEDULER_KEYS}
-    return instantiate(OmegaConf.create(kwargs))(optimizer)
+    return instantiate_checked(OmegaConf.create(kwargs), "scheduler", optimizer)
 
 
 def git_commit() -> str:
