@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from trainer.config import config_dir
+from trainer.tb import read_scalars  # noqa: F401  (tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,15 +28,6 @@ def make_cfg(*overrides: str) -> DictConfig:
 @pytest.fixture
 def cfg_factory() -> Callable[..., DictConfig]:
     return make_cfg
-
-
-def read_scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar series in a run directory, read with TensorBoard's own event reader."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def read_metrics(run_dir: str | Path) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -13,6 +14,9 @@ from omegaconf import DictConfig
 
 from trainer.config import config_dir
 from trainer.errors import UserError
+from trainer.sweep import check_direction, objective, worst  # also registers ${trainer_direction:}
+
+log = logging.getLogger("trainer")
 
 
 def summary(metrics: dict, out_dir: Path) -> str:
@@ -29,9 +33,13 @@ def summary(metrics: dict, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def paragraph(message: str) -> str:
+    return "error: " + textwrap.fill(message, width=100, subsequent_indent="  ")
+
+
 def fail(message: str, code: int) -> None:
     """One paragraph on stderr, then exit with `code`."""
-    print("error: " + textwrap.fill(message, width=100, subsequent_indent="  "), file=sys.stderr)
+    print(paragraph(message), file=sys.stderr)
     sys.exit(code)
 
 
@@ -42,12 +50,22 @@ def main(cfg: DictConfig) -> float:
 
     from trainer.run import hydra_output_dir, run  # torch imports after Hydra parsed the CLI
 
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        check_direction(hydra_cfg.sweeper.get("direction"), cfg.monitor)
+    except UserError as exc:  # wrong for every job of the sweep: stop it
+        fail(str(exc), 2)
     try:
         metrics = run(cfg)
     except UserError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        fail(str(exc), 2)
+        if not multirun:
+            fail(str(exc), 2)
+        # One job of a sweep: the other jobs go on; the job's log says why it failed.
+        log.error(paragraph(str(exc)))
+        return worst(cfg.monitor)
     out = hydra_output_dir()
     if metrics["status"] == "interrupted":
         signum = signal.Signals[metrics.get("signal", "SIGTERM")]
@@ -57,12 +75,12 @@ def main(cfg: DictConfig) -> float:
     if metrics["status"] == "diverged":
         message = (f"the run diverged: {metrics['reason']} (epoch {metrics['epochs'] + 1}). Lower "
                    f"optimizer.lr (now {cfg.optimizer.get('lr')}), or clip gradients; logs in {out}")
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            print("error: " + message, file=sys.stderr)
-            return float("nan")  # a failed trial for a sweeper; the sweep goes on
+        if multirun:  # a failed trial: the worst value, since Optuna's sweeper crashes on NaN
+            log.error(paragraph(message))
+            return worst(cfg.monitor)
         fail(message, 3)
     print(summary(metrics, out))
-    return metrics[cfg.monitor]
+    return objective(metrics, cfg.monitor)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ from torch import nn
 import trainer
 from models import MLP, count_parameters, resolve_widths
 from trainer.checkpoint import remove_stale_temporaries, save_checkpoint, write_json
-from trainer.config import validate
+from trainer.config import config_dir, validate
 from trainer.data import Splits, fit_preprocessor, load_source, make_splits
 from trainer.device import resolve_device
 from trainer.errors import ConfigError
 from trainer.fit import FitState, fit
-from trainer.logger import RunLogger, flatten_hparams
+from trainer.logger import RunLogger, run_hparams
 from trainer.loop import evaluate, loss_function
 from trainer.resume import read_checkpoint, restore_rng, resume_path, rng_state
 from trainer.signals import StopOnSignal
@@ -131,7 +131,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     if state is None or resume_from.parent.parent != out:
         metric_tags = ["best/val_loss", "test/loss"] + (
             ["best/val_acc", "test/acc"] if splits.task == "classification" else [])
-        logger.hparams(flatten_hparams(resolved), metric_tags)
+        logger.hparams(run_hparams(resolved, config_dir()), metric_tags)
     log.info("data %s %s; model %s %s, %d parameters; on %s", cfg.data.name, splits.sizes(),
              "-".join(map(str, [splits.in_dim, *resolve_widths(cfg.model.depth, cfg.model.width),
                                 splits.out_dim])),
