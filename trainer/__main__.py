@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
-import textwrap
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from trainer.cli import fail, paragraph
 from trainer.config import config_dir
 from trainer.errors import UserError
 from trainer.sweep import check_direction, objective, worst  # also registers ${trainer_direction:}
@@ -31,16 +30,6 @@ def summary(metrics: dict, out_dir: Path) -> str:
         f"view with: tensorboard --logdir {out_dir}",
     ]
     return "\n".join(lines)
-
-
-def paragraph(message: str) -> str:
-    return "error: " + textwrap.fill(message, width=100, subsequent_indent="  ")
-
-
-def fail(message: str, code: int) -> None:
-    """One paragraph on stderr, then exit with `code`."""
-    print(paragraph(message), file=sys.stderr)
-    sys.exit(code)
 
 
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")

@@ -1,0 +1,320 @@
+"""`python -m trainer.report SWEEP_DIR`: one row per job of a sweep, the best marked, a CSV and figures.
+
+Reads a finished or running sweep (`multirun/DATE/TIME`): each job folder's `.hydra/` (overrides
+and config), `metrics.json` once the job has finished, and its TensorBoard events while it runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from trainer.cli import fail, parse_options
+from trainer.errors import ConfigError, DataError, UserError
+from trainer.sweep import direction_of
+
+USAGE = "python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600]"
+METRICS = ("val/loss", "val/acc", "test/loss", "test/acc")
+
+
+@dataclass
+class Job:
+    """What the report knows about one job of a sweep."""
+
+    name: str
+    overrides: dict[str, str]
+    monitor: str
+    status: str
+    epochs: int = 0
+    epochs_total: int | None = None
+    best_epoch: int | None = None
+    wall_time_s: float | None = None
+    values: dict[str, float] = field(default_factory=dict)  # METRICS at the best epoch
+    curve: list[tuple[int, float]] = field(default_factory=list)  # `monitor` per epoch
+
+    def score(self, monitor: str) -> float:
+        """The job's best validation `monitor`, NaN when it has none."""
+        return self.values.get(monitor, math.nan)
+
+
+def find_jobs(sweep_dir: Path) -> list[Path]:
+    """Job folders: those holding `.hydra/overrides.yaml`, in job-number order."""
+    dirs = [p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")]
+    return sorted(dirs, key=lambda d: [int(s) if s.isdigit() else s for s in d.relative_to(sweep_dir).parts])
+
+
+def parse_overrides(lines: list[str]) -> dict[str, str]:
+    """Hydra's `key=value` override strings as a dict (`+key`, `++key` and `~key` as `key`)."""
+    out = {}
+    for line in lines:
+        key, _, value = str(line).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def writer_gone(job_dir: Path) -> bool:
+    """Whether an event file was written by a process on this machine that no longer exists.
+
+    TensorBoard names event files `events.out.tfevents.TIME.HOST.PID.N`.
+    """
+    for path in job_dir.glob("events.out.tfevents.*"):
+        parts = path.name.split(".")
+        host, pid = ".".join(parts[4:-2]), parts[-2]
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+            return False
+        except ProcessLookupError:
+            continue
+        except PermissionError:  # alive, another user's
+            return False
+    return any(job_dir.glob("events.out.tfevents.*"))
+
+
+def unfinished_status(job_dir: Path, now: float, stale_s: float) -> str:
+    """`running` or `failed` for a job without metrics.json.
+
+    failed: its log has an ERROR line, or the process that wrote its events is gone (same machine),
+    or none of its files changed for `stale_s` seconds; running otherwise.
+    """
+    for log in job_dir.glob("*.log"):
+        if "][ERROR]" in log.read_text(errors="replace"):
+            return "failed"
+    if writer_gone(job_dir):
+        return "failed"
+    newest = max((p.stat().st_mtime for p in job_dir.rglob("*") if p.is_file()), default=0.0)
+    return "running" if now - newest < stale_s else "failed"
+
+
+def read_job(job_dir: Path, sweep_dir: Path, now: float, stale_s: float) -> Job:
+    """One job's row, from metrics.json when it finished, else from its TensorBoard events."""
+    from trainer.tb import scalar_events
+
+    hydra_dir = job_dir / ".hydra"
+    config = OmegaConf.load(hydra_dir / "config.yaml") if (hydra_dir / "config.yaml").is_file() else {}
+    monitor = str(config.get("monitor", "val/loss"))
+    job = Job(name=str(job_dir.relative_to(sweep_dir)) if job_dir != sweep_dir else ".",
+              overrides=parse_overrides(OmegaConf.to_container(OmegaConf.load(hydra_dir / "overrides.yaml"))),
+              monitor=monitor, status="running", epochs_total=config.get("epochs"))
+    events = scalar_events(job_dir) if any(job_dir.glob("events.out.tfevents.*")) else {}
+    job.curve = [(e.step, e.value) for e in events.get(monitor, [])]
+    metrics_path = job_dir / "metrics.json"
+    if metrics_path.is_file():
+        try:
+            metrics = json.loads(metrics_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{metrics_path} cannot be read as JSON ({exc}); it is written atomically "
+                            "by the trainer, so it was changed by hand: delete it to report the job "
+                            "from its TensorBoard events") from exc
+        job.status = str(metrics.get("status", "completed"))
+        job.values = {k: float(metrics[k]) for k in METRICS if metrics.get(k) is not None}
+        job.epochs, job.best_epoch = metrics.get("epochs", 0), metrics.get("best_epoch")
+        job.wall_time_s = metrics.get("wall_time_s")
+        return job
+    job.status = unfinished_status(job_dir, now, stale_s)
+    if job.curve:  # so far: the best epoch by `monitor`, the other validation metrics at it
+        pick = max if direction_of(monitor) == "maximize" else min
+        finite = [(s, v) for s, v in job.curve if math.isfinite(v)] or job.curve
+        job.best_epoch = pick(finite, key=lambda sv: sv[1])[0]
+        job.values = {e_tag: e.value for e_tag in ("val/loss", "val/acc")
+                      for e in events.get(e_tag, []) if e.step == job.best_epoch}
+        job.epochs = max(s for s, _ in job.curve)
+        walls = [e.wall_time for series in events.values() for e in series]
+        job.wall_time_s = round(max(walls) - min(walls), 3)
+    return job
+
+
+def read_sweep(sweep_dir: str | Path, stale_s: float = 600.0) -> list[Job]:
+    """Every job of a sweep; DataError when the folder is not a sweep."""
+    path = Path(sweep_dir)
+    if not path.is_dir():
+        raise DataError(f"{sweep_dir} is not a folder; pass the sweep folder that `python -m trainer -m ...` "
+                        "wrote, e.g. multirun/2026-01-31/12-00-00")
+    dirs = find_jobs(path)
+    if not dirs:
+        raise DataError(
+            f"{sweep_dir} is not a sweep: none of its folders holds a job's .hydra/overrides.yaml. Pass the "
+            "folder of a multirun (`python -m trainer -m ...` writes multirun/DATE/TIME/N/ for job N) "
+            "or of a single run (outputs/DATE/TIME)")
+    now = time.time()
+    return [read_job(d, path, now, stale_s) for d in dirs]
+
+
+def swept_keys(jobs: list[Job]) -> list[str]:
+    """Override keys whose value is not the same in every job (all keys for a single job)."""
+    keys = list(dict.fromkeys(k for job in jobs for k in job.overrides))
+    if len(jobs) == 1:
+        return keys
+    return [k for k in keys if len({job.overrides.get(k) for job in jobs}) > 1]
+
+
+def sweep_monitor(jobs: list[Job]) -> str:
+    """The metric that ranks the jobs: their `monitor` (the most common one, if they differ)."""
+    return Counter(j.monitor for j in jobs).most_common(1)[0][0]
+
+
+def best_job(jobs: list[Job], monitor: str) -> Job | None:
+    """The job with the best finite validation `monitor`."""
+    scored = [j for j in jobs if math.isfinite(j.score(monitor))]
+    if not scored:
+        return None
+    pick = max if direction_of(monitor) == "maximize" else min
+    return pick(scored, key=lambda j: j.score(monitor))
+
+
+def rows(jobs: list[Job], keys: list[str], best: Job | None) -> list[dict[str, object]]:
+    """The table as dicts: the CSV's rows and the printed table's."""
+    out = []
+    for job in jobs:
+        row: dict[str, object] = {"best": "*" if job is best else "", "job": job.name}
+        row.update({k: job.overrides.get(k, "") for k in keys})
+        row.update({k: job.values.get(k, "") for k in METRICS})
+        total = f"/{job.epochs_total}" if job.epochs_total is not None else ""
+        row.update({"best_epoch": job.best_epoch if job.best_epoch is not None else "",
+                    "epochs": f"{job.epochs}{total}", "wall_s": job.wall_time_s or "",
+                    "status": job.status})
+        out.append(row)
+    return out
+
+
+def _cell(value: object) -> str:
+    """A table cell: metrics to 4 decimals, long swept numbers (Optuna's) to 4 significant digits."""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+    text = str(value)
+    if len(text) > 8 and _numbers([text]):
+        return f"{float(text):.4g}"
+    return text
+
+
+def format_table(table: list[dict[str, object]]) -> str:
+    """Aligned columns, one line per job."""
+    header = list(table[0])
+    cells = [header] + [[_cell(row[k]) for k in header] for row in table]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+
+
+def write_csv(table: list[dict[str, object]], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+
+
+def _label(job: Job, keys: list[str]) -> str:
+    return f"{job.name}: " + " ".join(f"{k}={_cell(job.overrides.get(k, ''))}" for k in keys)
+
+
+def plot_curves(jobs: list[Job], keys: list[str], best: Job | None, monitor: str, path: Path) -> None:
+    """The validation `monitor` per epoch of every job on one plot; the best job drawn thick."""
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, Agg when saving
+
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    for job in jobs:
+        if job.curve:
+            steps, values = zip(*job.curve, strict=True)
+            ax.plot(steps, values, marker="o" if len(steps) < 3 else None, label=_label(job, keys),
+                    linewidth=3 if job is best else 1.2, zorder=3 if job is best else 2)
+    ax.set(xlabel="epoch", ylabel=monitor, title=f"{monitor} of every job"
+           + (f" (best: job {best.name})" if best else ""))
+    ax.grid(alpha=0.3)
+    if any(j.curve for j in jobs):
+        ax.legend(fontsize="small" if len(jobs) <= 12 else "xx-small", loc="best")
+    fig.savefig(path, dpi=110)
+
+
+def _numbers(values: list[str]) -> list[float] | None:
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        return None
+
+
+def plot_params(jobs: list[Job], keys: list[str], best: Job | None, monitor: str, path: Path) -> None:
+    """The best validation `monitor` of each job against each swept value, one panel per key."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2 * len(keys), 4), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    scored = [j for j in jobs if math.isfinite(j.score(monitor))]
+    for ax, key in zip(axes, keys, strict=True):
+        raw = [j.overrides.get(key, "") for j in scored]
+        xs = _numbers(raw)
+        if xs is None:  # categories, in order of appearance
+            categories = list(dict.fromkeys(raw))
+            xs = [categories.index(v) for v in raw]
+            ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+        elif xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
+            ax.set_xscale("log")
+        ax.scatter(xs, [j.score(monitor) for j in scored], color="tab:blue")
+        if best is not None and best in scored:
+            i = scored.index(best)
+            ax.scatter([xs[i]], [best.score(monitor)], marker="*", s=250, color="tab:red", label="best",
+                       zorder=3)
+            ax.legend(fontsize="small")
+        if not scored:
+            ax.text(0.5, 0.5, f"no job has a finite {monitor} yet", ha="center", transform=ax.transAxes)
+        ax.set(xlabel=key, ylabel=f"best {monitor}")
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=110)
+
+
+def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float = 600.0) -> dict[str, Path]:
+    """Print the table; write report.csv, report_curves.png and report_params.png; return their paths."""
+    jobs = read_sweep(sweep_dir, stale_s)
+    keys = swept_keys(jobs)
+    monitor = sweep_monitor(jobs)
+    best = best_job(jobs, monitor)
+    table = rows(jobs, keys, best)
+    out_dir = Path(out) if out is not None else Path(sweep_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    common = {k: v for k, v in jobs[0].overrides.items() if k not in keys}
+    counts = Counter(j.status for j in jobs)
+    print(f"sweep {sweep_dir}: {len(jobs)} jobs (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")")
+    if common:
+        print("same in every job: " + " ".join(f"{k}={v}" for k, v in common.items()))
+    print("val/* at each job's best epoch on its monitor; test/* with those weights\n")
+    print(format_table(table))
+    if best is not None:
+        print(f"\nbest on {monitor}: job {best.name} ({_label(best, keys).split(': ', 1)[1]}) "
+              f"{monitor} {best.score(monitor):.4f}")
+    paths = {"csv": out_dir / "report.csv", "curves": out_dir / "report_curves.png"}
+    write_csv(table, paths["csv"])
+    plot_curves(jobs, keys, best, monitor, paths["curves"])
+    if keys:
+        paths["params"] = out_dir / "report_params.png"
+        plot_params(jobs, keys, best, monitor, paths["params"])
+    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        opts = parse_options(sys.argv[1:] if argv is None else argv,
+                             {"dir": None, "out": "", "stale": "600"}, USAGE, positional="dir")
+        try:
+            stale = float(opts["stale"])
+        except ValueError:
+            raise ConfigError(f"stale={opts['stale']!r} must be a number of seconds") from None
+        report(opts["dir"], opts["out"] or None, stale)
+    except UserError as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()
