@@ -182,7 +182,8 @@ def rows(jobs: list[Job], keys: list[str], best: Job | None) -> list[dict[str, o
         row.update({k: job.values.get(k, "") for k in METRICS})
         total = f"/{job.epochs_total}" if job.epochs_total is not None else ""
         row.update({"best_epoch": job.best_epoch if job.best_epoch is not None else "",
-                    "epochs": f"{job.epochs}{total}", "wall_s": job.wall_time_s or "",
+                    "epochs": f"{job.epochs}{total}",
+                    "wall_s": f"{job.wall_time_s:.1f}" if job.wall_time_s is not None else "",
                     "status": job.status})
         out.append(row)
     return out

@@ -20,6 +20,7 @@ from models import MLP, count_parameters, resolve_widths
 from trainer.checkpoint import remove_stale_temporaries, save_checkpoint, write_json
 from trainer.config import config_dir, validate
 from trainer.data import Splits, fit_preprocessor, load_source, make_splits
+from trainer.data.preprocess import load_preprocessor
 from trainer.device import resolve_device
 from trainer.errors import ConfigError
 from trainer.fit import FitState, fit
@@ -40,13 +41,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_data(data: DictConfig) -> tuple[Splits, Any]:
-    """Load, split, and preprocess with statistics of the train split only."""
+def prepare_data(data: DictConfig, prep_state: dict | None = None) -> tuple[Splits, Any]:
+    """Load, split, and preprocess with statistics of the train split only (or saved ones)."""
     options = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items()
                if k not in SPLIT_KEYS}
     source = load_source(data.name, **options)
     splits = make_splits(source, data.val_fraction, data.test_fraction, data.split_seed)
-    prep = fit_preprocessor(data.preprocess, splits.x_train)
+    prep = (fit_preprocessor(data.preprocess, splits.x_train) if prep_state is None
+            else load_preprocessor(prep_state))
     splits.x_train, splits.x_val, splits.x_test = (
         prep(splits.x_train), prep(splits.x_val), prep(splits.x_test))
     return splits, prep
