@@ -1,0 +1,220 @@
+"""Sweeps: the same HParams keys in every job, values a sweeper can use, the report, evaluation."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from tests.conftest import ROOT, cli, make_cfg, read_metrics, read_scalars
+from trainer import eval as trainer_eval
+from trainer import report
+from trainer.config import config_dir
+from trainer.errors import ConfigError
+from trainer.logger import RunLogger, run_hparams
+from trainer.run import run
+from trainer.sweep import check_direction, objective
+from trainer.tb import declared_metrics, read_hparams
+
+OPTIMIZERS = sorted(p.stem for p in (Path(config_dir()) / "optimizer").glob("*.yaml"))
+SCHEDULERS = sorted(p.stem for p in (Path(config_dir()) / "scheduler").glob("*.yaml"))
+
+
+def hparams_of(*overrides: str) -> dict:
+    return run_hparams(OmegaConf.to_container(make_cfg(*overrides), resolve=True), config_dir())
+
+
+def test_every_optimizer_and_scheduler_writes_the_same_hparam_keys_and_types():
+    jobs = [hparams_of(f"optimizer={o}", f"scheduler={s}") for o in OPTIMIZERS for s in SCHEDULERS]
+    keys = set(jobs[0])
+    assert all(set(h) == keys for h in jobs)
+    for key in keys:  # one kind per column (HParams stores numbers, bools, strings), as TensorBoard
+        kinds = {"number" if type(h[key]) in (int, float) else type(h[key]).__name__ for h in jobs}
+        assert len(kinds) == 1, key
+    sgd, adam = hparams_of("optimizer=sgd"), hparams_of("optimizer=adam", "scheduler=step")
+    assert (sgd["optimizer"], sgd["optimizer.momentum"], sgd["optimizer.betas"]) == ("SGD", 0.0, "")
+    assert adam["optimizer"] == "Adam" and math.isnan(adam["optimizer.momentum"])
+    assert adam["optimizer.betas"] == "[0.9, 0.999]"
+    assert (sgd["scheduler"], adam["scheduler"], adam["scheduler.step_size"]) == ("none", "StepLR", 10)
+    assert "optimizer._partial_" not in keys and "progress" not in keys
+
+
+def test_a_sweeper_never_gets_nan_from_a_diverged_run(tmp_path):
+    cfg = make_cfg("optimizer=sgd", "optimizer.lr=1e12", "epochs=1", "model.width=16", "batch_size=256")
+    metrics = run(cfg, tmp_path)
+    assert math.isnan(metrics["val/loss"])  # hydra-optuna-sweeper 1.3.0 would crash the study on NaN
+    assert objective(metrics, "val/loss") == math.inf
+    assert objective({"val/acc": float("nan")}, "val/acc") == -math.inf
+    assert objective({"val/loss": 0.25}, "val/loss") == 0.25
+
+
+def test_sweeper_direction_must_fit_the_monitor():
+    check_direction("minimize", "val/loss")
+    check_direction(None, "val/acc")
+    with pytest.raises(ConfigError, match="hydra.sweeper.direction=maximize"):
+        check_direction("minimize", "val/acc")
+
+
+def test_search_and_launcher_configs_compose():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        search = compose("config", ["+hparams_search=digits_optuna", "monitor=val/acc"],
+                         return_hydra_config=True)
+        slurm = compose("config", ["hydra/launcher=slurm"], return_hydra_config=True)
+        parallel = compose("config", ["hydra/launcher=parallel"], return_hydra_config=True)
+    sweeper = search.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    for key in sweeper.params:  # every searched key exists in the config
+        assert OmegaConf.select(search, key) is not None, key
+    assert {"sgd", "momentum", "adam"} <= set(OPTIMIZERS)
+    assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.gpus_per_node == 1
+    assert parallel.hydra.launcher._target_.endswith("JoblibLauncher") and parallel.hydra.launcher.n_jobs == 2
+
+
+def fake_job(sweep: Path, num: int, overrides: list[str]) -> Path:
+    """A job folder as Hydra lays it out: .hydra/ with the job's overrides and composed config."""
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(overrides), job / ".hydra" / "overrides.yaml")
+    OmegaConf.save(make_cfg(*overrides), job / ".hydra" / "config.yaml")
+    return job
+
+
+def test_report_of_a_sweep_with_finished_running_and_failed_jobs(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for num, lr in enumerate(("0.1", "0.001")):
+        overrides = ["optimizer=sgd", f"optimizer.lr={lr}", "epochs=2", "model.width=16"]
+        run(make_cfg(*overrides), fake_job(sweep, num, overrides))
+    failed = fake_job(sweep, 2, ["optimizer=sgd", "optimizer.lr=-1", "epochs=2"])
+    (failed / "trainer.log").write_text("[2026-01-01 00:00:00,000][trainer][ERROR] - error: optimizer.lr\n")
+    running = fake_job(sweep, 3, ["optimizer=sgd", "optimizer.lr=0.01", "epochs=2"])
+    logger = RunLogger(running)  # this process writes it: alive, so the job is running
+    logger.scalars({"val/loss": 1.5, "val/acc": 0.6}, 1)
+    logger.flush()
+
+    paths = report.report(sweep)
+    out = capsys.readouterr().out
+    jobs = {j.name: j for j in report.read_sweep(sweep)}
+    assert [jobs[n].status for n in "0123"] == ["completed", "completed", "failed", "running"]
+    assert jobs["3"].values == {"val/loss": 1.5, "val/acc": pytest.approx(0.6)} and jobs["3"].epochs == 1
+    finished = {n: read_metrics(sweep / n) for n in "01"}
+    best = min([("3", 1.5)] + [(n, m["val/loss"]) for n, m in finished.items()], key=lambda nv: nv[1])[0]
+    table = [line for line in out.splitlines() if line[6:7].isdigit()]
+    assert len(table) == 4 and [line.split()[:2] for line in table if line.startswith("*")] == [["*", best]]
+    assert "same in every job: optimizer=sgd" in out
+    with open(paths["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["job"] for r in rows] == ["0", "1", "2", "3"] and rows[0]["optimizer.lr"] == "0.1"
+    assert float(rows[0]["test/acc"]) == pytest.approx(finished["0"]["test/acc"])
+    for key in ("curves", "params"):
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_of_a_folder_that_is_not_a_sweep_is_one_paragraph(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        report.main([str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "is not a sweep" in err and "multirun/DATE/TIME" in err and "Traceback" not in err
+
+
+def test_eval_reproduces_the_test_metric_of_training(tmp_path, capsys):
+    metrics = run(make_cfg("epochs=3", "model.width=32", "optimizer.lr=0.01"), tmp_path)
+    ckpt = tmp_path / "checkpoints" / "best.pt"
+    again = trainer_eval.evaluate_checkpoint(trainer_eval.load(ckpt))
+    assert again["test/acc"] == metrics["test/acc"]
+    assert again["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
+    assert again["samples"] == 270
+    trainer_eval.main([f"ckpt={ckpt}", "split=val", f"json={tmp_path / 'eval.json'}"])
+    assert f"val/acc {metrics['val/acc']:.4f}" in capsys.readouterr().out  # best.pt: the best epoch
+    written = json.loads((tmp_path / "eval.json").read_text())
+    assert written["val/loss"] == pytest.approx(metrics["val/loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("content", [None, b"not a checkpoint", "dict"])
+def test_eval_of_a_missing_or_damaged_checkpoint_is_one_paragraph(tmp_path, capsys, content):
+    path = tmp_path / "best.pt"
+    if content == "dict":
+        torch.save({"weights": 1}, path)
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit) as exc:
+        trainer_eval.main([f"ckpt={path}"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "Traceback" not in err
+    assert ("does not exist", "cannot be read", "not a trainer checkpoint")[
+        [None, b"not a checkpoint", "dict"].index(content)] in err
+
+
+@pytest.mark.slow
+def test_imports_do_not_initialize_cuda():
+    """Launchers fork or spawn workers: importing the trainer must leave CUDA alone."""
+    code = ("import trainer.run, trainer.report, trainer.eval, trainer.sweep, torch; "
+            "assert not torch.cuda.is_initialized()")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_parallel_multirun_dashboard_and_report(tmp_path):
+    """4 jobs through the joblib launcher: 4 TensorBoard runs with the same hparam keys, a report."""
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", "hydra/launcher=parallel", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "epochs=1",
+               "model.width=16", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == ["0", "1", "2", "3"]
+
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+
+    mux = EventMultiplexer().AddRunsFromDirectory(str(sweep))  # what `tensorboard --logdir` loads
+    mux.Reload()
+    assert sorted(mux.Runs()) == jobs
+    hparams = [read_hparams(sweep / j) for j in jobs]
+    assert all(set(h) == set(hparams[0]) for h in hparams) and "optimizer.betas" in hparams[0]
+    assert sorted((h["optimizer"], h["optimizer.lr"]) for h in hparams) == [
+        ("Adam", 0.01), ("Adam", 0.1), ("SGD", 0.01), ("SGD", 0.1)]
+    for j in jobs:
+        metrics = declared_metrics(sweep / j)
+        assert metrics == ["best/val_loss", "test/loss", "best/val_acc", "test/acc"]
+        scalars = read_scalars(sweep / j)
+        assert scalars["test/acc"][0][1] == pytest.approx(read_metrics(sweep / j)["test/acc"])
+
+    started = time.time()
+    proc = subprocess.run([sys.executable, "-m", "trainer.report", str(sweep)], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("best  job"))
+    assert "optimizer" in lines[header] and "optimizer.lr" in lines[header] and "status" in lines[header]
+    rows = lines[header + 1 : header + 5]
+    assert [r.split()[1] if r.startswith("*") else r.split()[0] for r in rows] == jobs
+    assert sum(r.startswith("*") for r in rows) == 1 and all(r.endswith("completed") for r in rows)
+    assert (sweep / "report_curves.png").stat().st_mtime >= started - 1
+    assert (sweep / "report_params.png").is_file()
+    with open(sweep / "report.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4
+
+
+@pytest.mark.slow
+def test_optuna_search_of_three_trials(tmp_path):
+    sweep = tmp_path / "search"
+    proc = cli("-m", "+hparams_search=digits_optuna", "hydra.sweeper.n_trials=3", "epochs=1",
+               f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    values = [read_metrics(sweep / str(n))["val/loss"] for n in range(3)]
+    results = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert results.best_value == pytest.approx(min(values))
+    best = OmegaConf.load(sweep / str(values.index(min(values))) / ".hydra" / "overrides.yaml")
+    assert f"batch_size={results.best_params.batch_size}" in best
+    assert set(results.best_params) == {"optimizer", "optimizer.lr", "batch_size", "model.width"}
