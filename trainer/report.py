@@ -221,6 +221,7 @@ def _label(job: Job, keys: list[str]) -> str:
 def plot_curves(jobs: list[Job], keys: list[str], best: Job | None, monitor: str, path: Path) -> None:
     """The validation `monitor` per epoch of every job on one plot; the best job drawn thick."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, Agg when saving
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.add_subplot()
@@ -231,6 +232,7 @@ def plot_curves(jobs: list[Job], keys: list[str], best: Job | None, monitor: str
                     linewidth=3 if job is best else 1.2, zorder=3 if job is best else 2)
     ax.set(xlabel="epoch", ylabel=monitor, title=f"{monitor} of every job"
            + (f" (best: job {best.name})" if best else ""))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if any(j.curve for j in jobs):
         ax.legend(fontsize="small" if len(jobs) <= 12 else "xx-small", loc="best")
@@ -258,6 +260,7 @@ def plot_params(jobs: list[Job], keys: list[str], best: Job | None, monitor: str
             categories = list(dict.fromkeys(raw))
             xs = [categories.index(v) for v in raw]
             ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+            ax.set_xlim(-0.5, len(categories) - 0.5)
         elif xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
             ax.set_xscale("log")
         ax.scatter(xs, [j.score(monitor) for j in scored], color="tab:blue")
