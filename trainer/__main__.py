@@ -55,6 +55,10 @@ def main(cfg: DictConfig) -> float:
         # One job of a sweep: the other jobs go on; the job's log says why it failed.
         log.error(paragraph(str(exc)))
         return worst(cfg.monitor)
+    except Exception:
+        if multirun:  # Hydra keeps the error; put it in the job's log too
+            log.exception("job %s failed", hydra_cfg.job.num)
+        raise
     out = hydra_output_dir()
     if metrics["status"] == "interrupted":
         signum = signal.Signals[metrics.get("signal", "SIGTERM")]

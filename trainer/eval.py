@@ -93,6 +93,18 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
             "epoch": ckpt.get("epoch"), "data": cfg.data.name}
 
 
+def check_file_source(name: str, data: str) -> None:
+    """`data=FILE` sets `data.path`: only a data set read from a file has one."""
+    import inspect
+
+    from trainer.data import SOURCES
+
+    if name in SOURCES and "path" not in inspect.signature(SOURCES[name]).parameters:
+        raise ConfigError(f"data={data} gives a file, but the checkpoint's data set {name!r} is not read "
+                          "from a file (it has no data.path); evaluate a model trained on a file data set, "
+                          "or leave data= out to use the checkpoint's own data")
+
+
 def main(argv: list[str] | None = None) -> None:
     from trainer.checkpoint import write_json
 
@@ -105,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
             data_overrides.append(f"data.path={opts['data']}")
         split = opts["split"] or ("all" if opts["data"] else "test")
         ckpt = load(opts["ckpt"])
+        if opts["data"]:
+            check_file_source(ckpt["config"]["data"]["name"], opts["data"])
         metrics = evaluate_checkpoint(ckpt, split, data_overrides, opts["device"])
     except UserError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
