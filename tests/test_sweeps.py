@@ -46,11 +46,9 @@ def test_every_optimizer_and_scheduler_writes_the_same_hparam_keys_and_types():
     assert "optimizer._partial_" not in keys and "progress" not in keys
 
 
-def test_a_sweeper_never_gets_nan_from_a_diverged_run(tmp_path):
-    cfg = make_cfg("optimizer=sgd", "optimizer.lr=1e12", "epochs=1", "model.width=16", "batch_size=256")
-    metrics = run(cfg, tmp_path)
-    assert math.isnan(metrics["val/loss"])  # hydra-optuna-sweeper 1.3.0 would crash the study on NaN
-    assert objective(metrics, "val/loss") == math.inf
+def test_a_sweeper_never_gets_nan():
+    # hydra-optuna-sweeper 1.3.0 with optuna 2.10 crashes the whole study on a NaN value
+    assert objective({"val/loss": float("nan")}, "val/loss") == math.inf
     assert objective({"val/acc": float("nan")}, "val/acc") == -math.inf
     assert objective({"val/loss": 0.25}, "val/loss") == 0.25
 
@@ -207,14 +205,17 @@ def test_parallel_multirun_dashboard_and_report(tmp_path):
 
 
 @pytest.mark.slow
-def test_optuna_search_of_three_trials(tmp_path):
+def test_optuna_search_of_three_trials_survives_a_diverged_one(tmp_path):
     sweep = tmp_path / "search"
-    proc = cli("-m", "+hparams_search=digits_optuna", "hydra.sweeper.n_trials=3", "epochs=1",
-               f"hydra.sweep.dir={sweep}")
+    # With the search's sampler seed, trial 0 draws lr=1e12 and diverges; trials 1 and 2 train.
+    proc = cli("-m", "+hparams_search=digits_optuna", "hydra.sweeper.n_trials=3", "epochs=1", "optimizer=sgd",
+               "optimizer.lr=choice(0.05,1e12)", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
-    values = [read_metrics(sweep / str(n))["val/loss"] for n in range(3)]
+    jobs = [read_metrics(sweep / str(n)) for n in range(3)]
+    assert sorted(j["status"] for j in jobs) == ["completed", "completed", "diverged"]
+    values = [j["val/loss"] if j["status"] == "completed" else math.inf for j in jobs]
     results = OmegaConf.load(sweep / "optimization_results.yaml")
     assert results.best_value == pytest.approx(min(values))
     best = OmegaConf.load(sweep / str(values.index(min(values))) / ".hydra" / "overrides.yaml")
-    assert f"batch_size={results.best_params.batch_size}" in best
-    assert set(results.best_params) == {"optimizer", "optimizer.lr", "batch_size", "model.width"}
+    assert f"model.width={results.best_params['model.width']}" in best
+    assert set(results.best_params) == {"optimizer.lr", "batch_size", "model.width"}

@@ -90,7 +90,7 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
     metrics = evaluate(model, loss_function(splits.task), x.to(dev), y.to(dev),
                        classification=splits.task == "classification")
     return {**{f"{split}/{k}": v for k, v in metrics.items()}, "samples": len(x), "split": split,
-            "epoch": ckpt.get("epoch"), "data": cfg.data.name}
+            "epoch": (ckpt.get("fit") or {}).get("epoch", ckpt.get("epoch")), "data": cfg.data.name}
 
 
 def check_file_source(name: str, data: str) -> None:
