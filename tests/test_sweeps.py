@@ -219,3 +219,6 @@ def test_optuna_search_of_three_trials_survives_a_diverged_one(tmp_path):
     best = OmegaConf.load(sweep / str(values.index(min(values))) / ".hydra" / "overrides.yaml")
     assert f"model.width={results.best_params['model.width']}" in best
     assert set(results.best_params) == {"optimizer.lr", "batch_size", "model.width"}
+    jobs_seen = report.read_sweep(sweep)
+    assert [j.status for j in jobs_seen] == [j["status"] for j in jobs]
+    assert report.best_job(jobs_seen, "val/loss").name == str(values.index(min(values)))

@@ -25,6 +25,7 @@ from trainer.sweep import direction_of
 
 USAGE = "python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600]"
 METRICS = ("val/loss", "val/acc", "test/loss", "test/acc")
+NOT_BEST = ("failed", "diverged")  # statuses never marked best
 
 
 @dataclass
@@ -165,8 +166,11 @@ def sweep_monitor(jobs: list[Job]) -> str:
 
 
 def best_job(jobs: list[Job], monitor: str) -> Job | None:
-    """The job with the best finite validation `monitor`."""
-    scored = [j for j in jobs if math.isfinite(j.score(monitor))]
+    """The job with the best finite validation `monitor`, of those that did not fail or diverge.
+
+    A diverged job may have a good epoch before it blew up, but a sweeper counted it as the worst.
+    """
+    scored = [j for j in jobs if math.isfinite(j.score(monitor)) and j.status not in NOT_BEST]
     if not scored:
         return None
     pick = max if direction_of(monitor) == "maximize" else min
