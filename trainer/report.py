@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -98,15 +99,24 @@ def unfinished_status(job_dir: Path, now: float, stale_s: float) -> str:
     return "running" if now - newest < stale_s else "failed"
 
 
+def load_yaml(path: Path) -> Any:
+    """A file Hydra wrote into a job's .hydra/, as plain Python values."""
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as exc:  # YAML syntax errors come in several types
+        raise DataError(f"{path} cannot be read ({type(exc).__name__}: {exc}); Hydra writes it when the "
+                        "job starts: restore or delete that job folder") from exc
+
+
 def read_job(job_dir: Path, sweep_dir: Path, now: float, stale_s: float) -> Job:
     """One job's row, from metrics.json when it finished, else from its TensorBoard events."""
     from trainer.tb import scalar_events
 
     hydra_dir = job_dir / ".hydra"
-    config = OmegaConf.load(hydra_dir / "config.yaml") if (hydra_dir / "config.yaml").is_file() else {}
+    config = load_yaml(hydra_dir / "config.yaml") if (hydra_dir / "config.yaml").is_file() else {}
     monitor = str(config.get("monitor", "val/loss"))
     job = Job(name=str(job_dir.relative_to(sweep_dir)) if job_dir != sweep_dir else ".",
-              overrides=parse_overrides(OmegaConf.to_container(OmegaConf.load(hydra_dir / "overrides.yaml"))),
+              overrides=parse_overrides(load_yaml(hydra_dir / "overrides.yaml")),
               monitor=monitor, status="running", epochs_total=config.get("epochs"))
     events = scalar_events(job_dir) if any(job_dir.glob("events.out.tfevents.*")) else {}
     job.curve = [(e.step, e.value) for e in events.get(monitor, [])]
