@@ -66,7 +66,7 @@ def main(cfg: DictConfig) -> float:
              f"{out / 'checkpoints'}; continue it with the same arguments plus "
              f"hydra.run.dir={out} resume=true", 128 + signum.value)
     if metrics["status"] == "diverged":
-        message = (f"the run diverged: {metrics['reason']} (epoch {metrics['epochs'] + 1}). Lower "
+        message = (f"the run diverged: {metrics['reason']}. Lower "
                    f"optimizer.lr (now {cfg.optimizer.get('lr')}), or clip gradients; logs in {out}")
         if multirun:  # a failed trial: the worst value, since Optuna's sweeper crashes on NaN
             log.error(paragraph(message))
