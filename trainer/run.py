@@ -20,6 +20,7 @@ from models import MLP, count_parameters, resolve_widths
 from trainer.checkpoint import remove_stale_temporaries, save_checkpoint, write_json
 from trainer.config import validate
 from trainer.data import Splits, fit_preprocessor, load_source, make_splits
+from trainer.data.preprocess import WHITEN_EPS
 from trainer.device import resolve_device
 from trainer.errors import ConfigError
 from trainer.fit import FitState, fit
@@ -30,7 +31,8 @@ from trainer.signals import StopOnSignal
 
 log = logging.getLogger(__name__)
 
-SPLIT_KEYS = ("name", "val_fraction", "test_fraction", "split_seed", "preprocess")
+# Data keys that run() uses itself; every other data key is an option of the data set's loader.
+SPLIT_KEYS = ("name", "val_fraction", "test_fraction", "split_seed", "preprocess", "whiten_eps")
 SCHEDULER_KEYS = ("interval",)
 
 
@@ -46,7 +48,7 @@ def prepare_data(data: DictConfig) -> tuple[Splits, Any]:
                if k not in SPLIT_KEYS}
     source = load_source(data.name, **options)
     splits = make_splits(source, data.val_fraction, data.test_fraction, data.split_seed)
-    prep = fit_preprocessor(data.preprocess, splits.x_train)
+    prep = fit_preprocessor(data.preprocess, splits.x_train, eps=data.get("whiten_eps", WHITEN_EPS))
     splits.x_train, splits.x_val, splits.x_test = (
         prep(splits.x_train), prep(splits.x_val), prep(splits.x_test))
     return splits, prep
@@ -105,6 +107,9 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     resume_from = resume_path(cfg.resume, cfg.ckpt, out)
 
     splits, prep = prepare_data(cfg.data)
+    if splits.task == "regression" and str(cfg.monitor).endswith("acc"):
+        raise ConfigError(f"monitor={cfg.monitor} needs classes, but data {cfg.data.name!r} is a "
+                          "regression task; use monitor=val/loss")
     batch_size = len(splits.x_train) if cfg.batch_size == "full" else int(cfg.batch_size)
     if batch_size > len(splits.x_train):
         raise ConfigError(f"batch_size={batch_size} is larger than the training split "
