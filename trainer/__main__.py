@@ -31,7 +31,9 @@ def summary(metrics: dict, out_dir: Path) -> str:
 
 def fail(message: str, code: int) -> None:
     """One paragraph on stderr, then exit with `code`."""
-    print("error: " + textwrap.fill(message, width=100, subsequent_indent="  "), file=sys.stderr)
+    # Never break inside a word: file paths in the message must stay whole to be copied.
+    print("error: " + textwrap.fill(message, width=100, subsequent_indent="  ", break_long_words=False,
+                                    break_on_hyphens=False), file=sys.stderr)
     sys.exit(code)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -53,8 +54,10 @@ def load_csv(path: str | None = None, target: str | int | None = None, task: str
     try:
         with file.open(newline="", encoding="utf-8") as f:
             header = next(csv.reader(f, delimiter=delimiter), None)
-        values = np.loadtxt(file, delimiter=delimiter, skiprows=1, ndmin=2, comments=None,
-                            quotechar='"', encoding="utf-8", dtype=np.float64)
+        with warnings.catch_warnings():  # an empty table gets our own message below
+            warnings.simplefilter("ignore", UserWarning)
+            values = np.loadtxt(file, delimiter=delimiter, skiprows=1, ndmin=2, comments=None,
+                                quotechar='"', encoding="utf-8", dtype=np.float64)
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"data.path={path}: cannot read the file ({exc})") from exc
     except ValueError as exc:
@@ -105,5 +108,7 @@ def load_npz(path: str | None = None, task: str = "auto") -> Source:
             parts["y" + split], _ = resolve_task(arrays["y" + split], task, str(file), "y" + split)
     for name in [n for n in parts if n.startswith("x")]:
         x = parts[name]
+        if x.ndim == 0:
+            raise DataError(f"{file}: {name} is a single number; it must hold one row per sample")
         parts[name] = (x if x.ndim == 2 else x.reshape(len(x), -1)).astype(np.float32)  # images: flatten
     return Source(**parts, task=task)
