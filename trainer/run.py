@@ -42,12 +42,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_data(data: DictConfig) -> tuple[Splits, Any]:
-    """Load, split, and preprocess with statistics of the train split only."""
+def prepare_data(data: DictConfig, device: torch.device | str = "cpu") -> tuple[Splits, Any]:
+    """Load, split, and preprocess with statistics of the train split only, on `device`."""
     options = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items()
                if k not in SPLIT_KEYS}
     source = load_source(data.name, **options)
-    splits = make_splits(source, data.val_fraction, data.test_fraction, data.split_seed)
+    splits = make_splits(source, data.val_fraction, data.test_fraction, data.split_seed, device)
     prep = fit_preprocessor(data.preprocess, splits.x_train, eps=data.get("whiten_eps", WHITEN_EPS))
     splits.x_train, splits.x_val, splits.x_test = (
         prep(splits.x_train), prep(splits.x_val), prep(splits.x_test))
@@ -106,7 +106,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     resume_from = resume_path(cfg.resume, cfg.ckpt, out)
 
-    splits, prep = prepare_data(cfg.data)
+    splits, prep = prepare_data(cfg.data, device)
     if splits.task == "regression" and str(cfg.monitor).endswith("acc"):
         raise ConfigError(f"monitor={cfg.monitor} needs classes, but data {cfg.data.name!r} is a "
                           "regression task; use monitor=val/loss")
@@ -115,7 +115,6 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
         raise ConfigError(f"batch_size={batch_size} is larger than the training split "
                           f"({len(splits.x_train)} samples); use at most {len(splits.x_train)} "
                           "or batch_size=full")
-    splits = splits.to(device)
     model = build_model(cfg, splits).to(device)
     optimizer = instantiate_checked(cfg.optimizer, "optimizer", model.parameters())
     scheduler = build_scheduler(cfg.scheduler, optimizer)

@@ -47,7 +47,7 @@ def _read(name: str, root: Path, download: bool) -> dict[str, torch.Tensor]:
     try:
         sets = [cls(str(root), train=train, download=download and not present) for train in (True, False)]
     except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ValueError ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         if present:
             raise DataError(f"data set {name!r}: the files in {folder} could not be read ({reason}); "
                             "delete them to download them again") from exc
