@@ -106,8 +106,8 @@ def test_default_root_and_environment_variable(tmp_path, monkeypatch):
 def test_mnist_run_from_trainer_data(cfg_factory, tmp_path, monkeypatch):
     write_mnist(tmp_path / "data")
     monkeypatch.setenv("TRAINER_DATA", str(tmp_path / "data"))
-    metrics = run(cfg_factory("data=mnist", "data.download=false", "epochs=2", "model.width=16"),
-                  out_dir=tmp_path / "run")
+    metrics = run(cfg_factory("data=mnist", "data.download=false", "epochs=2", "model.width=16",
+                              "batch_size=16"), out_dir=tmp_path / "run")
     assert metrics == read_metrics(tmp_path / "run")
-    assert metrics["steps"] == 2 * 1  # 54 training images, batch_size 64
+    assert metrics["steps"] == 2 * 4  # 54 training images in batches of 16
     assert metrics["params"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
