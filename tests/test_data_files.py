@@ -40,6 +40,16 @@ def test_csv_other_delimiter_and_quotes(tmp_path):
     assert np.allclose(src.x[:, 0], [1.5, 2.5]) and list(src.y) == [0, 1]
 
 
+def test_csv_from_a_spreadsheet_bom_crlf_blank_lines(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfa,b,label\r\n1,2,0\r\n\r\n3,4,1\r\n5,nan,1\r\n")
+    with pytest.raises(DataError, match="line 5, column 'b': nan is not a finite number"):
+        load_source("csv", path=str(path), target="label")
+    path.write_bytes(b"\xef\xbb\xbfa,b,label\r\n1,2,0\r\n\r\n3,4,1\r\n")
+    src = load_source("csv", path=str(path), target="a", task="regression")  # despite the BOM
+    assert src.y.tolist() == [1, 3] and src.x.tolist() == [[2, 0], [4, 1]]
+
+
 @pytest.mark.parametrize("rows,message", [
     (["1,2,0", "3,abc,1"], "line 3, column 'b': 'abc' is not a number"),
     (["1,2,0", "3,,1"], "line 3, column 'b': '' is not a number"),

@@ -1,6 +1,7 @@
 """torchvision image sets read from IDX files written here, in torchvision's raw layout (no network)."""
 
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +112,27 @@ def test_mnist_run_from_trainer_data(cfg_factory, tmp_path, monkeypatch):
     assert metrics == read_metrics(tmp_path / "run")
     assert metrics["steps"] == 2 * 4  # 54 training images in batches of 16
     assert metrics["params"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
+
+
+def test_cifar10_read_through_torchvision(tmp_path, monkeypatch):
+    """CIFAR-10's pickled batches; only torchvision's md5 check of the real files is bypassed."""
+    import pickle
+
+    import torchvision.datasets.cifar
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batches[name] = {"data": rng.integers(0, 256, size=(4, 3072), dtype=np.uint8),
+                         "labels": list(rng.permutation(10)[:4])}
+        (folder / name).write_bytes(pickle.dumps(batches[name]))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(i) for i in range(10)]}))
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity",
+                        lambda path, md5=None: Path(path).is_file())
+    src = load_source("cifar10", root=str(tmp_path), download=False)
+    assert src.x.shape == (20, 3072) and src.x_test.shape == (4, 3072) and src.x.dtype == np.uint8
+    first = batches["data_batch_1"]["data"][0].reshape(3, 32, 32).transpose(1, 2, 0).reshape(-1)
+    assert np.array_equal(src.x[0], first)  # channels last, as torchvision's .data holds them
+    assert list(src.y[:4]) == batches["data_batch_1"]["labels"]

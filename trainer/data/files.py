@@ -28,7 +28,7 @@ def readable(path: str | None, example: str) -> Path:
 
 def _find_bad_cell(file: Path, delimiter: str, columns: list[str]) -> str:
     """Where the CSV first stops being a table of finite numbers: line, column, value."""
-    with file.open(newline="", encoding="utf-8") as f:
+    with file.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
         next(reader)
         for row in reader:
@@ -52,12 +52,12 @@ def load_csv(path: str | None = None, target: str | int | None = None, task: str
     """A CSV table: a header row, then numbers; `target` names the label column (default: the last)."""
     file = readable(path, "data=csv data.path=table.csv data.target=label")
     try:
-        with file.open(newline="", encoding="utf-8") as f:
+        with file.open(newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f, delimiter=delimiter), None)
         with warnings.catch_warnings():  # an empty table gets our own message below
             warnings.simplefilter("ignore", UserWarning)
             values = np.loadtxt(file, delimiter=delimiter, skiprows=1, ndmin=2, comments=None,
-                                quotechar='"', encoding="utf-8", dtype=np.float64)
+                                quotechar='"', encoding="utf-8-sig", dtype=np.float64)
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"data.path={path}: cannot read the file ({exc})") from exc
     except ValueError as exc:
