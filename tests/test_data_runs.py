@@ -4,11 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import cli, read_metrics, read_scalars
+from trainer.checkpoint import load_checkpoint
 from trainer.config import config_dir
 from trainer.errors import ConfigError, DataError
-from trainer.run import run
+from trainer.run import build_model, prepare_data, run
 
 NEEDS_FILES = {"mnist", "fashion_mnist", "kmnist", "cifar10", "csv", "npz"}
 GENERATED = sorted(p.stem for p in (Path(config_dir()) / "data").glob("*.yaml") if p.stem not in NEEDS_FILES)
@@ -21,8 +23,8 @@ def test_every_generated_data_config_trains(cfg_factory, tmp_path, name):
 
 
 def test_regression_trains_with_mse_and_its_loss_falls(cfg_factory, tmp_path):
-    metrics = run(cfg_factory("data=regression", "data.noise=0.05", "epochs=15", "optimizer.lr=0.01"),
-                  out_dir=tmp_path)
+    cfg = cfg_factory("data=regression", "data.noise=0.05", "epochs=15", "optimizer.lr=0.01")
+    metrics = run(cfg, out_dir=tmp_path)
     assert metrics == read_metrics(tmp_path)
     assert {"val/loss", "test/loss", "train/loss"} <= set(metrics)
     assert not [k for k in metrics if k.endswith("acc")]
@@ -30,6 +32,13 @@ def test_regression_trains_with_mse_and_its_loss_falls(cfg_factory, tmp_path):
     assert losses[-1] < 0.2 * losses[0]
     # y has variance about 0.5: predicting its mean would score that; the MLP does far better.
     assert metrics["test/loss"] < 0.1
+    # test/loss is the mean squared error of the best model on the test split.
+    splits, _ = prepare_data(cfg.data)
+    model = build_model(cfg, splits)
+    model.load_state_dict(load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"])
+    with torch.no_grad():
+        mse = ((model.eval()(splits.x_test).squeeze(1) - splits.y_test) ** 2).mean().item()
+    assert mse == pytest.approx(metrics["test/loss"], rel=1e-4)
 
 
 def test_regression_summary_has_no_accuracy(cfg_factory, tmp_path):
