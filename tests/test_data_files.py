@@ -56,6 +56,7 @@ def test_csv_from_a_spreadsheet_bom_crlf_blank_lines(tmp_path):
     (["1,2,0", "1,2,1", "nan,4,1"], "line 4, column 'a': nan is not a finite number"),
     (["1,2,0", "inf,4,1"], "line 3, column 'a': inf is not a finite number"),
     (["1,2,0", "1,2"], "line 3 has 2 cells but the header has 3 columns"),
+    (["1,2", "3,4"], "line 2 has 2 cells but the header has 3 columns"),
 ])
 def test_csv_bad_cell_names_file_line_and_column(tmp_path, rows, message):
     path = write_csv(tmp_path / "bad.csv", rows)
@@ -152,3 +153,6 @@ def test_npz_that_is_not_an_archive(tmp_path):
     path.write_text("x,y\n1,2\n")
     with pytest.raises(DataError, match="cannot read it as an .npz archive"):
         load_source("npz", path=str(path))
+    np.save(tmp_path / "x.npy", np.ones((3, 2)))
+    with pytest.raises(DataError, match="holds a single array"):
+        load_source("npz", path=str(tmp_path / "x.npy"))

@@ -67,6 +67,8 @@ def load_csv(path: str | None = None, target: str | int | None = None, task: str
     columns = [c.strip() for c in header or []]
     if not columns or values.size == 0:
         raise DataError(f"{file} has no data rows; it needs a header row, then one row per sample")
+    if values.shape[1] != len(columns):
+        raise DataError(f"{_find_bad_cell(file, delimiter, columns)}; every row needs one cell per column")
     if target is None:
         t = len(columns) - 1
     elif str(target) in columns:
@@ -88,7 +90,11 @@ def load_npz(path: str | None = None, task: str = "auto") -> Source:
     """Arrays `x` and `y` (and optionally `x_val`/`y_val`, `x_test`/`y_test`) saved with numpy.savez."""
     file = readable(path, "data=npz data.path=arrays.npz")
     try:
-        with np.load(file, allow_pickle=False) as z:
+        loaded = np.load(file, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"{file} holds a single array; save x and y together with "
+                            "numpy.savez(path, x=x, y=y)")
+        with loaded as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"data.path={path}: cannot read it as an .npz archive of numeric arrays "
