@@ -11,7 +11,9 @@ from trainer.errors import ConfigError
 
 def paragraph(message: str) -> str:
     """An error message as the one paragraph the user reads."""
-    return "error: " + textwrap.fill(message, width=100, subsequent_indent="  ")
+    # Never break inside a word: file paths in the message must stay whole to be copied.
+    return "error: " + textwrap.fill(message, width=100, subsequent_indent="  ",
+                                     break_long_words=False, break_on_hyphens=False)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from models.mlp import ACTIVATIONS, BIAS_INITS, INITS
+from trainer.data.base import TASKS
 from trainer.data.preprocess import PREPROCESS
 from trainer.device import DEVICES
 from trainer.errors import ConfigError
@@ -111,5 +112,32 @@ def validate(cfg: DictConfig) -> None:
     lr = cfg.optimizer.get("lr")
     if lr is not None:
         _positive("optimizer.lr", lr, float)
-    _choice("data.preprocess", cfg.data.preprocess, PREPROCESS)
+    validate_data(cfg.data)
     _choice("scheduler.interval", cfg.scheduler.interval, ("epoch", "step"))
+
+
+def validate_data(d: DictConfig) -> None:
+    """The data keys; a data set's loader sees only those its config file has (see configs/data/)."""
+    _choice("data.preprocess", d.preprocess, PREPROCESS)
+    if "whiten_eps" in d:
+        _positive("data.whiten_eps", d.whiten_eps, float)
+    if "task" in d:
+        _choice("data.task", d.task, ("auto", *TASKS))
+    for key in ("n_samples", "dim"):
+        if key in d:
+            _positive(f"data.{key}", d[key])
+    if "classes" in d and not (isinstance(d.classes, int) and d.classes >= 2):
+        raise ConfigError(f"data.classes={d.classes!r} must be a whole number >= 2")
+    if "noise" in d and not (isinstance(d.noise, int | float) and d.noise >= 0):
+        raise ConfigError(f"data.noise={d.noise!r} must be a number >= 0 (the std of the noise)")
+    if "factor" in d and not (isinstance(d.factor, int | float) and 0 < d.factor < 1):
+        raise ConfigError(f"data.factor={d.factor!r} must lie in (0, 1): the inner circle's radius")
+    if "seed" in d and not (isinstance(d.seed, int) and d.seed >= 0):
+        raise ConfigError(f"data.seed={d.seed!r} must be a whole number >= 0")
+    if "download" in d:
+        _choice("data.download", d.download, (True, False))
+    if "path" in d and not d.path:
+        raise ConfigError(f"data.path is required for data={d.name}: give the file, "
+                          f"e.g. data={d.name} data.path=my_data.{d.name}")
+    if "delimiter" in d and not (isinstance(d.delimiter, str) and len(d.delimiter) == 1):
+        raise ConfigError(f"data.delimiter={d.delimiter!r} must be one character, e.g. ',' or ';'")

@@ -69,7 +69,7 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
             raise ConfigError(f"cannot apply {data_overrides} to the checkpoint's data config "
                               f"({exc}); write them as data.KEY=VALUE") from exc
     dev = resolve_device(device)
-    splits, _ = prepare_data(cfg.data, ckpt["preprocess"])
+    splits, _ = prepare_data(cfg.data, prep_state=ckpt["preprocess"])
     if split == "all":
         x = torch.cat([splits.x_train, splits.x_val, splits.x_test])
         y = torch.cat([splits.y_train, splits.y_val, splits.y_test])

@@ -20,7 +20,7 @@ from models import MLP, count_parameters, resolve_widths
 from trainer.checkpoint import remove_stale_temporaries, save_checkpoint, write_json
 from trainer.config import config_dir, validate
 from trainer.data import Splits, fit_preprocessor, load_source, make_splits
-from trainer.data.preprocess import load_preprocessor
+from trainer.data.preprocess import WHITEN_EPS, check_compatible, load_preprocessor
 from trainer.device import resolve_device
 from trainer.errors import ConfigError
 from trainer.fit import FitState, fit
@@ -31,7 +31,8 @@ from trainer.signals import StopOnSignal
 
 log = logging.getLogger(__name__)
 
-SPLIT_KEYS = ("name", "val_fraction", "test_fraction", "split_seed", "preprocess")
+# Data keys that run() uses itself; every other data key is an option of the data set's loader.
+SPLIT_KEYS = ("name", "val_fraction", "test_fraction", "split_seed", "preprocess", "whiten_eps")
 SCHEDULER_KEYS = ("interval",)
 
 
@@ -41,14 +42,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_data(data: DictConfig, prep_state: dict | None = None) -> tuple[Splits, Any]:
-    """Load, split, and preprocess with statistics of the train split only (or saved ones)."""
+def prepare_data(data: DictConfig, device: torch.device | str = "cpu",
+                 prep_state: dict | None = None) -> tuple[Splits, Any]:
+    """Load, split, and preprocess on `device` with statistics of the train split only (or the
+    saved statistics `prep_state` of a checkpoint)."""
     options = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items()
                if k not in SPLIT_KEYS}
     source = load_source(data.name, **options)
-    splits = make_splits(source, data.val_fraction, data.test_fraction, data.split_seed)
-    prep = (fit_preprocessor(data.preprocess, splits.x_train) if prep_state is None
-            else load_preprocessor(prep_state))
+    splits = make_splits(source, data.val_fraction, data.test_fraction, data.split_seed, device)
+    if prep_state is None:
+        prep = fit_preprocessor(data.preprocess, splits.x_train, eps=data.get("whiten_eps", WHITEN_EPS))
+    else:
+        check_compatible(prep_state, splits.x_train)
+        prep = load_preprocessor(prep_state)
     splits.x_train, splits.x_val, splits.x_test = (
         prep(splits.x_train), prep(splits.x_val), prep(splits.x_test))
     return splits, prep
@@ -106,13 +112,15 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     resume_from = resume_path(cfg.resume, cfg.ckpt, out)
 
-    splits, prep = prepare_data(cfg.data)
+    splits, prep = prepare_data(cfg.data, device)
+    if splits.task == "regression" and str(cfg.monitor).endswith("acc"):
+        raise ConfigError(f"monitor={cfg.monitor} needs classes, but data {cfg.data.name!r} is a "
+                          "regression task; use monitor=val/loss")
     batch_size = len(splits.x_train) if cfg.batch_size == "full" else int(cfg.batch_size)
     if batch_size > len(splits.x_train):
         raise ConfigError(f"batch_size={batch_size} is larger than the training split "
                           f"({len(splits.x_train)} samples); use at most {len(splits.x_train)} "
                           "or batch_size=full")
-    splits = splits.to(device)
     model = build_model(cfg, splits).to(device)
     optimizer = instantiate_checked(cfg.optimizer, "optimizer", model.parameters())
     scheduler = build_scheduler(cfg.scheduler, optimizer)

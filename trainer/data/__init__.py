@@ -1,7 +1,14 @@
 """Data: load a source, split it into train/val/test, preprocess with train statistics only."""
 
-from trainer.data.preprocess import Standardizer, fit_preprocessor
-from trainer.data.sources import SOURCES, Source, load_source
+from trainer.data.base import Source
+from trainer.data.preprocess import (
+    Standardizer,
+    Whitener,
+    check_compatible,
+    fit_preprocessor,
+    load_preprocessor,
+)
+from trainer.data.sources import SOURCES, load_source
 from trainer.data.split import Splits, make_splits
 
 __all__ = [
@@ -9,7 +16,10 @@ __all__ = [
     "Source",
     "Splits",
     "Standardizer",
+    "Whitener",
+    "check_compatible",
     "fit_preprocessor",
+    "load_preprocessor",
     "load_source",
     "make_splits",
 ]

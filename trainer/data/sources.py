@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
+from trainer.data.base import TASKS, Source, check_source
+from trainer.data.files import load_csv, load_npz
+from trainer.data.synthetic import SYNTHETIC
+from trainer.data.vision import VISION, load_vision
 from trainer.errors import ConfigError
 
-TASKS = ("classification", "regression")
-
-
-@dataclass
-class Source:
-    """Features and targets as numpy arrays, with the data set's own splits where it has them."""
-
-    x: np.ndarray  # (N, D) float
-    y: np.ndarray  # (N,) int64 labels or (N,) / (N, K) float targets
-    task: str
-    x_test: np.ndarray | None = None
-    y_test: np.ndarray | None = None
-    x_val: np.ndarray | None = None
-    y_val: np.ndarray | None = None
+__all__ = ["SOURCES", "TASKS", "Source", "load_source"]
 
 
 def load_digits() -> Source:
@@ -36,11 +27,17 @@ def load_digits() -> Source:
     )
 
 
-SOURCES: dict[str, Callable[..., Source]] = {"digits": load_digits}
+SOURCES: dict[str, Callable[..., Source]] = {
+    "digits": load_digits,
+    **{name: partial(load_vision, name) for name in VISION},
+    "csv": load_csv,
+    "npz": load_npz,
+    **SYNTHETIC,
+}
 
 
 def load_source(name: str, **options) -> Source:
-    """Load the source registered as `name` with its own options (e.g. a path)."""
+    """Load the source registered as `name` with its own options (e.g. a path), and check it."""
     if name not in SOURCES:
         raise ConfigError(f"data.name={name!r} is not a known data set; choose one of {sorted(SOURCES)}")
     loader = SOURCES[name]
@@ -51,4 +48,6 @@ def load_source(name: str, **options) -> Source:
             f"data.{unknown[0]} is not an option of data set {name!r}; "
             f"it takes {sorted(accepted) or 'no options'} besides the split keys"
         )
-    return loader(**options)
+    source = loader(**options)
+    check_source(source, str(options.get("path") or f"data set {name!r}"))
+    return source

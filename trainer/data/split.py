@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainer.data.sources import Source
+from trainer.data.base import Source
 from trainer.errors import ConfigError, DataError
 
 
@@ -49,10 +49,12 @@ def _carve(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarra
     return perm[k:], perm[:k]
 
 
-def make_splits(source: Source, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+def make_splits(source: Source, val_fraction: float, test_fraction: float, seed: int,
+                device: torch.device | str = "cpu") -> Splits:
     """Use the source's own val/test splits where it has them, else carve them from its data.
 
     Fractions are of the whole data set: 0.8/0.1/0.1 for val_fraction=test_fraction=0.1.
+    The tensors are made on `device`; compact (uint8) features travel before they become float32.
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ConfigError(
@@ -83,15 +85,19 @@ def make_splits(source: Source, val_fraction: float, test_fraction: float, seed:
     classification = source.task == "classification"
     num_classes = int(max(y.max(), y_val.max(), y_test.max())) + 1 if classification else 0
 
+    def features(a: np.ndarray) -> torch.Tensor:
+        t = torch.as_tensor(a).to(device).to(torch.float32)
+        return t if source.x_scale == 1 else t * source.x_scale  # e.g. uint8 pixels -> [0, 1]
+
     def target(a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(a, dtype=torch.int64 if classification else torch.float32)
+        return torch.as_tensor(a, dtype=torch.int64 if classification else torch.float32).to(device)
 
     return Splits(
-        x_train=torch.as_tensor(x, dtype=torch.float32),
+        x_train=features(x),
         y_train=target(y),
-        x_val=torch.as_tensor(x_val, dtype=torch.float32),
+        x_val=features(x_val),
         y_val=target(y_val),
-        x_test=torch.as_tensor(x_test, dtype=torch.float32),
+        x_test=features(x_test),
         y_test=target(y_test),
         task=source.task,
         num_classes=num_classes,

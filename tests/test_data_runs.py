@@ -1,0 +1,123 @@
+"""Each data kind through run(cfg): regression with MSE, bad data stopped before any output."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import cli, read_metrics, read_scalars
+from trainer.checkpoint import load_checkpoint
+from trainer.config import config_dir
+from trainer.errors import ConfigError, DataError
+from trainer.run import build_model, prepare_data, run
+
+NEEDS_FILES = {"mnist", "fashion_mnist", "kmnist", "cifar10", "csv", "npz"}
+GENERATED = sorted(p.stem for p in (Path(config_dir()) / "data").glob("*.yaml") if p.stem not in NEEDS_FILES)
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_every_generated_data_config_trains(cfg_factory, tmp_path, name):
+    metrics = run(cfg_factory(f"data={name}", "epochs=1", "model.width=16"), out_dir=tmp_path)
+    assert metrics["status"] == "completed"
+
+
+def test_regression_trains_with_mse_and_its_loss_falls(cfg_factory, tmp_path):
+    cfg = cfg_factory("data=regression", "data.noise=0.05", "epochs=15", "optimizer.lr=0.01")
+    metrics = run(cfg, out_dir=tmp_path)
+    assert metrics == read_metrics(tmp_path)
+    assert {"val/loss", "test/loss", "train/loss"} <= set(metrics)
+    assert not [k for k in metrics if k.endswith("acc")]
+    losses = [v for _, v in read_scalars(tmp_path)["train/loss"]]
+    assert losses[-1] < 0.2 * losses[0]
+    # y has variance about 0.5: predicting its mean would score that; the MLP does far better.
+    assert metrics["test/loss"] < 0.1
+    # test/loss is the mean squared error of the best model on the test split.
+    splits, _ = prepare_data(cfg.data)
+    model = build_model(cfg, splits)
+    model.load_state_dict(load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"])
+    with torch.no_grad():
+        mse = ((model.eval()(splits.x_test).squeeze(1) - splits.y_test) ** 2).mean().item()
+    assert mse == pytest.approx(metrics["test/loss"], rel=1e-4)
+
+
+def test_regression_summary_has_no_accuracy(cfg_factory, tmp_path):
+    from trainer.__main__ import summary
+
+    metrics = run(cfg_factory("data=regression", "epochs=1"), out_dir=tmp_path)
+    text = summary(metrics, tmp_path)
+    assert "test/loss" in text and "acc" not in text
+
+
+def test_monitor_accuracy_on_regression_is_a_config_error(cfg_factory, tmp_path):
+    with pytest.raises(ConfigError, match="monitor=val/acc .* regression"):
+        run(cfg_factory("data=regression", "monitor=val/acc"), out_dir=tmp_path)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_csv_and_npz_train(cfg_factory, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    lines = ["f1,f2,f3,cls"] + [f"{a:.5f},{b:.5f},{c:.5f},{t}" for (a, b, c), t in zip(x, y, strict=True)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    m = run(cfg_factory("data=csv", f"data.path={tmp_path / 't.csv'}", "data.target=cls", "epochs=20"),
+            out_dir=tmp_path / "csv")
+    assert m["test/acc"] > 0.85
+    np.savez(tmp_path / "d.npz", x=x[:150], y=x[:150, 0] * 2.0, x_test=x[150:], y_test=x[150:, 0] * 2.0)
+    m = run(cfg_factory("data=npz", f"data.path={tmp_path / 'd.npz'}", "epochs=20",
+                        "data.preprocess=whiten_pca"), out_dir=tmp_path / "npz")
+    assert "test/acc" not in m and m["test/loss"] < 0.5
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.task=labels", "data.task"),
+    ("data.preprocess=pca", "whiten_zca"),
+    ("data.whiten_eps=0", "data.whiten_eps"),
+    ("data.n_samples=0", "data.n_samples"),
+    ("data.noise=-1", "data.noise"),
+    ("data.classes=1", "data.classes"),
+    ("data.dim=0", "data.dim"),
+    ("data.seed=-3", "data.seed"),
+])
+def test_bad_data_values_rejected(cfg_factory, tmp_path, override, message):
+    group = "data=csv" if override.startswith("data.task") else "data=regression"
+    if override.startswith("data.classes"):
+        group = "data=spirals"
+    with pytest.raises(ConfigError, match=message):
+        run(cfg_factory(group, override), out_dir=tmp_path)
+
+
+def test_file_data_needs_a_path(cfg_factory, tmp_path):
+    with pytest.raises(ConfigError, match="data.path is required for data=npz"):
+        run(cfg_factory("data=npz"), out_dir=tmp_path)
+
+
+def test_bad_file_stops_before_anything_is_written(cfg_factory, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,0\n2,x\n")
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match="line 3, column 'b'"):
+        run(cfg_factory("data=csv", f"data.path={bad}"), out_dir=out)
+    assert not (out / "metrics.json").exists() and not (out / "checkpoints").exists()
+    assert not list(out.glob("events.*"))
+
+
+@pytest.mark.slow
+def test_cli_bad_csv_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,y\n1,2,0\n3,oops,1\n")
+    proc = cli(f"hydra.run.dir={tmp_path / 'run'}", "data=csv", f"data.path={bad}", "data.target=y")
+    assert proc.returncode == 2
+    assert "line 3, column 'b': 'oops' is not a number" in " ".join(proc.stderr.split())
+    assert str(bad) in proc.stderr  # whole, not broken across lines
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_cli_mnist_without_files_or_network_exits_2(tmp_path):
+    proc = cli(f"hydra.run.dir={tmp_path / 'run'}", "data=mnist", "data.download=false",
+               env={"TRAINER_DATA": str(tmp_path / "data")})
+    assert proc.returncode == 2
+    assert str(tmp_path / "data" / "MNIST" / "raw") in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "checkpoints").exists()
