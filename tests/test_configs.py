@@ -3,8 +3,9 @@
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from trainer.config import config_dir
+from trainer.config import FULL_BATCH_ADVISED, FULL_BATCH_ONLY, config_dir
 from trainer.run import run
 
 CONFIGS = Path(config_dir())
@@ -16,7 +17,11 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("name", options("optimizer"))
 def test_optimizer_trains(cfg_factory, tmp_path, name):
-    metrics = run(cfg_factory(f"optimizer={name}", "epochs=2"), out_dir=tmp_path)
+    target = OmegaConf.load(CONFIGS / "optimizer" / f"{name}.yaml")["_target_"]
+    # Full-batch methods make one update per epoch: give them a few more epochs.
+    full_batch = target in FULL_BATCH_ONLY + FULL_BATCH_ADVISED
+    regime = ["batch_size=full", "epochs=5"] if full_batch else ["epochs=2"]
+    metrics = run(cfg_factory(f"optimizer={name}", *regime), out_dir=tmp_path)
     assert metrics["status"] == "completed" and metrics["val/acc"] > 0.2
 
 

@@ -63,3 +63,14 @@ def test_bad_choices_rejected():
         MLP(4, 2, [8], activation="relux")
     with pytest.raises(ValueError, match="init"):
         MLP(4, 2, [8], init="he")
+
+
+def test_bias_init_default_and_zero():
+    torch.manual_seed(0)
+    bias = MLP(400, 10, [300], bias_init="default").net[0].bias
+    # PyTorch's default bias is uniform(-1/sqrt(M), 1/sqrt(M)) with M the fan-in.
+    assert bias.abs().max().item() <= 1 / math.sqrt(400) and bias.abs().min().item() >= 0
+    assert bias.var().item() == pytest.approx(1 / (3 * 400), rel=0.3)
+    for init in ("default", "xavier", "kaiming", "normal"):
+        model = MLP(6, 2, [8, 8], init=init, bias_init="zero")
+        assert all(m.bias.abs().sum().item() == 0 for m in model.modules() if isinstance(m, nn.Linear))

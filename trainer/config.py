@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from models.mlp import ACTIVATIONS, BIAS_INITS, INITS
+from trainer.averaging import AVERAGING
 from trainer.data.base import TASKS
 from trainer.data.preprocess import PREPROCESS
 from trainer.device import DEVICES
 from trainer.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 TEST_ON = ("best", "last")
+# Full-batch methods: L-BFGS's line search needs the same loss at every evaluation (rejected with
+# minibatches); Rprop's sign rule is defeated by minibatch noise (a warning).
+FULL_BATCH_ONLY = ("torch.optim.LBFGS",)
+FULL_BATCH_ADVISED = ("torch.optim.Rprop",)
+# Optimizer and scheduler arguments that take words; every other argument is a number, a list of
+# numbers, a bool or null (torch checks the ranges; run() reports its complaints as ConfigError).
+WORD_ARGS = ("_target_", "interval", "line_search_fn", "mode", "threshold_mode")
 
 
 def config_dir() -> str:
@@ -72,6 +83,67 @@ def _positive(key: str, value: object, kind: type = int) -> None:
         raise ConfigError(f"{key}={value!r} must be a positive {kind.__name__}")
 
 
+def _optional(key: str, value: object, kind: type = int) -> None:
+    if value is not None:
+        _positive(key, value, kind)
+
+
+def _at_least(key: str, value: object, low: float, below: float = float("inf")) -> None:
+    ok = isinstance(value, float | int) and not isinstance(value, bool) and low <= value < below
+    if not ok:
+        raise ConfigError(f"{key}={value!r} must be a number in [{low}, {below})")
+
+
+def _whole(key: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{key}={value!r} must be a whole number >= 0")
+
+
+def validate_optimization(cfg: DictConfig) -> None:
+    """The optimizer/batch pairing, schedule, warm-up, averaging and stopping keys."""
+    for group in ("optimizer", "scheduler"):
+        for key, value in cfg[group].items():
+            if isinstance(value, str) and key not in WORD_ARGS:
+                raise ConfigError(f"{group}.{key}={value!r} must be a number")
+    target = cfg.optimizer.get("_target_")
+    if target in FULL_BATCH_ONLY and cfg.batch_size != "full":
+        raise ConfigError(f"optimizer {target} is a full-batch method but batch_size={cfg.batch_size}; "
+                          "set batch_size=full")
+    if target in FULL_BATCH_ADVISED and cfg.batch_size != "full":
+        log.warning("optimizer %s is a full-batch method: with batch_size=%s its sign-based step "
+                    "sizes follow minibatch noise; set batch_size=full for the method as designed",
+                    target, cfg.batch_size)
+    _choice("scheduler.interval", cfg.scheduler.interval, ("epoch", "step"))
+    plateau = str(cfg.scheduler.get("_target_", "")).endswith("ReduceLROnPlateau")
+    if plateau and cfg.scheduler.interval != "epoch":
+        raise ConfigError("scheduler=plateau reads the validation loss once an epoch: "
+                          f"scheduler.interval={cfg.scheduler.interval!r} must be 'epoch'")
+    _whole("warmup_steps", cfg.warmup_steps)
+    if not (isinstance(cfg.warmup_start_factor, float | int) and 0 < cfg.warmup_start_factor <= 1):
+        raise ConfigError(f"warmup_start_factor={cfg.warmup_start_factor!r} must lie in (0, 1]")
+    _optional("grad_clip", cfg.grad_clip, float)
+    _optional("max_steps", cfg.max_steps)
+    _optional("early_stopping.patience", cfg.early_stopping.patience)
+    _at_least("early_stopping.min_delta", cfg.early_stopping.min_delta, 0)
+
+    avg = cfg.averaging
+    _choice("averaging.kind", avg.kind, AVERAGING)
+    if avg.kind == "none":
+        return
+    _positive("averaging.start_epoch", avg.start_epoch)
+    if avg.start_epoch > cfg.epochs:
+        raise ConfigError(f"averaging.start_epoch={avg.start_epoch} is after the last epoch "
+                          f"(epochs={cfg.epochs}); nothing would be averaged: lower it or raise epochs")
+    if avg.kind == "poly":
+        _at_least("averaging.gamma", avg.gamma, 0)
+    if avg.kind == "ema":
+        _at_least("averaging.decay", avg.decay, 0, 1)
+    if avg.kind == "swa":
+        _optional("averaging.swa_lr", avg.swa_lr, float)
+        _positive("averaging.anneal_epochs", avg.anneal_epochs)
+        _choice("averaging.anneal_strategy", avg.anneal_strategy, ("cos", "linear"))
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every value the run uses; raise `ConfigError` naming the key and the allowed values."""
     _check_keys(cfg)
@@ -113,7 +185,7 @@ def validate(cfg: DictConfig) -> None:
     if lr is not None:
         _positive("optimizer.lr", lr, float)
     validate_data(cfg.data)
-    _choice("scheduler.interval", cfg.scheduler.interval, ("epoch", "step"))
+    validate_optimization(cfg)
 
 
 def validate_data(d: DictConfig) -> None:

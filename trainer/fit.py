@@ -13,9 +13,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from trainer.averaging import WeightAverage
 from trainer.data import Splits
 from trainer.logger import RunLogger
 from trainer.loop import EpochCursor, evaluate, loss_function, num_batches, train_epoch
+from trainer.schedules import Schedule
+from trainer.stopping import EarlyStopping, improved, mode_for
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ class FitState:
     cursor: EpochCursor | None = None  # the epoch in progress, when stopped mid-epoch
     status: str = "running"
     reason: str = ""  # why it stopped, for the user
+    stopped_by: str = "epochs"  # what ended a completed fit: epochs | early_stopping | max_steps
 
     def state_dict(self) -> dict[str, Any]:
         """Everything but the best weights (checkpointed on their own, in best.pt)."""
@@ -51,18 +55,22 @@ class FitState:
         return cls(**fields, cursor=EpochCursor.from_state_dict(cursor, device) if cursor else None)
 
 
-def improved(value: float, best: float, mode: str) -> bool:
-    """Whether `value` beats `best` (NaN: nothing yet) for mode `min` or `max`."""
-    if best != best:
-        return True
-    return value < best if mode == "min" else value > best
+def validation_metrics(model: nn.Module, averaging: WeightAverage | None, splits: Splits) -> dict[str, float]:
+    """`val/*` of the evaluated weights (the average once it has started) and, when averaging,
+    `val_raw/*` of the trained ones."""
+    loss_fn, classification = loss_function(splits.task), splits.task == "classification"
+    raw = evaluate(model, loss_fn, splits.x_val, splits.y_val, classification=classification)
+    if averaging is None:
+        return {f"val/{k}": v for k, v in raw.items()}
+    avg = (evaluate(averaging.module, loss_fn, splits.x_val, splits.y_val, classification=classification)
+           if averaging.count else raw)
+    return {**{f"val/{k}": v for k, v in avg.items()}, **{f"val_raw/{k}": v for k, v in raw.items()}}
 
 
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    scheduler: Any | None,
-    scheduler_interval: str,
+    schedule: Schedule,
     splits: Splits,
     *,
     epochs: int,
@@ -77,24 +85,32 @@ def fit(
     save: Callable[[FitState], None],
     state: FitState | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
+    grad_clip: float | None = None,
+    max_steps: int | None = None,
+    averaging: WeightAverage | None = None,
+    stopping: EarlyStopping | None = None,
 ) -> FitState:
-    """Train up to `epochs` from `state` (a fresh start when None), validating each epoch.
+    """Train up to `epochs` (and `max_steps` updates) from `state` (None: a fresh start),
+    validating each epoch.
 
     `save(state)` runs after every epoch and when a stop is requested mid-epoch. The returned
     state's `status` says how it ended: completed, interrupted (stop_requested) or diverged.
+    `stopping` may end training early; with `averaging`, the averaged weights are the ones
+    validated and kept as best.
     """
     classification = splits.task == "classification"
     loss_fn = loss_function(splits.task)
-    mode = "max" if monitor.endswith("acc") else "min"
+    mode = mode_for(monitor)
     state = state if state is not None else FitState()
-    state.status = "running"
+    state.status, state.stopped_by = "running", "epochs"
     per_epoch = num_batches(len(splits.x_train), batch_size, drop_last)
     bar = tqdm(total=per_epoch, leave=False, disable=None if progress else True, unit="step")
 
     def on_step() -> bool:
         state.step += 1
-        if scheduler is not None and scheduler_interval == "step":
-            scheduler.step()
+        schedule.after_update()
+        if averaging is not None:
+            averaging.update(model, epoch)  # `epoch`: the loop's current one
         if state.step % log_every_n_steps == 0:
             logger.scalars({"lr": optimizer.param_groups[0]["lr"]}, state.step)
         bar.update()
@@ -114,28 +130,35 @@ def fit(
         t0, seen0 = time.perf_counter(), state.cursor.seen
         if not train_epoch(model, optimizer, loss_fn, splits.x_train, splits.y_train, batch_size,
                            state.cursor, drop_last=drop_last, classification=classification,
-                           on_step=on_step):
+                           on_step=on_step, grad_clip=grad_clip,
+                           max_updates=None if max_steps is None else max_steps - state.step):
             break
         train = {f"train/{k}": v.item() for k, v in state.cursor.stats(classification).items()}
         seconds = time.perf_counter() - t0
-        val = evaluate(model, loss_fn, splits.x_val, splits.y_val, classification=classification)
-        val = {f"val/{k}": v for k, v in val.items()}
+        val = validation_metrics(model, averaging, splits)
         if not (math.isfinite(train["train/loss"]) and math.isfinite(val["val/loss"])):
             state.status, state.reason = "diverged", f"the loss is not finite in epoch {epoch}"
             break
         metrics = {**train, **val, "lr": optimizer.param_groups[0]["lr"],
                    "throughput/samples_per_s": (state.cursor.seen - seen0) / seconds}
-        if scheduler is not None and scheduler_interval == "epoch":
-            scheduler.step()
+        schedule.after_epoch(epoch, metrics.get("val_raw/loss", metrics["val/loss"]))
         logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)  # lr: per step
         state.epoch, state.last_metrics, state.cursor = epoch, metrics, None
         if improved(metrics[monitor], state.best_value, mode):
             state.best_value, state.best_epoch, state.best_metrics = metrics[monitor], epoch, val
-            state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            evaluated = averaging.module if averaging is not None and averaging.count else model
+            state.best_weights = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
         log.info("epoch %d/%d  %s", epoch, epochs, "  ".join(
             f"{k} {v:.4g}" for k, v in metrics.items() if k != "throughput/samples_per_s")
             + f"  {metrics['throughput/samples_per_s']:,.0f} samples/s")
+        if stopping is not None and stopping.update(metrics[monitor]):
+            state.stopped_by = "early_stopping"
+        elif max_steps is not None and state.step >= max_steps:
+            state.stopped_by = "max_steps"
         save(state)
+        if state.stopped_by != "epochs":
+            log.info("stopping after epoch %d: %s", epoch, state.stopped_by.replace("_", " "))
+            break
         if stop_requested():  # a signal during validation or checkpointing
             state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"
             break

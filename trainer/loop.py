@@ -57,6 +57,40 @@ class EpochCursor:
         return cls(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in state.items()})
 
 
+def update(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    grad_clip: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer update on (xb, yb); returns the output and loss before it (detached).
+
+    Gradients are clipped to total norm `grad_clip` when given. LBFGS gets the closure it calls
+    several times per step (line search); the others take one gradient.
+    """
+    first: list[torch.Tensor] = []
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        out = model(xb)
+        loss = loss_fn(out, yb)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)  # no host sync
+        if not first:
+            first.extend((out.detach(), loss.detach()))
+        return loss
+
+    if isinstance(optimizer, torch.optim.LBFGS):
+        optimizer.step(closure)
+    else:
+        closure()
+        optimizer.step()
+    return first[0], first[1]
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -69,25 +103,27 @@ def train_epoch(
     drop_last: bool = False,
     classification: bool = True,
     on_step: Callable[[], bool] | None = None,
+    grad_clip: float | None = None,
+    max_updates: int | None = None,
 ) -> bool:
     """Train on (x, y) in the cursor's index batches from where it stands; True when the epoch ends.
 
     `on_step` runs after each optimizer update (per-step schedulers, logging, progress); when it
-    returns True the epoch stops after that update and the cursor keeps its place.
+    returns True the epoch stops after that update and the cursor keeps its place. With
+    `max_updates` the epoch ends (True) after that many updates.
     """
     model.train()
-    for i in range(cursor.next_batch, num_batches(len(x), batch_size, drop_last)):
+    end = num_batches(len(x), batch_size, drop_last)
+    if max_updates is not None:
+        end = min(end, cursor.next_batch + max_updates)
+    for i in range(cursor.next_batch, end):
         idx = cursor.perm[i * batch_size : (i + 1) * batch_size]
         xb, yb = x[idx], y[idx]
-        out = model(xb)
-        loss = loss_fn(out, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        out, loss = update(model, optimizer, loss_fn, xb, yb, grad_clip)
         b = len(idx)
-        cursor.loss_sum.add_(loss.detach(), alpha=b)
+        cursor.loss_sum.add_(loss, alpha=b)
         if classification:
-            cursor.correct.add_((out.detach().argmax(dim=1) == yb).sum())
+            cursor.correct.add_((out.argmax(dim=1) == yb).sum())
         cursor.seen += b
         cursor.next_batch = i + 1
         if on_step is not None and on_step():

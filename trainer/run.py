@@ -14,9 +14,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.optim.swa_utils import SWALR
 
 import trainer
 from models import MLP, count_parameters, resolve_widths
+from trainer.averaging import WeightAverage
 from trainer.checkpoint import remove_stale_temporaries, save_checkpoint, write_json
 from trainer.config import config_dir, validate
 from trainer.data import Splits, fit_preprocessor, load_source, make_splits
@@ -27,7 +29,9 @@ from trainer.fit import FitState, fit
 from trainer.logger import RunLogger, run_hparams
 from trainer.loop import evaluate, loss_function
 from trainer.resume import read_checkpoint, restore_rng, resume_path, rng_state
+from trainer.schedules import Schedule
 from trainer.signals import StopOnSignal
+from trainer.stopping import EarlyStopping, mode_for
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,26 @@ def build_scheduler(sched: DictConfig, optimizer: torch.optim.Optimizer) -> Any 
         return None
     kwargs = {k: v for k, v in sched.items() if k not in SCHEDULER_KEYS}
     return instantiate_checked(OmegaConf.create(kwargs), "scheduler", optimizer)
+
+
+def build_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> Schedule:
+    """The scheduler at its interval, the linear warm-up, and SWALR when SWA sets `swa_lr`."""
+    scheduler = build_scheduler(cfg.scheduler, optimizer)
+    swa = None
+    avg = cfg.averaging
+    if avg.kind == "swa" and avg.get("swa_lr") is not None:
+        swa = (SWALR(optimizer, swa_lr=avg.swa_lr, anneal_epochs=avg.anneal_epochs,
+                     anneal_strategy=avg.anneal_strategy), avg.start_epoch)
+    return Schedule(optimizer, scheduler, cfg.scheduler.interval, cfg.warmup_steps,
+                    cfg.warmup_start_factor, swa=swa)
+
+
+def build_averaging(avg: DictConfig, model: nn.Module) -> WeightAverage | None:
+    """The configured weight average of `model`, or None."""
+    if avg.kind == "none":
+        return None
+    options = {k: avg[k] for k in ("gamma", "decay") if k in avg}
+    return WeightAverage(model, avg.kind, start_epoch=avg.start_epoch, **options)
 
 
 def git_commit() -> str:
@@ -123,12 +147,16 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
                           "or batch_size=full")
     model = build_model(cfg, splits).to(device)
     optimizer = instantiate_checked(cfg.optimizer, "optimizer", model.parameters())
-    scheduler = build_scheduler(cfg.scheduler, optimizer)
+    scheduler = build_schedule(cfg, optimizer)
+    averaging = build_averaging(cfg.averaging, model)
+    stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
+                             mode_for(cfg.monitor))
     generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
 
     state = None
     if resume_from is not None:
-        state = restore(resume_from, model, optimizer, scheduler, generator, device)
+        state = restore(resume_from, model, optimizer, scheduler, generator, device,
+                        averaging=averaging, stopping=stopping)
         log.info("resuming from %s at epoch %d, step %d", resume_from, state.epoch, state.step)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -149,28 +177,34 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
 
     def checkpoint(state: FitState) -> None:
         mid_epoch = state.cursor is not None
-        if not mid_epoch and state.epoch % cfg.checkpoint_every_n_epochs and state.epoch != cfg.epochs:
+        final = state.epoch == cfg.epochs or state.stopped_by != "epochs"
+        if not mid_epoch and state.epoch % cfg.checkpoint_every_n_epochs and not final:
             return
         ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "fit": state.state_dict(), "rng": rng_state(generator), "config": resolved,
-                "preprocess": prep.state_dict(), "meta": meta}
+                "preprocess": prep.state_dict(), "meta": meta,
+                "averaging": averaging.state_dict() if averaging is not None else None,
+                "early_stopping": stopping.state_dict()}
         save_checkpoint(ckpt, out / "checkpoints" / "last.pt")
         if state.best_epoch == state.epoch and not mid_epoch:
             save_checkpoint({**ckpt, "model": state.best_weights}, out / "checkpoints" / "best.pt")
 
     with StopOnSignal() as stop:
-        state = fit(model, optimizer, scheduler, cfg.scheduler.interval, splits, epochs=cfg.epochs,
+        state = fit(model, optimizer, scheduler, splits, epochs=cfg.epochs,
                     batch_size=batch_size, drop_last=cfg.drop_last, monitor=cfg.monitor,
                     generator=generator, logger=logger, log_every_n_steps=cfg.log_every_n_steps,
                     nan_check_every_n_steps=cfg.nan_check_every_n_steps, progress=cfg.progress,
-                    save=checkpoint, state=state, stop_requested=stop)
+                    save=checkpoint, state=state, stop_requested=stop, grad_clip=cfg.grad_clip,
+                    max_steps=cfg.max_steps, averaging=averaging, stopping=stopping)
 
     classification = splits.task == "classification"
     metrics: dict[str, Any] = {**state.best_metrics}
     if state.status == "completed":
         if cfg.test_on == "best" and state.best_weights is not None:
             model.load_state_dict(state.best_weights)
+        elif averaging is not None and averaging.count:  # test_on=last: the last averaged weights
+            model.load_state_dict(averaging.weights())
         test = evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
                         classification=classification)
         metrics.update({f"test/{k}": v for k, v in test.items()})
@@ -186,6 +220,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
         "best_epoch": state.best_epoch,
         "epochs": state.epoch,
         "steps": state.step,
+        "stopped_by": state.stopped_by,
         "params": count_parameters(model),
         "status": state.status,
         "wall_time_s": round(time.time() - started, 3),
@@ -203,7 +238,8 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
 
 
 def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any | None,
-            generator: torch.Generator, device: torch.device) -> FitState:
+            generator: torch.Generator, device: torch.device, *,
+            averaging: WeightAverage | None = None, stopping: EarlyStopping | None = None) -> FitState:
     """Load a checkpoint into the freshly built objects; the returned state continues the run."""
     ckpt = read_checkpoint(path, device)
     try:
@@ -214,6 +250,10 @@ def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sche
                           "with the model and optimizer it was trained with") from None
     if scheduler is not None and ckpt["scheduler"] is not None:
         scheduler.load_state_dict(ckpt["scheduler"])
+    if averaging is not None and ckpt.get("averaging") is not None:
+        averaging.load_state_dict(ckpt["averaging"])
+    if stopping is not None and ckpt.get("early_stopping") is not None:
+        stopping.load_state_dict(ckpt["early_stopping"])
     restore_rng(ckpt["rng"], generator)
     state = FitState.from_state_dict(ckpt["fit"], device)
     best = path.parent / "best.pt"

@@ -1,0 +1,114 @@
+"""Weight averaging: the notes' recurrence by hand, EMA, SWA, and averaged weights in a run."""
+
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import read_metrics, read_scalars
+from trainer.averaging import WeightAverage
+from trainer.checkpoint import load_checkpoint
+from trainer.run import run
+
+
+def iterates(n: int) -> list[torch.Tensor]:
+    """n weight vectors of a 3->2 linear layer (weight and bias flattened), float64 for the hand sums."""
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(3 * 2 + 2, generator=g, dtype=torch.float64) for _ in range(n)]
+
+
+def average(kind: str, ws: list[torch.Tensor], start_epoch: int = 1, epochs: list[int] | None = None,
+            **options) -> torch.Tensor:
+    model = nn.Linear(3, 2).double()
+    avg = WeightAverage(model, kind, start_epoch=start_epoch, **options)
+    for w, epoch in zip(ws, epochs or [1] * len(ws), strict=True):
+        nn.utils.vector_to_parameters(w, model.parameters())  # as if an optimizer step had made w
+        avg.update(model, epoch)
+    return nn.utils.parameters_to_vector(avg.module.parameters())
+
+
+def test_polynomial_decay_matches_the_notes_recurrence():
+    ws, gamma = iterates(6), 3.0
+    expected = ws[0].clone()  # t = 1: (gamma + 1) / (1 + gamma) = 1
+    for t, w in enumerate(ws[1:], start=2):
+        a = (gamma + 1) / (t + gamma)
+        expected = (1 - a) * expected + a * w
+    assert torch.allclose(average("poly", ws, gamma=gamma), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_poly_with_gamma_zero_and_swa_are_the_mean():
+    ws = iterates(5)
+    mean = torch.stack(ws).mean(0)
+    assert torch.allclose(average("poly", ws, gamma=0.0), mean, atol=1e-12)
+    assert torch.allclose(average("swa", ws), mean, atol=1e-12)
+
+
+def test_ema_recurrence():
+    ws, decay = iterates(4), 0.9
+    expected = ws[0].clone()
+    for w in ws[1:]:
+        expected = decay * expected + (1 - decay) * w
+    assert torch.allclose(average("ema", ws, decay=decay), expected, atol=1e-12)
+
+
+def test_updates_before_start_epoch_are_ignored():
+    ws = iterates(4)
+    got = average("swa", ws, start_epoch=2, epochs=[1, 1, 2, 2])
+    assert torch.allclose(got, (ws[2] + ws[3]) / 2, atol=1e-12)
+
+
+def test_state_dict_round_trip():
+    model = nn.Linear(3, 2)
+    avg = WeightAverage(model, "poly")
+    for _ in range(3):
+        avg.update(model, 1)
+    restored = WeightAverage(nn.Linear(3, 2), "poly")
+    restored.load_state_dict(avg.state_dict())
+    assert restored.count == 3
+    assert all(torch.equal(a, b) for a, b in zip(restored.module.parameters(), avg.module.parameters(),
+                                                   strict=True))
+
+
+@pytest.mark.parametrize("kind", ["poly", "ema"])
+def test_run_evaluates_averaged_weights_and_logs_raw_beside(cfg_factory, tmp_path, kind):
+    metrics = run(cfg_factory(f"averaging={kind}", "epochs=2"), out_dir=tmp_path)
+    assert metrics == read_metrics(tmp_path)
+    scalars = read_scalars(tmp_path)
+    for tag in ("val/loss", "val/acc", "val_raw/loss", "val_raw/acc"):
+        assert [s for s, _ in scalars[tag]] == [1, 2], tag
+    assert scalars["val/loss"][-1][1] != scalars["val_raw/loss"][-1][1]
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert last["averaging"]["count"] == metrics["steps"]
+    assert metrics["best_epoch"] == 2  # the averaged weights keep improving here
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    averaged = {k.removeprefix("module."): v for k, v in last["averaging"]["averaged"].items()
+                if k.startswith("module.")}
+    assert set(best["model"]) == set(averaged)
+    assert all(torch.equal(best["model"][k], averaged[k]) for k in averaged)  # best = the average
+    assert not torch.equal(best["model"]["net.0.weight"], last["model"]["net.0.weight"])  # not raw
+
+
+def test_swa_with_swa_lr(cfg_factory, tmp_path):
+    metrics = run(cfg_factory("averaging=swa", "averaging.start_epoch=2", "averaging.swa_lr=0.0005",
+                              "averaging.anneal_epochs=1", "epochs=3", "log_every_n_steps=1"),
+                  out_dir=tmp_path)
+    per_epoch = metrics["steps"] // 3
+    lr = dict(read_scalars(tmp_path)["lr"])
+    assert lr[per_epoch] == pytest.approx(0.001)  # adam's rate up to the end of start_epoch
+    assert lr[2 * per_epoch + 1] == pytest.approx(0.0005)
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert last["averaging"]["count"] == 2 * per_epoch  # epochs 2 and 3
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_averaging_update_does_not_sync_the_host():
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)).cuda()
+    for kind in ("poly", "ema", "swa"):
+        avg = WeightAverage(model, kind)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(3):
+                avg.update(model, 1)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert avg.count == 3

@@ -1,0 +1,137 @@
+"""Batch regimes, update counting, max_steps, gradient clipping, full-batch methods and the losses."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from models import MLP
+from tests.conftest import read_scalars
+from trainer.checkpoint import load_checkpoint
+from trainer.data import SOURCES, Source
+from trainer.errors import ConfigError
+from trainer.loop import EpochCursor, train_epoch
+from trainer.run import prepare_data, run
+
+SMALL = ("data.val_fraction=0.45", "data.test_fraction=0.45")  # ~180 train samples
+
+
+def n_train(cfg) -> int:
+    return len(prepare_data(cfg.data)[0].x_train)
+
+
+@pytest.mark.parametrize("batch,drop_last,updates", [
+    ("1", False, lambda n: n),            # pure SGD: an epoch is n updates
+    ("32", False, lambda n: -(-n // 32)),  # the last partial batch is kept...
+    ("32", True, lambda n: n // 32),       # ...or dropped
+    ("full", False, lambda n: 1),          # full-batch gradient descent: one update per epoch
+])
+def test_updates_per_epoch(cfg_factory, tmp_path, batch, drop_last, updates):
+    cfg = cfg_factory(*SMALL, f"batch_size={batch}", f"drop_last={drop_last}", "epochs=2",
+                      "optimizer=sgd", "log_every_n_steps=1")
+    metrics = run(cfg, out_dir=tmp_path)
+    assert metrics["epochs"] == 2 and metrics["steps"] == 2 * updates(n_train(cfg))
+    assert len(read_scalars(tmp_path)["lr"]) == metrics["steps"]
+
+
+def test_max_steps_stops_mid_epoch(cfg_factory, tmp_path):
+    cfg = cfg_factory(*SMALL, "batch_size=16", "epochs=50", "max_steps=17", "log_every_n_steps=1")
+    per_epoch = -(-n_train(cfg) // 16)
+    metrics = run(cfg, out_dir=tmp_path)
+    assert metrics["steps"] == 17 and metrics["stopped_by"] == "max_steps"
+    assert metrics["epochs"] == -(-17 // per_epoch)
+    assert 17 % per_epoch != 0  # the last epoch really was cut short
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 17
+    assert [k for k, _ in read_scalars(tmp_path)["lr"]] == list(range(1, 18))
+
+
+def test_grad_clip_bounds_the_update_norm():
+    # SGD with lr 1 on one full batch: the update is minus the (clipped) gradient.
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 5) * 10, torch.randint(0, 3, (64,))
+
+    def step_norm(clip: float | None) -> float:
+        torch.manual_seed(1)
+        model = nn.Linear(5, 3)
+        before = nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+        train_epoch(model, torch.optim.SGD(model.parameters(), lr=1.0), nn.functional.cross_entropy,
+                    x, y, 64, EpochCursor.start(64, x.device, None), grad_clip=clip)
+        return (nn.utils.parameters_to_vector(model.parameters()) - before).norm().item()
+
+    assert step_norm(None) > 1.0
+    assert step_norm(0.5) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_grad_clip_in_a_run(cfg_factory, tmp_path):
+    metrics = run(cfg_factory("grad_clip=1.0", "epochs=2"), out_dir=tmp_path)
+    assert metrics["val/acc"] > 0.5
+
+
+def test_lbfgs_full_batch_trains_with_its_closure(cfg_factory, tmp_path):
+    metrics = run(cfg_factory("optimizer=lbfgs", "batch_size=full", "epochs=3", "model.depth=1"),
+                  out_dir=tmp_path)
+    assert metrics["steps"] == 3 and metrics["val/acc"] > 0.85
+    losses = [v for _, v in read_scalars(tmp_path)["train/loss"]]
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_lbfgs_with_minibatches_is_rejected(cfg_factory, tmp_path):
+    with pytest.raises(ConfigError, match="batch_size=full"):
+        run(cfg_factory("optimizer=lbfgs", "batch_size=64"), out_dir=tmp_path)
+
+
+def test_rprop_with_minibatches_warns(cfg_factory, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="trainer.config"):
+        run(cfg_factory("optimizer=rprop", "batch_size=64", "epochs=1"), out_dir=tmp_path / "mini")
+    assert "full-batch method" in caplog.text and "batch_size=full" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="trainer.config"):
+        run(cfg_factory("optimizer=rprop", "batch_size=full", "epochs=1"), out_dir=tmp_path / "full")
+    assert "full-batch" not in caplog.text
+
+
+def linear_regression() -> Source:
+    """y = x . w + 0.1 noise on 4 features: the quadratic loss can fall to the noise level 0.01."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5, 3.0]) + 0.1 * rng.normal(size=400)).astype(np.float32)
+    return Source(x=x, y=y, task="regression")
+
+
+def test_regression_uses_mean_squared_error(cfg_factory, tmp_path, monkeypatch):
+    monkeypatch.setitem(SOURCES, "toy_regression", linear_regression)
+    cfg = cfg_factory("data.name=toy_regression", "model.depth=0", "optimizer=sgd", "optimizer.lr=0.1",
+                      "batch_size=full", "epochs=60")
+    metrics = run(cfg, out_dir=tmp_path)
+    assert "test/acc" not in metrics and "val/acc" not in metrics
+    assert metrics["test/loss"] < 0.03  # from ~14 (the variance of y) to about the noise 0.01
+    # test/loss is the mean of (prediction - y)^2 with the best weights, computed here by hand.
+    splits, _ = prepare_data(cfg.data)
+    model = MLP(4, 1, [])
+    model.load_state_dict(load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"])
+    with torch.no_grad():
+        mse = ((model(splits.x_test).squeeze(1) - splits.y_test) ** 2).mean().item()
+    assert metrics["test/loss"] == pytest.approx(mse, rel=1e-5)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("grad_clip=0", "grad_clip"),
+    ("max_steps=0", "max_steps"),
+    ("warmup_steps=-1", "warmup_steps"),
+    ("warmup_start_factor=0", "warmup_start_factor"),
+    ("scheduler.interval=batch", "scheduler.interval"),
+    ("scheduler=plateau scheduler.interval=step", "scheduler.interval"),
+    ("averaging=poly averaging.gamma=-1", "averaging.gamma"),
+    ("averaging=ema averaging.decay=1.5", "averaging.decay"),
+    ("averaging=swa averaging.start_epoch=40", "averaging.start_epoch"),
+    ("averaging=swa averaging.anneal_strategy=step", "averaging.anneal_strategy"),
+    ("averaging.kind=mean", "averaging.kind"),
+    ("optimizer=momentum optimizer.momentum=-0.5", "optimizer"),
+    ("scheduler=step scheduler.step_size=zero", "scheduler"),
+])
+def test_bad_values_rejected_before_work(cfg_factory, tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run(cfg_factory(*override.split()), out_dir=tmp_path)
+    assert not (tmp_path / "metrics.json").exists()
