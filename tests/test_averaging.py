@@ -112,3 +112,21 @@ def test_averaging_update_does_not_sync_the_host():
         finally:
             torch.cuda.set_sync_debug_mode("default")
         assert avg.count == 3
+
+
+def test_resume_restores_averaging_warmup_and_early_stopping(cfg_factory, tmp_path):
+    from tests.test_reliability import assert_same_run
+
+    opts = ("averaging=poly", "warmup_steps=30", "scheduler=plateau", "scheduler.patience=0",
+            "early_stopping.patience=3", "early_stopping.min_delta=0.01", "optimizer=momentum",
+            "batch_size=50")
+    full = run(cfg_factory("epochs=4", *opts), out_dir=tmp_path / "full")
+    run(cfg_factory("epochs=2", *opts), out_dir=tmp_path / "split")
+    resumed = run(cfg_factory("epochs=4", "resume=true", *opts), out_dir=tmp_path / "split")
+    assert_same_run(tmp_path / "full", tmp_path / "split", full, resumed)
+    for name in ("full", "split"):
+        ckpt = load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")
+        assert ckpt["averaging"]["count"] == full["steps"]
+    a, b = (load_checkpoint(tmp_path / n / "checkpoints" / "last.pt") for n in ("full", "split"))
+    assert a["early_stopping"] == b["early_stopping"] and a["scheduler"] == b["scheduler"]
+    assert all(torch.equal(v, b["averaging"]["averaged"][k]) for k, v in a["averaging"]["averaged"].items())

@@ -43,7 +43,7 @@ def test_max_steps_stops_mid_epoch(cfg_factory, tmp_path):
     assert metrics["steps"] == 17 and metrics["stopped_by"] == "max_steps"
     assert metrics["epochs"] == -(-17 // per_epoch)
     assert 17 % per_epoch != 0  # the last epoch really was cut short
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 17
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["fit"]["step"] == 17
     assert [k for k, _ in read_scalars(tmp_path)["lr"]] == list(range(1, 18))
 
 
