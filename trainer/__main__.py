@@ -21,9 +21,11 @@ log = logging.getLogger("trainer")
 def summary(metrics: dict, out_dir: Path) -> str:
     """The few lines a user reads at the end of a run."""
     shown = [k for k in ("val/loss", "val/acc", "test/loss", "test/acc") if k in metrics]
+    stopped = metrics.get("stopped_by", "epochs")
     lines = [
         f"run {metrics['status']} in {metrics['wall_time_s']:.1f} s: {metrics['epochs']} epochs, "
-        f"{metrics['steps']:,} steps, {metrics['params']:,} parameters",
+        f"{metrics['steps']:,} steps, {metrics['params']:,} parameters"
+        + (f" (stopped by {stopped.replace('_', ' ')})" if stopped != "epochs" else ""),
         "  " + "  ".join(f"{k} {metrics[k]:.4f}" for k in shown)
         + f"  (val at best epoch {metrics['best_epoch']})",
         f"logs, checkpoints, metrics.json: {out_dir}",
