@@ -1,5 +1,7 @@
 """Learning-rate schedules: the notes' formulas, read back from TensorBoard, and their composition."""
 
+import math
+
 import pytest
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau, StepLR
@@ -95,3 +97,11 @@ def test_schedule_state_round_trips():
     restored.load_state_dict(schedule.state_dict())
     opt2.load_state_dict(opt.state_dict())
     assert rates(restored, opt2, 1, 3) == pytest.approx(rates(schedule, opt, 1, 3))
+
+
+def test_cosine_per_update_spans_the_whole_run(cfg_factory, tmp_path):
+    metrics = run(cfg_factory("optimizer=sgd", "optimizer.lr=0.2", "scheduler=cosine",
+                              "scheduler.interval=step", "epochs=2", "log_every_n_steps=1"), out_dir=tmp_path)
+    total = metrics["steps"]
+    for k, value in read_scalars(tmp_path)["lr"]:
+        assert value == pytest.approx(0.2 * (1 + math.cos(math.pi * k / total)) / 2, rel=1e-5, abs=1e-7)

@@ -27,7 +27,7 @@ from trainer.device import resolve_device
 from trainer.errors import ConfigError
 from trainer.fit import FitState, fit
 from trainer.logger import RunLogger, run_hparams
-from trainer.loop import evaluate, loss_function
+from trainer.loop import evaluate, loss_function, num_batches
 from trainer.resume import read_checkpoint, restore_rng, resume_path, rng_state
 from trainer.schedules import Schedule
 from trainer.signals import StopOnSignal
@@ -72,9 +72,13 @@ def build_scheduler(sched: DictConfig, optimizer: torch.optim.Optimizer) -> Any 
     return instantiate_checked(OmegaConf.create(kwargs), "scheduler", optimizer)
 
 
-def build_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> Schedule:
+def build_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, per_epoch: int) -> Schedule:
     """The scheduler at its interval, the linear warm-up, and SWALR when SWA sets `swa_lr`."""
-    scheduler = build_scheduler(cfg.scheduler, optimizer)
+    sched = cfg.scheduler
+    if "T_max" in sched and sched.T_max is None:  # cosine over the whole run, in interval units
+        steps = min(cfg.epochs * per_epoch, cfg.max_steps or cfg.epochs * per_epoch)
+        sched = OmegaConf.merge(sched, {"T_max": cfg.epochs if sched.interval == "epoch" else steps})
+    scheduler = build_scheduler(sched, optimizer)
     swa = None
     avg = cfg.averaging
     if avg.kind == "swa" and avg.get("swa_lr") is not None:
@@ -147,7 +151,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
                           "or batch_size=full")
     model = build_model(cfg, splits).to(device)
     optimizer = instantiate_checked(cfg.optimizer, "optimizer", model.parameters())
-    scheduler = build_schedule(cfg, optimizer)
+    scheduler = build_schedule(cfg, optimizer, num_batches(len(splits.x_train), batch_size, cfg.drop_last))
     averaging = build_averaging(cfg.averaging, model)
     stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
                              mode_for(cfg.monitor))
