@@ -72,9 +72,13 @@ def main(cfg: DictConfig) -> float:
             log.error(paragraph(message))
             return worst(cfg.monitor)
         fail(message, 3)
-    print(summary(metrics, out))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
+        print(summary(metrics, out))
     return objective(metrics, cfg.monitor)
 
 
 if __name__ == "__main__":
+    from trainer.distributed import hydra_overrides
+
+    sys.argv += hydra_overrides()
     main()

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from models.mlp import ACTIVATIONS, BIAS_INITS, INITS
 from trainer.data.base import TASKS
+from trainer.accel import PRECISIONS
 from trainer.data.preprocess import PREPROCESS
 from trainer.device import DEVICES
 from trainer.errors import ConfigError
@@ -83,7 +84,7 @@ def validate(cfg: DictConfig) -> None:
     _positive("log_every_n_steps", cfg.log_every_n_steps)
     _positive("nan_check_every_n_steps", cfg.nan_check_every_n_steps)
     _positive("checkpoint_every_n_epochs", cfg.checkpoint_every_n_epochs)
-    for key in ("resume", "drop_last", "progress"):
+    for key in ("resume", "drop_last", "progress", "compile", "cuda_graphs", "tf32"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key}={cfg[key]!r} must be true or false")
     if cfg.ckpt is not None and not isinstance(cfg.ckpt, str):
@@ -141,3 +142,4 @@ def validate_data(d: DictConfig) -> None:
                           f"e.g. data={d.name} data.path=my_data.{d.name}")
     if "delimiter" in d and not (isinstance(d.delimiter, str) and len(d.delimiter) == 1):
         raise ConfigError(f"data.delimiter={d.delimiter!r} must be one character, e.g. ',' or ';'")
+    _choice("precision", cfg.precision, list(PRECISIONS))

@@ -13,7 +13,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from trainer.accel import Step
 from trainer.data import Splits
+from trainer.distributed import all_mean
 from trainer.logger import RunLogger
 from trainer.loop import EpochCursor, evaluate, loss_function, num_batches, train_epoch
 
@@ -77,11 +79,15 @@ def fit(
     save: Callable[[FitState], None],
     state: FitState | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
+    step: Step | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> FitState:
     """Train up to `epochs` from `state` (a fresh start when None), validating each epoch.
 
     `save(state)` runs after every epoch and when a stop is requested mid-epoch. The returned
     state's `status` says how it ended: completed, interrupted (stop_requested) or diverged.
+    `step`, `transform` and `shard` go to `train_epoch` (precision, CUDA graphs, compact inputs, DDP).
     """
     classification = splits.task == "classification"
     loss_fn = loss_function(splits.task)
@@ -90,20 +96,31 @@ def fit(
     state.status = "running"
     per_epoch = num_batches(len(splits.x_train), batch_size, drop_last)
     bar = tqdm(total=per_epoch, leave=False, disable=None if progress else True, unit="step")
+    step_scheduler = scheduler if scheduler is not None and scheduler_interval == "step" else None
+    # (step, lr) pairs, written once per epoch: a TensorBoard write per log step wakes the writer
+    # thread each time, which at batch size 1 costs more than the step. A tensor lr is copied on the
+    # device (no host sync) and read at the end of the epoch.
+    lrs: list[tuple[int, float | torch.Tensor]] = []
 
-    def on_step() -> bool:
+    def on_step() -> bool:  # every update: keep it cheap (at batch size 1 it costs per sample)
         state.step += 1
-        if scheduler is not None and scheduler_interval == "step":
-            scheduler.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
         if state.step % log_every_n_steps == 0:
-            logger.scalars({"lr": optimizer.param_groups[0]["lr"]}, state.step)
-        bar.update()
+            lr = optimizer.param_groups[0]["lr"]
+            lrs.append((state.step, lr.clone() if isinstance(lr, torch.Tensor) else lr))
+            bar.update(log_every_n_steps)
         # One host sync every nan_check_every_n_steps: a NaN step leaves the running sum NaN.
         if state.step % nan_check_every_n_steps == 0 and not torch.isfinite(state.cursor.loss_sum):
             state.status, state.reason = "diverged", f"the training loss is not finite at step {state.step}"
         elif stop_requested():
             state.status, state.reason = "interrupted", f"stopped at step {state.step}"
         return state.status != "running"
+
+    def write_lrs() -> None:
+        for at, lr in lrs:
+            logger.scalars({"lr": float(lr)}, at)
+        lrs.clear()
 
     for epoch in range(state.epoch + 1, epochs + 1):
         if state.cursor is None:
@@ -114,17 +131,21 @@ def fit(
         t0, seen0 = time.perf_counter(), state.cursor.seen
         if not train_epoch(model, optimizer, loss_fn, splits.x_train, splits.y_train, batch_size,
                            state.cursor, drop_last=drop_last, classification=classification,
-                           on_step=on_step):
+                           on_step=on_step, step=step, transform=transform, shard=shard):
             break
-        train = {f"train/{k}": v.item() for k, v in state.cursor.stats(classification).items()}
+        write_lrs()
+        bar.update(bar.total - bar.n)  # on_step moves the bar only every log_every_n_steps
+        stats = all_mean(state.cursor.stats(classification), state.cursor.seen)
+        train = {f"train/{k}": v.item() for k, v in stats.items()}
         seconds = time.perf_counter() - t0
-        val = evaluate(model, loss_fn, splits.x_val, splits.y_val, classification=classification)
+        val = evaluate(model, loss_fn, splits.x_val, splits.y_val, classification=classification,
+                       transform=transform)
         val = {f"val/{k}": v for k, v in val.items()}
         if not (math.isfinite(train["train/loss"]) and math.isfinite(val["val/loss"])):
             state.status, state.reason = "diverged", f"the loss is not finite in epoch {epoch}"
             break
-        metrics = {**train, **val, "lr": optimizer.param_groups[0]["lr"],
-                   "throughput/samples_per_s": (state.cursor.seen - seen0) / seconds}
+        metrics = {**train, **val, "lr": float(optimizer.param_groups[0]["lr"]),
+                   "throughput/samples_per_s": shard[1] * (state.cursor.seen - seen0) / seconds}
         if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
         logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)  # lr: per step
@@ -139,6 +160,7 @@ def fit(
         if stop_requested():  # a signal during validation or checkpointing
             state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"
             break
+    write_lrs()  # those of an epoch that stopped early
     bar.close()
     if state.status == "interrupted" and state.cursor is not None:
         save(state)  # mid-epoch: the cursor records where to go on

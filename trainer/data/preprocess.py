@@ -38,6 +38,10 @@ class Standardizer:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
+    def to(self, device: torch.device) -> Standardizer:
+        """The same map with its statistics on `device`, for per-batch use there."""
+        return Standardizer(self.mean.to(device), self.std.to(device))
+
     def state_dict(self) -> dict:
         return {"kind": "standardize", "mean": self.mean.cpu(), "std": self.std.cpu()}
 
