@@ -126,7 +126,7 @@ def trainer_loop(b: Bench, epoch: int, batch: int, out: Path) -> Callable[[], No
     generator = torch.Generator(device=b.device).manual_seed(0)
 
     def save(state: FitState) -> None:  # what run's checkpoint writes each epoch
-        ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": state.epoch}
+        ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "fit": state.state_dict()}
         save_checkpoint(ckpt, out / "last.pt")
         if state.best_epoch == state.epoch:
             save_checkpoint({**ckpt, "model": state.best_weights}, out / "best.pt")
@@ -134,7 +134,7 @@ def trainer_loop(b: Bench, epoch: int, batch: int, out: Path) -> Callable[[], No
     def one_epoch() -> None:
         fit(model, opt, None, "epoch", splits, epochs=1, batch_size=batch, drop_last=False,
             monitor="val/loss", generator=generator, logger=logger, log_every_n_steps=10,
-            progress=False, save=save, step=step)
+            nan_check_every_n_steps=50, progress=False, save=save, step=step)
 
     return one_epoch
 
@@ -281,8 +281,9 @@ def table(rows: list[dict], args: argparse.Namespace, device: torch.device, seco
         f"`--max-steps`={args.max_steps:,} batches' worth (column samples/epoch), so that batch "
         "size 1 takes seconds, not minutes. Our trainer runs `trainer.fit` as `run` calls it: "
         "`train_epoch` with `accel.make_step`, epoch statistics, validation, TensorBoard "
-        "scalars (lr every 10 steps, epoch metrics), best weights, `last.pt` and `best.pt` written "
-        "each epoch. The bare loop and the DataLoader loop validate but log and save nothing. "
+        "scalars (lr every 10 steps, epoch metrics), the divergence check every 50 steps, best "
+        "weights, `last.pt` and `best.pt` written each epoch. The bare loop and the DataLoader "
+        "loop validate but log and save nothing. "
         "Lightning runs its defaults (TensorBoard logger, a checkpoint per epoch, "
         "`log_every_n_steps=10`), timed from its epoch's start to its end (after its set-up).",
         "",
