@@ -8,8 +8,8 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from models.mlp import ACTIVATIONS, BIAS_INITS, INITS
-from trainer.data.base import TASKS
 from trainer.accel import PRECISIONS
+from trainer.data.base import TASKS
 from trainer.data.preprocess import PREPROCESS
 from trainer.device import DEVICES
 from trainer.errors import ConfigError
@@ -115,6 +115,7 @@ def validate(cfg: DictConfig) -> None:
         _positive("optimizer.lr", lr, float)
     validate_data(cfg.data)
     _choice("scheduler.interval", cfg.scheduler.interval, ("epoch", "step"))
+    _choice("precision", cfg.precision, list(PRECISIONS))
 
 
 def validate_data(d: DictConfig) -> None:
@@ -142,4 +143,3 @@ def validate_data(d: DictConfig) -> None:
                           f"e.g. data={d.name} data.path=my_data.{d.name}")
     if "delimiter" in d and not (isinstance(d.delimiter, str) and len(d.delimiter) == 1):
         raise ConfigError(f"data.delimiter={d.delimiter!r} must be one character, e.g. ',' or ';'")
-    _choice("precision", cfg.precision, list(PRECISIONS))

@@ -6,6 +6,8 @@ The notes' recipe: step 1 subtract the mean, step 2 divide by the standard devia
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -39,8 +41,12 @@ class Standardizer:
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
     def to(self, device: torch.device) -> Standardizer:
-        """The same map with its statistics on `device`, for per-batch use there."""
-        return Standardizer(self.mean.to(device), self.std.to(device))
+        """The same map (also a subclass's) with its tensors on `device`, for per-batch use there."""
+        moved = copy.copy(self)
+        for key, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(moved, key, value.to(device))
+        return moved
 
     def state_dict(self) -> dict:
         return {"kind": "standardize", "mean": self.mean.cpu(), "std": self.std.cpu()}
