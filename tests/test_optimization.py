@@ -9,6 +9,7 @@ from torch import nn
 
 from models import MLP
 from tests.conftest import read_scalars
+from trainer.accel import eager_step
 from trainer.checkpoint import load_checkpoint
 from trainer.data import SOURCES, Source
 from trainer.errors import ConfigError
@@ -47,7 +48,8 @@ def test_max_steps_stops_mid_epoch(cfg_factory, tmp_path):
     assert [k for k, _ in read_scalars(tmp_path)["lr"]] == list(range(1, 18))
 
 
-def test_grad_clip_bounds_the_update_norm():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_grad_clip_bounds_the_update_norm(precision):
     # SGD with lr 1 on one full batch: the update is minus the (clipped) gradient.
     torch.manual_seed(0)
     x, y = torch.randn(64, 5) * 10, torch.randint(0, 3, (64,))
@@ -56,8 +58,10 @@ def test_grad_clip_bounds_the_update_norm():
         torch.manual_seed(1)
         model = nn.Linear(5, 3)
         before = nn.utils.parameters_to_vector(model.parameters()).detach().clone()
-        train_epoch(model, torch.optim.SGD(model.parameters(), lr=1.0), nn.functional.cross_entropy,
-                    x, y, 64, EpochCursor.start(64, x.device, None), grad_clip=clip)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        step = eager_step(model, optimizer, nn.functional.cross_entropy, x.device, precision, clip)
+        train_epoch(model, optimizer, nn.functional.cross_entropy, x, y, 64,
+                    EpochCursor.start(64, x.device, None), step=step)
         return (nn.utils.parameters_to_vector(model.parameters()) - before).norm().item()
 
     assert step_norm(None) > 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 import hydra
@@ -74,9 +75,13 @@ def main(cfg: DictConfig) -> float:
             log.error(paragraph(message))
             return worst(cfg.monitor)
         fail(message, 3)
-    print(summary(metrics, out))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
+        print(summary(metrics, out))
     return objective(metrics, cfg.monitor)
 
 
 if __name__ == "__main__":
+    from trainer.distributed import hydra_overrides
+
+    sys.argv += hydra_overrides()
     main()

@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from models.mlp import ACTIVATIONS, BIAS_INITS, INITS
+from trainer.accel import PRECISIONS
 from trainer.averaging import AVERAGING
 from trainer.data.base import TASKS
 from trainer.data.preprocess import PREPROCESS
@@ -155,7 +156,7 @@ def validate(cfg: DictConfig) -> None:
     _positive("log_every_n_steps", cfg.log_every_n_steps)
     _positive("nan_check_every_n_steps", cfg.nan_check_every_n_steps)
     _positive("checkpoint_every_n_epochs", cfg.checkpoint_every_n_epochs)
-    for key in ("resume", "drop_last", "progress"):
+    for key in ("resume", "drop_last", "progress", "compile", "cuda_graphs", "tf32"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key}={cfg[key]!r} must be true or false")
     if cfg.ckpt is not None and not isinstance(cfg.ckpt, str):
@@ -186,6 +187,7 @@ def validate(cfg: DictConfig) -> None:
         _positive("optimizer.lr", lr, float)
     validate_data(cfg.data)
     validate_optimization(cfg)
+    _choice("precision", cfg.precision, list(PRECISIONS))
 
 
 def validate_data(d: DictConfig) -> None:

@@ -13,8 +13,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from trainer.accel import Step
 from trainer.averaging import WeightAverage
 from trainer.data import Splits
+from trainer.distributed import all_mean
 from trainer.logger import RunLogger
 from trainer.loop import EpochCursor, evaluate, loss_function, num_batches, train_epoch
 from trainer.schedules import Schedule
@@ -59,11 +61,11 @@ def validation_metrics(model: nn.Module, averaging: WeightAverage | None, splits
     """`val/*` of the evaluated weights (the average once it has started) and, when averaging,
     `val_raw/*` of the trained ones."""
     loss_fn, classification = loss_function(splits.task), splits.task == "classification"
-    raw = evaluate(model, loss_fn, splits.x_val, splits.y_val, classification=classification)
+    kw = {"classification": classification, "transform": splits.transform}
+    raw = evaluate(model, loss_fn, splits.x_val, splits.y_val, **kw)
     if averaging is None:
         return {f"val/{k}": v for k, v in raw.items()}
-    avg = (evaluate(averaging.module, loss_fn, splits.x_val, splits.y_val, classification=classification)
-           if averaging.count else raw)
+    avg = evaluate(averaging.module, loss_fn, splits.x_val, splits.y_val, **kw) if averaging.count else raw
     return {**{f"val/{k}": v for k, v in avg.items()}, **{f"val_raw/{k}": v for k, v in raw.items()}}
 
 
@@ -85,10 +87,11 @@ def fit(
     save: Callable[[FitState], None],
     state: FitState | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
-    grad_clip: float | None = None,
     max_steps: int | None = None,
     averaging: WeightAverage | None = None,
     stopping: EarlyStopping | None = None,
+    step: Step | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> FitState:
     """Train up to `epochs` (and `max_steps` updates) from `state` (None: a fresh start),
     validating each epoch.
@@ -96,7 +99,8 @@ def fit(
     `save(state)` runs after every epoch and when a stop is requested mid-epoch. The returned
     state's `status` says how it ended: completed, interrupted (stop_requested) or diverged.
     `stopping` may end training early; with `averaging`, the averaged weights are the ones
-    validated and kept as best.
+    validated and kept as best. `step` and `shard` go to `train_epoch` (precision, CUDA graphs,
+    DDP); inputs pass through `splits.transform` per batch (compact inputs).
     """
     classification = splits.task == "classification"
     loss_fn = loss_function(splits.task)
@@ -105,21 +109,31 @@ def fit(
     state.status, state.stopped_by = "running", "epochs"
     per_epoch = num_batches(len(splits.x_train), batch_size, drop_last)
     bar = tqdm(total=per_epoch, leave=False, disable=None if progress else True, unit="step")
+    # (step, lr) pairs, written once per epoch: a TensorBoard write per log step wakes the writer
+    # thread each time, which at batch size 1 costs more than the step. A tensor lr is copied on the
+    # device (no host sync) and read at the end of the epoch.
+    lrs: list[tuple[int, float | torch.Tensor]] = []
 
-    def on_step() -> bool:
+    def on_step() -> bool:  # every update: keep it cheap (at batch size 1 it costs per sample)
         state.step += 1
         schedule.after_update()
         if averaging is not None:
             averaging.update(model, epoch)  # `epoch`: the loop's current one
         if state.step % log_every_n_steps == 0:
-            logger.scalars({"lr": optimizer.param_groups[0]["lr"]}, state.step)
-        bar.update()
+            lr = optimizer.param_groups[0]["lr"]
+            lrs.append((state.step, lr.clone() if isinstance(lr, torch.Tensor) else lr))
+            bar.update(log_every_n_steps)
         # One host sync every nan_check_every_n_steps: a NaN step leaves the running sum NaN.
         if state.step % nan_check_every_n_steps == 0 and not torch.isfinite(state.cursor.loss_sum):
             state.status, state.reason = "diverged", f"the training loss is not finite at step {state.step}"
         elif stop_requested():
             state.status, state.reason = "interrupted", f"stopped at step {state.step}"
         return state.status != "running"
+
+    def write_lrs() -> None:
+        for at, lr in lrs:
+            logger.scalars({"lr": float(lr)}, at)
+        lrs.clear()
 
     for epoch in range(state.epoch + 1, epochs + 1):
         if state.cursor is None:
@@ -130,17 +144,20 @@ def fit(
         t0, seen0 = time.perf_counter(), state.cursor.seen
         if not train_epoch(model, optimizer, loss_fn, splits.x_train, splits.y_train, batch_size,
                            state.cursor, drop_last=drop_last, classification=classification,
-                           on_step=on_step, grad_clip=grad_clip,
+                           on_step=on_step, step=step, transform=splits.transform, shard=shard,
                            max_updates=None if max_steps is None else max_steps - state.step):
             break
-        train = {f"train/{k}": v.item() for k, v in state.cursor.stats(classification).items()}
+        write_lrs()
+        bar.update(bar.total - bar.n)  # on_step moves the bar only every log_every_n_steps
+        stats = all_mean(state.cursor.stats(classification), state.cursor.seen)
+        train = {f"train/{k}": v.item() for k, v in stats.items()}
         seconds = time.perf_counter() - t0
         val = validation_metrics(model, averaging, splits)
         if not (math.isfinite(train["train/loss"]) and math.isfinite(val["val/loss"])):
             state.status, state.reason = "diverged", f"the loss is not finite in epoch {epoch}"
             break
-        metrics = {**train, **val, "lr": optimizer.param_groups[0]["lr"],
-                   "throughput/samples_per_s": (state.cursor.seen - seen0) / seconds}
+        metrics = {**train, **val, "lr": float(optimizer.param_groups[0]["lr"]),
+                   "throughput/samples_per_s": shard[1] * (state.cursor.seen - seen0) / seconds}
         schedule.after_epoch(epoch, metrics.get("val_raw/loss", metrics["val/loss"]))
         logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)  # lr: per step
         state.epoch, state.last_metrics, state.cursor = epoch, metrics, None
@@ -162,6 +179,7 @@ def fit(
         if stop_requested():  # a signal during validation or checkpointing
             state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"
             break
+    write_lrs()  # those of an epoch that stopped early
     bar.close()
     if state.status == "interrupted" and state.cursor is not None:
         save(state)  # mid-epoch: the cursor records where to go on

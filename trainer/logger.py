@@ -103,3 +103,12 @@ def run_hparams(resolved: Mapping[str, Any], config_root: str) -> dict[str, HPar
     for key, neutral in known_hparams(config_root).items():
         flat.setdefault(key, neutral)
     return dict(sorted(flat.items()))
+
+
+class NullLogger:
+    """Writes nothing: the logger of DDP ranks other than 0, which share rank 0's directory."""
+
+    def __getattr__(self, name: str) -> Any:
+        if callable(getattr(RunLogger, name, None)):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from trainer.accel import Step, eager_step
 
 
 def loss_function(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -35,6 +37,9 @@ class EpochCursor:
     correct: torch.Tensor  # () correct predictions so far, on the device
     next_batch: int = 0
     seen: int = 0
+    # (outputs, targets) of batches whose correct predictions are not yet in `correct`: counted
+    # a few ops per epoch, not four per step (which cost ~10% of a step at batch size 1).
+    pending: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
 
     @classmethod
     def start(cls, n: int, device: torch.device, generator: torch.Generator | None) -> EpochCursor:
@@ -42,53 +47,29 @@ class EpochCursor:
         zero = torch.zeros((), device=device)
         return cls(perm, zero, torch.zeros((), device=device, dtype=torch.int64))
 
+    def fold(self) -> None:
+        """Count the pending batches' correct predictions into `correct`."""
+        if self.pending:
+            outs, targets = zip(*self.pending, strict=True)
+            self.correct += (torch.cat(outs).argmax(dim=1) == torch.cat(targets)).sum()
+            self.pending.clear()
+
     def stats(self, classification: bool) -> dict[str, torch.Tensor]:
         """Mean loss (and accuracy) of the epoch so far, as device tensors (not synced)."""
+        self.fold()
         stats = {"loss": self.loss_sum / max(self.seen, 1)}
         if classification:
             stats["acc"] = self.correct / max(self.seen, 1)
         return stats
 
     def state_dict(self) -> dict:
-        return {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}
+        self.fold()
+        return {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()
+                if k != "pending"}
 
     @classmethod
     def from_state_dict(cls, state: dict, device: torch.device) -> EpochCursor:
         return cls(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in state.items()})
-
-
-def update(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    xb: torch.Tensor,
-    yb: torch.Tensor,
-    grad_clip: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer update on (xb, yb); returns the output and loss before it (detached).
-
-    Gradients are clipped to total norm `grad_clip` when given. LBFGS gets the closure it calls
-    several times per step (line search); the others take one gradient.
-    """
-    first: list[torch.Tensor] = []
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        out = model(xb)
-        loss = loss_fn(out, yb)
-        loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)  # no host sync
-        if not first:
-            first.extend((out.detach(), loss.detach()))
-        return loss
-
-    if isinstance(optimizer, torch.optim.LBFGS):
-        optimizer.step(closure)
-    else:
-        closure()
-        optimizer.step()
-    return first[0], first[1]
 
 
 def train_epoch(
@@ -103,32 +84,50 @@ def train_epoch(
     drop_last: bool = False,
     classification: bool = True,
     on_step: Callable[[], bool] | None = None,
-    grad_clip: float | None = None,
+    step: Step | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    shard: tuple[int, int] = (0, 1),
     max_updates: int | None = None,
 ) -> bool:
     """Train on (x, y) in the cursor's index batches from where it stands; True when the epoch ends.
 
+    `step(xb, yb) -> (loss, outputs)` trains on one batch (default: the plain fp32 step);
+    `transform` maps stored inputs to model inputs per batch (e.g. uint8 images -> standardized
+    floats); `shard=(rank, world)` trains on this rank's share of every global batch (DDP).
     `on_step` runs after each optimizer update (per-step schedulers, logging, progress); when it
     returns True the epoch stops after that update and the cursor keeps its place. With
     `max_updates` the epoch ends (True) after that many updates.
     """
     model.train()
-    end = num_batches(len(x), batch_size, drop_last)
-    if max_updates is not None:
-        end = min(end, cursor.next_batch + max_updates)
+    step = step or eager_step(model, optimizer, loss_fn, x.device)
+    perm = cursor.perm[: num_batches(len(x), batch_size, drop_last) * batch_size]
+    batches = shard_batches(perm.split(batch_size), *shard)
+    end = len(batches) if max_updates is None else min(len(batches), cursor.next_batch + max_updates)
     for i in range(cursor.next_batch, end):
-        idx = cursor.perm[i * batch_size : (i + 1) * batch_size]
-        xb, yb = x[idx], y[idx]
-        out, loss = update(model, optimizer, loss_fn, xb, yb, grad_clip)
-        b = len(idx)
-        cursor.loss_sum.add_(loss, alpha=b)
+        idx = batches[i]
+        yb = y[idx]
+        loss, out = step(x[idx] if transform is None else transform(x[idx]), yb)
+        cursor.loss_sum.add_(loss, alpha=len(idx))
         if classification:
-            cursor.correct.add_((out.argmax(dim=1) == yb).sum())
-        cursor.seen += b
+            cursor.pending.append((out, yb))
+            if len(cursor.pending) == 1024:  # bounds the outputs kept in memory
+                cursor.fold()
+        cursor.seen += len(idx)
         cursor.next_batch = i + 1
         if on_step is not None and on_step():
             return False
     return True
+
+
+def shard_batches(batches: Sequence[torch.Tensor], rank: int, world: int) -> Sequence[torch.Tensor]:
+    """This rank's share of each global index batch: the rank-th of `world` equal parts.
+
+    Equal parts make DDP's average of the ranks' gradients the gradient of the global batch's mean
+    loss; so an epoch's last partial batch loses its remainder (at most world - 1 samples).
+    """
+    if world == 1:
+        return batches
+    return [b[: len(b) - len(b) % world].view(world, -1)[rank] for b in batches if len(b) >= world]
 
 
 @torch.inference_mode()
@@ -140,6 +139,7 @@ def evaluate(
     *,
     classification: bool = True,
     batch_size: int = 8192,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Mean loss (and accuracy) over (x, y) in large batches; one host sync at the end."""
     was_training = model.training
@@ -148,7 +148,7 @@ def evaluate(
     correct = torch.zeros((), device=x.device, dtype=torch.int64)
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-        out = model(xb)
+        out = model(xb if transform is None else transform(xb))
         loss_sum += loss_fn(out, yb).float() * len(xb)
         if classification:
             correct += (out.argmax(dim=1) == yb).sum()

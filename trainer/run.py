@@ -18,6 +18,7 @@ from torch.optim.swa_utils import SWALR
 
 import trainer
 from models import MLP, count_parameters, resolve_widths
+from trainer import accel, distributed
 from trainer.averaging import WeightAverage
 from trainer.checkpoint import remove_stale_temporaries, save_checkpoint, write_json
 from trainer.config import config_dir, validate
@@ -26,7 +27,7 @@ from trainer.data.preprocess import WHITEN_EPS, check_compatible, load_preproces
 from trainer.device import resolve_device
 from trainer.errors import ConfigError
 from trainer.fit import FitState, fit
-from trainer.logger import RunLogger, run_hparams
+from trainer.logger import NullLogger, RunLogger, run_hparams
 from trainer.loop import evaluate, loss_function, num_batches
 from trainer.resume import read_checkpoint, restore_rng, resume_path, rng_state
 from trainer.schedules import Schedule
@@ -120,10 +121,10 @@ def build_model(cfg: DictConfig, splits: Splits) -> MLP:
                init=m.init, init_std=m.init_std, bias_init=m.bias_init, dropout=m.dropout)
 
 
-def instantiate_checked(node: DictConfig, group: str, *args: Any) -> Any:
+def instantiate_checked(node: DictConfig, group: str, *args: Any, **kwargs: Any) -> Any:
     """`instantiate(node)(*args)`, with a bad argument reported as the config key it came from."""
     try:
-        return instantiate(node)(*args)
+        return instantiate(node)(*args, **kwargs)
     except Exception as exc:  # TypeError: unknown argument; ValueError: a value torch rejects
         cause = exc.__cause__ or exc
         raise ConfigError(f"{group}={node.get('_target_')} cannot be built from the config "
@@ -134,10 +135,20 @@ def instantiate_checked(node: DictConfig, group: str, *args: Any) -> Any:
 def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Train and test one configuration; write logs, checkpoints and metrics.json into `out_dir`."""
     validate(cfg)
-    out = Path(out_dir) if out_dir is not None else hydra_output_dir()
+    world = distributed.setup(resolve_device(cfg.device))
+    try:
+        return _run(cfg, out_dir, world)
+    finally:
+        distributed.teardown(world)
+
+
+def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) -> dict[str, Any]:
+    out = distributed.shared_dir(world, Path(out_dir) if out_dir is not None else hydra_output_dir())
     started = time.time()
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = world.device
+    accel.check_precision(cfg.precision, device)
+    accel.setup_backend(device, cfg.tf32)
     resume_from = resume_path(cfg.resume, cfg.ckpt, out)
 
     splits, prep = prepare_data(cfg.data, device)
@@ -150,7 +161,8 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
                           f"({len(splits.x_train)} samples); use at most {len(splits.x_train)} "
                           "or batch_size=full")
     model = build_model(cfg, splits).to(device)
-    optimizer = instantiate_checked(cfg.optimizer, "optimizer", model.parameters())
+    fast = accel.optimizer_options(cfg.optimizer._target_, cfg.optimizer, device, cfg.cuda_graphs)
+    optimizer = instantiate_checked(cfg.optimizer, "optimizer", model.parameters(), **fast)
     scheduler = build_schedule(cfg, optimizer, num_batches(len(splits.x_train), batch_size, cfg.drop_last))
     averaging = build_averaging(cfg.averaging, model)
     stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
@@ -166,10 +178,10 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     meta = {"version": trainer.__version__, "git_commit": git_commit(), "device": str(device)}
     out.mkdir(parents=True, exist_ok=True)
-    for stale in remove_stale_temporaries(out / "checkpoints"):
+    for stale in remove_stale_temporaries(out / "checkpoints") if world.is_main else []:
         log.warning("removed %s, left by a run killed while writing it", stale)
     # On resume, purge_step hides per-step events logged after the checkpoint by the stopped run.
-    logger = RunLogger(out, purge_step=state.step + 1 if state else None)
+    logger = RunLogger(out, purge_step=state.step + 1 if state else None) if world.is_main else NullLogger()
     if state is None or resume_from.parent.parent != out:
         metric_tags = ["best/val_loss", "test/loss"] + (
             ["best/val_acc", "test/acc"] if splits.task == "classification" else [])
@@ -180,6 +192,8 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
              cfg.model.activation, count_parameters(model), device)
 
     def checkpoint(state: FitState) -> None:
+        if not world.is_main:
+            return
         mid_epoch = state.cursor is not None
         final = state.epoch == cfg.epochs or state.stopped_by != "epochs"
         if not mid_epoch and state.epoch % cfg.checkpoint_every_n_epochs and not final:
@@ -194,13 +208,19 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
         if state.best_epoch == state.epoch and not mid_epoch:
             save_checkpoint({**ckpt, "model": state.best_weights}, out / "checkpoints" / "best.pt")
 
+    trained = accel.compile_model(distributed.wrap(model, world), cfg.compile)
+    step = accel.make_step(trained, optimizer, loss_function(splits.task), device, precision=cfg.precision,
+                           cuda_graphs=cfg.cuda_graphs, compiled=cfg.compile,
+                           distributed=world.distributed, batch_size=batch_size // world.size,
+                           grad_clip=cfg.grad_clip)
     with StopOnSignal() as stop:
         state = fit(model, optimizer, scheduler, splits, epochs=cfg.epochs,
                     batch_size=batch_size, drop_last=cfg.drop_last, monitor=cfg.monitor,
                     generator=generator, logger=logger, log_every_n_steps=cfg.log_every_n_steps,
-                    nan_check_every_n_steps=cfg.nan_check_every_n_steps, progress=cfg.progress,
-                    save=checkpoint, state=state, stop_requested=stop, grad_clip=cfg.grad_clip,
-                    max_steps=cfg.max_steps, averaging=averaging, stopping=stopping)
+                    nan_check_every_n_steps=cfg.nan_check_every_n_steps,
+                    progress=cfg.progress and world.is_main, save=checkpoint, state=state,
+                    stop_requested=stop, max_steps=cfg.max_steps, averaging=averaging,
+                    stopping=stopping, step=step, shard=(world.rank, world.size))
 
     classification = splits.task == "classification"
     metrics: dict[str, Any] = {**state.best_metrics}
@@ -210,7 +230,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
         elif averaging is not None and averaging.count:  # test_on=last: the last averaged weights
             model.load_state_dict(averaging.weights())
         test = evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
-                        classification=classification)
+                        classification=classification, transform=splits.transform)
         metrics.update({f"test/{k}": v for k, v in test.items()})
         final = {f"best/{k.replace('/', '_')}": v for k, v in state.best_metrics.items()}
         logger.scalars({**final, **{f"test/{k}": v for k, v in test.items()}}, state.epoch)
@@ -237,7 +257,8 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
         metrics["signal"] = stop.received.name
     if classification:
         metrics["train/acc"] = state.last_metrics.get("train/acc")
-    write_json(metrics, out / "metrics.json")
+    if world.is_main:
+        write_json(metrics, out / "metrics.json")
     return metrics
 
 

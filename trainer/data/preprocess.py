@@ -6,6 +6,8 @@ The notes' recipe: step 1 subtract the mean, step 2 divide by the standard devia
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -37,6 +39,14 @@ class Standardizer:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    def to(self, device: torch.device) -> Standardizer:
+        """The same map (also a subclass's) with its tensors on `device`, for per-batch use there."""
+        moved = copy.copy(self)
+        for key, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(moved, key, value.to(device))
+        return moved
 
     def state_dict(self) -> dict:
         return {"kind": "standardize", "mean": self.mean.cpu(), "std": self.std.cpu()}

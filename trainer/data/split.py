@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,9 @@ class Splits:
     y_test: torch.Tensor
     task: str
     num_classes: int  # 0 for regression
+    # Per-batch map from stored to model inputs, for inputs kept compact on the device (uint8
+    # images): e.g. a Standardizer fitted on the float train inputs. None: x is used as stored.
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def in_dim(self) -> int:
@@ -36,7 +40,8 @@ class Splits:
 
     def to(self, device: torch.device) -> Splits:
         moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
-        return Splits(**moved, task=self.task, num_classes=self.num_classes)
+        transform = self.transform.to(device) if hasattr(self.transform, "to") else self.transform
+        return Splits(**moved, task=self.task, num_classes=self.num_classes, transform=transform)
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}

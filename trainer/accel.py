@@ -1,0 +1,265 @@
+"""Speed options resolved once: precision (autocast, grad scaler), torch.compile, TF32, fused
+optimizers and CUDA graphs. `make_step` returns the training step the loop calls."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+import torch
+from hydra.utils import get_object
+from torch import nn
+
+from trainer.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Optimizers whose update can be captured in a CUDA graph with `capturable=True` and a tensor lr
+# (so schedulers change the rate in place, inside the graph's memory).
+GRAPH_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
+
+Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """fp16 trains with a grad scaler, which needs CUDA here; bf16 and fp32 run anywhere."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not allowed; choose one of {list(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            f"precision=fp16 needs CUDA (fp16 on the CPU is slow and loses small gradients) but the "
+            f"run is on {device}; use precision=bf16 on the CPU, or precision=fp32"
+        )
+
+
+def setup_backend(device: torch.device, tf32: bool) -> None:
+    """TF32 tensor-core matmuls on CUDA (about 10 mantissa bits instead of 23, several times faster)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The forward pass's autocast context: a no-op for fp32."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def optimizer_options(target: str, given: Mapping[str, Any], device: torch.device,
+                      cuda_graphs: bool) -> dict[str, Any]:
+    """Extra arguments for the optimizer `target` (a dotted path) configured with `given`.
+
+    On CUDA: `fused=True` where the class accepts it and the config chose no implementation; for
+    CUDA graphs also `capturable=True` and a tensor learning rate, which schedulers then update in
+    place inside the graph's memory. Nothing on the CPU.
+    """
+    if device.type != "cuda":
+        return {}
+    try:
+        func = get_object(target)
+        accepted = inspect.signature(func).parameters
+    except Exception:  # a bad target is reported when the optimizer is built
+        return {}
+    extra: dict[str, Any] = {}
+    if cuda_graphs and isinstance(func, type) and issubclass(func, GRAPH_OPTIMIZERS):
+        lr = float(given.get("lr", accepted["lr"].default))
+        extra = {"capturable": True, "lr": torch.tensor(lr, device=device)}
+    if "fused" in accepted and "fused" not in given and "foreach" not in given:
+        extra["fused"] = True
+    return extra
+
+
+def compile_model(model: nn.Module, enabled: bool, backend: str = "inductor") -> nn.Module:
+    """`torch.compile(model)` when enabled; the parameters stay shared with `model`."""
+    return torch.compile(model, backend=backend) if enabled else model
+
+
+def eager_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
+               device: torch.device, precision: str = "fp32", grad_clip: float | None = None) -> Step:
+    """forward under autocast, loss, zero_grad, backward, clip, update; returns (loss, outputs) detached.
+
+    Gradients are clipped to total norm `grad_clip` when given (no host sync). LBFGS gets the
+    closure it calls several times per step (line search); the others take one gradient.
+    """
+    params = list(model.parameters())
+    clip = partial(nn.utils.clip_grad_norm_, params, grad_clip) if grad_clip else None
+    if isinstance(optimizer, torch.optim.LBFGS):
+        return closure_step(model, optimizer, loss_fn, device, precision, clip)
+    if precision == "fp16":
+        scaler = torch.amp.GradScaler(device.type)
+
+        def scaled(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with autocast(device, precision):
+                out = model(xb)
+                loss = loss_fn(out, yb)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if clip is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                clip()
+            scaler.step(optimizer)
+            scaler.update()
+            return loss.detach(), out.detach()
+
+        return scaled
+    if precision == "fp32" and clip is None:  # the bare step, without a context manager per call
+        def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return loss.detach(), out.detach()
+
+        return step
+
+    def general_step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(device, precision):
+            out = model(xb)
+            loss = loss_fn(out, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            clip()
+        optimizer.step()
+        return loss.detach(), out.detach()
+
+    return general_step
+
+
+def closure_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
+                 device: torch.device, precision: str, clip: Callable[[], Any] | None) -> Step:
+    """The step of an optimizer that re-evaluates the loss through a closure (LBFGS)."""
+    if precision == "fp16":
+        raise ConfigError("optimizer=lbfgs cannot train with precision=fp16: its line search "
+                          "cannot use a grad scaler; use precision=fp32 or bf16")
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        first: list[torch.Tensor] = []  # the loss and outputs before the update
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device, precision):
+                out = model(xb)
+                loss = loss_fn(out, yb)
+            loss.backward()
+            if clip is not None:
+                clip()
+            if not first:
+                first.extend((loss.detach(), out.detach()))
+            return loss
+
+        optimizer.step(closure)
+        return first[0], first[1]
+
+    return step
+
+
+def graph_fallback_reason(device: torch.device, optimizer: torch.optim.Optimizer, precision: str,
+                          compiled: bool, distributed: bool, grad_clip: float | None = None) -> str | None:
+    """Why the training step cannot be captured in a CUDA graph here, or None when it can."""
+    if device.type != "cuda":
+        return f"CUDA graphs need a CUDA device and this run is on {device}"
+    if not isinstance(optimizer, GRAPH_OPTIMIZERS):
+        names = ", ".join(c.__name__ for c in GRAPH_OPTIMIZERS)
+        return f"{type(optimizer).__name__} cannot run captured (supported: {names})"
+    if not all(g.get("capturable") and isinstance(g["lr"], torch.Tensor) for g in optimizer.param_groups):
+        return "the optimizer was not built with capturable=True and a tensor lr"
+    if precision == "fp16":
+        return "precision=fp16 needs the grad scaler's per-step inf check on the host; use bf16"
+    if compiled:
+        return "compile=true already compiles the step; use one of compile and cuda_graphs"
+    if distributed:
+        return "DDP's gradient all-reduce is not captured here"
+    if grad_clip:
+        return "grad_clip is not captured here; leave grad_clip unset to capture the step"
+    return None
+
+
+class GraphedStep:
+    """The whole training step (forward, loss, backward, optimizer update) as one CUDA graph.
+
+    Captured for one batch size on the first call; inputs are copied into static buffers. Batches
+    of another size (an epoch's last partial batch) run through the eager step.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
+                 device: torch.device, precision: str, batch_size: int) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.ctx = partial(autocast, device, precision)
+        self.batch_size = batch_size
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _forward_backward_update(self) -> None:
+        with self.ctx():
+            self.out = self.model(self.x)
+            self.loss = self.loss_fn(self.out, self.y)
+        self.loss.backward()
+        self.optimizer.step()
+
+    def _capture(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        self.x, self.y = xb.clone(), yb.clone()
+        # Warm-up steps (lazy optimizer state, cuBLAS handles) on a side stream, as capture needs;
+        # their updates are undone so that the run trains exactly as the eager loop would.
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        saved = [p.detach().clone() for p in params]
+        saved_state = {p: {k: v.clone() for k, v in st.items() if isinstance(v, torch.Tensor)}
+                       for p, st in self.optimizer.state.items()}  # non-empty after a resume
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.optimizer.zero_grad(set_to_none=True)
+                self._forward_backward_update()
+        torch.cuda.current_stream().wait_stream(side)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._forward_backward_update()
+        with torch.no_grad():
+            for p, s in zip(params, saved, strict=True):
+                p.copy_(s)
+            for p, state in self.optimizer.state.items():  # state made by the warm-up starts at 0
+                for k, v in state.items():
+                    if isinstance(v, torch.Tensor) and k in saved_state.get(p, {}):
+                        v.copy_(saved_state[p][k])
+                    elif isinstance(v, torch.Tensor):
+                        v.zero_()
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(xb) != self.batch_size:  # eagerly, accumulating into the graph's own .grad tensors
+            with self.ctx():
+                out = self.model(xb)
+                loss = self.loss_fn(out, yb)
+            self.optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            self.optimizer.step()
+            return loss.detach(), out.detach()
+        if self.graph is None:
+            self._capture(xb, yb)
+        self.x.copy_(xb)
+        self.y.copy_(yb)
+        self.graph.replay()
+        # Clones: the next replay overwrites the static outputs, the loop keeps these.
+        return self.loss.detach().clone(), self.out.detach().clone()
+
+
+def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, device: torch.device,
+              *, precision: str = "fp32", cuda_graphs: bool = False, compiled: bool = False,
+              distributed: bool = False, batch_size: int = 0, grad_clip: float | None = None) -> Step:
+    """The training step for these options: captured in a CUDA graph when asked and possible."""
+    if cuda_graphs:
+        reason = graph_fallback_reason(device, optimizer, precision, compiled, distributed, grad_clip)
+        if reason is None:
+            log.info("cuda_graphs: the training step is captured for batch size %d", batch_size)
+            return GraphedStep(model, optimizer, loss_fn, device, precision, batch_size)
+        log.warning("cuda_graphs=true ignored: %s; training with the eager step", reason)
+    return eager_step(model, optimizer, loss_fn, device, precision, grad_clip)
