@@ -152,7 +152,7 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
     resume_from = resume_path(cfg.resume, cfg.ckpt, out)
 
     splits, prep = prepare_data(cfg.data, device)
-    if splits.task == "regression" and str(cfg.monitor).endswith("acc"):
+    if splits.task == "regression" and mode_for(cfg.monitor) == "max":
         raise ConfigError(f"monitor={cfg.monitor} needs classes, but data {cfg.data.name!r} is a "
                           "regression task; use monitor=val/loss")
     batch_size = len(splits.x_train) if cfg.batch_size == "full" else int(cfg.batch_size)

@@ -8,11 +8,12 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from trainer.errors import ConfigError
+from trainer.stopping import mode_for
 
 
 def direction_of(monitor: str) -> str:
     """`maximize` for accuracies, `minimize` for losses (the rule fit() uses to pick the best epoch)."""
-    return "maximize" if str(monitor).endswith("acc") else "minimize"
+    return "maximize" if mode_for(str(monitor)) == "max" else "minimize"
 
 
 def worst(monitor: str) -> float:
