@@ -77,6 +77,10 @@ def main(cfg: DictConfig) -> float:
         fail(message, 3)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
         print(summary(metrics, out))
+    if metrics["status"] == "pruned":  # only in an Optuna search: its sweeper marks the trial pruned
+        import optuna
+
+        raise optuna.TrialPruned(metrics["reason"])
     return objective(metrics, cfg.monitor)
 
 

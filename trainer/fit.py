@@ -25,7 +25,7 @@ from trainer.stopping import EarlyStopping, improved, mode_for
 log = logging.getLogger(__name__)
 
 # How a fit ends. "running" only while it runs.
-STATUSES = ("running", "completed", "interrupted", "diverged")
+STATUSES = ("running", "completed", "interrupted", "diverged", "pruned")
 
 
 @dataclass
@@ -92,6 +92,7 @@ def fit(
     stopping: EarlyStopping | None = None,
     step: Step | None = None,
     shard: tuple[int, int] = (0, 1),
+    prune: Callable[[int, float], str] | None = None,
 ) -> FitState:
     """Train up to `epochs` (and `max_steps` updates) from `state` (None: a fresh start),
     validating each epoch.
@@ -100,7 +101,8 @@ def fit(
     state's `status` says how it ended: completed, interrupted (stop_requested) or diverged.
     `stopping` may end training early; with `averaging`, the averaged weights are the ones
     validated and kept as best. `step` and `shard` go to `train_epoch` (precision, CUDA graphs,
-    DDP); inputs pass through `splits.transform` per batch (compact inputs).
+    DDP); inputs pass through `splits.transform` per batch (compact inputs). `prune(epoch, value)`
+    gets `monitor` after each epoch (an Optuna search job); a reason returned stops the fit as pruned.
     """
     classification = splits.task == "classification"
     loss_fn = loss_function(splits.task)
@@ -175,6 +177,9 @@ def fit(
         save(state)
         if state.stopped_by != "epochs":
             log.info("stopping after epoch %d: %s", epoch, state.stopped_by.replace("_", " "))
+            break
+        if prune is not None and (why := prune(epoch, metrics[monitor])):
+            state.status, state.reason = "pruned", why
             break
         if stop_requested():  # a signal during validation or checkpointing
             state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"

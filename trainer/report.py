@@ -23,10 +23,11 @@ from omegaconf import OmegaConf
 from trainer.cli import fail, parse_options
 from trainer.errors import ConfigError, DataError, UserError
 from trainer.sweep import direction_of
+from trainer.trial import study_summary
 
 USAGE = "python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600]"
 METRICS = ("val/loss", "val/acc", "test/loss", "test/acc")
-NOT_BEST = ("failed", "diverged")  # statuses never marked best
+NOT_BEST = ("failed", "diverged", "pruned")  # statuses never marked best
 
 
 @dataclass
@@ -309,6 +310,9 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     if best is not None:
         print(f"\nbest on {monitor}: job {best.name} ({_label(best, keys).split(': ', 1)[1]}) "
               f"{monitor} {best.score(monitor):.4f}")
+    study = study_summary(Path(sweep_dir))  # an Optuna search: its study, from the database
+    if study:
+        print("\n" + "\n".join(study))
     paths = {"csv": out_dir / "report.csv", "curves": out_dir / "report_curves.png"}
     write_csv(table, paths["csv"])
     plot_curves(jobs, keys, best, monitor, paths["curves"])

@@ -33,6 +33,7 @@ from trainer.resume import read_checkpoint, restore_rng, resume_path, rng_state
 from trainer.schedules import Schedule
 from trainer.signals import StopOnSignal
 from trainer.stopping import EarlyStopping, mode_for
+from trainer.trial import epoch_reporter
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,8 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
                     nan_check_every_n_steps=cfg.nan_check_every_n_steps,
                     progress=cfg.progress and world.is_main, save=checkpoint, state=state,
                     stop_requested=stop, max_steps=cfg.max_steps, averaging=averaging,
-                    stopping=stopping, step=step, shard=(world.rank, world.size))
+                    stopping=stopping, step=step, shard=(world.rank, world.size),
+                    prune=None if world.distributed else epoch_reporter(cfg.epochs))
 
     classification = splits.task == "classification"
     metrics: dict[str, Any] = {**state.best_metrics}
