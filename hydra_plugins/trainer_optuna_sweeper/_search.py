@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.trial import FrozenTrial, Trial, TrialState
 
@@ -169,9 +170,12 @@ class Search:
         for trial, ret in zip(trials, returns, strict=True):
             value, state = None, TrialState.COMPLETE
             try:
-                value = float(ret.return_value)
-            except optuna.TrialPruned:
-                state = TrialState.PRUNED
+                # A pruned job raises TrialPruned; looked at directly, since reading return_value
+                # would print Hydra's "Error executing job" for it.
+                if ret.status == JobStatus.FAILED and isinstance(ret._return_value, optuna.TrialPruned):
+                    state = TrialState.PRUNED
+                else:
+                    value = float(ret.return_value)
             except Exception as exc:  # the job raised; Hydra keeps the exception in its return
                 state = TrialState.FAIL
                 failures.append(ret)

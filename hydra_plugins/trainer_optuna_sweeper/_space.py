@@ -1,5 +1,6 @@
-"""The search space: Hydra's sweep syntax (`interval`, `choice`, `range`, `tag(log, ...)`) as Optuna
-distributions, and a trial's values back as command-line overrides."""
+"""The search space: Hydra's sweep syntax (`interval`, `choice`, `range`, `tag(log, ...)`, and
+`tag(int, interval(...))` for whole numbers) as Optuna distributions, and a trial's values back as
+command-line overrides."""
 
 from __future__ import annotations
 
@@ -27,16 +28,16 @@ def distribution(override: Override) -> BaseDistribution | str:
         return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
     if override.is_range_sweep():  # range(start, stop, step): stop excluded, as in Python
         assert isinstance(value, RangeSweep)
-        values = list(override.sweep_iterator())
+        values = [v if isinstance(v, int) else round(v, 12) for v in override.sweep_iterator()]
         if not values:
             raise ConfigError(f"{override.input_line} is empty; range(start, stop, step) excludes stop")
         if all(isinstance(v, int) for v in values):
             return IntDistribution(values[0], values[-1], step=int(value.step))
         return FloatDistribution(values[0], values[-1], step=float(value.step))
-    assert isinstance(value, IntervalSweep)
+    assert isinstance(value, IntervalSweep)  # Hydra reads its bounds as floats; tag(int, ...): whole numbers
     log = "log" in value.tags
-    if isinstance(value.start, int) and isinstance(value.end, int):
-        return IntDistribution(value.start, value.end, log=log)
+    if "int" in value.tags:
+        return IntDistribution(int(value.start), int(value.end), log=log)
     return FloatDistribution(float(value.start), float(value.end), log=log)
 
 

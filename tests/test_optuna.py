@@ -1,0 +1,203 @@
+"""The Optuna sweeper (hydra/sweeper=optuna): search space, database storage, continuing a killed
+search, processes sharing one study, pruning, the report's study lines, the optuna-dashboard."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from hydra_plugins.trainer_optuna_sweeper import _space
+from tests.conftest import ROOT, cli, read_metrics
+from trainer.errors import ConfigError
+from trainer.trial import make_pruner
+
+TINY = ("data=spirals", "optimizer=sgd", "model.width=16", "batch_size=128")
+
+
+def load(sweep: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep / 'optuna.db'}")
+
+
+def search(sweep: Path, *args: str) -> list[str]:
+    """The command line of a search in `sweep` (a list for cli() or Popen)."""
+    return ["-m", "hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}", *TINY, *args]
+
+
+def popen(args: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=ROOT, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def test_hydra_sweep_syntax_becomes_optuna_distributions():
+    space, fixed = _space.parse([
+        "optimizer.lr=tag(log, interval(0.0001, 0.3))", "model.width=choice(16, 32)", "epochs=range(2, 9, 3)",
+        "x=interval(0.5, 1.5)", "n=tag(int, log, interval(1, 64))", "seed=1", "y=range(0.1, 0.35, 0.1)",
+        "seed=2"])
+    assert space["optimizer.lr"] == FloatDistribution(0.0001, 0.3, log=True)
+    assert space["model.width"] == CategoricalDistribution([16, 32])
+    assert space["epochs"] == IntDistribution(2, 8, step=3)  # range() excludes its stop, as in Python
+    assert space["x"] == FloatDistribution(0.5, 1.5) and space["n"] == IntDistribution(1, 64, log=True)
+    assert fixed == {"seed": "2"}  # a later value wins
+    grid = _space.grid({k: space[k] for k in ("model.width", "epochs", "y")})
+    assert grid["model.width"] == [16, 32] and grid["epochs"] == [2, 5, 8]
+    assert grid["y"] == pytest.approx([0.1, 0.2, 0.3])
+    with pytest.raises(ConfigError, match="grid sampler cannot enumerate optimizer.lr"):
+        _space.grid({"optimizer.lr": space["optimizer.lr"]})
+    overrides = _space.as_overrides({"a": True, "b": None, "c": 0.5}, {"d": "x"})
+    assert overrides == ["a=true", "b=null", "c=0.5", "d=x"]
+
+
+def test_pruner_names_and_arguments_are_checked():
+    assert type(make_pruner("median", {"n_startup_trials": 2})).__name__ == "MedianPruner"
+    assert type(make_pruner("none")).__name__ == "NopPruner"
+    with pytest.raises(ConfigError, match="hydra.sweeper.pruner='mean' is not allowed"):
+        make_pruner("mean")
+    with pytest.raises(ConfigError, match="pruner_args"):
+        make_pruner("hyperband", {"patience": 3})
+
+
+@pytest.fixture(scope="module")
+def pruned_search(tmp_path_factory) -> Path:
+    """A grid search of 6 learning rates, 3 of them far too small, with the median pruner."""
+    sweep = tmp_path_factory.mktemp("pruned") / "search"
+    proc = cli(*search(sweep, "hydra/sweeper/sampler=grid", "hydra.sweeper.sampler.seed=0",
+                       "hydra.sweeper.study_name=lrs", "hydra.sweeper.pruner=median",
+                       "+hydra.sweeper.pruner_args.n_startup_trials=2", "epochs=4",
+                       "optimizer.lr=choice(0.1, 0.05, 0.03, 0.00001, 0.00002, 0.00003)"))
+    assert proc.returncode == 0, proc.stderr
+    return sweep
+
+
+@pytest.mark.slow
+def test_median_pruner_stops_bad_trials_early(pruned_search):
+    study = load(pruned_search, "lrs")
+    trials = study.get_trials()
+    assert len(trials) == 6  # the grid has 6 points; n_trials (20) is cut to them
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and all(t.state == TrialState.COMPLETE for t in trials if t not in pruned)
+    for t in trials:
+        metrics = read_metrics(pruned_search / str(t.number))  # job folder = trial number
+        assert metrics["status"] == t.state.name.lower().replace("complete", "completed")
+        overrides = OmegaConf.load(pruned_search / str(t.number) / ".hydra" / "overrides.yaml")
+        assert f"optimizer.lr={t.params['optimizer.lr']}" in overrides
+        # the job reported its monitor after every epoch it trained, as the study recorded
+        assert sorted(t.intermediate_values) == list(range(1, metrics["epochs"] + 1))
+        assert t.intermediate_values[metrics["best_epoch"]] == pytest.approx(metrics["val/loss"])
+        if t in pruned:
+            assert metrics["epochs"] < 4 and "test/acc" not in metrics
+            assert "median pruner" in metrics["reason"]
+        else:
+            assert metrics["epochs"] == 4 and t.value == pytest.approx(metrics["val/loss"])
+    assert study.best_trial.params["optimizer.lr"] >= 0.03  # a tiny rate never wins
+
+
+@pytest.mark.slow
+def test_report_of_an_optuna_search_shows_pruned_jobs_best_trial_and_importances(pruned_search):
+    proc = subprocess.run([sys.executable, "-m", "trainer.report", str(pruned_search)], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    study = load(pruned_search, "lrs")
+    n_pruned = sum(t.state == TrialState.PRUNED for t in study.trials)
+    out = proc.stdout
+    assert sum(line.rstrip().endswith(" pruned") for line in out.splitlines()) == n_pruned
+    assert f"study lrs in sqlite:///{pruned_search / 'optuna.db'}: 6 trials" in out
+    best = study.best_trial
+    assert f"best trial {best.number} (job {best.number}): value {best.value:.4f}" in out
+    assert "parameter importances" in out
+
+
+@pytest.mark.slow
+def test_optuna_dashboard_serves_the_study(pruned_search):
+    with socket.socket() as s:  # a free local port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dashboard = Path(sys.executable).parent / "optuna-dashboard"
+    url = f"sqlite:///{pruned_search / 'optuna.db'}"
+    server = subprocess.Popen([str(dashboard), url, "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, studies = time.time() + 60, None
+        while studies is None and time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                    studies = json.load(r)["study_summaries"]
+            except OSError:  # not listening yet
+                time.sleep(0.5)
+        assert studies is not None, "the dashboard did not answer within 60 s"
+        assert [s["study_name"] for s in studies] == ["lrs"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}",
+                                    timeout=10) as r:
+            detail = json.load(r)
+        states = sorted(t["state"] for t in detail["trials"])
+        truth = sorted(t.state.name.capitalize() for t in load(pruned_search, "lrs").trials)
+        assert len(detail["trials"]) == 6 and states == truth
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_killed_search_continues_where_it_stopped(tmp_path):
+    sweep = tmp_path / "search"
+    args = search(sweep, "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=0",
+                  "hydra.sweeper.n_trials=6", "hydra.sweeper.study_name=killed", "epochs=3",
+                  "optimizer.lr=tag(log, interval(0.01, 0.3))")
+    proc = popen(args, tmp_path / "first.log")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:  # 3 trials done, the 4th started: kill
+        if len(list(sweep.glob("*/metrics.json"))) >= 3 and (sweep / "3" / ".hydra").is_dir():
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
+    assert sorted(finished) == ["0", "1", "2"], (tmp_path / "first.log").read_text()[-3000:]
+    before = {t.number: t.state for t in load(sweep, "killed").trials}
+    assert before[3] == TrialState.RUNNING
+
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr
+    trials = load(sweep, "killed").trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6  # the study's n_trials, the finished ones counted
+    for t in trials:  # the trial killed while running: failed, then run again with its values
+        if t.state == TrialState.FAIL:
+            assert before[t.number] == TrialState.RUNNING
+            retry = next(r for r in trials if t.number in r.system_attrs.get("retry_history", []))
+            assert retry.state == TrialState.COMPLETE and retry.params == t.params
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [3]
+    for name, mtime in finished.items():  # finished jobs were not run again
+        assert (sweep / name / "metrics.json").stat().st_mtime_ns == mtime
+    assert {t.number for t in complete} <= {int(p.parent.name) for p in sweep.glob("*/metrics.json")}
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study(tmp_path):
+    sweep = tmp_path / "search"
+    common = ["hydra/sweeper/sampler=random", "hydra.sweeper.n_trials=8", "hydra.sweeper.study_name=shared",
+              "epochs=2", "optimizer.lr=tag(log, interval(0.01, 0.3))"]
+    procs = [popen(search(sweep, *common, f"hydra.sweeper.sampler.seed={seed}"), tmp_path / f"{seed}.log")
+             for seed in (1, 2)]  # a seed each, or both would draw the same values
+    for seed, proc in zip((1, 2), procs, strict=True):
+        assert proc.wait(timeout=400) == 0, (tmp_path / f"{seed}.log").read_text()[-3000:]
+    trials = load(sweep, "shared").trials
+    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
+    jobs = sorted(int(p.parent.name) for p in sweep.glob("*/metrics.json"))
+    assert jobs == list(range(8))  # one folder per trial, named by its number
+    for t in trials:
+        assert read_metrics(sweep / str(t.number))["val/loss"] == pytest.approx(t.value)
+    ran = [(tmp_path / f"{seed}.log").read_text().count("] trial ") for seed in (1, 2)]
+    assert sum(ran) == 8
