@@ -201,3 +201,33 @@ def test_two_processes_share_one_study(tmp_path):
         assert read_metrics(sweep / str(t.number))["val/loss"] == pytest.approx(t.value)
     ran = [(tmp_path / f"{seed}.log").read_text().count("] trial ") for seed in (1, 2)]
     assert sum(ran) == 8
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "cmaes", "qmc"])
+def test_every_sampler_asks_trials_from_the_search_space(tmp_path, sampler):
+    """The sampler group composes, and the study in the sweep folder's database asks and keeps trials."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from hydra_plugins.trainer_optuna_sweeper._search import Search
+    from trainer.config import config_dir
+
+    params = ["optimizer.lr=tag(log, interval(0.001, 0.1))", "model.width=choice(16, 32)"]
+    if sampler == "grid":
+        params[0] = "optimizer.lr=choice(0.001, 0.01, 0.1)"
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", ["hydra/sweeper=optuna", f"hydra/sweeper/sampler={sampler}",
+                                 "hydra.sweeper.sampler.seed=0", f"hydra.sweep.dir={tmp_path}"],
+                      return_hydra_config=True)
+    options = {k: v for k, v in cfg.hydra.sweeper.items() if k != "_target_"}
+    options["sampler"] = instantiate(cfg.hydra.sweeper.sampler)
+    search = Search(cfg, None, **options)
+    space, fixed = search.prepare(params)
+    study = search.open_study()
+    for value in (0.5, 0.3, 0.4):
+        (trial,), _ = search.ask(study, space)
+        assert 0.001 <= trial.params["optimizer.lr"] <= 0.1 and trial.params["model.width"] in (16, 32)
+        study.tell(trial, value)
+    assert (tmp_path / "optuna.db").is_file() and search.n_trials == (6 if sampler == "grid" else 20)
+    again = load(tmp_path, tmp_path.name)  # the study is named after the sweep folder by default
+    assert [t.value for t in again.trials] == [0.5, 0.3, 0.4] and again.best_trial.number == 1

@@ -193,7 +193,8 @@ class Search:
                       len(failures), len(returns), self.max_failure_rate)
             failures[0].return_value  # noqa: B018  (raises the job's exception, with its traceback)
 
-    def run(self, arguments: list[str]) -> None:
+    def prepare(self, arguments: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+        """The search space and the fixed overrides of `params` and the command line; the grid."""
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         # Optuna's heartbeat thread runs only in Study.optimize; ours (Heartbeat) does it for ask/tell.
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -203,6 +204,10 @@ class Search:
             self.sampler = self.sampler(points)
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in points.values()))
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        return space, fixed
+
+    def run(self, arguments: list[str]) -> None:
+        space, fixed = self.prepare(arguments)
         with locked(self.sweep_dir):  # two processes creating the database's tables would collide
             study = self.open_study()
         self.save_config()
