@@ -68,6 +68,15 @@ def test_pruner_names_and_arguments_are_checked():
         make_pruner("hyperband", {"patience": 3})
 
 
+@pytest.mark.slow
+def test_a_bad_search_setting_is_one_paragraph(tmp_path):
+    proc = cli(*search(tmp_path / "s", "hydra/sweeper/sampler=grid", "optimizer.lr=interval(0.01, 0.1)"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "grid sampler cannot enumerate optimizer.lr" in proc.stderr and not (tmp_path / "s").exists()
+    proc = cli(*search(tmp_path / "s", "hydra.sweeper.pruner=mean"))
+    assert proc.returncode == 2 and "hydra.sweeper.pruner='mean' is not allowed" in proc.stderr
+
+
 @pytest.fixture(scope="module")
 def pruned_search(tmp_path_factory) -> Path:
     """A grid search of 6 learning rates, 3 of them far too small, with the median pruner."""

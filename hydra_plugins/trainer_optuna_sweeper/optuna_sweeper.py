@@ -5,6 +5,7 @@ Optuna is imported only when a search starts (Hydra imports this module at every
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hydra.core.plugins import Plugins
@@ -28,6 +29,13 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         from hydra_plugins.trainer_optuna_sweeper._search import Search
+        from trainer.cli import fail
+        from trainer.errors import UserError
 
         assert self.config is not None and self.launcher is not None
-        Search(self.config, self.launcher, **self.options).run(arguments)
+        try:
+            Search(self.config, self.launcher, **self.options).run(arguments)
+        except UserError as exc:  # a bad search setting: one paragraph, as for a bad run setting
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            fail(str(exc), 2)
