@@ -212,26 +212,28 @@ def test_two_processes_share_one_study(tmp_path):
     assert sum(ran) == 8
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "cmaes", "qmc"])
-def test_every_sampler_asks_trials_from_the_search_space(tmp_path, sampler):
-    """The sampler group composes, and the study in the sweep folder's database asks and keeps trials."""
+def make_search(sweep: Path, *overrides: str):
+    """The sweeper's Search as Hydra builds it from the composed config (no launcher: it is not run)."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
     from hydra_plugins.trainer_optuna_sweeper._search import Search
     from trainer.config import config_dir
 
-    params = ["optimizer.lr=tag(log, interval(0.001, 0.1))", "model.width=choice(16, 32)"]
-    if sampler == "grid":
-        params[0] = "optimizer.lr=choice(0.001, 0.01, 0.1)"
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", ["hydra/sweeper=optuna", f"hydra/sweeper/sampler={sampler}",
-                                 "hydra.sweeper.sampler.seed=0", f"hydra.sweep.dir={tmp_path}"],
+        cfg = compose("config", ["hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}", *overrides],
                       return_hydra_config=True)
     options = {k: v for k, v in cfg.hydra.sweeper.items() if k != "_target_"}
     options["sampler"] = instantiate(cfg.hydra.sweeper.sampler)
-    search = Search(cfg, None, **options)
-    space, fixed = search.prepare(params)
+    return Search(cfg, None, **options)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "cmaes", "qmc"])
+def test_every_sampler_asks_trials_from_the_search_space(tmp_path, sampler):
+    """The sampler group composes, and the study in the sweep folder's database asks and keeps trials."""
+    search = make_search(tmp_path, f"hydra/sweeper/sampler={sampler}", "hydra.sweeper.sampler.seed=0")
+    lr = "choice(0.001, 0.01, 0.1)" if sampler == "grid" else "tag(log, interval(0.001, 0.1))"
+    space, _ = search.prepare([f"optimizer.lr={lr}", "model.width=choice(16, 32)"])
     study = search.open_study()
     for value in (0.5, 0.3, 0.4):
         (trial,), _ = search.ask(study, space)
@@ -240,3 +242,19 @@ def test_every_sampler_asks_trials_from_the_search_space(tmp_path, sampler):
     assert (tmp_path / "optuna.db").is_file() and search.n_trials == (6 if sampler == "grid" else 20)
     again = load(tmp_path, tmp_path.name)  # the study is named after the sweep folder by default
     assert [t.value for t in again.trials] == [0.5, 0.3, 0.4] and again.best_trial.number == 1
+
+
+@pytest.mark.slow
+def test_a_trial_without_heartbeat_is_failed_and_asked_again(tmp_path):
+    """A trial whose process on another machine stopped sending heartbeats: failed, its values rerun."""
+    search = make_search(tmp_path, "hydra/sweeper/sampler=random", "hydra.sweeper.heartbeat_interval=1",
+                         "hydra.sweeper.n_trials=1")
+    space, _ = search.prepare(["optimizer.lr=interval(0.001, 0.1)"])
+    study = search.open_study()
+    (lost,), _ = search.ask(study, space)
+    search.storage.set_trial_user_attr(search.trial_id(lost.number), "sweeper_process", "elsewhere:1")
+    assert search.ask(study, space) == ([], 0)  # the one trial of n_trials runs (elsewhere)
+    time.sleep(3.5)  # more than two heartbeat intervals without one (SQLite's clock has whole seconds)
+    (retry,), finished = search.ask(study, space)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING] and finished == 0
+    assert retry.params == lost.params and retry.number == 1

@@ -73,8 +73,6 @@ class Heartbeat:
                 self.storage.record_heartbeat(trial_id)
 
     def __enter__(self) -> Heartbeat:
-        for trial_id in self.trial_ids:
-            self.storage.record_heartbeat(trial_id)
         self.thread.start()
         return self
 
@@ -148,6 +146,7 @@ class Search:
         for _ in range(max(0, slots)):
             trial = study.ask()
             trial.set_user_attr(OWNER, self.owner)
+            self.storage.record_heartbeat(self.trial_id(trial.number))  # from now on it can go stale
             _space.suggest(trial, space)
             asked.append(trial)
         return asked, finished
