@@ -29,6 +29,12 @@ def load(sweep: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep / 'optuna.db'}")
 
 
+def job_dirs(sweep: Path) -> dict[int, Path]:
+    """Job folders by job number: `3`, or `3_optimizer.lr=0.01` where folder names show the values."""
+    found = {p.name.split("_")[0]: p for p in sweep.iterdir() if (p / ".hydra").is_dir()}
+    return {int(n): p for n, p in found.items() if n.isdigit()}
+
+
 def search(sweep: Path, *args: str) -> list[str]:
     """The command line of a search in `sweep` (a list for cli() or Popen)."""
     return ["-m", "hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}", *TINY, *args]
@@ -97,9 +103,10 @@ def test_median_pruner_stops_bad_trials_early(pruned_search):
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned and all(t.state == TrialState.COMPLETE for t in trials if t not in pruned)
     for t in trials:
-        metrics = read_metrics(pruned_search / str(t.number))  # job folder = trial number
+        job = job_dirs(pruned_search)[t.number]  # job number = trial number
+        metrics = read_metrics(job)
         assert metrics["status"] == t.state.name.lower().replace("complete", "completed")
-        overrides = OmegaConf.load(pruned_search / str(t.number) / ".hydra" / "overrides.yaml")
+        overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml")
         assert f"optimizer.lr={t.params['optimizer.lr']}" in overrides
         # the job reported its monitor after every epoch it trained, as the study recorded
         assert sorted(t.intermediate_values) == list(range(1, metrics["epochs"] + 1))
@@ -167,13 +174,14 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path):
     proc = popen(args, tmp_path / "first.log")
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:  # 3 trials done, the 4th started: kill
-        if len(list(sweep.glob("*/metrics.json"))) >= 3 and (sweep / "3" / ".hydra").is_dir():
+        if len(list(sweep.glob("*/metrics.json"))) >= 3 and 3 in job_dirs(sweep):
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    finished = {p.parent.name: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
-    assert sorted(finished) == ["0", "1", "2"], (tmp_path / "first.log").read_text()[-3000:]
+    finished = {n: (p / "metrics.json").stat().st_mtime_ns for n, p in job_dirs(sweep).items()
+                if (p / "metrics.json").is_file()}
+    assert sorted(finished) == [0, 1, 2], (tmp_path / "first.log").read_text()[-3000:]
     before = {t.number: t.state for t in load(sweep, "killed").trials}
     assert before[3] == TrialState.RUNNING
 
@@ -188,9 +196,10 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path):
             retry = next(r for r in trials if t.number in r.system_attrs.get("retry_history", []))
             assert retry.state == TrialState.COMPLETE and retry.params == t.params
     assert [t.number for t in trials if t.state == TrialState.FAIL] == [3]
-    for name, mtime in finished.items():  # finished jobs were not run again
-        assert (sweep / name / "metrics.json").stat().st_mtime_ns == mtime
-    assert {t.number for t in complete} <= {int(p.parent.name) for p in sweep.glob("*/metrics.json")}
+    jobs = job_dirs(sweep)
+    for number, mtime in finished.items():  # finished jobs were not run again
+        assert (jobs[number] / "metrics.json").stat().st_mtime_ns == mtime
+    assert all(read_metrics(jobs[t.number])["val/loss"] == pytest.approx(t.value) for t in complete)
 
 
 @pytest.mark.slow
@@ -204,10 +213,10 @@ def test_two_processes_share_one_study(tmp_path):
         assert proc.wait(timeout=400) == 0, (tmp_path / f"{seed}.log").read_text()[-3000:]
     trials = load(sweep, "shared").trials
     assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
-    jobs = sorted(int(p.parent.name) for p in sweep.glob("*/metrics.json"))
-    assert jobs == list(range(8))  # one folder per trial, named by its number
+    jobs = job_dirs(sweep)
+    assert sorted(jobs) == list(range(8))  # one folder per trial, named by its number
     for t in trials:
-        assert read_metrics(sweep / str(t.number))["val/loss"] == pytest.approx(t.value)
+        assert read_metrics(jobs[t.number])["val/loss"] == pytest.approx(t.value)
     ran = [(tmp_path / f"{seed}.log").read_text().count("] trial ") for seed in (1, 2)]
     assert sum(ran) == 8
 
