@@ -190,6 +190,7 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path):
     trials = load(sweep, "killed").trials
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 6  # the study's n_trials, the finished ones counted
+    assert len({t.params["optimizer.lr"] for t in complete}) == 6  # the rerun draws new values
     for t in trials:  # the trial killed while running: failed, then run again with its values
         if t.state == TrialState.FAIL:
             assert before[t.number] == TrialState.RUNNING

@@ -114,6 +114,10 @@ class Search:
                               f"{study.direction.name.lower()}, not to {self.direction}; pass another "
                               "hydra.sweep.dir or hydra.sweeper.study_name for a new study")
         self.storage, self.study_id = storage, storage.get_study_id_from_name(self.study_name)
+        if study.get_trials(deepcopy=False):
+            # Continuing: a sampler seeded as before would draw the first trials' values again.
+            log.info("continuing the study's %d trials; the sampler is reseeded", len(study.trials))
+            study.sampler.reseed_rng()
         return study
 
     def trial_id(self, number: int) -> int:
