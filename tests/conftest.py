@@ -41,3 +41,17 @@ def cli(*args: str, cwd: str | Path = ROOT, env: dict | None = None,
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def cli_popen(args: list[str], log: Path) -> subprocess.Popen:
+    """Start `python -m trainer ARGS` in the background, its output into `log` (to kill it midway)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=ROOT, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def job_dirs(sweep: Path) -> dict[int, Path]:
+    """A sweep's job folders by job number: `3`, or `3_optimizer.lr=0.01` (names with the values)."""
+    found = {p.name.split("_")[0]: p for p in sweep.iterdir() if (p / ".hydra").is_dir()}
+    return {int(n): p for n, p in found.items() if n.isdigit()}

@@ -18,7 +18,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from hydra_plugins.trainer_optuna_sweeper import _space
-from tests.conftest import ROOT, cli, read_metrics
+from tests.conftest import ROOT, cli, cli_popen, job_dirs, read_metrics
 from trainer.errors import ConfigError
 from trainer.trial import make_pruner
 
@@ -29,21 +29,9 @@ def load(sweep: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep / 'optuna.db'}")
 
 
-def job_dirs(sweep: Path) -> dict[int, Path]:
-    """Job folders by job number: `3`, or `3_optimizer.lr=0.01` where folder names show the values."""
-    found = {p.name.split("_")[0]: p for p in sweep.iterdir() if (p / ".hydra").is_dir()}
-    return {int(n): p for n, p in found.items() if n.isdigit()}
-
-
 def search(sweep: Path, *args: str) -> list[str]:
     """The command line of a search in `sweep` (a list for cli() or Popen)."""
     return ["-m", "hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}", *TINY, *args]
-
-
-def popen(args: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=ROOT, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 def test_hydra_sweep_syntax_becomes_optuna_distributions():
@@ -171,7 +159,7 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path):
     args = search(sweep, "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=0",
                   "hydra.sweeper.n_trials=6", "hydra.sweeper.study_name=killed", "epochs=3",
                   "optimizer.lr=tag(log, interval(0.01, 0.3))")
-    proc = popen(args, tmp_path / "first.log")
+    proc = cli_popen(args, tmp_path / "first.log")
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:  # 3 trials done, the 4th started: kill
         if len(list(sweep.glob("*/metrics.json"))) >= 3 and 3 in job_dirs(sweep):
@@ -208,7 +196,7 @@ def test_two_processes_share_one_study(tmp_path):
     sweep = tmp_path / "search"
     common = ["hydra/sweeper/sampler=random", "hydra.sweeper.n_trials=8", "hydra.sweeper.study_name=shared",
               "epochs=2", "optimizer.lr=tag(log, interval(0.01, 0.3))"]
-    procs = [popen(search(sweep, *common, f"hydra.sweeper.sampler.seed={seed}"), tmp_path / f"{seed}.log")
+    procs = [cli_popen(search(sweep, *common, f"hydra.sweeper.sampler.seed={seed}"), tmp_path / f"{seed}.log")
              for seed in (1, 2)]  # a seed each, or both would draw the same values
     for seed, proc in zip((1, 2), procs, strict=True):
         assert proc.wait(timeout=400) == 0, (tmp_path / f"{seed}.log").read_text()[-3000:]
