@@ -50,6 +50,8 @@ def main(cfg: DictConfig) -> float:
         fail(str(exc), 2)
     try:
         metrics = run(cfg)
+    except KeyboardInterrupt:  # Ctrl-C before training started (during training, run() handles it)
+        fail("interrupted (Ctrl-C) before training started; no checkpoint was written", 130)
     except UserError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

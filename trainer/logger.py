@@ -19,8 +19,8 @@ NOT_HPARAMS = ("experiment", "hparams_search", "hydra")  # groups that only over
 class RunLogger:
     """Writes one run's event files into `log_dir` (the run's own directory)."""
 
-    def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
-        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+    def __init__(self, log_dir: str | Path) -> None:
+        self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         for tag, value in values.items():

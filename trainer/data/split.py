@@ -27,6 +27,9 @@ class Splits:
     # Per-batch map from stored to model inputs, for inputs kept compact on the device (uint8
     # images): e.g. a Standardizer fitted on the float train inputs. None: x is used as stored.
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # Shapes and a hash of the raw train split (trainer.resume.data_fingerprint): equal data, equal
+    # fingerprint, so a resume can refuse data that changed since the checkpoint.
+    fingerprint: dict | None = None
 
     @property
     def in_dim(self) -> int:
@@ -41,7 +44,8 @@ class Splits:
     def to(self, device: torch.device) -> Splits:
         moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
         transform = self.transform.to(device) if hasattr(self.transform, "to") else self.transform
-        return Splits(**moved, task=self.task, num_classes=self.num_classes, transform=transform)
+        return Splits(**moved, task=self.task, num_classes=self.num_classes, transform=transform,
+                      fingerprint=self.fingerprint)
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}
