@@ -67,9 +67,10 @@ def main(cfg: DictConfig) -> float:
     out = hydra_output_dir()
     if metrics["status"] == "interrupted":
         signum = signal.Signals[metrics.get("signal", "SIGTERM")]
+        again = (f"hydra.sweep.dir={hydra_cfg.sweep.dir} resume=true (completed jobs are skipped)"
+                 if multirun else f"hydra.run.dir={out} resume=true")
         fail(f"{signum.name} received: the run {metrics['reason']}. Its checkpoint is in "
-             f"{out / 'checkpoints'}; continue it with the same arguments plus "
-             f"hydra.run.dir={out} resume=true", 128 + signum.value)
+             f"{out / 'checkpoints'}; continue it with the same arguments plus {again}", 128 + signum.value)
     if metrics["status"] == "diverged":
         message = (f"the run diverged: {metrics['reason']}. Lower "
                    f"optimizer.lr (now {cfg.optimizer.get('lr')}), or clip gradients; logs in {out}")
