@@ -157,12 +157,13 @@ def test_optuna_dashboard_serves_the_study(pruned_search):
 def test_a_killed_search_continues_where_it_stopped(tmp_path):
     sweep = tmp_path / "search"
     args = search(sweep, "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=0",
-                  "hydra.sweeper.n_trials=6", "hydra.sweeper.study_name=killed", "epochs=3",
+                  "hydra.sweeper.n_trials=6", "hydra.sweeper.study_name=killed", "epochs=6",
                   "optimizer.lr=tag(log, interval(0.01, 0.3))")
     proc = cli_popen(args, tmp_path / "first.log")
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:  # 3 trials done, the 4th started: kill
-        if len(list(sweep.glob("*/metrics.json"))) >= 3 and 3 in job_dirs(sweep):
+    while time.time() < deadline and proc.poll() is None:  # 3 trials done, the 4th checkpointed: kill
+        jobs = job_dirs(sweep) if sweep.is_dir() else {}
+        if 3 in jobs and (jobs[3] / "checkpoints" / "last.pt").is_file():
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
@@ -173,7 +174,7 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path):
     before = {t.number: t.state for t in load(sweep, "killed").trials}
     assert before[3] == TrialState.RUNNING
 
-    again = cli(*args)
+    again = cli(*args, "resume=true")
     assert again.returncode == 0, again.stderr
     trials = load(sweep, "killed").trials
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -184,6 +185,9 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path):
             assert before[t.number] == TrialState.RUNNING
             retry = next(r for r in trials if t.number in r.system_attrs.get("retry_history", []))
             assert retry.state == TrialState.COMPLETE and retry.params == t.params
+            # with resume=true it continued from the killed attempt's checkpoint, in its own folder
+            continued = read_metrics(job_dirs(sweep)[retry.number])["resume"]
+            assert continued.startswith(f"continued from {job_dirs(sweep)[3] / 'checkpoints' / 'last.pt'}")
     assert [t.number for t in trials if t.state == TrialState.FAIL] == [3]
     jobs = job_dirs(sweep)
     for number, mtime in finished.items():  # finished jobs were not run again

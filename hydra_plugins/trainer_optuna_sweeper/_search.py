@@ -106,7 +106,8 @@ class Search:
         """Create the study, or load it when it exists (a rerun, or another process of the search)."""
         storage = open_storage(
             self.url, heartbeat_interval=self.heartbeat_interval,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                inherit_intermediate_values=True))  # a retry resumed from a checkpoint goes on reporting
         study = optuna.create_study(storage=storage, study_name=self.study_name, sampler=self.sampler,
                                     pruner=self.pruner, direction=self.direction, load_if_exists=True)
         if study.direction.name.lower() != self.direction:
@@ -155,15 +156,29 @@ class Search:
             asked.append(trial)
         return asked, finished
 
+    def checkpoint_of_retried(self, trial: Trial) -> list[str]:
+        """`ckpt=` the last checkpoint of the attempt this trial retries, if it left one: with
+        `resume=true` a trial killed midway continues from it (in its own, new job folder)."""
+        history = self.storage.get_trial(self.trial_id(trial.number)).system_attrs.get("retry_history")
+        if not history:
+            return []
+        for folder in self.sweep_dir.glob(f"{history[-1]}*"):  # `N` or `N_values` (folder names)
+            last = folder / "checkpoints" / "last.pt"
+            if folder.name.split("_")[0] == str(history[-1]) and last.is_file():
+                return [f"ckpt={_space.quoted(str(last))}"]
+        return []
+
     def launch(self, trials: list[Trial], fixed: dict[str, str]) -> list[Any]:
         """Run the trials as jobs numbered by trial (consecutive numbers go in one launcher batch)."""
         storage = [f"hydra.sweeper.storage={_space.quoted(self.url)}",
                    f"hydra.sweeper.study_name={_space.quoted(self.study_name)}"]
+        resume = str(fixed.get("resume", "false")).lower() == "true"
         returns: list[Any] = []
         start = 0
         for end in range(1, len(trials) + 1):
             if end == len(trials) or trials[end].number != trials[end - 1].number + 1:
-                batch = [_space.as_overrides(t.params, fixed) + storage for t in trials[start:end]]
+                batch = [_space.as_overrides(t.params, fixed) + storage
+                         + (self.checkpoint_of_retried(t) if resume else []) for t in trials[start:end]]
                 returns += self.launcher.launch(batch, initial_job_idx=trials[start].number)
                 start = end
         return returns
