@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,3 +57,15 @@ def job_dirs(sweep: Path) -> dict[int, Path]:
     """A sweep's job folders by job number: `3`, or `3_optimizer.lr=0.01` (names with the values)."""
     found = {p.name.split("_")[0]: p for p in sweep.iterdir() if (p / ".hydra").is_dir()}
     return {int(n): p for n, p in found.items() if n.isdigit()}
+
+
+def kill_sweep_at_job(proc: subprocess.Popen, sweep: Path, job: int, timeout: float = 300) -> None:
+    """SIGKILL a sweep once job number `job` has written its first checkpoint (killed midway)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        jobs = job_dirs(sweep) if sweep.is_dir() else {}
+        if job in jobs and (jobs[job] / "checkpoints" / "last.pt").is_file():
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)

@@ -2,12 +2,10 @@
 skips its completed jobs, resumes the interrupted one from its checkpoint and runs the rest."""
 
 import json
-import signal
-import time
 
 import pytest
 
-from tests.conftest import cli, cli_popen, job_dirs, read_metrics
+from tests.conftest import cli, cli_popen, job_dirs, kill_sweep_at_job, read_metrics
 from trainer import report
 
 
@@ -17,14 +15,7 @@ def test_a_killed_grid_multirun_resumes(tmp_path):
     args = ["-m", "data=spirals", "model.width=16", "optimizer=sgd", "optimizer.lr=0.3,0.1,0.03",
             "batch_size=16,32", "epochs=8", f"hydra.sweep.dir={sweep}"]
     proc = cli_popen(args, tmp_path / "first.log")
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:  # 3 jobs done, the 4th has a checkpoint
-        jobs = job_dirs(sweep) if sweep.is_dir() else {}
-        if 3 in jobs and (jobs[3] / "checkpoints" / "last.pt").is_file():
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_sweep_at_job(proc, sweep, 3)  # 3 jobs done, the 4th midway
     jobs = job_dirs(sweep)
     assert sorted(jobs) == [0, 1, 2, 3] and not (jobs[3] / "metrics.json").exists(), \
         (tmp_path / "first.log").read_text()[-3000:]
@@ -45,4 +36,5 @@ def test_a_killed_grid_multirun_resumes(tmp_path):
     assert all(read_metrics(jobs[n])["status"] == "completed" for n in range(6))
     seen = report.read_sweep(sweep)
     assert len(seen) == 6 and all(j.status == "completed" for j in seen)
+    assert report.swept_keys(seen) == ["optimizer.lr", "batch_size"]  # not resume, set in jobs 3-5 only
     assert json.loads(done[0])["val/loss"] == pytest.approx(seen[0].values["val/loss"])

@@ -3,7 +3,6 @@ search, processes sharing one study, pruning, the report's study lines, the optu
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from hydra_plugins.trainer_optuna_sweeper import _space
-from tests.conftest import ROOT, cli, cli_popen, job_dirs, read_metrics
+from tests.conftest import ROOT, cli, cli_popen, job_dirs, kill_sweep_at_job, read_metrics
 from trainer.errors import ConfigError
 from trainer.trial import make_pruner
 
@@ -160,14 +159,7 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path):
                   "hydra.sweeper.n_trials=6", "hydra.sweeper.study_name=killed", "epochs=6",
                   "optimizer.lr=tag(log, interval(0.01, 0.3))")
     proc = cli_popen(args, tmp_path / "first.log")
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:  # 3 trials done, the 4th checkpointed: kill
-        jobs = job_dirs(sweep) if sweep.is_dir() else {}
-        if 3 in jobs and (jobs[3] / "checkpoints" / "last.pt").is_file():
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_sweep_at_job(proc, sweep, 3)  # 3 jobs done, the 4th midway
     finished = {n: (p / "metrics.json").stat().st_mtime_ns for n, p in job_dirs(sweep).items()
                 if (p / "metrics.json").is_file()}
     assert sorted(finished) == [0, 1, 2], (tmp_path / "first.log").read_text()[-3000:]

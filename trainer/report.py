@@ -27,6 +27,7 @@ from trainer.trial import study_summary
 
 USAGE = "python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600]"
 METRICS = ("val/loss", "val/acc", "test/loss", "test/acc")
+RUN_ONLY = ("resume", "ckpt", "progress")  # overrides that are not a job's settings
 NOT_BEST = ("failed", "diverged", "pruned")  # statuses never marked best
 
 
@@ -165,7 +166,8 @@ def read_sweep(sweep_dir: str | Path, stale_s: float = 600.0) -> list[Job]:
 
 def swept_keys(jobs: list[Job]) -> list[str]:
     """Override keys whose value is not the same in every job (all keys for a single job)."""
-    keys = list(dict.fromkeys(k for job in jobs for k in job.overrides))
+    # How a job ran, not what it is: a sweep resumed with resume=true has it only in the jobs it ran.
+    keys = [k for k in dict.fromkeys(k for job in jobs for k in job.overrides) if k not in RUN_ONLY]
     if len(jobs) == 1:
         return keys
     return [k for k in keys if len({job.overrides.get(k) for job in jobs}) > 1]
