@@ -63,15 +63,18 @@ def test_best_pt_is_the_best_epoch_between_sparse_checkpoints(cfg_factory, tmp_p
     assert test["test/acc"] == pytest.approx(metrics["test/acc"], rel=1e-6)
 
 
-def test_kill_between_best_and_last_continues_from_the_newer_best(cfg_factory, tmp_path, monkeypatch):
-    full = run(cfg_factory(*SMALL, "epochs=4"), out_dir=tmp_path / "full")
+@pytest.mark.parametrize("averaging", ["none", "poly"])  # poly: best.pt's model is the average
+def test_kill_between_best_and_last_continues_from_the_newer_best(cfg_factory, tmp_path, monkeypatch,
+                                                                  averaging):
+    args = (*SMALL, f"averaging={averaging}", "epochs=4")
+    full = run(cfg_factory(*args), out_dir=tmp_path / "full")
     kill_at(monkeypatch, "last.pt", 3)  # best.pt of epoch 3 is written, last.pt still says epoch 2
     with pytest.raises(Killed):
-        run(cfg_factory(*SMALL, "epochs=4"), out_dir=tmp_path / "cut")
+        run(cfg_factory(*args), out_dir=tmp_path / "cut")
     cut = tmp_path / "cut"
     assert ckpt_epoch(cut, "best.pt") == 3 and ckpt_epoch(cut, "last.pt") == 2
     monkeypatch.undo()
-    resumed = run(cfg_factory(*SMALL, "epochs=4", "resume=true"), out_dir=cut)
+    resumed = run(cfg_factory(*args, "resume=true"), out_dir=cut)
     for key in ("val/loss", "test/loss", "test/acc", "best_epoch", "steps"):
         assert resumed[key] == full[key], key
     assert ckpt_epoch(cut, "best.pt") == resumed["best_epoch"]
