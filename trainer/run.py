@@ -18,7 +18,7 @@ from torch.optim.swa_utils import SWALR
 
 import trainer
 from models import MLP, count_parameters, resolve_widths
-from trainer import accel, distributed
+from trainer import accel, dashboard, distributed
 from trainer.averaging import WeightAverage
 from trainer.checkpoint import remove_stale_temporaries, save_checkpoint, write_json
 from trainer.config import config_dir, validate
@@ -183,9 +183,8 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
     # On resume, purge_step hides per-step events logged after the checkpoint by the stopped run.
     logger = RunLogger(out, purge_step=state.step + 1 if state else None) if world.is_main else NullLogger()
     if state is None or resume_from.parent.parent != out:
-        metric_tags = ["best/val_loss", "test/loss"] + (
-            ["best/val_acc", "test/acc"] if splits.task == "classification" else [])
-        logger.hparams(run_hparams(resolved, config_dir()), metric_tags)
+        logger.hparams(run_hparams(resolved, config_dir()))
+        logger.describe(dashboard.config_text(resolved), dashboard.command_line())
     log.info("data %s %s; model %s %s, %d parameters; on %s", cfg.data.name, splits.sizes(),
              "-".join(map(str, [splits.in_dim, *resolve_widths(cfg.model.depth, cfg.model.width),
                                 splits.out_dim])),
@@ -232,8 +231,7 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
         test = evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
                         classification=classification, transform=splits.transform)
         metrics.update({f"test/{k}": v for k, v in test.items()})
-        final = {f"best/{k.replace('/', '_')}": v for k, v in state.best_metrics.items()}
-        logger.scalars({**final, **{f"test/{k}": v for k, v in test.items()}}, state.epoch)
+        logger.scalars(dashboard.final_scalars(state.best_metrics, test), state.epoch)
     else:
         logger.text("status", f"{state.status}: {state.reason}", state.step)
     logger.close()
