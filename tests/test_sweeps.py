@@ -17,6 +17,7 @@ from tests.conftest import ROOT, cli, make_cfg, read_metrics, read_scalars
 from trainer import eval as trainer_eval
 from trainer import report
 from trainer.config import config_dir
+from trainer.dashboard import FINAL
 from trainer.errors import ConfigError
 from trainer.logger import RunLogger, run_hparams
 from trainer.run import run
@@ -171,22 +172,24 @@ def test_parallel_multirun_dashboard_and_report(tmp_path):
                "model.width=16", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
-    assert jobs == ["0", "1", "2", "3"]
+    assert jobs == ["0_optimizer.lr=0.1,optimizer=sgd", "1_optimizer.lr=0.01,optimizer=sgd",
+                    "2_optimizer.lr=0.1,optimizer=adam", "3_optimizer.lr=0.01,optimizer=adam"]
 
     from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
 
     mux = EventMultiplexer().AddRunsFromDirectory(str(sweep))  # what `tensorboard --logdir` loads
     mux.Reload()
-    assert sorted(mux.Runs()) == jobs
+    assert sorted(mux.Runs()) == [".", *jobs]  # the sweep folder holds the HParams experiment
     hparams = [read_hparams(sweep / j) for j in jobs]
     assert all(set(h) == set(hparams[0]) for h in hparams) and "optimizer.betas" in hparams[0]
     assert sorted((h["optimizer"], h["optimizer.lr"]) for h in hparams) == [
         ("Adam", 0.01), ("Adam", 0.1), ("SGD", 0.01), ("SGD", 0.1)]
+    assert declared_metrics(sweep) == [f"{FINAL}{m}" for m in ("best/val_loss", "best/val_acc", "test/loss",
+                                                                "test/acc")]
     for j in jobs:
-        metrics = declared_metrics(sweep / j)
-        assert metrics == ["best/val_loss", "test/loss", "best/val_acc", "test/acc"]
+        assert declared_metrics(sweep / j) == []  # one experiment for the sweep, not one per job
         scalars = read_scalars(sweep / j)
-        assert scalars["test/acc"][0][1] == pytest.approx(read_metrics(sweep / j)["test/acc"])
+        assert scalars[f"{FINAL}test/acc"][0][1] == pytest.approx(read_metrics(sweep / j)["test/acc"])
 
     started = time.time()
     proc = subprocess.run([sys.executable, "-m", "trainer.report", str(sweep)], cwd=ROOT, capture_output=True,
@@ -196,7 +199,7 @@ def test_parallel_multirun_dashboard_and_report(tmp_path):
     header = next(i for i, line in enumerate(lines) if line.startswith("best  job"))
     assert "optimizer" in lines[header] and "optimizer.lr" in lines[header] and "status" in lines[header]
     rows = lines[header + 1 : header + 5]
-    assert [r.split()[1] if r.startswith("*") else r.split()[0] for r in rows] == jobs
+    assert [r.split()[1] if r.startswith("*") else r.split()[0] for r in rows] == ["0", "1", "2", "3"]
     assert sum(r.startswith("*") for r in rows) == 1 and all(r.endswith("completed") for r in rows)
     assert (sweep / "report_curves.png").stat().st_mtime >= started - 1
     assert (sweep / "report_params.png").is_file()

@@ -67,6 +67,12 @@ def job_number(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def order_key(name: str) -> tuple[float, str]:
+    """Sorts job folders by job number (`10_...` after `9_...`), other names after them."""
+    number = job_number(name)
+    return (number, "") if number is not None else (float("inf"), name)
+
+
 def record_process(out_dir: str | Path) -> None:
     """Write which process runs the job, so a report can tell at once when it died."""
     path = Path(out_dir) / PROCESS_FILE
@@ -94,6 +100,74 @@ def process_alive(record: dict[str, Any]) -> bool | None:
     except PermissionError:  # alive, another user's
         return True
     return True
+
+
+def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
+    """The overrides of every job a grid sweep will run, from the `multirun.yaml` Hydra's basic
+    sweeper writes before the first job; None for other sweepers (Optuna decides as it goes)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return None
+    try:
+        hydra = OmegaConf.load(path).hydra
+        if not str(hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            return None
+        arguments = [f"{k}={v}" for k, v in (hydra.sweeper.get("params") or {}).items()]
+        overrides = OverridesParser.create().parse_overrides(arguments + list(hydra.overrides.task))
+    except Exception as exc:  # a damaged file: report the folders there are
+        log.warning("%s cannot be read (%s); listing the job folders only", path, exc)
+        return None
+    return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def unfinished_status(job_dir: Path, now: float, stale_s: float, superseded: bool = False) -> str:
+    """`running` or `failed` for a job folder without metrics.json.
+
+    failed: its log has an ERROR line; or its recorded process has ended (same machine), or went
+    on to a later job (Hydra's basic launcher runs the jobs one after another in one process); or,
+    without a record (older folders), the process that wrote its events has ended; or none of its
+    files changed for `stale_s` seconds (a job on another machine). Running otherwise.
+    """
+    for path in job_dir.glob("*.log"):
+        if "][ERROR]" in path.read_text(errors="replace"):
+            return "failed"
+    record = read_process(job_dir)
+    alive = process_alive(record) if record is not None else None
+    if alive is False or (alive and superseded):
+        return "failed"
+    if alive:
+        return "running"
+    if record is None and writer_gone(job_dir):
+        return "failed"
+    newest = max((p.stat().st_mtime for p in job_dir.rglob("*") if p.is_file()), default=0.0)
+    return "running" if now - newest < stale_s else "failed"
+
+
+def superseded(job_dir: Path, others: list[Path]) -> bool:
+    """Whether the process that ran this job started another job after it (a sequential launcher)."""
+    mine = read_process(job_dir)
+    if mine is None:
+        return False
+    records = [r for d in others if (r := read_process(d)) is not None]
+    return any((r.get("host"), r["pid"]) == (mine.get("host"), mine["pid"])
+               and r.get("started", 0) > mine.get("started", 0) for r in records)
+
+
+def writer_gone(job_dir: Path) -> bool:
+    """Whether an event file was written by a process on this machine that no longer exists.
+
+    TensorBoard names event files `events.out.tfevents.TIME.HOST.PID.N`.
+    """
+    files = list(job_dir.glob("events.out.tfevents.*"))
+    for path in files:
+        parts = path.name.split(".")
+        host, pid = ".".join(parts[4:-2]), parts[-2]
+        if not pid.isdigit() or process_alive({"host": host, "pid": int(pid)}) is not False:
+            return False
+    return bool(files)
 
 
 class SweepCallback(Callback):
