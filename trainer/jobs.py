@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.core.singleton import Singleton
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,7 +29,13 @@ MAX_NAME = 100  # characters of a job folder's name: short enough to read as a T
 UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|\s]')
 PROCESS_FILE = "process.json"
 
-_fixed_keys: list[str] = []  # override keys of the running sweep that are the same in every job
+
+class SweepKeys(metaclass=Singleton):
+    """Override keys of the running sweep that are the same in every job. A Hydra singleton:
+    launchers that compose job configs in worker processes (joblib, submitit) carry it there."""
+
+    def __init__(self) -> None:
+        self.fixed: list[str] = []
 
 
 def swept_keys(config: DictConfig) -> tuple[set[str], list[str]]:
@@ -49,7 +56,7 @@ def swept_keys(config: DictConfig) -> tuple[set[str], list[str]]:
 
 def fixed_keys() -> list[str]:
     """`${trainer_fixed_keys:}`: what Hydra leaves out of `override_dirname`."""
-    return [*NEVER_IN_NAMES, *_fixed_keys]
+    return [*NEVER_IN_NAMES, *SweepKeys.instance().fixed]
 
 
 def job_dir_name(num: int | str, override_dirname: str) -> str:
@@ -174,8 +181,7 @@ class SweepCallback(Callback):
     """Hydra callback (configs/config.yaml `hydra.callbacks`): job names, process records, HParams."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _fixed_keys
-        swept, _fixed_keys = swept_keys(config)
+        swept, SweepKeys.instance().fixed = swept_keys(config)
         try:
             from trainer.dashboard import write_sweep_experiment
 

@@ -23,6 +23,7 @@ from trainer.cli import fail, parse_options
 from trainer.dashboard import add_images
 from trainer.errors import ConfigError, DataError, UserError
 from trainer.jobs import job_number, order_key, planned_jobs, superseded, unfinished_status
+from trainer.report_plots import cell, label, plot_curves, plot_params
 from trainer.sweep import direction_of
 
 USAGE = "python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600]"
@@ -185,20 +186,10 @@ def rows(jobs: list[Job], keys: list[str], best: Job | None) -> list[dict[str, o
     return out
 
 
-def _cell(value: object) -> str:
-    """A table cell: metrics to 4 decimals, long swept numbers (Optuna's) to 4 significant digits."""
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
-    text = str(value)
-    if len(text) > 8 and _numbers([text]):
-        return f"{float(text):.4g}"
-    return text
-
-
 def format_table(table: list[dict[str, object]]) -> str:
     """Aligned columns, one line per job."""
     header = list(table[0])
-    cells = [header] + [[_cell(row[k]) for k in header] for row in table]
+    cells = [header] + [[cell(row[k]) for k in header] for row in table]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
@@ -208,68 +199,6 @@ def write_csv(table: list[dict[str, object]], path: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-
-
-def _label(job: Job, keys: list[str]) -> str:
-    return f"{job.name}: " + " ".join(f"{k}={_cell(job.overrides.get(k, ''))}" for k in keys)
-
-
-def plot_curves(jobs: list[Job], keys: list[str], best: Job | None, monitor: str, path: Path) -> None:
-    """The validation `monitor` per epoch of every job on one plot; the best job drawn thick."""
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, Agg when saving
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(9, 5.5), layout="constrained")
-    ax = fig.add_subplot()
-    for job in jobs:
-        if job.curve:
-            steps, values = zip(*job.curve, strict=True)
-            ax.plot(steps, values, marker="o" if len(steps) < 3 else None, label=_label(job, keys),
-                    linewidth=3 if job is best else 1.2, zorder=3 if job is best else 2)
-    ax.set(xlabel="epoch", ylabel=monitor, title=f"{monitor} of every job"
-           + (f" (best: job {best.name})" if best else ""))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    if any(j.curve for j in jobs):
-        ax.legend(fontsize="small" if len(jobs) <= 12 else "xx-small", loc="best")
-    fig.savefig(path, dpi=110)
-
-
-def _numbers(values: list[str]) -> list[float] | None:
-    try:
-        return [float(v) for v in values]
-    except ValueError:
-        return None
-
-
-def plot_params(jobs: list[Job], keys: list[str], best: Job | None, monitor: str, path: Path) -> None:
-    """The best validation `monitor` of each job against each swept value, one panel per key."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.2 * len(keys), 4), layout="constrained")
-    axes = fig.subplots(1, len(keys), squeeze=False)[0]
-    scored = [j for j in jobs if math.isfinite(j.score(monitor))]
-    for ax, key in zip(axes, keys, strict=True):
-        raw = [j.overrides.get(key, "") for j in scored]
-        xs = _numbers(raw)
-        if xs is None:  # categories, in order of appearance
-            categories = list(dict.fromkeys(raw))
-            xs = [categories.index(v) for v in raw]
-            ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
-            ax.set_xlim(-0.5, len(categories) - 0.5)
-        elif xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
-            ax.set_xscale("log")
-        ax.scatter(xs, [j.score(monitor) for j in scored], color="tab:blue")
-        if best is not None and best in scored:
-            i = scored.index(best)
-            ax.scatter([xs[i]], [best.score(monitor)], marker="*", s=250, color="tab:red", label="best",
-                       zorder=3)
-            ax.legend(fontsize="small")
-        if not scored:
-            ax.text(0.5, 0.5, f"no job has a finite {monitor} yet", ha="center", transform=ax.transAxes)
-        ax.set(xlabel=key, ylabel=f"best {monitor}")
-        ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
 
 
 def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float = 600.0) -> dict[str, Path]:
@@ -289,7 +218,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     print("val/* at each job's best epoch on its monitor; test/* with those weights\n")
     print(format_table(table))
     if best is not None:
-        print(f"\nbest on {monitor}: job {best.name} ({_label(best, keys).split(': ', 1)[1]}) "
+        print(f"\nbest on {monitor}: job {best.name} ({label(best, keys).split(': ', 1)[1]}) "
               f"{monitor} {best.score(monitor):.4f}")
     paths = {"csv": out_dir / "report.csv", "curves": out_dir / "report_curves.png"}
     write_csv(table, paths["csv"])
