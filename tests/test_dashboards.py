@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from tests.conftest import cli, make_cfg, read_metrics
 from trainer import eval as trainer_eval
 from trainer import report
-from trainer.dashboard import FINAL
+from trainer.dashboard import FINAL, REPORT_IMAGES
 from trainer.jobs import MAX_NAME, PROCESS_FILE, job_dir_name, job_number
 from trainer.tb import read_hparams
 from trainer.tb_server import tensorboard
@@ -128,7 +128,7 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path):
         assert "optimizer=sgd,adam" in command and "optimizer=adam" in command
 
         images = server.get("/data/plugin/images/tags")
-        assert set(images["images"]) == {"report/curves", "report/params"}
+        assert set(images["images"]) == {f"{REPORT_IMAGES}curves", f"{REPORT_IMAGES}params"}
 
         scalars = server.get("/data/plugin/scalars/tags")[names[0]]
         tags = sorted(scalars)  # the time-series view lists groups in this order

@@ -26,6 +26,7 @@ LAYOUT = {"trainer": {
     "learning rate": ["Multiline", [r"^lr$"]],
 }}
 IMAGES_RUN = "images"
+REPORT_IMAGES = "~report/"  # the report's figures: after the curves in the time-series view too
 
 
 def final_scalars(best: Mapping[str, float], test: Mapping[str, float]) -> dict[str, float]:

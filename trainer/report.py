@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from trainer.cli import fail, parse_options
-from trainer.dashboard import add_images
+from trainer.dashboard import REPORT_IMAGES, add_images
 from trainer.errors import ConfigError, DataError, UserError
 from trainer.jobs import job_number, order_key, planned_jobs, superseded, unfinished_status
 from trainer.report_plots import cell, label, plot_curves, plot_params
@@ -226,7 +226,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     if keys:
         paths["params"] = out_dir / "report_params.png"
         plot_params(jobs, keys, best, monitor, paths["params"])
-    pngs = {f"report/{key}": path for key, path in paths.items() if path.suffix == ".png"}
+    pngs = {f"{REPORT_IMAGES}{key}": path for key, path in paths.items() if path.suffix == ".png"}
     paths["images"] = add_images(Path(sweep_dir), pngs)  # TensorBoard's Images tab, run `images`
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return paths
