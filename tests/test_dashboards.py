@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import cli, make_cfg, read_metrics
+from tests.conftest import ROOT, cli, make_cfg, read_metrics
 from trainer import eval as trainer_eval
 from trainer import report
-from trainer.dashboard import FINAL, REPORT_IMAGES
+from trainer.dashboard import FINAL, FINAL_METRICS, REPORT_IMAGES
 from trainer.jobs import MAX_NAME, PROCESS_FILE, job_dir_name, job_number
-from trainer.tb import read_hparams
+from trainer.tb import declared_metrics, read_hparams
 from trainer.tb_server import tensorboard
 
 
@@ -94,10 +94,11 @@ def test_cli_run_that_fails_validation_is_reported_failed(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_dashboards_in_a_real_tensorboard(tmp_path):
-    """4 jobs: folders named by what differs, HParams on the swept keys, layout, text, images."""
+    """4 jobs through the joblib launcher: folders named by what differs, the same hparam keys,
+    HParams on the swept keys, chart layout, config text, report table and images."""
     sweep = tmp_path / "sweep"
-    proc = cli("-m", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "epochs=1", "data=spirals",
-               "model.width=16", f"hydra.sweep.dir={sweep}")
+    proc = cli("-m", "hydra/launcher=parallel", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "epochs=1",
+               "data=spirals", "model.width=16", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     names = ["0_optimizer.lr=0.1,optimizer=sgd", "1_optimizer.lr=0.01,optimizer=sgd",
              "2_optimizer.lr=0.1,optimizer=adam", "3_optimizer.lr=0.01,optimizer=adam"]
@@ -105,7 +106,20 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path):
     hparams = {name: read_hparams(sweep / name) for name in names}
     assert all(set(h) == set(hparams[names[0]]) for h in hparams.values())
     assert (hparams[names[3]]["optimizer"], hparams[names[3]]["optimizer.lr"]) == ("Adam", 0.01)
-    report.report(sweep)  # adds its figures to the run `images`
+    assert "optimizer.betas" in hparams[names[0]]
+    assert declared_metrics(sweep) == [FINAL + m for m in FINAL_METRICS]  # one experiment, in the sweep
+    assert declared_metrics(sweep / names[0]) == []  # folder; each job has only its own values
+
+    proc = subprocess.run([sys.executable, "-m", "trainer.report", str(sweep)], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("best  job"))
+    assert "optimizer  optimizer.lr" in lines[header] and lines[header].endswith("status")
+    rows = lines[header + 1 : header + 5]
+    assert [r.split()[1] if r.startswith("*") else r.split()[0] for r in rows] == ["0", "1", "2", "3"]
+    assert sum(r.startswith("*") for r in rows) == 1 and all(r.endswith("completed") for r in rows)
+    assert (sweep / "report_params.png").is_file()
 
     with tensorboard(sweep, runs=len(names) + 2) as server:  # the jobs, the sweep's experiment, images
         assert set(names) <= set(server.get("/data/runs"))

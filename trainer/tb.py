@@ -44,7 +44,7 @@ def read_hparams(run_dir: str | Path) -> dict[str, HParamValue]:
 
 
 def declared_metrics(run_dir: str | Path) -> list[str]:
-    """The metric tags a run declared as the HParams dashboard's columns."""
+    """The metric tags of the HParams experiment in a folder (a sweep's), the dashboard's columns."""
     from tensorboard.plugins.hparams import metadata
 
     acc = _accumulator(run_dir)
