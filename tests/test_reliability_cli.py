@@ -91,8 +91,8 @@ def test_divergence_exits_with_message_and_a_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
     proc = cli("-m", "optimizer=sgd", "optimizer.lr=1e12,0.05", "epochs=2", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
-    assert read_metrics(sweep / "0")["status"] == "diverged"
-    assert read_metrics(sweep / "1")["status"] == "completed"
+    assert read_metrics(sweep / "0_optimizer.lr=1000000000000.0")["status"] == "diverged"
+    assert read_metrics(sweep / "1_optimizer.lr=0.05")["status"] == "completed"
 
 
 def test_two_runs_started_together_get_their_own_directories(tmp_path):
