@@ -3,6 +3,7 @@ sweep report's job states (not started, failed at once when the process is dead)
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from tests.conftest import ROOT, cli, make_cfg, read_metrics
 from trainer import eval as trainer_eval
 from trainer import report
 from trainer.dashboard import FINAL, FINAL_METRICS, REPORT_IMAGES
-from trainer.jobs import MAX_NAME, PROCESS_FILE, job_dir_name, job_number
+from trainer.jobs import MAX_NAME, PROCESS_FILE, hydra_arg, job_dir_name, job_number
 from trainer.tb import declared_metrics, read_hparams
 from trainer.tb_server import tensorboard
 
@@ -28,6 +29,15 @@ def test_job_folder_names_are_short_valid_and_start_with_the_job_number():
     long = job_dir_name(12, ",".join(f"model.key{i}=value{i}" for i in range(30)))
     assert len(long) == MAX_NAME and long.startswith("12_model.key0=value0,") and long.endswith("~")
     assert [job_number(n) for n in ("12_model.key0=value0", "7", "report.csv", "3x")] == [12, 7, None, None]
+
+
+@pytest.mark.parametrize("path", ["/runs/a-1/b_2.x", "/m/3_optimizer.lr=0.01,optimizer=adam", "/m/0_w=[1,2]"])
+def test_a_job_folder_given_back_to_hydra_reads_as_the_same_path(path):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    (word,) = shlex.split(hydra_arg("hydra.run.dir", path))  # as the shell passes it
+    assert OverridesParser.create().parse_override(word).value() == path
+    assert ('"' in word) == ("=" in path.rsplit("/", 1)[1])  # quoted only when needed
 
 
 def dead_pid() -> int:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -78,6 +79,21 @@ def order_key(name: str) -> tuple[float, str]:
     """Sorts job folders by job number (`10_...` after `9_...`), other names after them."""
     number = job_number(name)
     return (number, "") if number is not None else (float("inf"), name)
+
+
+def hydra_arg(key: str, value: str) -> str:
+    """`key=value` as one shell word that Hydra reads back as `value`: quoted inside when the value
+    holds what Hydra would parse (a job folder's `=` and `,`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        override = OverridesParser.create().parse_override(f"{key}={value}")
+        if not override.is_sweep_override() and override.value() == value:
+            return shlex.quote(f"{key}={value}")
+    except HydraException:  # a value Hydra cannot read unquoted
+        pass
+    return shlex.quote(f"{key}={json.dumps(value)}")
 
 
 def record_process(out_dir: str | Path) -> None:
