@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from trainer.config import config_dir
+from trainer.jobs import job_number
 from trainer.tb import read_scalars  # noqa: F401  (tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,8 +56,8 @@ def cli_popen(args: list[str], log: Path) -> subprocess.Popen:
 
 def job_dirs(sweep: Path) -> dict[int, Path]:
     """A sweep's job folders by job number: `3`, or `3_optimizer.lr=0.01` (names with the values)."""
-    found = {p.name.split("_")[0]: p for p in sweep.iterdir() if (p / ".hydra").is_dir()}
-    return {int(n): p for n, p in found.items() if n.isdigit()}
+    found = {job_number(p.name): p for p in sweep.iterdir() if (p / ".hydra").is_dir()}
+    return {n: p for n, p in found.items() if n is not None}
 
 
 def kill_sweep_at_job(proc: subprocess.Popen, sweep: Path, job: int, timeout: float = 300) -> None:

@@ -91,8 +91,8 @@ def test_divergence_exits_with_message_and_a_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
     proc = cli("-m", "optimizer=sgd", "optimizer.lr=1e12,0.05", "epochs=2", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
-    assert read_metrics(sweep / "0")["status"] == "diverged"
-    assert read_metrics(sweep / "1")["status"] == "completed"
+    assert read_metrics(sweep / "0_optimizer.lr=1000000000000.0")["status"] == "diverged"
+    assert read_metrics(sweep / "1_optimizer.lr=0.05")["status"] == "completed"
 
 
 def test_two_runs_started_together_get_their_own_directories(tmp_path):
@@ -148,11 +148,12 @@ def test_a_second_ctrl_c_during_a_checkpoint_write_exits_cleanly(tmp_path):
 def test_a_refused_resume_changes_nothing_in_the_run_folder(tmp_path):
     args = ("epochs=1", "progress=false", f"hydra.run.dir={tmp_path}")
     assert cli(*args).returncode == 0
-    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != "trainer.log"}
+    records = ("trainer.log", "process.json")  # logs of each start, not the run's results
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name not in records}
     proc = cli(*args, "resume=true", "optimizer.lr=0.5")
     assert proc.returncode == 2 and "optimizer.lr: 0.001 -> 0.5" in proc.stderr
     assert "Traceback" not in proc.stderr
-    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != "trainer.log"}
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name not in records}
     assert after == before  # .hydra/config.yaml included
     ok = cli(*args, "resume=true", "epochs=2")  # an allowed change: accepted and recorded
     assert ok.returncode == 0, ok.stderr

@@ -63,15 +63,18 @@ def test_best_pt_is_the_best_epoch_between_sparse_checkpoints(cfg_factory, tmp_p
     assert test["test/acc"] == pytest.approx(metrics["test/acc"], rel=1e-6)
 
 
-def test_kill_between_best_and_last_continues_from_the_newer_best(cfg_factory, tmp_path, monkeypatch):
-    full = run(cfg_factory(*SMALL, "epochs=4"), out_dir=tmp_path / "full")
+@pytest.mark.parametrize("averaging", ["none", "poly"])  # poly: best.pt's model is the average
+def test_kill_between_best_and_last_continues_from_the_newer_best(cfg_factory, tmp_path, monkeypatch,
+                                                                  averaging):
+    args = (*SMALL, f"averaging={averaging}", "epochs=4")
+    full = run(cfg_factory(*args), out_dir=tmp_path / "full")
     kill_at(monkeypatch, "last.pt", 3)  # best.pt of epoch 3 is written, last.pt still says epoch 2
     with pytest.raises(Killed):
-        run(cfg_factory(*SMALL, "epochs=4"), out_dir=tmp_path / "cut")
+        run(cfg_factory(*args), out_dir=tmp_path / "cut")
     cut = tmp_path / "cut"
     assert ckpt_epoch(cut, "best.pt") == 3 and ckpt_epoch(cut, "last.pt") == 2
     monkeypatch.undo()
-    resumed = run(cfg_factory(*SMALL, "epochs=4", "resume=true"), out_dir=cut)
+    resumed = run(cfg_factory(*args, "resume=true"), out_dir=cut)
     for key in ("val/loss", "test/loss", "test/acc", "best_epoch", "steps"):
         assert resumed[key] == full[key], key
     assert ckpt_epoch(cut, "best.pt") == resumed["best_epoch"]
@@ -123,7 +126,7 @@ def test_raised_epochs_continue_a_completed_run(cfg_factory, tmp_path):
     assert "continued from" in more["resume"] and "reason" not in more
     scalars = read_scalars(tmp_path / "split")
     assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3, 4]
-    assert [s for s, _ in scalars["test/loss"]] == [4]  # the 2-epoch run's final values are gone
+    assert [s for s, _ in scalars["~final/test/loss"]] == [4]  # the 2-epoch run's final values are gone
 
 
 def test_resume_true_with_nothing_to_resume_says_so(cfg_factory, tmp_path):

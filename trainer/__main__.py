@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from trainer.cli import fail, paragraph
 from trainer.config import config_dir
 from trainer.errors import UserError
+from trainer.jobs import hydra_arg
 from trainer.sweep import check_direction, objective, worst  # also registers ${trainer_direction:}
 
 log = logging.getLogger("trainer")
@@ -67,8 +68,8 @@ def main(cfg: DictConfig) -> float:
     out = hydra_output_dir()
     if metrics["status"] == "interrupted":
         signum = signal.Signals[metrics.get("signal", "SIGTERM")]
-        again = (f"hydra.sweep.dir={hydra_cfg.sweep.dir} resume=true (completed jobs are skipped)"
-                 if multirun else f"hydra.run.dir={out} resume=true")
+        again = (f"{hydra_arg('hydra.sweep.dir', str(hydra_cfg.sweep.dir))} resume=true (completed jobs "
+                 "are skipped)" if multirun else f"{hydra_arg('hydra.run.dir', str(out))} resume=true")
         fail(f"{signum.name} received: the run {metrics['reason']}. Its checkpoint is in "
              f"{out / 'checkpoints'}; continue it with the same arguments plus {again}", 128 + signum.value)
     if metrics["status"] == "diverged":

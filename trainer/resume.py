@@ -73,8 +73,10 @@ def newest_state(path: Path, device: torch.device | str) -> tuple[dict[str, Any]
     ckpt = read_checkpoint(path, device)
     best_epoch = ckpt["fit"]["best_epoch"]
     best_path = path.parent / "best.pt"
-    if path.name == "best.pt" or not best_epoch:
-        return ckpt, (ckpt["model"] if path.name == "best.pt" else None)
+    if path.name == "best.pt":  # ckpt= a best.pt: its trained weights go on, its evaluated are the best
+        return {**ckpt, "model": ckpt.get("trained_model", ckpt["model"])}, ckpt["model"]
+    if not best_epoch:
+        return ckpt, None
     if not best_path.is_file():
         raise ConfigError(f"{path} records a best epoch {best_epoch} but {best_path} is missing; "
                           "the run's best weights are lost: start the run afresh (without resume)")
@@ -85,7 +87,7 @@ def newest_state(path: Path, device: torch.device | str) -> tuple[dict[str, Any]
         log.warning("%s holds epoch %d, newer than %s (epoch %d): the run stopped between the two "
                     "writes; continuing from best.pt", best_path, best["fit"]["epoch"], path,
                     ckpt["fit"]["epoch"])
-        return {**best, "model": best.get("trained_model", best["model"])}, best["model"]
+        return newest_state(best_path, device)
     raise ConfigError(f"{best_path} holds epoch {best['fit']['epoch']} but {path} records the best "
                       f"epoch as {best_epoch}: the checkpoints disagree (copied by hand, or written by "
                       "an older version). Start the run afresh, or continue from one of them alone "

@@ -18,7 +18,7 @@ from torch.optim.swa_utils import SWALR
 
 import trainer
 from models import MLP, count_parameters, resolve_widths
-from trainer import accel, distributed
+from trainer import accel, dashboard, distributed
 from trainer.averaging import WeightAverage
 from trainer.checkpoint import remove_stale_temporaries, write_json
 from trainer.config import config_dir, validate
@@ -220,9 +220,8 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
             truncate_events(out, state.epoch, state.step)
     logger = RunLogger(out) if world.is_main else NullLogger()
     if not same_folder:
-        metric_tags = ["best/val_loss", "test/loss"] + (
-            ["best/val_acc", "test/acc"] if splits.task == "classification" else [])
-        logger.hparams(run_hparams(resolved, config_dir()), metric_tags)
+        logger.hparams(run_hparams(resolved, config_dir()))
+        logger.describe(dashboard.config_text(resolved), dashboard.command_line())
     log.info("data %s %s; model %s %s, %d parameters; on %s", cfg.data.name, splits.sizes(),
              "-".join(map(str, [splits.in_dim, *resolve_widths(cfg.model.depth, cfg.model.width),
                                 splits.out_dim])),
@@ -260,8 +259,7 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
             state.reason = (f"stopped at once at step {state.step} (second Ctrl-C); a resume continues "
                             "from the last checkpoint")
         if state.status == "completed":
-            final = {f"best/{k.replace('/', '_')}": v for k, v in state.best_metrics.items()}
-            logger.scalars({**final, **{f"test/{k}": v for k, v in test.items()}}, state.epoch)
+            logger.scalars(dashboard.final_scalars(state.best_metrics, test), state.epoch)
             if stop.received is not None:
                 log.info("%s arrived after the last epoch: the run is complete", stop.received.name)
         else:

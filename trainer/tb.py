@@ -44,7 +44,7 @@ def read_hparams(run_dir: str | Path) -> dict[str, HParamValue]:
 
 
 def declared_metrics(run_dir: str | Path) -> list[str]:
-    """The metric tags a run declared as the HParams dashboard's columns."""
+    """The metric tags of the HParams experiment in a folder (a sweep's), the dashboard's columns."""
     from tensorboard.plugins.hparams import metadata
 
     acc = _accumulator(run_dir)
@@ -56,8 +56,9 @@ def declared_metrics(run_dir: str | Path) -> list[str]:
 
 # Logged against the optimizer update; every other scalar against the epoch.
 STEP_AXIS = ("lr",)
-# Written once when a run ends (or stops); a resumed run writes its own.
-FINAL = ("status/text_summary", "best/", "test/")
+# Written once when a run ends (or stops); a resumed run writes its own. (`best/` and `test/`: the
+# final values' tags before they moved under trainer.dashboard.FINAL.)
+FINAL = ("status/text_summary", "~final/", "best/", "test/")
 
 
 def _after(event: Any, epoch: int, step: int) -> bool:

@@ -31,6 +31,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from hydra_plugins.trainer_optuna_sweeper import _space
 from trainer.errors import ConfigError
+from trainer.jobs import job_number
 from trainer.trial import make_pruner, open_storage, storage_url
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ class Search:
             return []
         for folder in self.sweep_dir.glob(f"{history[-1]}*"):  # `N` or `N_values` (folder names)
             last = folder / "checkpoints" / "last.pt"
-            if folder.name.split("_")[0] == str(history[-1]) and last.is_file():
+            if job_number(folder.name) == history[-1] and last.is_file():
                 return [f"ckpt={_space.quoted(str(last))}"]
         return []
 
