@@ -56,6 +56,8 @@ def cli_popen(args: list[str], log: Path) -> subprocess.Popen:
 
 def job_dirs(sweep: Path) -> dict[int, Path]:
     """A sweep's job folders by job number: `3`, or `3_optimizer.lr=0.01` (names with the values)."""
+    if not sweep.is_dir():
+        return {}
     found = {job_number(p.name): p for p in sweep.iterdir() if (p / ".hydra").is_dir()}
     return {n: p for n, p in found.items() if n is not None}
 
@@ -64,7 +66,7 @@ def kill_sweep_at_job(proc: subprocess.Popen, sweep: Path, job: int, timeout: fl
     """SIGKILL a sweep once job number `job` has written its first checkpoint (killed midway)."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
-        jobs = job_dirs(sweep) if sweep.is_dir() else {}
+        jobs = job_dirs(sweep)
         if job in jobs and (jobs[job] / "checkpoints" / "last.pt").is_file():
             break
         time.sleep(0.02)

@@ -65,7 +65,8 @@ def test_pruner_names_and_arguments_are_checked():
 def test_a_bad_search_setting_is_one_paragraph(tmp_path):
     proc = cli(*search(tmp_path / "s", "hydra/sweeper/sampler=grid", "optimizer.lr=interval(0.01, 0.1)"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "grid sampler cannot enumerate optimizer.lr" in proc.stderr and not (tmp_path / "s").exists()
+    assert "grid sampler cannot enumerate optimizer.lr" in proc.stderr
+    assert not (tmp_path / "s" / "optuna.db").exists() and not job_dirs(tmp_path / "s")  # no study, no job
     proc = cli(*search(tmp_path / "s", "hydra.sweeper.pruner=mean"))
     assert proc.returncode == 2 and "hydra.sweeper.pruner='mean' is not allowed" in proc.stderr
 
