@@ -178,6 +178,7 @@ def fit(
         log.info("epoch %d/%d  %s", epoch, epochs, "  ".join(
             f"{k} {v:.4g}" for k, v in metrics.items() if k != "throughput/samples_per_s")
             + f"  {metrics['throughput/samples_per_s']:,.0f} samples/s")
+        pruned = prune(epoch, metrics[monitor]) if prune is not None else ""  # every epoch, the last too
         if stopping is not None and stopping.update(metrics[monitor]):
             state.stopped_by = "early_stopping"
         elif max_steps is not None and state.step >= max_steps:
@@ -189,8 +190,8 @@ def fit(
             if state.stopped_by != "epochs":
                 log.info("stopping after epoch %d: %s", epoch, state.stopped_by.replace("_", " "))
             break
-        if prune is not None and (why := prune(epoch, metrics[monitor])):
-            state.status, state.reason = "pruned", why
+        if pruned:
+            state.status, state.reason = "pruned", pruned
             break
         if stop_requested():  # a signal during validation or checkpointing
             state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"
