@@ -134,10 +134,12 @@ def landscape(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 
     names, start, xlim, ylim = check(cfg)
     fn, title = FUNCTIONS[cfg.function]
+    # Resolved (the rates interpolate the function's), so an error shows the values used.
+    options = {n: OmegaConf.create(OmegaConf.to_container(cfg.optim[n], resolve=True)) for n in names}
     # Build every optimizer on a throw-away tensor first: a bad option fails before any output.
     for name in names:
-        instantiate_checked(cfg.optim[name], f"optim.{name}", [torch.zeros(2, requires_grad=True)])
-    paths = [descend(fn, lambda params, n=name: instantiate_checked(cfg.optim[n], f"optim.{n}", params),
+        instantiate_checked(options[name], f"optim.{name}", [torch.zeros(2, requires_grad=True)])
+    paths = [descend(fn, lambda params, n=name: instantiate_checked(options[n], f"optim.{n}", params),
                      start, cfg.steps, xlim, ylim, name) for name in names]
 
     out = Path(out_dir)
@@ -145,7 +147,7 @@ def landscape(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     stem = out / f"landscape_{cfg.function}"
     from trainer.landscape_plot import save_gif, save_png  # matplotlib only when drawing
 
-    labels = {p.name: _label(p, cfg.optim[p.name]) for p in paths}
+    labels = {p.name: _label(p, options[p.name]) for p in paths}
     mark = cfg.functions[cfg.function].mark
     figure = dict(fn=fn, title=title, xlim=xlim, ylim=ylim, steps=cfg.steps, labels=labels,
                   mark=(tuple(mark.at), mark.label))
@@ -154,7 +156,7 @@ def landscape(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         files["gif"] = str(save_gif(paths, Path(f"{stem}.gif"), frames=cfg.frames, fps=cfg.fps, **figure))
     summary = {"function": cfg.function, "start": list(start), "steps": cfg.steps, "xlim": list(xlim),
                "ylim": list(ylim), "files": files,
-               "optimizers": {p.name: _result(p, cfg.optim[p.name]) for p in paths}}
+               "optimizers": {p.name: _result(p, options[p.name]) for p in paths}}
     files["json"] = str(stem) + ".json"
     write_json(summary, files["json"])
     for p in paths:
@@ -186,7 +188,7 @@ def _report(p: Trajectory, steps: int) -> str:
     """The log line of one path."""
     where = f"({p.xs[-1]:.6g}, {p.ys[-1]:.6g}) loss {p.losses[-1]:.6g}"
     if p.left_at is None:
-        return f"{p.name}: after {steps} steps at {where}"
+        return f"{p.name}: after {steps} step{'s' * (steps != 1)} at {where}"
     if p.diverged:
         return (f"{p.name}: DIVERGED, left the plot at step {p.left_at} at {where} (start loss "
                 f"{p.losses[0]:.6g}); lower optim.{p.name}.lr")

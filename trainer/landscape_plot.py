@@ -28,9 +28,9 @@ def _figure(paths: list[Trajectory], fn: Fn, title: str, xlim: tuple[float, floa
     # Levels at quantiles of the values: even spacing would put every line in the steep corners
     # of Beale's or Rosenbrock's function and none in the valley the paths follow.
     levels = np.unique(np.quantile(z, np.linspace(0, 1, 40)))
-    ax.contourf(gx.numpy(), gy.numpy(), z, levels=levels, cmap="viridis", alpha=0.35,
-                norm=BoundaryNorm(levels, 256))  # one colour step per level, not per value
-    ax.contour(gx.numpy(), gy.numpy(), z, levels=levels, colors="grey", linewidths=0.4)
+    # Filled bands, one pale colour step per level (not per value); no lines: a small PNG.
+    ax.contourf(gx.numpy(), gy.numpy(), z, levels=levels, cmap="Greys", alpha=0.5,
+                norm=BoundaryNorm(levels, 256))
     ax.plot(*paths[0].xs[:1], *paths[0].ys[:1], "ko", label="start")
     ax.plot(*mark[0], "k*", markersize=14, label=mark[1])
     ax.set(xlim=xlim, ylim=ylim, xlabel="x", ylabel="y", title=title)
