@@ -120,6 +120,7 @@ def test_png_and_gif_are_images(tmp_path):
 @pytest.mark.parametrize(("override", "message"), [
     ("function=himmelblau", "function='himmelblau' is not a known function"),
     ("optimizers=[sgd,sgdd]", "optimizers lists 'sgdd'"),
+    ("optimizers=[adam,adam]", "names an optimizer twice"),
     ("steps=0", "steps=0 must be a positive whole number"),
     ("steps=-3", "steps=-3 must be a positive whole number"),
     ("xlim=[2,1]", "xlim=[2, 1] must be two numbers [low, high]"),

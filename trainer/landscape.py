@@ -111,6 +111,9 @@ def check(cfg: DictConfig) -> tuple[list[str], Box, Box, Box]:
     if not names:
         raise ConfigError(f"optimizers=[] names no optimizer; choose some of {list(cfg.optim)}, "
                           "e.g. optimizers=[sgd,adam]")
+    if len(set(names)) < len(names):
+        raise ConfigError(f"optimizers={names} names an optimizer twice; list each once (compare two "
+                          "rates of one optimizer with two runs, or a multirun over optim.NAME.lr)")
     for name in names:
         if name not in cfg.optim:
             raise ConfigError(f"optimizers lists {name!r}, which is not an optimizer of "
