@@ -16,6 +16,7 @@ from tqdm import tqdm
 from trainer.accel import Step
 from trainer.averaging import WeightAverage
 from trainer.data import Splits
+from trainer.data.targets import original_units
 from trainer.distributed import all_mean
 from trainer.logger import RunLogger
 from trainer.loop import EpochCursor, evaluate, loss_function, num_batches, train_epoch
@@ -150,9 +151,10 @@ def fit(
         write_lrs()
         bar.update(bar.total - bar.n)  # on_step moves the bar only every log_every_n_steps
         stats = all_mean(state.cursor.stats(classification), state.cursor.seen)
-        train = {f"train/{k}": v.item() for k, v in stats.items()}
+        # Losses in the targets' original units (regression targets are trained standardized).
+        train = original_units({f"train/{k}": v.item() for k, v in stats.items()}, splits.loss_factor)
         seconds = time.perf_counter() - t0
-        val = validation_metrics(model, averaging, splits)
+        val = original_units(validation_metrics(model, averaging, splits), splits.loss_factor)
         if not (math.isfinite(train["train/loss"]) and math.isfinite(val["val/loss"])):
             state.status, state.reason = "diverged", f"the loss is not finite in epoch {epoch}"
             break

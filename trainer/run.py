@@ -21,9 +21,10 @@ from models import MLP, count_parameters, resolve_widths
 from trainer import accel, distributed
 from trainer.averaging import WeightAverage
 from trainer.checkpoint import remove_stale_temporaries, save_checkpoint, write_json
-from trainer.config import config_dir, validate
+from trainer.config import check_monitor, config_dir, validate
 from trainer.data import Splits, fit_preprocessor, load_source, make_splits
 from trainer.data.preprocess import WHITEN_EPS, check_compatible, load_preprocessor
+from trainer.data.targets import TargetScaler, original_units
 from trainer.device import resolve_device
 from trainer.errors import ConfigError
 from trainer.fit import FitState, fit
@@ -32,7 +33,7 @@ from trainer.loop import evaluate, loss_function, num_batches
 from trainer.resume import read_checkpoint, restore_rng, resume_path, rng_state
 from trainer.schedules import Schedule
 from trainer.signals import StopOnSignal
-from trainer.stopping import EarlyStopping, mode_for
+from trainer.stopping import EarlyStopping, mode_for, resolve_monitor
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,10 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare_data(data: DictConfig, device: torch.device | str = "cpu",
-                 prep_state: dict | None = None) -> tuple[Splits, Any]:
+                 prep_state: dict | None = None, target_state: dict | None = None) -> tuple[Splits, Any]:
     """Load, split, and preprocess on `device` with statistics of the train split only (or the
-    saved statistics `prep_state` of a checkpoint)."""
+    saved statistics `prep_state`, `target_state` of a checkpoint). Regression targets are
+    standardized too (`splits.target`), so a loss times `splits.loss_factor` is in original units."""
     options = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items()
                if k not in SPLIT_KEYS}
     source = load_source(data.name, **options)
@@ -62,6 +64,15 @@ def prepare_data(data: DictConfig, device: torch.device | str = "cpu",
         prep = load_preprocessor(prep_state)
     splits.x_train, splits.x_val, splits.x_test = (
         prep(splits.x_train), prep(splits.x_val), prep(splits.x_test))
+    if target_state is not None:
+        target = TargetScaler.from_state_dict(target_state)
+    elif splits.task == "regression":
+        target = TargetScaler.fit(splits.y_train)
+    else:
+        target = TargetScaler.identity()
+    splits.y_train, splits.y_val, splits.y_test = (
+        target(splits.y_train), target(splits.y_val), target(splits.y_test))
+    splits.target = target
     return splits, prep
 
 
@@ -152,9 +163,8 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
     resume_from = resume_path(cfg.resume, cfg.ckpt, out)
 
     splits, prep = prepare_data(cfg.data, device)
-    if splits.task == "regression" and mode_for(cfg.monitor) == "max":
-        raise ConfigError(f"monitor={cfg.monitor} needs classes, but data {cfg.data.name!r} is a "
-                          "regression task; use monitor=val/loss")
+    check_monitor(cfg.monitor, splits.task, cfg.data.name)  # a file's task is known only now
+    monitor = resolve_monitor(cfg.monitor, splits.task)
     batch_size = len(splits.x_train) if cfg.batch_size == "full" else int(cfg.batch_size)
     if batch_size > len(splits.x_train):
         raise ConfigError(f"batch_size={batch_size} is larger than the training split "
@@ -166,7 +176,7 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
     scheduler = build_schedule(cfg, optimizer, num_batches(len(splits.x_train), batch_size, cfg.drop_last))
     averaging = build_averaging(cfg.averaging, model)
     stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
-                             mode_for(cfg.monitor))
+                             mode_for(monitor))
     generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
 
     state = None
@@ -201,7 +211,7 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
         ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "fit": state.state_dict(), "rng": rng_state(generator), "config": resolved,
-                "preprocess": prep.state_dict(), "meta": meta,
+                "preprocess": prep.state_dict(), "target": splits.target.state_dict(), "meta": meta,
                 "averaging": averaging.state_dict() if averaging is not None else None,
                 "early_stopping": stopping.state_dict()}
         save_checkpoint(ckpt, out / "checkpoints" / "last.pt")
@@ -215,7 +225,7 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
                            grad_clip=cfg.grad_clip)
     with StopOnSignal() as stop:
         state = fit(model, optimizer, scheduler, splits, epochs=cfg.epochs,
-                    batch_size=batch_size, drop_last=cfg.drop_last, monitor=cfg.monitor,
+                    batch_size=batch_size, drop_last=cfg.drop_last, monitor=monitor,
                     generator=generator, logger=logger, log_every_n_steps=cfg.log_every_n_steps,
                     nan_check_every_n_steps=cfg.nan_check_every_n_steps,
                     progress=cfg.progress and world.is_main, save=checkpoint, state=state,
@@ -229,8 +239,9 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
             model.load_state_dict(state.best_weights)
         elif averaging is not None and averaging.count:  # test_on=last: the last averaged weights
             model.load_state_dict(averaging.weights())
-        test = evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
-                        classification=classification, transform=splits.transform)
+        test = original_units(evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
+                                       classification=classification, transform=splits.transform),
+                              splits.loss_factor)
         metrics.update({f"test/{k}": v for k, v in test.items()})
         final = {f"best/{k.replace('/', '_')}": v for k, v in state.best_metrics.items()}
         logger.scalars({**final, **{f"test/{k}": v for k, v in test.items()}}, state.epoch)
@@ -240,7 +251,7 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
 
     metrics.update({
         "train/loss": state.last_metrics.get("train/loss"),
-        "monitor": cfg.monitor,
+        "monitor": monitor,
         "best_epoch": state.best_epoch,
         "epochs": state.epoch,
         "steps": state.step,

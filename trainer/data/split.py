@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from trainer.data.base import Source
+from trainer.data.targets import TargetScaler
 from trainer.errors import ConfigError, DataError
 
 
@@ -27,6 +28,14 @@ class Splits:
     # Per-batch map from stored to model inputs, for inputs kept compact on the device (uint8
     # images): e.g. a Standardizer fitted on the float train inputs. None: x is used as stored.
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # Regression: the map that standardized the targets with train statistics (prepare_data);
+    # None: targets as given.
+    target: TargetScaler | None = None
+
+    @property
+    def loss_factor(self) -> float:
+        """A loss on these targets times this is in the targets' original units."""
+        return self.target.loss_factor if self.target is not None else 1.0
 
     @property
     def in_dim(self) -> int:
@@ -41,7 +50,7 @@ class Splits:
     def to(self, device: torch.device) -> Splits:
         moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
         transform = self.transform.to(device) if hasattr(self.transform, "to") else self.transform
-        return Splits(**moved, task=self.task, num_classes=self.num_classes, transform=transform)
+        return replace(self, **moved, transform=transform)
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}
