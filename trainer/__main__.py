@@ -84,7 +84,13 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    from trainer.config import check_launcher, check_override_keys
     from trainer.distributed import hydra_overrides
 
+    try:  # before Hydra, whose own messages suggest the wrong fix (+key) or end in a traceback
+        check_override_keys(sys.argv[1:])
+        check_launcher(sys.argv[1:])
+    except UserError as exc:
+        fail(str(exc), 2)
     sys.argv += hydra_overrides()
     main()

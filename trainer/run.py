@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # Data keys that run() uses itself; every other data key is an option of the data set's loader.
 SPLIT_KEYS = ("name", "val_fraction", "test_fraction", "split_seed", "preprocess", "whiten_eps")
-SCHEDULER_KEYS = ("interval",)
+SCHEDULER_KEYS = ("interval", "per_arm")
 
 
 def seed_everything(seed: int) -> None:
@@ -81,7 +81,28 @@ def build_scheduler(sched: DictConfig, optimizer: torch.optim.Optimizer) -> Any 
     if "_target_" not in sched:
         return None
     kwargs = {k: v for k, v in sched.items() if k not in SCHEDULER_KEYS}
-    return instantiate_checked(OmegaConf.create(kwargs), "scheduler", optimizer)
+    return instantiate_checked(OmegaConf.create(arm_options(kwargs, sched.get("per_arm"), "scheduler")),
+                               "scheduler", optimizer)
+
+
+def arm_options(kwargs: dict[str, Any], per_arm: list[str] | None, group: str) -> dict[str, Any]:
+    """`kwargs` less the per-arm options (`per_arm`, listed by a sweep's experiment) that this arm's
+    `_target_` does not take: `scheduler.tau` is the 1/k arm's, and the step-decay arm ignores it."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    if not per_arm:
+        return kwargs
+    try:
+        accepted = inspect.signature(get_object(kwargs["_target_"])).parameters
+    except Exception:  # an unknown target: instantiate_checked reports it
+        return kwargs
+    unused = [k for k in per_arm if k in kwargs and k not in accepted]
+    if unused:
+        log.info("%s: %s is an option of another arm of the sweep; %s does not take it", group,
+                 ", ".join(f"{group}.{k}={kwargs[k]}" for k in unused), kwargs["_target_"])
+    return {k: v for k, v in kwargs.items() if k not in unused}
 
 
 def build_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, per_epoch: int) -> Schedule:
