@@ -84,8 +84,8 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    from trainer.config import check_launcher, check_override_keys
     from trainer.distributed import hydra_overrides
+    from trainer.overrides import check_launcher, check_override_keys
 
     try:  # before Hydra, whose own messages suggest the wrong fix (+key) or end in a traceback
         check_override_keys(sys.argv[1:])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import logging
 import secrets
-import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -57,7 +56,7 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
-def _known_keys(path: Path) -> set[str]:
+def known_keys(path: Path) -> set[str]:
     """Top-level keys a config file declares, with the groups of its defaults list."""
     conf = OmegaConf.load(path)
     groups = set()
@@ -70,8 +69,8 @@ def _known_keys(path: Path) -> set[str]:
 def _check_keys(cfg: DictConfig) -> None:
     """Catch keys that no config declares, e.g. a typo in an experiment file (`epoch: 5`)."""
     root = Path(config_dir())
-    for node, known in ((cfg, _known_keys(root / "config.yaml") | {"experiment"}),
-                        (cfg.model, _known_keys(root / "model" / "mlp.yaml"))):
+    for node, known in ((cfg, known_keys(root / "config.yaml") | {"experiment"}),
+                        (cfg.model, known_keys(root / "model" / "mlp.yaml"))):
         unknown = sorted(set(node) - known)
         if unknown:
             where = "" if node is cfg else "model."
@@ -85,48 +84,6 @@ def did_you_mean(value: object, allowed: tuple[str, ...] | list[str] | set[str],
     """' (did you mean PREFIX+X+SUFFIX?)' for the allowed word X closest to `value`, or ''."""
     close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.5)
     return f" (did you mean {prefix}{close[0]}{suffix}?)" if close else ""
-
-
-GROUPS = ("data", "model", "optimizer", "scheduler", "averaging")
-
-
-def check_override_keys(args: list[str]) -> None:
-    """Command-line overrides `key=value` of keys that no config has, with the key probably meant.
-
-    Hydra rejects them too, but suggests `+key=value`, which adds the misspelt key; here the message
-    names the known key closest to it. Keys under a group (`model.widht`) are checked against every
-    file of the group; `+key`, `++key`, `~key`, `group/choice` and `hydra.*` are left to Hydra.
-    """
-    root = Path(config_dir())
-    top = _known_keys(root / "config.yaml") | {"experiment", "hparams_search", "hydra"}
-    for arg in args:
-        key, sep, _ = arg.partition("=")
-        if not sep or arg.startswith(("-", "+", "~")) or "/" in key or key.startswith("hydra"):
-            continue
-        head, _, rest = key.partition(".")
-        if head not in top:
-            known = sorted(top - {"hydra"})
-            raise ConfigError(f"{key} is not a config key{did_you_mean(head, known, '', key[len(head):])}; "
-                              "the keys are "
-                              f"{known}, and `python -m trainer --cfg job` shows the whole config")
-        if head in GROUPS and rest:
-            sub = rest.split(".")[0]
-            group = set().union(*(_known_keys(f) for f in (root / head).glob("*.yaml")))
-            if sub not in group:
-                extra = (f"; add an argument that the {head} takes but no config file lists with "
-                         f"+{key}=..." if head in ("optimizer", "scheduler") else "")
-                raise ConfigError(f"{key} is not a key of any {head} config"
-                                  f"{did_you_mean(sub, sorted(group), head + '.')}; its keys are "
-                                  f"{sorted(group)}{extra}")
-
-
-def check_launcher(args: list[str]) -> None:
-    """`hydra/launcher=slurm` needs SLURM's `sbatch`; without it submitit fails with a traceback."""
-    if "hydra/launcher=slurm" in args and shutil.which("sbatch") is None:
-        raise ConfigError("hydra/launcher=slurm submits every job of the sweep with SLURM's sbatch, "
-                          "which is not on this machine's PATH: start the sweep on the cluster's login "
-                          "node, or leave hydra/launcher=slurm out (or use hydra/launcher=parallel) to "
-                          "run the jobs on this machine")
 
 
 def _choice(key: str, value: object, allowed: tuple[str, ...] | list[str]) -> None:
@@ -238,6 +195,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.batch_size != "full":
         _positive("batch_size", cfg.batch_size)
     _choice("test_on", cfg.test_on, TEST_ON)
+    if cfg.threads != "auto":
+        _positive("threads", cfg.threads)
     _positive("log_every_n_steps", cfg.log_every_n_steps)
     _positive("nan_check_every_n_steps", cfg.nan_check_every_n_steps)
     _positive("checkpoint_every_n_epochs", cfg.checkpoint_every_n_epochs)

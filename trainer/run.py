@@ -25,13 +25,13 @@ from trainer.config import check_monitor, config_dir, validate
 from trainer.data import Splits, fit_preprocessor, load_source, make_splits
 from trainer.data.preprocess import WHITEN_EPS, check_compatible, load_preprocessor
 from trainer.data.targets import TargetScaler, original_units
-from trainer.device import resolve_device
+from trainer.device import resolve_device, set_threads
 from trainer.errors import ConfigError
 from trainer.fit import FitState, fit
 from trainer.logger import NullLogger, RunLogger, run_hparams
 from trainer.loop import evaluate, loss_function, num_batches
 from trainer.resume import read_checkpoint, restore_rng, resume_path, rng_state
-from trainer.schedules import Schedule
+from trainer.schedules import Schedule, arm_options
 from trainer.signals import StopOnSignal
 from trainer.stopping import EarlyStopping, mode_for, resolve_monitor
 
@@ -83,26 +83,6 @@ def build_scheduler(sched: DictConfig, optimizer: torch.optim.Optimizer) -> Any 
     kwargs = {k: v for k, v in sched.items() if k not in SCHEDULER_KEYS}
     return instantiate_checked(OmegaConf.create(arm_options(kwargs, sched.get("per_arm"), "scheduler")),
                                "scheduler", optimizer)
-
-
-def arm_options(kwargs: dict[str, Any], per_arm: list[str] | None, group: str) -> dict[str, Any]:
-    """`kwargs` less the per-arm options (`per_arm`, listed by a sweep's experiment) that this arm's
-    `_target_` does not take: `scheduler.tau` is the 1/k arm's, and the step-decay arm ignores it."""
-    import inspect
-
-    from hydra.utils import get_object
-
-    if not per_arm:
-        return kwargs
-    try:
-        accepted = inspect.signature(get_object(kwargs["_target_"])).parameters
-    except Exception:  # an unknown target: instantiate_checked reports it
-        return kwargs
-    unused = [k for k in per_arm if k in kwargs and k not in accepted]
-    if unused:
-        log.info("%s: %s is an option of another arm of the sweep; %s does not take it", group,
-                 ", ".join(f"{group}.{k}={kwargs[k]}" for k in unused), kwargs["_target_"])
-    return {k: v for k, v in kwargs.items() if k not in unused}
 
 
 def build_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, per_epoch: int) -> Schedule:
@@ -192,6 +172,7 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
                           f"({len(splits.x_train)} samples); use at most {len(splits.x_train)} "
                           "or batch_size=full")
     model = build_model(cfg, splits).to(device)
+    threads = set_threads(cfg.threads, count_parameters(model), batch_size, device)
     fast = accel.optimizer_options(cfg.optimizer._target_, cfg.optimizer, device, cfg.cuda_graphs)
     optimizer = instantiate_checked(cfg.optimizer, "optimizer", model.parameters(), **fast)
     scheduler = build_schedule(cfg, optimizer, num_batches(len(splits.x_train), batch_size, cfg.drop_last))
@@ -217,10 +198,10 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
         metric_tags = ["best/val_loss", "test/loss"] + (
             ["best/val_acc", "test/acc"] if splits.task == "classification" else [])
         logger.hparams(run_hparams(resolved, config_dir()), metric_tags)
-    log.info("data %s %s; model %s %s, %d parameters; on %s", cfg.data.name, splits.sizes(),
+    log.info("data %s %s; model %s %s, %d parameters; on %s (%d CPU threads)", cfg.data.name, splits.sizes(),
              "-".join(map(str, [splits.in_dim, *resolve_widths(cfg.model.depth, cfg.model.width),
                                 splits.out_dim])),
-             cfg.model.activation, count_parameters(model), device)
+             cfg.model.activation, count_parameters(model), device, threads)
 
     def checkpoint(state: FitState) -> None:
         if not world.is_main:
