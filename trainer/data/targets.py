@@ -38,6 +38,12 @@ class TargetScaler:
             return y
         return (y - self.mean.to(y.device)) / self.scale
 
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """Standardized targets (or predictions) back in the original units."""
+        if self.mean is None:
+            return y
+        return y * self.scale + self.mean.to(y.device)
+
     @property
     def loss_factor(self) -> float:
         """What a squared error on standardized targets is multiplied by to be in original units."""
