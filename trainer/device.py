@@ -26,10 +26,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 # threads=auto: one intra-op thread below this many parameters x batch samples (a step's work,
-# roughly). Measured on this project's 2-core CPU with other work on it: a 26k-parameter MLP at
-# batch 64 ran 3.3x faster on 1 thread than on 2, and even 670k parameters at batch 512 ran 6.8x
-# faster (Adam steps timed interleaved, median of 5); thread hand-offs cost more than small matrix
-# products gain. Larger work keeps torch's default, which an idle machine's cores can speed up.
+# roughly). Measured with scripts/bench_threads.py on this project's 2-core CPU with other work on
+# it: a 26k-parameter MLP at batch 64 ran 3.3x faster on 1 thread than on 2, and 670k parameters
+# at batch 512 4-7x faster; thread hand-offs cost more than small matrix products gain. Larger
+# work keeps torch's default, which an idle machine's cores can speed up.
 ONE_THREAD_WORK = 5e8
 
 
