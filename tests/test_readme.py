@@ -202,7 +202,7 @@ def test_eval_and_report_commands_use_their_options(tool, module):
 def test_readme_examples_write_under_outputs():
     for cmd in COMMANDS:
         written = re.findall(r"(?:savetxt|savez)\('([^']+)'", cmd.text) + [
-            a.split("=", 1)[1] for a in cmd.args if a.startswith("json=")]
+            a.split("=", 1)[1] for a in cmd.args if a.startswith(("json=", "out="))]
         for path in written:
             assert path.startswith("outputs/"), f"{cmd.text} writes {path} into the checkout"
 
