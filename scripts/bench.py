@@ -36,12 +36,12 @@ sys.path.insert(0, str(ROOT))  # benchmark this checkout, whatever is installed
 
 from models import MLP  # noqa: E402
 from trainer import accel  # noqa: E402
-from trainer.checkpoint import save_checkpoint  # noqa: E402
 from trainer.data import Splits  # noqa: E402
 from trainer.device import resolve_device  # noqa: E402
-from trainer.fit import FitState, fit  # noqa: E402
+from trainer.fit import fit  # noqa: E402
 from trainer.logger import RunLogger  # noqa: E402
 from trainer.loop import loss_function  # noqa: E402
+from trainer.resume import Checkpointer  # noqa: E402
 from trainer.schedules import Schedule  # noqa: E402
 
 EVAL_BATCH = 8192
@@ -127,11 +127,9 @@ def trainer_loop(b: Bench, epoch: int, batch: int, out: Path) -> Callable[[], No
     logger = RunLogger(out)
     generator = torch.Generator(device=b.device).manual_seed(0)
 
-    def save(state: FitState) -> None:  # what run's checkpoint writes each epoch
-        ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "fit": state.state_dict()}
-        save_checkpoint(ckpt, out / "last.pt")
-        if state.best_epoch == state.epoch:
-            save_checkpoint({**ckpt, "model": state.best_weights}, out / "best.pt")
+    # What run's checkpoint writes each epoch (best.pt too: a fresh fit's one epoch is its best).
+    save = Checkpointer(out, lambda: {"model": model.state_dict(), "optimizer": opt.state_dict()}, 1,
+                        before_write=logger.flush)
 
     def one_epoch() -> None:
         fit(model, opt, Schedule(opt, None, "epoch"), splits, epochs=1, batch_size=batch, drop_last=False,

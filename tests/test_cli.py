@@ -70,4 +70,5 @@ def test_multirun_experiment(tmp_path):
     proc = cli("-m", "+experiment=digits_optimizers", "epochs=1", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     jobs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
-    assert jobs == ["0", "1", "2", "3", "4"]  # sgd, momentum, nesterov, rmsprop, adam
+    assert jobs == ["0_optimizer=sgd", "1_optimizer=momentum", "2_optimizer=nesterov", "3_optimizer=rmsprop",
+                    "4_optimizer=adam"]  # the swept key; +experiment and epochs are the same in all

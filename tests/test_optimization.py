@@ -9,7 +9,7 @@ from torch import nn
 
 from models import MLP
 from tests.conftest import read_scalars
-from trainer.accel import eager_step
+from trainer.accel import TrainStep
 from trainer.checkpoint import load_checkpoint
 from trainer.data import SOURCES, Source
 from trainer.errors import ConfigError
@@ -59,7 +59,7 @@ def test_grad_clip_bounds_the_update_norm(precision):
         model = nn.Linear(5, 3)
         before = nn.utils.parameters_to_vector(model.parameters()).detach().clone()
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-        step = eager_step(model, optimizer, nn.functional.cross_entropy, x.device, precision, clip)
+        step = TrainStep(model, optimizer, nn.functional.cross_entropy, x.device, precision, clip)
         train_epoch(model, optimizer, nn.functional.cross_entropy, x, y, 64,
                     EpochCursor.start(64, x.device, None), step=step)
         return (nn.utils.parameters_to_vector(model.parameters()) - before).norm().item()

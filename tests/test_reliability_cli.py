@@ -91,8 +91,8 @@ def test_divergence_exits_with_message_and_a_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
     proc = cli("-m", "optimizer=sgd", "optimizer.lr=1e12,0.05", "epochs=2", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
-    assert read_metrics(sweep / "0")["status"] == "diverged"
-    assert read_metrics(sweep / "1")["status"] == "completed"
+    assert read_metrics(sweep / "0_optimizer.lr=1000000000000.0")["status"] == "diverged"
+    assert read_metrics(sweep / "1_optimizer.lr=0.05")["status"] == "completed"
 
 
 def test_two_runs_started_together_get_their_own_directories(tmp_path):
@@ -102,3 +102,88 @@ def test_two_runs_started_together_get_their_own_directories(tmp_path):
         assert proc.returncode == 0, stderr
     runs = sorted(p.parent for p in tmp_path.glob("outputs/*/*/metrics.json"))
     assert len(runs) == 2 and runs[0] != runs[1]
+
+
+def kill_run(moment: str, name: str, n: int, *args: str) -> subprocess.CompletedProcess:
+    """The CLI, signalled at the n-th write of checkpoints/`name` (see tests/kill_at.py)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "tests" / "kill_at.py"), moment, name, str(n), "--",
+                           *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def steps_of(run_dir: Path) -> dict[str, list[int]]:
+    from trainer.tb import read_scalars
+
+    return {tag: [s for s, _ in points] for tag, points in read_scalars(run_dir).items()}
+
+
+@pytest.mark.parametrize("moment,name,n", [("before", "last.pt", 3), ("mid", "last.pt", 2),
+                                           ("before", "best.pt", 3)])
+def test_sigkill_at_a_checkpoint_write_then_resume_logs_each_step_once(tmp_path, moment, name, n):
+    args = ("epochs=4", "data=spirals", "data.n_samples=300", "model.width=16", "batch_size=32",
+            "log_every_n_steps=1", "progress=false", f"hydra.run.dir={tmp_path}")
+    killed = kill_run(moment, name, n, *args)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    done = cli(*args, "resume=true")
+    assert done.returncode == 0, done.stderr
+    metrics = read_metrics(tmp_path)
+    assert metrics["status"] == "completed" and metrics["epochs"] == 4
+    steps = steps_of(tmp_path)
+    assert steps["train/loss"] == steps["val/loss"] == [1, 2, 3, 4]
+    assert steps["lr"] == list(range(1, metrics["steps"] + 1))
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert best["fit"]["epoch"] == metrics["best_epoch"]
+
+
+def test_a_second_ctrl_c_during_a_checkpoint_write_exits_cleanly(tmp_path):
+    args = ("epochs=3", "progress=false", f"hydra.run.dir={tmp_path}")
+    proc = kill_run("sigint2", "last.pt", 2, *args)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr and "resume=true" in proc.stderr
+    metrics = read_metrics(tmp_path)
+    assert metrics["status"] == "interrupted" and metrics["signal"] == "SIGINT"
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["fit"]["epoch"] == 1
+
+
+def test_a_refused_resume_changes_nothing_in_the_run_folder(tmp_path):
+    args = ("epochs=1", "progress=false", f"hydra.run.dir={tmp_path}")
+    assert cli(*args).returncode == 0
+    records = ("trainer.log", "process.json")  # logs of each start, not the run's results
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name not in records}
+    proc = cli(*args, "resume=true", "optimizer.lr=0.5")
+    assert proc.returncode == 2 and "optimizer.lr: 0.001 -> 0.5" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name not in records}
+    assert after == before  # .hydra/config.yaml included
+    ok = cli(*args, "resume=true", "epochs=2")  # an allowed change: accepted and recorded
+    assert ok.returncode == 0, ok.stderr
+    assert "epochs: 2" in (tmp_path / ".hydra" / "config.yaml").read_text()
+    assert not list((tmp_path / ".hydra").glob("pending-*"))
+
+
+def test_a_second_process_on_a_run_folder_stops_at_once(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from trainer.rundir import "
+         "RunFolder\nwith RunFolder(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+         str(tmp_path)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+        text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = cli("epochs=1", "progress=false", "resume=true", f"hydra.run.dir={tmp_path}")
+        assert proc.returncode == 2 and f"another process (pid {holder.pid})" in proc.stderr
+        assert not (tmp_path / "checkpoints").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The OS released the dead holder's lock: the folder is free again.
+    assert cli("epochs=1", "progress=false", f"hydra.run.dir={tmp_path}").returncode == 0
+
+
+@pytest.mark.parametrize("where", ["file", "/proc/trainer-run"])
+def test_an_output_folder_that_cannot_be_written_is_a_clear_error(tmp_path, where):
+    target = tmp_path / "a_file" if where == "file" else Path(where)
+    if where == "file":
+        target.write_text("not a folder")
+    proc = cli("epochs=1", f"hydra.run.dir={target}")
+    assert proc.returncode == 2, proc.stderr
+    assert f"hydra.run.dir={target}" in proc.stderr and "Traceback" not in proc.stderr

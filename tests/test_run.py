@@ -5,6 +5,7 @@ import torch
 
 from tests.conftest import read_metrics, read_scalars
 from trainer.checkpoint import load_checkpoint
+from trainer.dashboard import FINAL
 from trainer.errors import ConfigError
 from trainer.run import run
 
@@ -24,13 +25,13 @@ def test_run_trains_and_writes_everything(cfg_factory, tmp_path):
 
     scalars = read_scalars(tmp_path)
     for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput/samples_per_s",
-                "test/loss", "test/acc", "best/val_loss", "best/val_acc"):
+                f"{FINAL}test/loss", f"{FINAL}test/acc", f"{FINAL}best/val_loss", f"{FINAL}best/val_acc"):
         assert tag in scalars, tag
     train_loss = [v for _, v in scalars["train/loss"]]
     assert [s for s, _ in scalars["train/loss"]] == list(range(1, 7))
     assert train_loss[-1] < 0.5 * train_loss[0]
     assert len(scalars["lr"]) == metrics["steps"]
-    assert scalars["test/acc"][0][1] == pytest.approx(metrics["test/acc"])
+    assert scalars[f"{FINAL}test/acc"][0][1] == pytest.approx(metrics["test/acc"])
 
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert ckpt["fit"]["epoch"] == 6 and ckpt["fit"]["step"] == metrics["steps"]
@@ -52,9 +53,10 @@ def test_hparams_written_in_run_dir(cfg_factory, tmp_path):
     hp = session.session_start_info.hparams
     assert hp["optimizer.lr"].number_value == pytest.approx(0.003)
     assert hp["model.activation"].string_value == "relu"
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
-    tags = {m.name.tag for m in experiment.experiment.metric_infos}
-    assert {"test/acc", "best/val_loss"} <= tags
+    # No experiment summary: TensorBoard computes one from the runs (and a sweep writes its own).
+    assert "_hparams_/experiment" not in content
+    assert set(acc.Tags()["tensors"]) >= {"config/text_summary", "command/text_summary",
+                                          "custom_scalars__config__"}
 
 
 def test_test_on_best_uses_best_weights(cfg_factory, tmp_path):

@@ -43,7 +43,7 @@ def test_bf16_step_runs_the_forward_in_bf16():
     x, y = blobs()
     model = MLP(16, 3, [32])
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    step = accel.eager_step(model, opt, F.cross_entropy, torch.device("cpu"), "bf16")
+    step = accel.TrainStep(model, opt, F.cross_entropy, torch.device("cpu"), "bf16")
     loss, out = step(x[:64], y[:64])
     assert out.dtype == torch.bfloat16 and loss.dtype == torch.float32  # cross-entropy autocasts up
     assert model.net[0].weight.dtype == torch.float32  # the master weights stay fp32
@@ -96,7 +96,7 @@ def test_compiled_model_trains():
     model = MLP(16, 3, [32])
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     compiled = accel.compile_model(model, True, backend="eager")
-    step = accel.eager_step(compiled, opt, F.cross_entropy, torch.device("cpu"))
+    step = accel.TrainStep(compiled, opt, F.cross_entropy, torch.device("cpu"))
     first = one_epoch(model, opt, x, y, 64, step=step)
     for _ in range(3):
         last = one_epoch(model, opt, x, y, 64, step=step)
@@ -114,7 +114,7 @@ def test_epoch_statistics_equal_the_weighted_batch_means():
     x, y = blobs(n=300)
     model = MLP(16, 3, [32])
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    plain = accel.eager_step(model, opt, F.cross_entropy, torch.device("cpu"))
+    plain = accel.TrainStep(model, opt, F.cross_entropy, torch.device("cpu"))
     batches: list[tuple[float, int, int]] = []
 
     def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from trainer.cli import fail, paragraph
 from trainer.config import config_dir, static_monitor
 from trainer.errors import UserError
+from trainer.jobs import hydra_arg
 from trainer.sweep import check_direction, objective, worst  # also registers ${trainer_direction:}
 
 log = logging.getLogger("trainer")
@@ -53,6 +54,8 @@ def main(cfg: DictConfig) -> float:
         fail(str(exc), 2)
     try:
         metrics = run(cfg)
+    except KeyboardInterrupt:  # Ctrl-C before training started (during training, run() handles it)
+        fail("interrupted (Ctrl-C) before training started; no checkpoint was written", 130)
     except UserError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -70,7 +73,7 @@ def main(cfg: DictConfig) -> float:
         signum = signal.Signals[metrics.get("signal", "SIGTERM")]
         fail(f"{signum.name} received: the run {metrics['reason']}. Its checkpoint is in "
              f"{out / 'checkpoints'}; continue it with the same arguments plus "
-             f"hydra.run.dir={out} resume=true", 128 + signum.value)
+             f"{hydra_arg('hydra.run.dir', str(out))} resume=true", 128 + signum.value)
     if metrics["status"] == "diverged":
         message = (f"the run diverged: {metrics['reason']}. Lower "
                    f"optimizer.lr (now {cfg.optimizer.get('lr')}), or clip gradients; logs in {out}")

@@ -1,5 +1,6 @@
 """Speed options resolved once: precision (autocast, grad scaler), torch.compile, TF32, fused
-optimizers and CUDA graphs. `make_step` returns the training step the loop calls."""
+optimizers and CUDA graphs. `make_step` returns the training step the loop calls: a `TrainStep`,
+or that step captured in a CUDA graph."""
 
 from __future__ import annotations
 
@@ -82,85 +83,59 @@ def compile_model(model: nn.Module, enabled: bool, backend: str = "inductor") ->
     return torch.compile(model, backend=backend) if enabled else model
 
 
-def eager_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
-               device: torch.device, precision: str = "fp32", grad_clip: float | None = None) -> Step:
-    """forward under autocast, loss, zero_grad, backward, clip, update; returns (loss, outputs) detached.
-
-    Gradients are clipped to total norm `grad_clip` when given (no host sync). LBFGS gets the
-    closure it calls several times per step (line search); the others take one gradient.
+class TrainStep:
+    """The one training step, whatever the options: zero_grad, forward and loss under autocast,
+    backward through a grad scaler (enabled for fp16 only), clipping of the true gradients to total
+    norm `grad_clip` (no host sync), and the optimizer's update; L-BFGS gets the same body as the
+    closure it re-evaluates during its line search. `step(xb, yb)` returns (loss, outputs), detached.
+    `GraphedStep` captures this same body in a CUDA graph.
     """
-    params = list(model.parameters())
-    clip = partial(nn.utils.clip_grad_norm_, params, grad_clip) if grad_clip else None
-    if isinstance(optimizer, torch.optim.LBFGS):
-        return closure_step(model, optimizer, loss_fn, device, precision, clip)
-    if precision == "fp16":
-        scaler = torch.amp.GradScaler(device.type)
 
-        def scaled(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            with autocast(device, precision):
-                out = model(xb)
-                loss = loss_fn(out, yb)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if clip is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                clip()
-            scaler.step(optimizer)
-            scaler.update()
-            return loss.detach(), out.detach()
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
+                 device: torch.device, precision: str = "fp32", grad_clip: float | None = None) -> None:
+        self.closure = isinstance(optimizer, torch.optim.LBFGS)
+        if self.closure and precision == "fp16":
+            raise ConfigError("optimizer=lbfgs cannot train with precision=fp16: its line search "
+                              "cannot use a grad scaler; use precision=fp32 or bf16")
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.autocast = partial(autocast, device, precision)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        params = list(model.parameters())
+        self.clip = partial(nn.utils.clip_grad_norm_, params, grad_clip) if grad_clip else None
 
-        return scaled
-    if precision == "fp32" and clip is None:  # the bare step, without a context manager per call
-        def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            out = model(xb)
-            loss = loss_fn(out, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            return loss.detach(), out.detach()
+    def gradient(self, xb: torch.Tensor, yb: torch.Tensor,
+                 set_to_none: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's loss and outputs, with its (unscaled, clipped) gradient in the parameters."""
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+        with self.autocast():
+            out = self.model(xb)
+            loss = self.loss_fn(out, yb)
+        self.scaler.scale(loss).backward()
+        if self.clip is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            self.clip()
+        return loss, out
 
-        return step
+    def update(self) -> None:
+        """The optimizer's step (skipped by the scaler when fp16 gradients overflowed)."""
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
-    def general_step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(device, precision):
-            out = model(xb)
-            loss = loss_fn(out, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip is not None:
-            clip()
-        optimizer.step()
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.closure:
+            first: list[torch.Tensor] = []  # the loss and outputs before the update
+
+            def closure() -> torch.Tensor:
+                loss, out = self.gradient(xb, yb)
+                if not first:
+                    first.extend((loss.detach(), out.detach()))
+                return loss
+
+            self.optimizer.step(closure)
+            return first[0], first[1]
+        loss, out = self.gradient(xb, yb)
+        self.update()
         return loss.detach(), out.detach()
-
-    return general_step
-
-
-def closure_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
-                 device: torch.device, precision: str, clip: Callable[[], Any] | None) -> Step:
-    """The step of an optimizer that re-evaluates the loss through a closure (LBFGS)."""
-    if precision == "fp16":
-        raise ConfigError("optimizer=lbfgs cannot train with precision=fp16: its line search "
-                          "cannot use a grad scaler; use precision=fp32 or bf16")
-
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        first: list[torch.Tensor] = []  # the loss and outputs before the update
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, precision):
-                out = model(xb)
-                loss = loss_fn(out, yb)
-            loss.backward()
-            if clip is not None:
-                clip()
-            if not first:
-                first.extend((loss.detach(), out.detach()))
-            return loss
-
-        optimizer.step(closure)
-        return first[0], first[1]
-
-    return step
 
 
 def graph_fallback_reason(device: torch.device, optimizer: torch.optim.Optimizer, precision: str,
@@ -185,25 +160,20 @@ def graph_fallback_reason(device: torch.device, optimizer: torch.optim.Optimizer
 
 
 class GraphedStep:
-    """The whole training step (forward, loss, backward, optimizer update) as one CUDA graph.
+    """`TrainStep`'s body (forward, loss, backward, optimizer update) as one CUDA graph.
 
     Captured for one batch size on the first call; inputs are copied into static buffers. Batches
-    of another size (an epoch's last partial batch) run through the eager step.
+    of another size (an epoch's last partial batch) run eagerly, accumulating into the graph's own
+    gradient tensors (so never set to None).
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
-                 device: torch.device, precision: str, batch_size: int) -> None:
-        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
-        self.ctx = partial(autocast, device, precision)
-        self.batch_size = batch_size
+    def __init__(self, step: TrainStep, batch_size: int) -> None:
+        self.step, self.optimizer, self.batch_size = step, step.optimizer, batch_size
         self.graph: torch.cuda.CUDAGraph | None = None
 
-    def _forward_backward_update(self) -> None:
-        with self.ctx():
-            self.out = self.model(self.x)
-            self.loss = self.loss_fn(self.out, self.y)
-        self.loss.backward()
-        self.optimizer.step()
+    def _body(self) -> None:
+        self.loss, self.out = self.step.gradient(self.x, self.y)
+        self.step.update()
 
     def _capture(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
         self.x, self.y = xb.clone(), yb.clone()
@@ -217,13 +187,12 @@ class GraphedStep:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(3):
-                self.optimizer.zero_grad(set_to_none=True)
-                self._forward_backward_update()
+                self._body()
         torch.cuda.current_stream().wait_stream(side)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)  # the graph allocates the gradients it writes
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self._forward_backward_update()
+            self._body()
         with torch.no_grad():
             for p, s in zip(params, saved, strict=True):
                 p.copy_(s)
@@ -235,13 +204,9 @@ class GraphedStep:
                         v.zero_()
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if len(xb) != self.batch_size:  # eagerly, accumulating into the graph's own .grad tensors
-            with self.ctx():
-                out = self.model(xb)
-                loss = self.loss_fn(out, yb)
-            self.optimizer.zero_grad(set_to_none=False)
-            loss.backward()
-            self.optimizer.step()
+        if len(xb) != self.batch_size:
+            loss, out = self.step.gradient(xb, yb, set_to_none=False)
+            self.step.update()
             return loss.detach(), out.detach()
         if self.graph is None:
             self._capture(xb, yb)
@@ -256,10 +221,11 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossF
               *, precision: str = "fp32", cuda_graphs: bool = False, compiled: bool = False,
               distributed: bool = False, batch_size: int = 0, grad_clip: float | None = None) -> Step:
     """The training step for these options: captured in a CUDA graph when asked and possible."""
+    step = TrainStep(model, optimizer, loss_fn, device, precision, grad_clip)
     if cuda_graphs:
         reason = graph_fallback_reason(device, optimizer, precision, compiled, distributed, grad_clip)
         if reason is None:
             log.info("cuda_graphs: the training step is captured for batch size %d", batch_size)
-            return GraphedStep(model, optimizer, loss_fn, device, precision, batch_size)
+            return GraphedStep(step, batch_size)
         log.warning("cuda_graphs=true ignored: %s; training with the eager step", reason)
-    return eager_step(model, optimizer, loss_fn, device, precision, grad_clip)
+    return step

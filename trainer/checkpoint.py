@@ -1,14 +1,41 @@
-"""Checkpoints written atomically: a crash mid-write leaves the previous file intact."""
+"""Checkpoints written atomically: a crash mid-write leaves the previous file intact.
+
+A run keeps two checkpoints in `RUN_DIR/checkpoints/`: `last.pt` (everything needed to continue)
+and `best.pt` (the same, at the best epoch, with the evaluated weights as its `model`). The
+invariant on disk: `best.pt` holds the best epoch that `last.pt` records, or a later epoch when a
+run died between the two writes (best.pt is written first); then best.pt is the newer complete
+state and a resume continues from it.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from trainer.errors import StorageError
+
+ADVICE = {
+    errno.ENOSPC: "the disk is full: free space (or point hydra.run.dir at another disk)",
+    errno.EDQUOT: "the disk quota is used up: free space (or point hydra.run.dir at another disk)",
+    errno.EROFS: "the file system is read-only: point hydra.run.dir at a folder you can write to",
+    errno.EACCES: "permission denied: point hydra.run.dir at a folder you can write to",
+    errno.EPERM: "permission denied: point hydra.run.dir at a folder you can write to",
+}
+
+
+def storage_error(path: Path, exc: OSError) -> StorageError:
+    """An OSError while writing `path`, as the one-paragraph error the user reads."""
+    advice = ADVICE.get(exc.errno, "check that the folder exists and can be written to")
+    return StorageError(f"cannot write {path}: {exc.strerror or exc} (errno {exc.errno}); {advice}. "
+                        "Files written before are intact: continue with the same arguments plus "
+                        "resume=true once the problem is fixed")
 
 
 def _umask() -> int:
@@ -17,19 +44,23 @@ def _umask() -> int:
     return mask
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write through `write(file)` into a temporary file beside `path`, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise storage_error(path, exc) from exc
         raise
 
 
@@ -43,7 +74,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Save a checkpoint dict with `torch.save`, atomically."""
-    _atomic_write(Path(path), lambda f: torch.save(state, f))
+    atomic_write(Path(path), lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -54,4 +85,4 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def write_json(data: dict[str, Any], path: str | os.PathLike) -> None:
     """Write `data` as indented JSON, atomically."""
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    _atomic_write(Path(path), lambda f: f.write(text.encode()))
+    atomic_write(Path(path), lambda f: f.write(text.encode()))

@@ -46,11 +46,19 @@ def config_dir() -> str:
 _RUN_ID = secrets.token_hex(3)
 
 
+def hydra_subdir(resume: object, ckpt: object) -> str:
+    """Where Hydra writes a job's config files: `.hydra`, or a pending folder for a resume."""
+    return f".hydra/pending-{_RUN_ID}" if resume is True or ckpt else ".hydra"
+
+
 def register_resolvers() -> None:
     """`${run_id:}`: a random token per process, so two runs started in one second never share an
-    output directory (Hydra's `${now:...}` has one-second resolution)."""
+    output directory (Hydra's `${now:...}` has one-second resolution). `${trainer_hydra_subdir:}`:
+    see `hydra_subdir`."""
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", lambda: _RUN_ID)
+    if not OmegaConf.has_resolver("trainer_hydra_subdir"):
+        OmegaConf.register_new_resolver("trainer_hydra_subdir", hydra_subdir)
 
 
 register_resolvers()
@@ -163,6 +171,8 @@ def validate_optimization(cfg: DictConfig) -> None:
         raise ConfigError(f"warmup_start_factor={cfg.warmup_start_factor!r} must lie in (0, 1]")
     _optional("grad_clip", cfg.grad_clip, float)
     _optional("max_steps", cfg.max_steps)
+    if cfg.divergence_factor is not None:
+        _at_least("divergence_factor", cfg.divergence_factor, 1)
     _optional("early_stopping.patience", cfg.early_stopping.patience)
     _at_least("early_stopping.min_delta", cfg.early_stopping.min_delta, 0)
 

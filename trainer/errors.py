@@ -11,3 +11,7 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A data file or data set that cannot be used."""
+
+
+class StorageError(UserError):
+    """A file or folder that cannot be written or read: a full disk, a read-only folder."""

@@ -25,10 +25,6 @@ from trainer.stopping import EarlyStopping, improved, mode_for
 
 log = logging.getLogger(__name__)
 
-# How a fit ends. "running" only while it runs.
-STATUSES = ("running", "completed", "interrupted", "diverged")
-
-
 @dataclass
 class FitState:
     """Where training stands: enough to report, pick the best model and resume."""
@@ -44,6 +40,7 @@ class FitState:
     status: str = "running"
     reason: str = ""  # why it stopped, for the user
     stopped_by: str = "epochs"  # what ended a completed fit: epochs | early_stopping | max_steps
+    initial_loss: float | None = None  # the untrained model's validation loss: divergence's yardstick
 
     def state_dict(self) -> dict[str, Any]:
         """Everything but the best weights (checkpointed on their own, in best.pt)."""
@@ -93,6 +90,7 @@ def fit(
     stopping: EarlyStopping | None = None,
     step: Step | None = None,
     shard: tuple[int, int] = (0, 1),
+    divergence_factor: float | None = None,
 ) -> FitState:
     """Train up to `epochs` (and `max_steps` updates) from `state` (None: a fresh start),
     validating each epoch.
@@ -101,13 +99,21 @@ def fit(
     state's `status` says how it ended: completed, interrupted (stop_requested) or diverged.
     `stopping` may end training early; with `averaging`, the averaged weights are the ones
     validated and kept as best. `step` and `shard` go to `train_epoch` (precision, CUDA graphs,
-    DDP); inputs pass through `splits.transform` per batch (compact inputs).
+    DDP); inputs pass through `splits.transform` per batch (compact inputs). An epoch whose training
+    loss rose above `divergence_factor` times the untrained model's validation loss ends the fit as
+    diverged (a loss that explodes without ever becoming infinite).
     """
     classification = splits.task == "classification"
     loss_fn = loss_function(splits.task)
     mode = mode_for(monitor)
     state = state if state is not None else FitState()
-    state.status, state.stopped_by = "running", "epochs"
+    if state.status == "completed" and state.stopped_by == "early_stopping":
+        return state  # a finished run's checkpoint: early stopping already ended it
+    state.status, state.stopped_by, state.reason = "running", "epochs", ""
+    if state.initial_loss is None and divergence_factor is not None:
+        # in the units of the epochs' losses (regression: the targets' own)
+        state.initial_loss = original_units(validation_metrics(model, None, splits),
+                                            splits.loss_factor)["val/loss"]
     per_epoch = num_batches(len(splits.x_train), batch_size, drop_last)
     bar = tqdm(total=per_epoch, leave=False, disable=None if progress else True, unit="step")
     # (step, lr) pairs, written once per epoch: a TensorBoard write per log step wakes the writer
@@ -137,6 +143,9 @@ def fit(
         lrs.clear()
 
     for epoch in range(state.epoch + 1, epochs + 1):
+        if max_steps is not None and state.step >= max_steps and state.cursor is None:
+            state.stopped_by = "max_steps"  # a resumed run that max_steps had already ended
+            break
         if state.cursor is None:
             state.cursor = EpochCursor.start(len(splits.x_train), splits.x_train.device, generator)
         bar.reset(total=per_epoch)
@@ -155,8 +164,9 @@ def fit(
         train = original_units({f"train/{k}": v.item() for k, v in stats.items()}, splits.loss_factor)
         seconds = time.perf_counter() - t0
         val = original_units(validation_metrics(model, averaging, splits), splits.loss_factor)
-        if not (math.isfinite(train["train/loss"]) and math.isfinite(val["val/loss"])):
-            state.status, state.reason = "diverged", f"the loss is not finite in epoch {epoch}"
+        state.reason = diverged(train["train/loss"], val["val/loss"], state, divergence_factor, epoch)
+        if state.reason:
+            state.status = "diverged"
             break
         metrics = {**train, **val, "lr": float(optimizer.param_groups[0]["lr"]),
                    "throughput/samples_per_s": shard[1] * (state.cursor.seen - seen0) / seconds}
@@ -174,9 +184,12 @@ def fit(
             state.stopped_by = "early_stopping"
         elif max_steps is not None and state.step >= max_steps:
             state.stopped_by = "max_steps"
+        if state.stopped_by != "epochs" or epoch == epochs:
+            state.status = "completed"  # recorded in the last checkpoint: the run is finished
         save(state)
-        if state.stopped_by != "epochs":
-            log.info("stopping after epoch %d: %s", epoch, state.stopped_by.replace("_", " "))
+        if state.status == "completed":
+            if state.stopped_by != "epochs":
+                log.info("stopping after epoch %d: %s", epoch, state.stopped_by.replace("_", " "))
             break
         if stop_requested():  # a signal during validation or checkpointing
             state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"
@@ -188,3 +201,17 @@ def fit(
     elif state.status == "running":
         state.status = "completed"
     return state
+
+
+def diverged(train_loss: float, val_loss: float, state: FitState, factor: float | None, epoch: int) -> str:
+    """Why the epoch's losses mean the fit diverged, or "" when they do not."""
+    if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        return f"the loss is not finite in epoch {epoch}"
+    initial = state.initial_loss
+    if factor is None or not initial or not math.isfinite(initial):
+        return ""
+    before = state.last_metrics.get("train/loss", initial)
+    if train_loss > factor * initial and train_loss > before:
+        return (f"the training loss {train_loss:.3g} in epoch {epoch} is over divergence_factor={factor:g} "
+                f"times the untrained model's {initial:.3g}, and rising")
+    return ""

@@ -19,8 +19,8 @@ NOT_HPARAMS = ("experiment", "hparams_search", "hydra")  # groups that only over
 class RunLogger:
     """Writes one run's event files into `log_dir` (the run's own directory)."""
 
-    def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
-        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+    def __init__(self, log_dir: str | Path) -> None:
+        self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         for tag, value in values.items():
@@ -29,15 +29,24 @@ class RunLogger:
     def text(self, tag: str, text: str, step: int) -> None:
         self.writer.add_text(tag, text, step)
 
-    def hparams(self, hparams: Mapping[str, HParamValue], metric_tags: list[str]) -> None:
-        """Declare the run's hyperparameters, and the scalar tags the HParams dashboard shows.
+    def hparams(self, hparams: Mapping[str, HParamValue]) -> None:
+        """Declare the run's hyperparameters for the HParams dashboard (its session start info).
 
-        Written into this run's own directory (unlike `SummaryWriter.add_hparams`, which makes a
-        sub-run), so the dashboard lists one row per run and reads the metrics from its scalars.
+        Only the run's own values: TensorBoard takes the first experiment summary it finds as the
+        whole experiment, so a sweep writes one for all its jobs (trainer.dashboard), and a lone run
+        lets TensorBoard compute it from the runs. Written into this run's own directory (unlike
+        `SummaryWriter.add_hparams`, which makes a sub-run), so the dashboard lists one row per run.
         """
-        metric_dict = dict.fromkeys(metric_tags, 0.0)
-        for summary in hparams_summary(dict(hparams), metric_dict):
-            self.writer.file_writer.add_summary(summary)
+        _experiment, session_start, _session_end = hparams_summary(dict(hparams), {})
+        self.writer.file_writer.add_summary(session_start)
+
+    def describe(self, config_yaml: str, command: str) -> None:
+        """The chart layout of the Custom Scalars tab, and the config and command in the Text tab."""
+        from trainer.dashboard import LAYOUT
+
+        self.writer.add_custom_scalars(LAYOUT)
+        self.writer.add_text("config", config_yaml, 0)
+        self.writer.add_text("command", command, 0)
 
     def flush(self) -> None:
         self.writer.flush()

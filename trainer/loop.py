@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainer.accel import Step, eager_step
+from trainer.accel import Step, TrainStep
 
 
 def loss_function(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -99,7 +99,7 @@ def train_epoch(
     `max_updates` the epoch ends (True) after that many updates.
     """
     model.train()
-    step = step or eager_step(model, optimizer, loss_fn, x.device)
+    step = step or TrainStep(model, optimizer, loss_fn, x.device)
     perm = cursor.perm[: num_batches(len(x), batch_size, drop_last) * batch_size]
     batches = shard_batches(perm.split(batch_size), *shard)
     end = len(batches) if max_updates is None else min(len(batches), cursor.next_batch + max_updates)

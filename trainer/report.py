@@ -10,7 +10,6 @@ import csv
 import json
 import math
 import os
-import socket
 import sys
 import time
 from collections import Counter
@@ -21,7 +20,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from trainer.cli import fail, parse_options
+from trainer.dashboard import REPORT_IMAGES, add_images
 from trainer.errors import ConfigError, DataError, UserError
+from trainer.jobs import job_number, order_key, planned_jobs, superseded, unfinished_status
+from trainer.report_plots import cell, label, plot_curves, plot_params
 from trainer.sweep import direction_of
 
 USAGE = "python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600]"
@@ -52,7 +54,16 @@ class Job:
 def find_jobs(sweep_dir: Path) -> list[Path]:
     """Job folders: those holding `.hydra/overrides.yaml`, in job-number order."""
     dirs = [p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")]
-    return sorted(dirs, key=lambda d: [int(s) if s.isdigit() else s for s in d.relative_to(sweep_dir).parts])
+    return sorted(dirs, key=lambda d: [order_key(part) for part in d.relative_to(sweep_dir).parts])
+
+
+def job_name(job_dir: Path, sweep_dir: Path) -> str:
+    """The job's number (`3` for the folder `3_optimizer=adam,...` or `3`), else its folder."""
+    if job_dir == sweep_dir:
+        return "."
+    relative = job_dir.relative_to(sweep_dir)
+    number = job_number(relative.name)
+    return str(number) if number is not None and len(relative.parts) == 1 else str(relative)
 
 
 def parse_overrides(lines: list[str]) -> dict[str, str]:
@@ -64,41 +75,6 @@ def parse_overrides(lines: list[str]) -> dict[str, str]:
     return out
 
 
-def writer_gone(job_dir: Path) -> bool:
-    """Whether an event file was written by a process on this machine that no longer exists.
-
-    TensorBoard names event files `events.out.tfevents.TIME.HOST.PID.N`.
-    """
-    for path in job_dir.glob("events.out.tfevents.*"):
-        parts = path.name.split(".")
-        host, pid = ".".join(parts[4:-2]), parts[-2]
-        if host != socket.gethostname() or not pid.isdigit():
-            return False
-        try:
-            os.kill(int(pid), 0)
-            return False
-        except ProcessLookupError:
-            continue
-        except PermissionError:  # alive, another user's
-            return False
-    return any(job_dir.glob("events.out.tfevents.*"))
-
-
-def unfinished_status(job_dir: Path, now: float, stale_s: float) -> str:
-    """`running` or `failed` for a job without metrics.json.
-
-    failed: its log has an ERROR line, or the process that wrote its events is gone (same machine),
-    or none of its files changed for `stale_s` seconds; running otherwise.
-    """
-    for log in job_dir.glob("*.log"):
-        if "][ERROR]" in log.read_text(errors="replace"):
-            return "failed"
-    if writer_gone(job_dir):
-        return "failed"
-    newest = max((p.stat().st_mtime for p in job_dir.rglob("*") if p.is_file()), default=0.0)
-    return "running" if now - newest < stale_s else "failed"
-
-
 def load_yaml(path: Path) -> Any:
     """A file Hydra wrote into a job's .hydra/, as plain Python values."""
     try:
@@ -108,14 +84,14 @@ def load_yaml(path: Path) -> Any:
                         "job starts: restore or delete that job folder") from exc
 
 
-def read_job(job_dir: Path, sweep_dir: Path, now: float, stale_s: float) -> Job:
+def read_job(job_dir: Path, sweep_dir: Path, now: float, stale_s: float, superseded: bool = False) -> Job:
     """One job's row, from metrics.json when it finished, else from its TensorBoard events."""
     from trainer.tb import scalar_events
 
     hydra_dir = job_dir / ".hydra"
     config = load_yaml(hydra_dir / "config.yaml") if (hydra_dir / "config.yaml").is_file() else {}
     monitor = str(config.get("monitor", "val/loss"))
-    job = Job(name=str(job_dir.relative_to(sweep_dir)) if job_dir != sweep_dir else ".",
+    job = Job(name=job_name(job_dir, sweep_dir),
               overrides=parse_overrides(load_yaml(hydra_dir / "overrides.yaml")),
               monitor=monitor, status="running", epochs_total=config.get("epochs"))
     events = scalar_events(job_dir) if any(job_dir.glob("events.out.tfevents.*")) else {}
@@ -135,7 +111,7 @@ def read_job(job_dir: Path, sweep_dir: Path, now: float, stale_s: float) -> Job:
         job.epochs, job.best_epoch = metrics.get("epochs", 0), metrics.get("best_epoch")
         job.wall_time_s = metrics.get("wall_time_s")
         return job
-    job.status = unfinished_status(job_dir, now, stale_s)
+    job.status = unfinished_status(job_dir, now, stale_s, superseded)
     if job.curve:  # so far: the best epoch by `monitor`, the other validation metrics at it
         pick = max if direction_of(monitor) == "maximize" else min
         finite = [(s, v) for s, v in job.curve if math.isfinite(v)] or job.curve
@@ -149,19 +125,26 @@ def read_job(job_dir: Path, sweep_dir: Path, now: float, stale_s: float) -> Job:
 
 
 def read_sweep(sweep_dir: str | Path, stale_s: float = 600.0) -> list[Job]:
-    """Every job of a sweep; DataError when the folder is not a sweep."""
+    """Every job of a sweep, those of its multirun.yaml not started yet included; DataError when
+    the folder is not a sweep."""
     path = Path(sweep_dir)
     if not path.is_dir():
         raise DataError(f"{sweep_dir} is not a folder; pass the sweep folder that `python -m trainer -m ...` "
                         "wrote, e.g. multirun/2026-01-31/12-00-00")
     dirs = find_jobs(path)
-    if not dirs:
+    planned = planned_jobs(path)
+    if not dirs and not planned:
         raise DataError(
             f"{sweep_dir} is not a sweep: none of its folders holds a job's .hydra/overrides.yaml. Pass the "
-            "folder of a multirun (`python -m trainer -m ...` writes multirun/DATE/TIME/N/ for job N) "
+            "folder of a multirun (`python -m trainer -m ...` writes multirun/DATE/TIME/N_.../ for job N) "
             "or of a single run (outputs/DATE/TIME)")
     now = time.time()
-    return [read_job(d, path, now, stale_s) for d in dirs]
+    jobs = [read_job(d, path, now, stale_s, superseded(d, dirs)) for d in dirs]
+    seen = {j.name for j in jobs}
+    monitor = sweep_monitor(jobs) if jobs else str(OmegaConf.load(path / "multirun.yaml").get("monitor"))
+    jobs += [Job(name=str(num), overrides=parse_overrides(overrides), monitor=monitor, status="not started")
+             for num, overrides in enumerate(planned or []) if str(num) not in seen]
+    return sorted(jobs, key=lambda j: order_key(j.name))
 
 
 def swept_keys(jobs: list[Job]) -> list[str]:
@@ -205,20 +188,10 @@ def rows(jobs: list[Job], keys: list[str], best: Job | None) -> list[dict[str, o
     return out
 
 
-def _cell(value: object) -> str:
-    """A table cell: metrics to 4 decimals, long swept numbers (Optuna's) to 4 significant digits."""
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
-    text = str(value)
-    if len(text) > 8 and _numbers([text]):
-        return f"{float(text):.4g}"
-    return text
-
-
 def format_table(table: list[dict[str, object]]) -> str:
     """Aligned columns, one line per job."""
     header = list(table[0])
-    cells = [header] + [[_cell(row[k]) for k in header] for row in table]
+    cells = [header] + [[cell(row[k]) for k in header] for row in table]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
@@ -228,68 +201,6 @@ def write_csv(table: list[dict[str, object]], path: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-
-
-def _label(job: Job, keys: list[str]) -> str:
-    return f"{job.name}: " + " ".join(f"{k}={_cell(job.overrides.get(k, ''))}" for k in keys)
-
-
-def plot_curves(jobs: list[Job], keys: list[str], best: Job | None, monitor: str, path: Path) -> None:
-    """The validation `monitor` per epoch of every job on one plot; the best job drawn thick."""
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, Agg when saving
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(9, 5.5), layout="constrained")
-    ax = fig.add_subplot()
-    for job in jobs:
-        if job.curve:
-            steps, values = zip(*job.curve, strict=True)
-            ax.plot(steps, values, marker="o" if len(steps) < 3 else None, label=_label(job, keys),
-                    linewidth=3 if job is best else 1.2, zorder=3 if job is best else 2)
-    ax.set(xlabel="epoch", ylabel=monitor, title=f"{monitor} of every job"
-           + (f" (best: job {best.name})" if best else ""))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    if any(j.curve for j in jobs):
-        ax.legend(fontsize="small" if len(jobs) <= 12 else "xx-small", loc="best")
-    fig.savefig(path, dpi=110)
-
-
-def _numbers(values: list[str]) -> list[float] | None:
-    try:
-        return [float(v) for v in values]
-    except ValueError:
-        return None
-
-
-def plot_params(jobs: list[Job], keys: list[str], best: Job | None, monitor: str, path: Path) -> None:
-    """The best validation `monitor` of each job against each swept value, one panel per key."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.2 * len(keys), 4), layout="constrained")
-    axes = fig.subplots(1, len(keys), squeeze=False)[0]
-    scored = [j for j in jobs if math.isfinite(j.score(monitor))]
-    for ax, key in zip(axes, keys, strict=True):
-        raw = [j.overrides.get(key, "") for j in scored]
-        xs = _numbers(raw)
-        if xs is None:  # categories, in order of appearance
-            categories = list(dict.fromkeys(raw))
-            xs = [categories.index(v) for v in raw]
-            ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
-            ax.set_xlim(-0.5, len(categories) - 0.5)
-        elif xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
-            ax.set_xscale("log")
-        ax.scatter(xs, [j.score(monitor) for j in scored], color="tab:blue")
-        if best is not None and best in scored:
-            i = scored.index(best)
-            ax.scatter([xs[i]], [best.score(monitor)], marker="*", s=250, color="tab:red", label="best",
-                       zorder=3)
-            ax.legend(fontsize="small")
-        if not scored:
-            ax.text(0.5, 0.5, f"no job has a finite {monitor} yet", ha="center", transform=ax.transAxes)
-        ax.set(xlabel=key, ylabel=f"best {monitor}")
-        ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
 
 
 def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float = 600.0) -> dict[str, Path]:
@@ -309,7 +220,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     print("val/* at each job's best epoch on its monitor; test/* with those weights\n")
     print(format_table(table))
     if best is not None:
-        print(f"\nbest on {monitor}: job {best.name} ({_label(best, keys).split(': ', 1)[1]}) "
+        print(f"\nbest on {monitor}: job {best.name} ({label(best, keys).split(': ', 1)[1]}) "
               f"{monitor} {best.score(monitor):.4f}")
     paths = {"csv": out_dir / "report.csv", "curves": out_dir / "report_curves.png"}
     write_csv(table, paths["csv"])
@@ -317,6 +228,8 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     if keys:
         paths["params"] = out_dir / "report_params.png"
         plot_params(jobs, keys, best, monitor, paths["params"])
+    pngs = {f"{REPORT_IMAGES}{key}": path for key, path in paths.items() if path.suffix == ".png"}
+    paths["images"] = add_images(Path(sweep_dir), pngs)  # TensorBoard's Images tab, run `images`
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return paths
 

@@ -1,16 +1,33 @@
-"""Finding and restoring the checkpoint a run continues from, random-number states included."""
+"""Checkpoint assembly, the save policy, and continuing a run: which checkpoint, whether the
+configuration and data still match, and loading it into freshly built objects."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.errors import ConfigError
+from trainer.fit import FitState
+from trainer.logger import flatten_hparams
+
+log = logging.getLogger(__name__)
+
+# Statuses after which a run is over: `resume=true` returns its recorded metrics as they are.
+FINISHED = ("completed", "diverged")
+# Keys that may change when a run continues: they do not change what is trained, only how long,
+# where, and how much is logged. Any other difference refuses the resume.
+RESUMABLE_CHANGES = ("epochs", "max_steps", "resume", "ckpt", "progress", "device", "log_every_n_steps",
+                     "nan_check_every_n_steps", "checkpoint_every_n_epochs", "data.root", "data.download")
+LENGTH_KEYS = ("epochs", "max_steps")
 
 
 def resume_path(resume: bool, ckpt: str | None, out_dir: Path) -> Path | None:
@@ -33,7 +50,7 @@ def resume_path(resume: bool, ckpt: str | None, out_dir: Path) -> Path | None:
     return None
 
 
-def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Load a checkpoint, turning an unreadable file into a clear error."""
     try:
         ckpt = load_checkpoint(path, map_location=device)
@@ -44,6 +61,130 @@ def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
         raise ConfigError(f"{path} is not a trainer checkpoint that can be resumed; "
                           "point ckpt= at RUN_DIR/checkpoints/last.pt")
     return ckpt
+
+
+def newest_state(path: Path, device: torch.device | str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(the checkpoint to continue from, the best epoch's weights) for the checkpoint at `path`.
+
+    best.pt is written before last.pt, so a run killed between the two writes leaves best.pt one
+    epoch ahead: it is then the newer complete state, and the run continues from it. Any other
+    disagreement between the two files is an error, never a silent test of other weights.
+    """
+    ckpt = read_checkpoint(path, device)
+    best_epoch = ckpt["fit"]["best_epoch"]
+    best_path = path.parent / "best.pt"
+    if path.name == "best.pt":  # ckpt= a best.pt: its trained weights go on, its evaluated are the best
+        return {**ckpt, "model": ckpt.get("trained_model", ckpt["model"])}, ckpt["model"]
+    if not best_epoch:
+        return ckpt, None
+    if not best_path.is_file():
+        raise ConfigError(f"{path} records a best epoch {best_epoch} but {best_path} is missing; "
+                          "the run's best weights are lost: start the run afresh (without resume)")
+    best = read_checkpoint(best_path, device)
+    if best["fit"]["epoch"] == best_epoch:
+        return ckpt, best["model"]
+    if best["fit"]["epoch"] > ckpt["fit"]["epoch"]:
+        log.warning("%s holds epoch %d, newer than %s (epoch %d): the run stopped between the two "
+                    "writes; continuing from best.pt", best_path, best["fit"]["epoch"], path,
+                    ckpt["fit"]["epoch"])
+        return newest_state(best_path, device)
+    raise ConfigError(f"{best_path} holds epoch {best['fit']['epoch']} but {path} records the best "
+                      f"epoch as {best_epoch}: the checkpoints disagree (copied by hand, or written by "
+                      "an older version). Start the run afresh, or continue from one of them alone "
+                      f"with ckpt={best_path}")
+
+
+def data_fingerprint(x: torch.Tensor, y: torch.Tensor, sizes: dict[str, int]) -> dict[str, Any]:
+    """Shapes of the splits and a hash of the train split: equal data, equal fingerprint."""
+    digest = hashlib.sha1()
+    for t in (x, y):
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return {"sizes": dict(sizes), "train_shape": list(x.shape), "train_sha1": digest.hexdigest()}
+
+
+ABSENT = "<absent>"
+
+
+def _changes(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{key: (saved, now)} for the keys whose values differ, or that one config lacks (another group
+    option: scheduler=none has no scheduler.gamma). A top-level key that only the new config has is
+    an option added by a later version of the trainer, not a change."""
+    a, b = flatten_hparams(saved), flatten_hparams(now)
+    keys = sorted(k for k in a.keys() | b.keys()
+                  if k in a or "." in k or any(o.startswith(f"{k}.") for o in b))
+    return {k: (a.get(k, ABSENT), b.get(k, ABSENT)) for k in keys if a.get(k, ABSENT) != b.get(k, ABSENT)}
+
+
+def recorded_config(out: Path) -> dict[str, Any] | None:
+    """The config Hydra recorded for the run in `out` (`.hydra/config.yaml`), for a run that ended
+    before its first checkpoint; None without one."""
+    try:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(OmegaConf.load(out / ".hydra" / "config.yaml"), resolve=True)
+    except Exception:  # no file (a run through the Python API), or one that does not resolve
+        return None
+
+
+def check_config(saved: dict[str, Any], path: Path, resolved: dict[str, Any]) -> None:
+    """Refuse to continue the run recorded at `path` with a config that would train differently."""
+    changes = _changes(saved, resolved)
+    refused = {k: v for k, v in changes.items() if k not in RESUMABLE_CHANGES}
+    cosine = resolved.get("scheduler", {}).get("T_max", "unset") is None
+    if cosine:  # T_max null spans the whole run: its shape depends on the run's length
+        refused.update({k: v for k, v in changes.items() if k in LENGTH_KEYS})
+    if not refused:
+        return
+    shown = {ABSENT: "(none)"}
+    listed = ", ".join(f"{k}: {shown.get(old, repr(old))} -> {shown.get(new, repr(new))}"
+                       for k, (old, new) in refused.items())
+    why = (" scheduler=cosine with T_max null stretches over the first run's length, so epochs and "
+           "max_steps cannot change: set scheduler.T_max when starting a run you mean to extend."
+           if cosine and refused.keys() & set(LENGTH_KEYS) else "")
+    raise ConfigError(f"cannot continue {path}: the configuration differs from the one it was trained "
+                      f"with ({listed}), which would change the training.{why} Resume with the "
+                      "original values (they are in the run's .hydra/config.yaml), or start a new run "
+                      "in another folder. Only these may change on resume: "
+                      f"{', '.join(RESUMABLE_CHANGES)}")
+
+
+def check_data(ckpt: dict[str, Any], path: Path, fingerprint: dict[str, Any]) -> None:
+    """Refuse to continue the checkpoint at `path` on other data than it was trained on."""
+    saved = ckpt.get("data")
+    if saved is not None and saved != fingerprint:
+        raise ConfigError(f"cannot continue {path}: the data differ from the data it was trained on "
+                          f"(splits {saved['sizes']} then, {fingerprint['sizes']} now; the train "
+                          "split's hash differs too), e.g. an edited, replaced or shortened data file. "
+                          "Restore the original data, or start a new run in another folder")
+
+
+def finished_metrics(out: Path, cfg_epochs: int, cfg_max_steps: int | None) -> dict[str, Any] | None:
+    """The recorded metrics of a finished run in `out` that the config does not extend, else None.
+
+    Only `epochs` raised above the recorded end (or `max_steps` above the recorded steps, for a
+    run that max_steps ended) continues a completed run; early-stopped and diverged runs are over.
+    """
+    path = out / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    status, stopped_by = metrics.get("status"), metrics.get("stopped_by", "epochs")
+    if status not in FINISHED:
+        return None
+    if status == "completed" and stopped_by == "epochs" and cfg_epochs > metrics["epochs"]:
+        log.info("continuing the completed run in %s: epochs raised from %d to %d", out,
+                 metrics["epochs"], cfg_epochs)
+        return None
+    steps_raised = cfg_max_steps is None or cfg_max_steps > metrics["steps"]
+    if status == "completed" and stopped_by == "max_steps" and steps_raised:
+        log.info("continuing the run in %s that max_steps ended at step %d", out, metrics["steps"])
+        return None
+    log.info("the run in %s is already finished (%s, stopped by %s after %d epochs): returning its "
+             "recorded metrics without training; %s", out, status, stopped_by.replace("_", " "),
+             metrics["epochs"], "raise epochs to train longer" if stopped_by == "epochs" and
+             status == "completed" else "it cannot be continued")
+    return metrics
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -64,3 +205,47 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     generator.set_state(state["generator"].cpu())
+
+
+# The objects a checkpoint restores, by checkpoint key. Each has state_dict / load_state_dict.
+Stateful = dict[str, Any]
+
+
+def restore(ckpt: dict[str, Any], best_weights: dict[str, Any] | None, path: Path, objects: Stateful,
+            generator: torch.Generator, device: torch.device) -> FitState:
+    """Load a checkpoint into the freshly built `objects`; the returned state continues the run."""
+    try:
+        for key, obj in objects.items():
+            if obj is not None and ckpt.get(key) is not None:
+                obj.load_state_dict(ckpt[key])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"the checkpoint {path} does not fit this configuration ({exc}); resume "
+                          "with the model and optimizer it was trained with") from None
+    restore_rng(ckpt["rng"], generator)
+    state = FitState.from_state_dict(ckpt["fit"], device)
+    state.best_weights = best_weights
+    return state
+
+
+class Checkpointer:
+    """Saves the run's state after an epoch: last.pt every `every_n_epochs`, at the end and on a stop,
+    and whenever the best epoch improves best.pt first, then last.pt (see trainer.checkpoint)."""
+
+    def __init__(self, folder: Path, parts: Callable[[], dict[str, Any]], every_n_epochs: int,
+                 before_write: Callable[[], None] = lambda: None) -> None:
+        self.folder, self.parts, self.every = folder, parts, every_n_epochs
+        self.before_write = before_write  # e.g. flush the event files, so logs never lag a checkpoint
+
+    def __call__(self, state: FitState) -> None:
+        mid_epoch = state.cursor is not None
+        new_best = not mid_epoch and state.best_epoch == state.epoch and state.best_weights is not None
+        if not (mid_epoch or new_best or state.status != "running" or state.epoch % self.every == 0):
+            return
+        self.before_write()
+        ckpt = {**self.parts(), "fit": state.state_dict()}
+        if new_best:
+            best = {**ckpt, "model": state.best_weights}
+            if ckpt.get("averaging") is not None:  # the evaluated (averaged) weights differ
+                best["trained_model"] = ckpt["model"]
+            save_checkpoint(best, self.folder / "best.pt")
+        save_checkpoint(ckpt, self.folder / "last.pt")

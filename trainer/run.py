@@ -18,9 +18,9 @@ from torch.optim.swa_utils import SWALR
 
 import trainer
 from models import MLP, count_parameters, resolve_widths
-from trainer import accel, distributed
+from trainer import accel, dashboard, distributed
 from trainer.averaging import WeightAverage
-from trainer.checkpoint import remove_stale_temporaries, save_checkpoint, write_json
+from trainer.checkpoint import remove_stale_temporaries, write_json
 from trainer.config import check_monitor, config_dir, validate
 from trainer.data import Splits, fit_preprocessor, load_source, make_splits
 from trainer.data.preprocess import WHITEN_EPS, check_compatible, load_preprocessor
@@ -30,10 +30,23 @@ from trainer.errors import ConfigError
 from trainer.fit import FitState, fit
 from trainer.logger import NullLogger, RunLogger, run_hparams
 from trainer.loop import evaluate, loss_function, num_batches
-from trainer.resume import read_checkpoint, restore_rng, resume_path, rng_state
+from trainer.resume import (
+    Checkpointer,
+    check_config,
+    check_data,
+    data_fingerprint,
+    finished_metrics,
+    newest_state,
+    recorded_config,
+    restore,
+    resume_path,
+    rng_state,
+)
+from trainer.rundir import RunFolder
 from trainer.schedules import Schedule, arm_options
 from trainer.signals import StopOnSignal
 from trainer.stopping import EarlyStopping, mode_for, resolve_monitor
+from trainer.tb import truncate_events
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +70,7 @@ def prepare_data(data: DictConfig, device: torch.device | str = "cpu",
                if k not in SPLIT_KEYS}
     source = load_source(data.name, **options)
     splits = make_splits(source, data.val_fraction, data.test_fraction, data.split_seed, device)
+    splits.fingerprint = data_fingerprint(splits.x_train, splits.y_train, splits.sizes())
     if prep_state is None:
         prep = fit_preprocessor(data.preprocess, splits.x_train, eps=data.get("whiten_eps", WHITEN_EPS))
     else:
@@ -149,21 +163,40 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     validate(cfg)
     world = distributed.setup(resolve_device(cfg.device))
     try:
-        return _run(cfg, out_dir, world)
+        out = distributed.shared_dir(world, Path(out_dir) if out_dir is not None else hydra_output_dir())
+        with RunFolder(out, lock=world.is_main) as folder:
+            return _run(cfg, out, world, folder)
     finally:
         distributed.teardown(world)
 
 
-def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) -> dict[str, Any]:
-    out = distributed.shared_dir(world, Path(out_dir) if out_dir is not None else hydra_output_dir())
+def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder) -> dict[str, Any]:
     started = time.time()
     seed_everything(cfg.seed)
     device = world.device
     accel.check_precision(cfg.precision, device)
     accel.setup_backend(device, cfg.tf32)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
     resume_from = resume_path(cfg.resume, cfg.ckpt, out)
+    same_folder = resume_from is not None and resume_from.parent.parent.resolve() == out.resolve()
+    ckpt = best_weights = None
+    if resume_from is not None:
+        ckpt, best_weights = newest_state(resume_from, device)
+        check_config(ckpt["config"], resume_from, resolved)
+    if same_folder or (cfg.resume and resume_from is None):  # a run diverged before its checkpoint too
+        recorded = finished_metrics(out, cfg.epochs, cfg.max_steps)
+        if recorded is not None:
+            if ckpt is None and (saved := recorded_config(out)) is not None:
+                check_config(saved, out / ".hydra" / "config.yaml", resolved)
+            return recorded
+    resume_note = (f"resume=true found no checkpoint in {out / 'checkpoints'}: started afresh"
+                   if cfg.resume and resume_from is None else None)
+    if resume_note:
+        log.warning(resume_note)
 
     splits, prep = prepare_data(cfg.data, device)
+    if ckpt is not None:
+        check_data(ckpt, resume_from, splits.fingerprint)
     check_monitor(cfg.monitor, splits.task, cfg.data.name)  # a file's task is known only now
     monitor = resolve_monitor(cfg.monitor, splits.task)
     batch_size = len(splits.x_train) if cfg.batch_size == "full" else int(cfg.batch_size)
@@ -175,82 +208,100 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
     threads = set_threads(cfg.threads, count_parameters(model), batch_size, device)
     fast = accel.optimizer_options(cfg.optimizer._target_, cfg.optimizer, device, cfg.cuda_graphs)
     optimizer = instantiate_checked(cfg.optimizer, "optimizer", model.parameters(), **fast)
-    scheduler = build_schedule(cfg, optimizer, num_batches(len(splits.x_train), batch_size, cfg.drop_last))
+    schedule = build_schedule(cfg, optimizer, num_batches(len(splits.x_train), batch_size, cfg.drop_last))
     averaging = build_averaging(cfg.averaging, model)
     stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
                              mode_for(monitor))
     generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
+    stateful = {"model": model, "optimizer": optimizer, "scheduler": schedule, "averaging": averaging,
+                "early_stopping": stopping}
 
-    state = None
-    if resume_from is not None:
-        state = restore(resume_from, model, optimizer, scheduler, generator, device,
-                        averaging=averaging, stopping=stopping)
-        log.info("resuming from %s at epoch %d, step %d", resume_from, state.epoch, state.step)
+    state = FitState()
+    if ckpt is not None:
+        state = restore(ckpt, best_weights, resume_from, stateful, generator, device)
+        resume_note = f"continued from {resume_from} at epoch {state.epoch}, step {state.step}"
+        log.info(resume_note)
+    folder.commit()  # the checks passed: this run's config files replace the previous ones
 
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     meta = {"version": trainer.__version__, "git_commit": git_commit(), "device": str(device)}
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in remove_stale_temporaries(out / "checkpoints") if world.is_main else []:
-        log.warning("removed %s, left by a run killed while writing it", stale)
-    # On resume, purge_step hides per-step events logged after the checkpoint by the stopped run.
-    logger = RunLogger(out, purge_step=state.step + 1 if state else None) if world.is_main else NullLogger()
-    if state is None or resume_from.parent.parent != out:
-        metric_tags = ["best/val_loss", "test/loss"] + (
-            ["best/val_acc", "test/acc"] if splits.task == "classification" else [])
-        logger.hparams(run_hparams(resolved, config_dir()), metric_tags)
+    if world.is_main:
+        for stale in remove_stale_temporaries(out / "checkpoints"):
+            log.warning("removed %s, left by a run killed while writing it", stale)
+        if same_folder:  # what the stopped run logged after its checkpoint is logged again
+            truncate_events(out, state.epoch, state.step)
+    logger = RunLogger(out) if world.is_main else NullLogger()
+    if not same_folder:
+        logger.hparams(run_hparams(resolved, config_dir()))
+        logger.describe(dashboard.config_text(resolved), dashboard.command_line())
     log.info("data %s %s; model %s %s, %d parameters; on %s (%d CPU threads)", cfg.data.name, splits.sizes(),
              "-".join(map(str, [splits.in_dim, *resolve_widths(cfg.model.depth, cfg.model.width),
                                 splits.out_dim])),
              cfg.model.activation, count_parameters(model), device, threads)
 
-    def checkpoint(state: FitState) -> None:
-        if not world.is_main:
-            return
-        mid_epoch = state.cursor is not None
-        final = state.epoch == cfg.epochs or state.stopped_by != "epochs"
-        if not mid_epoch and state.epoch % cfg.checkpoint_every_n_epochs and not final:
-            return
-        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "fit": state.state_dict(), "rng": rng_state(generator), "config": resolved,
-                "preprocess": prep.state_dict(), "target": splits.target.state_dict(), "meta": meta,
-                "averaging": averaging.state_dict() if averaging is not None else None,
-                "early_stopping": stopping.state_dict()}
-        save_checkpoint(ckpt, out / "checkpoints" / "last.pt")
-        if state.best_epoch == state.epoch and not mid_epoch:
-            save_checkpoint({**ckpt, "model": state.best_weights}, out / "checkpoints" / "best.pt")
+    def parts() -> dict[str, Any]:
+        return {**{k: v.state_dict() if v is not None else None for k, v in stateful.items()},
+                "rng": rng_state(generator), "config": resolved, "preprocess": prep.state_dict(),
+                "target": splits.target.state_dict(), "data": splits.fingerprint, "meta": meta}
 
+    save = Checkpointer(out / "checkpoints", parts, cfg.checkpoint_every_n_epochs, before_write=logger.flush)
     trained = accel.compile_model(distributed.wrap(model, world), cfg.compile)
     step = accel.make_step(trained, optimizer, loss_function(splits.task), device, precision=cfg.precision,
                            cuda_graphs=cfg.cuda_graphs, compiled=cfg.compile,
                            distributed=world.distributed, batch_size=batch_size // world.size,
                            grad_clip=cfg.grad_clip)
+    # Signals are caught until metrics.json is written: one after the last epoch changes nothing,
+    # a second Ctrl-C stops at once (KeyboardInterrupt) with the last checkpoint intact.
     with StopOnSignal() as stop:
-        state = fit(model, optimizer, scheduler, splits, epochs=cfg.epochs,
-                    batch_size=batch_size, drop_last=cfg.drop_last, monitor=monitor,
-                    generator=generator, logger=logger, log_every_n_steps=cfg.log_every_n_steps,
-                    nan_check_every_n_steps=cfg.nan_check_every_n_steps,
-                    progress=cfg.progress and world.is_main, save=checkpoint, state=state,
-                    stop_requested=stop, max_steps=cfg.max_steps, averaging=averaging,
-                    stopping=stopping, step=step, shard=(world.rank, world.size))
+        test: dict[str, float] = {}
+        try:
+            fit(model, optimizer, schedule, splits, epochs=cfg.epochs,
+                batch_size=batch_size, drop_last=cfg.drop_last, monitor=monitor,
+                generator=generator, logger=logger, log_every_n_steps=cfg.log_every_n_steps,
+                nan_check_every_n_steps=cfg.nan_check_every_n_steps,
+                progress=cfg.progress and world.is_main, save=save if world.is_main else lambda s: None,
+                state=state, stop_requested=stop, max_steps=cfg.max_steps, averaging=averaging,
+                stopping=stopping, step=step, shard=(world.rank, world.size),
+                divergence_factor=cfg.divergence_factor)
+            if state.status == "completed":
+                test = test_metrics(cfg, model, averaging, state, splits)
+        except KeyboardInterrupt:
+            state.status = "interrupted"
+            state.reason = (f"stopped at once at step {state.step} (second Ctrl-C); a resume continues "
+                            "from the last checkpoint")
+        if state.status == "completed":
+            logger.scalars(dashboard.final_scalars(state.best_metrics, test), state.epoch)
+            if stop.received is not None:
+                log.info("%s arrived after the last epoch: the run is complete", stop.received.name)
+        else:
+            logger.text("status", f"{state.status}: {state.reason}", state.step)
+        logger.close()
+        metrics = run_metrics(cfg, state, test, model, splits, started, meta, monitor)
+        if resume_note:
+            metrics["resume"] = resume_note
+        if stop.received is not None:
+            metrics["signal"] = stop.received.name
+        if world.is_main:
+            write_json(metrics, out / "metrics.json")
+    return metrics
 
-    classification = splits.task == "classification"
-    metrics: dict[str, Any] = {**state.best_metrics}
-    if state.status == "completed":
-        if cfg.test_on == "best" and state.best_weights is not None:
-            model.load_state_dict(state.best_weights)
-        elif averaging is not None and averaging.count:  # test_on=last: the last averaged weights
-            model.load_state_dict(averaging.weights())
-        test = original_units(evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
-                                       classification=classification, transform=splits.transform),
-                              splits.loss_factor)
-        metrics.update({f"test/{k}": v for k, v in test.items()})
-        final = {f"best/{k.replace('/', '_')}": v for k, v in state.best_metrics.items()}
-        logger.scalars({**final, **{f"test/{k}": v for k, v in test.items()}}, state.epoch)
-    else:
-        logger.text("status", f"{state.status}: {state.reason}", state.step)
-    logger.close()
 
+def test_metrics(cfg: DictConfig, model: nn.Module, averaging: WeightAverage | None, state: FitState,
+                 splits: Splits) -> dict[str, float]:
+    """The test split's metrics of the best-validation weights (or, test_on=last, the last ones)."""
+    if cfg.test_on == "best" and state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
+    elif averaging is not None and averaging.count:  # test_on=last: the last averaged weights
+        model.load_state_dict(averaging.weights())
+    test = evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
+                    classification=splits.task == "classification", transform=splits.transform)
+    return original_units(test, splits.loss_factor)  # regression: in the targets' own units
+
+
+def run_metrics(cfg: DictConfig, state: FitState, test: dict[str, float], model: nn.Module,
+                splits: Splits, started: float, meta: dict[str, str], monitor: str) -> dict[str, Any]:
+    """metrics.json: the best epoch's validation metrics, the test metrics, and how the run went;
+    `monitor` is the metric that picked the best epoch (`auto` resolved for the task)."""
+    metrics: dict[str, Any] = {**state.best_metrics, **{f"test/{k}": v for k, v in test.items()}}
     metrics.update({
         "train/loss": state.last_metrics.get("train/loss"),
         "monitor": monitor,
@@ -266,35 +317,6 @@ def _run(cfg: DictConfig, out_dir: str | Path | None, world: distributed.World) 
     })
     if state.reason:
         metrics["reason"] = state.reason
-    if stop.received is not None:
-        metrics["signal"] = stop.received.name
-    if classification:
+    if splits.task == "classification":
         metrics["train/acc"] = state.last_metrics.get("train/acc")
-    if world.is_main:
-        write_json(metrics, out / "metrics.json")
     return metrics
-
-
-def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any | None,
-            generator: torch.Generator, device: torch.device, *,
-            averaging: WeightAverage | None = None, stopping: EarlyStopping | None = None) -> FitState:
-    """Load a checkpoint into the freshly built objects; the returned state continues the run."""
-    ckpt = read_checkpoint(path, device)
-    try:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"the checkpoint {path} does not fit this configuration ({exc}); resume "
-                          "with the model and optimizer it was trained with") from None
-    if scheduler is not None and ckpt["scheduler"] is not None:
-        scheduler.load_state_dict(ckpt["scheduler"])
-    if averaging is not None and ckpt.get("averaging") is not None:
-        averaging.load_state_dict(ckpt["averaging"])
-    if stopping is not None and ckpt.get("early_stopping") is not None:
-        stopping.load_state_dict(ckpt["early_stopping"])
-    restore_rng(ckpt["rng"], generator)
-    state = FitState.from_state_dict(ckpt["fit"], device)
-    best = path.parent / "best.pt"
-    if state.best_epoch and best.is_file():
-        state.best_weights = read_checkpoint(best, device)["model"]
-    return state

@@ -44,7 +44,7 @@ def read_hparams(run_dir: str | Path) -> dict[str, HParamValue]:
 
 
 def declared_metrics(run_dir: str | Path) -> list[str]:
-    """The metric tags a run declared as the HParams dashboard's columns."""
+    """The metric tags of the HParams experiment in a folder (a sweep's), the dashboard's columns."""
     from tensorboard.plugins.hparams import metadata
 
     acc = _accumulator(run_dir)
@@ -52,3 +52,49 @@ def declared_metrics(run_dir: str | Path) -> list[str]:
     if content is None:
         return []
     return [m.name.tag for m in metadata.parse_experiment_plugin_data(content).metric_infos]
+
+
+# Logged against the optimizer update; every other scalar against the epoch.
+STEP_AXIS = ("lr",)
+# Written once when a run ends (or stops); a resumed run writes its own. (`best/` and `test/`: the
+# final values' tags before they moved under trainer.dashboard.FINAL.)
+FINAL = ("status/text_summary", "~final/", "best/", "test/")
+
+
+def _after(event: Any, epoch: int, step: int) -> bool:
+    """Whether `event` was logged after a checkpoint at (epoch, step), on its tag's own axis."""
+    if not event.HasField("summary") or not event.summary.value:
+        return False
+    tag = event.summary.value[0].tag
+    if tag.startswith(FINAL):
+        return True
+    return event.step > (step if tag in STEP_AXIS else epoch)
+
+
+def truncate_events(run_dir: str | Path, epoch: int, step: int) -> int:
+    """Drop what a stopped run logged after its checkpoint at (epoch, step); return the count.
+
+    A resumed run logs those epochs and updates again. TensorBoard's own purge (`purge_step`)
+    compares one step number across all tags, but epoch curves and the per-update `lr` count
+    different things, so the event files are rewritten instead (atomically, file by file).
+    """
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from trainer.checkpoint import atomic_write
+
+    dropped = 0
+    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
+        records = list(RawEventFileLoader(str(path)).Load())
+        keep = [r for r in records if not _after(event_pb2.Event.FromString(r), epoch, step)]
+        if len(keep) < len(records):
+            dropped += len(records) - len(keep)
+
+            def write(f: Any, keep: list[bytes] = keep) -> None:
+                writer = RecordWriter(f)
+                for record in keep:
+                    writer.write(record)
+
+            atomic_write(path, write)
+    return dropped

@@ -28,6 +28,9 @@ class Splits:
     # Per-batch map from stored to model inputs, for inputs kept compact on the device (uint8
     # images): e.g. a Standardizer fitted on the float train inputs. None: x is used as stored.
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # Shapes and a hash of the raw train split (trainer.resume.data_fingerprint): equal data, equal
+    # fingerprint, so a resume can refuse data that changed since the checkpoint.
+    fingerprint: dict | None = None
     # Regression: the map that standardized the targets with train statistics (prepare_data);
     # None: targets as given.
     target: TargetScaler | None = None
@@ -50,7 +53,7 @@ class Splits:
     def to(self, device: torch.device) -> Splits:
         moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
         transform = self.transform.to(device) if hasattr(self.transform, "to") else self.transform
-        return replace(self, **moved, transform=transform)
+        return replace(self, **moved, transform=transform)  # fingerprint, target: as they are
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}

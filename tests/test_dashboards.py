@@ -1,0 +1,172 @@
+"""TensorBoard dashboards of a sweep, read back with TensorBoard's own reader and a real server; the
+sweep report's job states (not started, failed at once when the process is dead)."""
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from tests.conftest import ROOT, cli, make_cfg, read_metrics
+from trainer import eval as trainer_eval
+from trainer import report
+from trainer.dashboard import FINAL, FINAL_METRICS, REPORT_IMAGES
+from trainer.jobs import MAX_NAME, PROCESS_FILE, hydra_arg, job_dir_name, job_number
+from trainer.tb import declared_metrics, read_hparams
+from trainer.tb_server import tensorboard
+
+
+def test_job_folder_names_are_short_valid_and_start_with_the_job_number():
+    assert job_dir_name(3, "optimizer=adam,optimizer.lr=0.01") == "3_optimizer=adam,optimizer.lr=0.01"
+    assert job_dir_name(0, "") == "0"  # nothing differs: a sweep of one job
+    assert job_dir_name(1, "data.path=/data/x y.csv") == "1_data.path=_data_x_y.csv"
+    long = job_dir_name(12, ",".join(f"model.key{i}=value{i}" for i in range(30)))
+    assert len(long) == MAX_NAME and long.startswith("12_model.key0=value0,") and long.endswith("~")
+    assert [job_number(n) for n in ("12_model.key0=value0", "7", "report.csv", "3x")] == [12, 7, None, None]
+
+
+@pytest.mark.parametrize("path", ["/runs/a-1/b_2.x", "/m/3_optimizer.lr=0.01,optimizer=adam", "/m/0_w=[1,2]"])
+def test_a_job_folder_given_back_to_hydra_reads_as_the_same_path(path):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    (word,) = shlex.split(hydra_arg("hydra.run.dir", path))  # as the shell passes it
+    assert OverridesParser.create().parse_override(word).value() == path
+    assert ('"' in word) == ("=" in path.rsplit("/", 1)[1])  # quoted only when needed
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended (the kernel does not reuse it this soon)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def job_folder(sweep: Path, name: str, overrides: list[str], pid: int | None = None,
+               started: float = 0.0) -> Path:
+    """A job folder as Hydra and the trainer leave it when the job starts: .hydra/, an empty
+    trainer.log, and the record of the process that runs it."""
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(overrides), job / ".hydra" / "overrides.yaml")
+    OmegaConf.save(make_cfg(*overrides), job / ".hydra" / "config.yaml")
+    (job / "trainer.log").write_text("")
+    if pid is not None:
+        record = {"pid": pid, "host": socket.gethostname(), "started": started or time.time()}
+        (job / PROCESS_FILE).write_text(json.dumps(record))
+    return job
+
+
+def test_report_lists_every_job_of_multirun_yaml_and_dead_jobs_as_failed(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    # What `python -m trainer -m optimizer=sgd,adam optimizer.lr=0.1,0.01 epochs=2` saves first.
+    master = OmegaConf.create({"monitor": "val/loss", "hydra": {
+        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+        "overrides": {"task": ["optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "epochs=2"]}}})
+    OmegaConf.save(master, sweep / "multirun.yaml")
+    grid = [["optimizer=sgd", "optimizer.lr=0.1"], ["optimizer=sgd", "optimizer.lr=0.01"]]
+    killed = job_folder(sweep, "0_optimizer.lr=0.1,optimizer=sgd", [*grid[0], "epochs=2"], dead_pid())
+    running = job_folder(sweep, "1_optimizer.lr=0.01,optimizer=sgd", [*grid[1], "epochs=2"], os.getpid())
+    assert time.time() - killed.stat().st_mtime < 600  # fresh files: the stale rule would say running
+
+    jobs = report.read_sweep(sweep)
+    assert [(j.name, j.status) for j in jobs] == [
+        ("0", "failed"), ("1", "running"), ("2", "not started"), ("3", "not started")]
+    assert jobs[3].overrides == {"optimizer": "adam", "optimizer.lr": "0.01", "epochs": "2"}
+    assert report.swept_keys(jobs) == ["optimizer", "optimizer.lr"]
+
+    # A sequential launcher that went on to job 2 in the same process has finished job 1.
+    job_folder(sweep, "2_optimizer.lr=0.1,optimizer=adam", ["optimizer=adam", "optimizer.lr=0.1"],
+               os.getpid(), started=json.loads((running / PROCESS_FILE).read_text())["started"] + 1)
+    assert [j.status for j in report.read_sweep(sweep)] == ["failed", "failed", "running", "not started"]
+
+
+def test_report_of_a_single_run_that_failed_validation_is_failed_at_once(tmp_path, capsys):
+    run_dir = job_folder(tmp_path, "run", ["optimizer.lr=-1"], dead_pid())  # an empty trainer.log
+    report.report(run_dir, tmp_path / "out")
+    assert "1 failed" in capsys.readouterr().out
+    assert report.read_sweep(run_dir)[0].status == "failed"
+
+
+@pytest.mark.slow
+def test_cli_run_that_fails_validation_is_reported_failed(tmp_path):
+    proc = cli("optimizer.lr=-1", "epochs=1", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2 and (tmp_path / "trainer.log").read_text() == ""
+    assert json.loads((tmp_path / PROCESS_FILE).read_text())["pid"] > 0
+    assert report.read_sweep(tmp_path)[0].status == "failed"
+
+
+@pytest.mark.slow
+def test_sweep_dashboards_in_a_real_tensorboard(tmp_path):
+    """4 jobs through the joblib launcher: folders named by what differs, the same hparam keys,
+    HParams on the swept keys, chart layout, config text, report table and images."""
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", "hydra/launcher=parallel", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "epochs=1",
+               "data=spirals", "model.width=16", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    names = ["0_optimizer.lr=0.1,optimizer=sgd", "1_optimizer.lr=0.01,optimizer=sgd",
+             "2_optimizer.lr=0.1,optimizer=adam", "3_optimizer.lr=0.01,optimizer=adam"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == names  # epochs=1 is in none
+    hparams = {name: read_hparams(sweep / name) for name in names}
+    assert all(set(h) == set(hparams[names[0]]) for h in hparams.values())
+    assert (hparams[names[3]]["optimizer"], hparams[names[3]]["optimizer.lr"]) == ("Adam", 0.01)
+    assert "optimizer.betas" in hparams[names[0]]
+    assert declared_metrics(sweep) == [FINAL + m for m in FINAL_METRICS]  # one experiment, in the sweep
+    assert declared_metrics(sweep / names[0]) == []  # folder; each job has only its own values
+
+    proc = subprocess.run([sys.executable, "-m", "trainer.report", str(sweep)], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("best  job"))
+    assert "optimizer  optimizer.lr" in lines[header] and lines[header].endswith("status")
+    rows = lines[header + 1 : header + 5]
+    assert [r.split()[1] if r.startswith("*") else r.split()[0] for r in rows] == ["0", "1", "2", "3"]
+    assert sum(r.startswith("*") for r in rows) == 1 and all(r.endswith("completed") for r in rows)
+    assert (sweep / "report_params.png").is_file()
+
+    with tensorboard(sweep, runs=len(names) + 2) as server:  # the jobs, the sweep's experiment, images
+        assert set(names) <= set(server.get("/data/runs"))
+        experiment = server.experiment()
+        infos = experiment["hparamInfos"]
+        first = [(i["name"], i.get("differs")) for i in infos[:2]]
+        assert first == [("optimizer", True), ("optimizer.lr", True)]
+        assert not any(i.get("differs") for i in infos[2:]) and len(infos) == len(hparams[names[0]])
+        metrics = {m["name"]["tag"]: m.get("displayName") for m in experiment["metricInfos"]}
+        assert metrics[f"{FINAL}test/acc"] == "test/acc" and f"{FINAL}best/val_loss" in metrics
+
+        layout = server.get("/data/plugin/custom_scalars/layout")
+        charts = {c["title"]: c["multiline"]["tag"] for cat in layout["category"] for c in cat["chart"]}
+        assert {"^train/loss$", "^val/loss$"} <= set(charts["loss (train and val)"])
+        assert "^lr$" in charts["learning rate"]
+
+        text = server.get(f"/data/plugin/text/text?run={names[3]}&tag=config/text_summary")
+        assert len(text) == 1 and "torch.optim.Adam" in text[0]["text"] and "lr: 0.01" in text[0]["text"]
+        command = server.get(f"/data/plugin/text/text?run={names[3]}&tag=command/text_summary")[0]["text"]
+        assert "optimizer=sgd,adam" in command and "optimizer=adam" in command
+
+        images = server.get("/data/plugin/images/tags")
+        assert set(images["images"]) == {f"{REPORT_IMAGES}curves", f"{REPORT_IMAGES}params"}
+
+        scalars = server.get("/data/plugin/scalars/tags")[names[0]]
+        tags = sorted(scalars)  # the time-series view lists groups in this order
+        assert tags.index(f"{FINAL}test/acc") > tags.index("val/loss") > tags.index("train/loss")
+        value = server.get(f"/data/plugin/scalars/scalars?run={names[0]}&tag={FINAL}test/acc")[0][2]
+        assert value == pytest.approx(read_metrics(sweep / names[0])["test/acc"])
+
+    # Relaunched with resume=true and more epochs: the same folders continue; eval reads them.
+    proc = cli("-m", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "epochs=2", "data=spirals",
+               "model.width=16", "resume=true", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [*names, "images"]
+    assert [read_metrics(sweep / n)["epochs"] for n in names] == [2, 2, 2, 2]
+    metrics = read_metrics(sweep / names[1])
+    again = trainer_eval.evaluate_checkpoint(trainer_eval.load(sweep / names[1] / "checkpoints" / "best.pt"))
+    assert again["test/acc"] == metrics["test/acc"]
+    assert [j.status for j in report.read_sweep(sweep)] == ["completed"] * 4

@@ -1,0 +1,123 @@
+"""What TensorBoard shows beyond the curves: the sweep's HParams experiment, chart layout, config text.
+
+Written with TensorBoard's own summary protos (`tensorboard.plugins.hparams.summary`) and writers.
+"""
+
+from __future__ import annotations
+
+import shlex
+import struct
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+# Single-point values written at the end of a run. `~` sorts after every letter, so TensorBoard's
+# time-series view lists these cards after the curves (`lr`, `train/*`, `val/*`), not above them.
+FINAL = "~final/"
+FINAL_METRICS = ("best/val_loss", "best/val_acc", "test/loss", "test/acc")
+# One chart per question in TensorBoard's Custom Scalars tab (regexes of tags, one line each per run).
+LAYOUT = {"trainer": {
+    "loss (train and val)": ["Multiline", [r"^train/loss$", r"^val/loss$", r"^val_raw/loss$"]],
+    "accuracy (train and val)": ["Multiline", [r"^train/acc$", r"^val/acc$", r"^val_raw/acc$"]],
+    "learning rate": ["Multiline", [r"^lr$"]],
+}}
+IMAGES_RUN = "images"
+REPORT_IMAGES = "~report/"  # the report's figures: after the curves in the time-series view too
+
+
+def final_scalars(best: Mapping[str, float], test: Mapping[str, float]) -> dict[str, float]:
+    """`{"~final/best/val_loss": ..., "~final/test/acc": ...}` from the best-epoch and test metrics."""
+    out = {f"{FINAL}best/{k.replace('/', '_')}": v for k, v in best.items()}
+    out.update({f"{FINAL}test/{k}": v for k, v in test.items()})
+    return out
+
+
+def command_line() -> str:
+    """The command that started this run (and, in a sweep, the job's own overrides)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return f"run(cfg) called from Python: {shlex.join(sys.argv)}"
+    hydra = HydraConfig.get()
+    text = "python -m trainer " + shlex.join(sys.argv[1:])
+    if hydra.mode == RunMode.MULTIRUN:
+        text += f"\n\njob {hydra.job.num} of the sweep: " + shlex.join(hydra.overrides.task)
+    return text
+
+
+def config_text(resolved: Mapping[str, Any]) -> str:
+    """The resolved config as a YAML block of Markdown (TensorBoard's Text tab renders Markdown)."""
+    return "```yaml\n" + OmegaConf.to_yaml(OmegaConf.create(dict(resolved))) + "```"
+
+
+def _hparam_info(name: str, value: Any, differs: bool) -> Any:
+    from tensorboard.plugins.hparams import api_pb2
+
+    kind = (api_pb2.DATA_TYPE_BOOL if isinstance(value, bool) else api_pb2.DATA_TYPE_FLOAT64
+            if isinstance(value, int | float) else api_pb2.DATA_TYPE_STRING)
+    return api_pb2.HParamInfo(name=name, type=kind, differs=differs)
+
+
+def hparam_names(keys: set[str], hparams: Mapping[str, Any]) -> set[str]:
+    """The HParams columns of swept override keys: a group (`data`) is its `name` or `kind` key."""
+    names = set()
+    for key in keys:
+        match = [n for n in (key, f"{key}.name", f"{key}.kind") if n in hparams]
+        names.update(match[:1])
+    return names
+
+
+def write_sweep_experiment(sweep_dir: Path, config: DictConfig, swept: set[str]) -> Path:
+    """One HParams experiment for the whole sweep, in the sweep folder: every job's columns, the
+    swept ones marked as differing (TensorBoard lists those first), and the final metrics.
+
+    TensorBoard takes the first experiment summary it finds as the whole experiment; the jobs write
+    only their own hyperparameters (session start info), so this one is the only one.
+    """
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from torch.utils.tensorboard.writer import FileWriter
+
+    from trainer.config import config_dir
+    from trainer.logger import run_hparams
+
+    task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+    hparams = run_hparams(OmegaConf.to_container(task, resolve=True, throw_on_missing=False), config_dir())
+    differs = hparam_names(swept, hparams)
+    infos = [_hparam_info(name, value, name in differs) for name, value in hparams.items()]
+    metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=FINAL + m), display_name=m)
+               for m in FINAL_METRICS]
+    for old in sweep_dir.glob("events.out.tfevents.*"):  # a relaunched sweep: one experiment only
+        old.unlink()
+    writer = FileWriter(str(sweep_dir))
+    experiment = plugin_data_pb2.HParamsPluginData(
+        experiment=api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics,
+                                      time_created_secs=time.time()))
+    summary_metadata = metadata.create_summary_metadata(experiment)
+    writer.add_summary(Summary(value=[Summary.Value(tag=metadata.EXPERIMENT_TAG, metadata=summary_metadata)]))
+    writer.close()
+    return sweep_dir
+
+
+def add_images(sweep_dir: Path, pngs: Mapping[str, Path]) -> Path:
+    """The report's PNG files as images of the run `images` in the sweep folder (replacing older)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from torch.utils.tensorboard.writer import FileWriter
+
+    run_dir = sweep_dir / IMAGES_RUN
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for old in run_dir.glob("events.out.tfevents.*"):
+        old.unlink()
+    writer = FileWriter(str(run_dir))
+    for tag, path in pngs.items():
+        png = path.read_bytes()
+        width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
+        image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+        writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), 0, time.time())
+    writer.close()
+    return run_dir
