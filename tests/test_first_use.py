@@ -124,11 +124,14 @@ def test_mistyped_keys_name_the_key_meant():
         check_override_keys(["optimzer.lr=0.1"])
     with pytest.raises(ConfigError, match=r"did you mean model.width\?"):
         check_override_keys(["model.widht=3"])
+    with pytest.raises(ConfigError, match=r"did you mean early_stopping.patience\?"):
+        check_override_keys(["early_stopping.patiense=3"])
     with pytest.raises(ConfigError, match=r"did you mean epochs\?"):
         check_override_keys(["-m", "epoch=1,2"])
     # Real keys, additions, group choices and Hydra's own keys pass.
     check_override_keys(["optimizer.lr=0.1", "+optimizer.fused=false", "hydra.run.dir=x",
-                         "hydra/launcher=parallel", "scheduler.tau=3", "data.path=a.csv", "epochs=2"])
+                         "hydra/launcher=parallel", "scheduler.tau=3", "data.path=a.csv", "epochs=2",
+                         "early_stopping.patience=3"])
 
 
 def test_slurm_without_sbatch_is_one_message(monkeypatch):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from trainer.config import config_dir, did_you_mean, known_keys
 from trainer.errors import ConfigError
 
@@ -21,6 +23,7 @@ def check_override_keys(args: list[str]) -> None:
     """
     root = Path(config_dir())
     top = known_keys(root / "config.yaml") | {"experiment", "hparams_search", "hydra"}
+    defaults = OmegaConf.load(root / "config.yaml")
     for arg in args:
         key, sep, _ = arg.partition("=")
         if not sep or arg.startswith(("-", "+", "~")) or "/" in key or key.startswith("hydra"):
@@ -31,13 +34,15 @@ def check_override_keys(args: list[str]) -> None:
             raise ConfigError(f"{key} is not a config key{did_you_mean(head, known, '', key[len(head):])}; "
                               "the keys are "
                               f"{known}, and `python -m trainer --cfg job` shows the whole config")
-        if head in GROUPS and rest:
+        if rest and (head in GROUPS or OmegaConf.is_dict(defaults.get(head))):
             sub = rest.split(".")[0]
-            group = set().union(*(known_keys(f) for f in (root / head).glob("*.yaml")))
+            group = (set().union(*(known_keys(f) for f in (root / head).glob("*.yaml")))
+                     if head in GROUPS else set(defaults[head]))  # a node of config.yaml: early_stopping
             if sub not in group:
                 extra = (f"; add an argument that the {head} takes but no config file lists with "
                          f"+{key}=..." if head in ("optimizer", "scheduler") else "")
-                raise ConfigError(f"{key} is not a key of any {head} config"
+                where = f"any {head} config" if head in GROUPS else head
+                raise ConfigError(f"{key} is not a key of {where}"
                                   f"{did_you_mean(sub, sorted(group), head + '.')}; its keys are "
                                   f"{sorted(group)}{extra}")
 
