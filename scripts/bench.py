@@ -1,6 +1,7 @@
 """Training throughput of trainer against a bare PyTorch loop, a DataLoader loop and Lightning.
 
-`make bench` (or `python scripts/bench.py [--quick] [--repeats N] [--device cpu|cuda|auto]`).
+`make bench` (or `python scripts/bench.py [--quick] [--repeats N] [--device cpu|cuda|auto]`) writes
+a new table under outputs/bench/; `--write` replaces the committed BENCHMARKS.md.
 Every contender trains the same MLP (Adam, lr 1e-3, fp32) on the same random data on the same
 device, one epoch per measurement, validating on the same validation split at the end of the
 epoch; the clock covers the epoch's training and validation (and whatever else the contender does
@@ -305,8 +306,16 @@ def main(argv: list[str] | None = None) -> None:
                    help="hidden widths per net, comma-separated: 256 is 784-256-10")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-lightning", action="store_true", help="leave Lightning out")
-    p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="where the table goes")
+    p.add_argument("--output", type=Path, default=None,
+                   help="where the table goes (default: a new file outputs/bench/bench-DATE-TIME.md)")
+    p.add_argument("--write", action="store_true",
+                   help="replace the committed table, BENCHMARKS.md (never with --quick)")
     args = p.parse_args(argv)
+    if args.write and (args.quick or args.output):
+        p.error("--write replaces BENCHMARKS.md with a full measurement: drop --quick and --output")
+    if args.output is None:  # a smoke run or a trial never overwrites the committed table
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        args.output = ROOT / "BENCHMARKS.md" if args.write else Path("outputs", "bench", f"bench-{stamp}.md")
     if args.quick:
         args.repeats, args.n_train, args.n_val, args.max_steps = 1, 512, 128, 50
         args.nets = ["32"]
@@ -324,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
             with contextlib.redirect_stderr(io.StringIO()):  # Lightning's banners
                 rows += bench_net(widths, args, device, Path(tmp))
     text = table(rows, args, device, time.perf_counter() - started)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(f"\nwritten to {args.output}")
 

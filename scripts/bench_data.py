@@ -18,13 +18,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from trainer.cli import fail  # noqa: E402
 from trainer.config import config_dir  # noqa: E402
 from trainer.data import load_source  # noqa: E402
 from trainer.data.vision import default_root  # noqa: E402
+from trainer.errors import UserError  # noqa: E402
 from trainer.run import prepare_data  # noqa: E402
 
 
 def main() -> None:
+    try:
+        measure()
+    except UserError as exc:  # offline without the files, a bad override: one paragraph, no traceback
+        fail(str(exc))
+
+
+def measure() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data=mnist data.root=DIR")
     parser.add_argument("--repeats", type=int, default=3)

@@ -38,11 +38,11 @@ def read_metrics(run_dir: str | Path) -> dict:
 
 
 def cli(*args: str, cwd: str | Path = ROOT, env: dict | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `python -m trainer ARGS` in a subprocess, as a user would."""
+        timeout: float = 300, module: str = "trainer") -> subprocess.CompletedProcess:
+    """Run `python -m trainer ARGS` (or another `module`) in a subprocess, as a user would."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=cwd, env=full_env,
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
 

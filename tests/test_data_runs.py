@@ -9,6 +9,7 @@ import torch
 from tests.conftest import cli, read_metrics, read_scalars
 from trainer.checkpoint import load_checkpoint
 from trainer.config import config_dir
+from trainer.data import load_source, make_splits
 from trainer.errors import ConfigError, DataError
 from trainer.run import build_model, prepare_data, run
 
@@ -32,12 +33,21 @@ def test_regression_trains_with_mse_and_its_loss_falls(cfg_factory, tmp_path):
     assert losses[-1] < 0.2 * losses[0]
     # y has variance about 0.5: predicting its mean would score that; the MLP does far better.
     assert metrics["test/loss"] < 0.1
-    # test/loss is the mean squared error of the best model on the test split.
+    # test/loss is the mean squared error of the best model on the test split, in y's own units:
+    # the model predicts standardized targets, mapped back with the train mean and std of y.
     splits, _ = prepare_data(cfg.data)
+    raw = make_splits(load_source("regression", n_samples=1000, dim=1, noise=0.05, seed=0),
+                      0.15, 0.15, 0)
+    y_train = raw.y_train.double()
+    mean, std = y_train.mean().item(), y_train.std(correction=0).item()
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert ckpt["target"]["mean"].item() == pytest.approx(mean, abs=1e-6)
+    assert ckpt["target"]["scale"] == pytest.approx(std, rel=1e-6)
     model = build_model(cfg, splits)
-    model.load_state_dict(load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"])
+    model.load_state_dict(ckpt["model"])
     with torch.no_grad():
-        mse = ((model.eval()(splits.x_test).squeeze(1) - splits.y_test) ** 2).mean().item()
+        pred = model.eval()(splits.x_test).squeeze(1) * std + mean
+    mse = ((pred - raw.y_test) ** 2).mean().item()
     assert mse == pytest.approx(metrics["test/loss"], rel=1e-4)
 
 

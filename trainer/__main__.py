@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from trainer.cli import fail, paragraph
-from trainer.config import config_dir
+from trainer.config import config_dir, static_monitor
 from trainer.errors import UserError
 from trainer.jobs import hydra_arg
 from trainer.sweep import check_direction, objective, worst  # also registers ${trainer_direction:}
@@ -45,8 +45,11 @@ def main(cfg: DictConfig) -> float:
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    direction = hydra_cfg.sweeper.get("direction")
     try:
-        check_direction(hydra_cfg.sweeper.get("direction"), cfg.monitor)
+        # monitor=auto on a file: its task, so the metric, is known once the data is read
+        monitor = static_monitor(cfg) or ("val/acc" if str(direction).endswith("maximize") else "val/loss")
+        check_direction(direction, monitor)
     except UserError as exc:  # wrong for every job of the sweep: stop it
         fail(str(exc), 2)
     try:
@@ -60,7 +63,7 @@ def main(cfg: DictConfig) -> float:
             fail(str(exc), 2)
         # One job of a sweep: the other jobs go on; the job's log says why it failed.
         log.error(paragraph(str(exc)))
-        return worst(cfg.monitor)
+        return worst(monitor)
     except Exception:
         if multirun:  # Hydra keeps the error; put it in the job's log too
             log.exception("job %s failed", hydra_cfg.job.num)
@@ -77,7 +80,7 @@ def main(cfg: DictConfig) -> float:
                    f"optimizer.lr (now {cfg.optimizer.get('lr')}), or clip gradients; logs in {out}")
         if multirun:  # a failed trial: the worst value, since Optuna's sweeper crashes on NaN
             log.error(paragraph(message))
-            return worst(cfg.monitor)
+            return worst(metrics["monitor"])
         fail(message, 3)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
         print(summary(metrics, out))
@@ -85,11 +88,17 @@ def main(cfg: DictConfig) -> float:
         import optuna
 
         raise optuna.TrialPruned(metrics["reason"])
-    return objective(metrics, cfg.monitor)
+    return objective(metrics, metrics["monitor"])
 
 
 if __name__ == "__main__":
     from trainer.distributed import hydra_overrides
+    from trainer.overrides import check_launcher, check_override_keys
 
+    try:  # before Hydra, whose own messages suggest the wrong fix (+key) or end in a traceback
+        check_override_keys(sys.argv[1:])
+        check_launcher(sys.argv[1:])
+    except UserError as exc:
+        fail(str(exc), 2)
     sys.argv += hydra_overrides()
     main()

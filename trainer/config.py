@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import secrets
 from pathlib import Path
@@ -15,10 +16,15 @@ from trainer.data.base import TASKS
 from trainer.data.preprocess import PREPROCESS
 from trainer.device import DEVICES
 from trainer.errors import ConfigError
+from trainer.stopping import resolve_monitor
 
 log = logging.getLogger(__name__)
 
 TEST_ON = ("best", "last")
+# What `monitor` may name: the validation metrics fit() produces (val/acc for classification only).
+MONITORS = ("auto", "val/loss", "val/acc")
+# Data sets whose task is fixed by their name; the others are classification, unless read from a file.
+REGRESSION_SETS = ("regression",)
 # Full-batch methods: L-BFGS's line search needs the same loss at every evaluation (rejected with
 # minibatches); Rprop's sign rule is defeated by minibatch noise (a warning).
 FULL_BATCH_ONLY = ("torch.optim.LBFGS",)
@@ -58,7 +64,7 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
-def _known_keys(path: Path) -> set[str]:
+def known_keys(path: Path) -> set[str]:
     """Top-level keys a config file declares, with the groups of its defaults list."""
     conf = OmegaConf.load(path)
     groups = set()
@@ -71,8 +77,8 @@ def _known_keys(path: Path) -> set[str]:
 def _check_keys(cfg: DictConfig) -> None:
     """Catch keys that no config declares, e.g. a typo in an experiment file (`epoch: 5`)."""
     root = Path(config_dir())
-    for node, known in ((cfg, _known_keys(root / "config.yaml") | {"experiment"}),
-                        (cfg.model, _known_keys(root / "model" / "mlp.yaml"))):
+    for node, known in ((cfg, known_keys(root / "config.yaml") | {"experiment"}),
+                        (cfg.model, known_keys(root / "model" / "mlp.yaml"))):
         unknown = sorted(set(node) - known)
         if unknown:
             where = "" if node is cfg else "model."
@@ -81,9 +87,42 @@ def _check_keys(cfg: DictConfig) -> None:
                               "the experiment file")
 
 
+def did_you_mean(value: object, allowed: tuple[str, ...] | list[str] | set[str], prefix: str = "",
+                 suffix: str = "") -> str:
+    """' (did you mean PREFIX+X+SUFFIX?)' for the allowed word X closest to `value`, or ''."""
+    close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.5)
+    return f" (did you mean {prefix}{close[0]}{suffix}?)" if close else ""
+
+
 def _choice(key: str, value: object, allowed: tuple[str, ...] | list[str]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not allowed; choose one of {list(allowed)}")
+        raise ConfigError(f"{key}={value!r} is not allowed{did_you_mean(value, allowed)}; "
+                          f"choose one of {list(allowed)}")
+
+
+def known_task(data: DictConfig) -> str | None:
+    """The data set's task when its config fixes it, None when only its file can tell (task: auto)."""
+    if data.get("task", "auto") != "auto":
+        return str(data.task)
+    if data.name in REGRESSION_SETS:
+        return "regression"
+    return None if "path" in data else "classification"
+
+
+def static_monitor(cfg: DictConfig) -> str | None:
+    """`monitor` resolved without loading data (None: `auto` on a file whose task is not known yet)."""
+    task = known_task(cfg.data)
+    if cfg.monitor == "auto" and task is None:
+        return None
+    return resolve_monitor(str(cfg.monitor), task or "classification")
+
+
+def check_monitor(monitor: object, task: str | None, data_name: str) -> None:
+    """`monitor` must name a metric the run produces: val/acc only exists for classification."""
+    _choice("monitor", monitor, MONITORS)
+    if task == "regression" and monitor == "val/acc":
+        raise ConfigError(f"monitor={monitor} needs classes, but data {data_name!r} is a regression "
+                          "task (it has val/loss only); use monitor=val/loss or monitor=auto")
 
 
 def _positive(key: str, value: object, kind: type = int) -> None:
@@ -160,9 +199,14 @@ def validate(cfg: DictConfig) -> None:
     _check_keys(cfg)
     _choice("device", cfg.device, [*DEVICES, *(f"cuda:{i}" for i in range(16))])
     _positive("epochs", cfg.epochs)
+    if isinstance(cfg.batch_size, str) and cfg.batch_size != "full":
+        raise ConfigError(f"batch_size={cfg.batch_size!r} must be a positive whole number or 'full' "
+                          "(full-batch gradient descent)" + did_you_mean(cfg.batch_size, ["full"]))
     if cfg.batch_size != "full":
         _positive("batch_size", cfg.batch_size)
     _choice("test_on", cfg.test_on, TEST_ON)
+    if cfg.threads != "auto":
+        _positive("threads", cfg.threads)
     _positive("log_every_n_steps", cfg.log_every_n_steps)
     _positive("nan_check_every_n_steps", cfg.nan_check_every_n_steps)
     _positive("checkpoint_every_n_epochs", cfg.checkpoint_every_n_epochs)
@@ -171,8 +215,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={cfg[key]!r} must be true or false")
     if cfg.ckpt is not None and not isinstance(cfg.ckpt, str):
         raise ConfigError(f"ckpt={cfg.ckpt!r} must be the path of a checkpoint or run directory")
-    if not str(cfg.monitor).startswith("val/"):
-        raise ConfigError(f"monitor={cfg.monitor!r} must name a validation metric: val/loss or val/acc")
+    check_monitor(cfg.monitor, known_task(cfg.data), cfg.data.name)
 
     m = cfg.model
     _choice("model.activation", m.activation, sorted(ACTIVATIONS))
@@ -223,5 +266,9 @@ def validate_data(d: DictConfig) -> None:
     if "path" in d and not d.path:
         raise ConfigError(f"data.path is required for data={d.name}: give the file, "
                           f"e.g. data={d.name} data.path=my_data.{d.name}")
-    if "delimiter" in d and not (isinstance(d.delimiter, str) and len(d.delimiter) == 1):
-        raise ConfigError(f"data.delimiter={d.delimiter!r} must be one character, e.g. ',' or ';'")
+    if "delimiter" in d and not (isinstance(d.delimiter, str) and (len(d.delimiter) == 1
+                                                                   or d.delimiter == "auto")):
+        raise ConfigError(f"data.delimiter={d.delimiter!r} must be one character, e.g. ',' or ';', "
+                          "or auto (detected from the file)")
+    if "header" in d:
+        _choice("data.header", d.header, ("auto", True, False))

@@ -28,6 +28,14 @@ def load(path: str | Path) -> dict[str, Any]:
     from trainer.checkpoint import load_checkpoint
 
     path = Path(path)
+    if path.is_dir():  # a run folder: its best checkpoint, the one its test metrics come from
+        found = [f for f in (path / "checkpoints" / n for n in ("best.pt", "last.pt")) if f.is_file()]
+        if not found:
+            raise DataError(f"ckpt={path} is a folder without checkpoints/best.pt or checkpoints/last.pt; "
+                            "pass a run's output folder (e.g. outputs/DATE/TIME) or one of its checkpoint "
+                            "files")
+        path = found[0]
+        print(f"ckpt={path.parent.parent} is a run folder: evaluating {path}")
     if not path.is_file():
         raise DataError(f"checkpoint {path} does not exist; a run writes checkpoints/best.pt and "
                         "checkpoints/last.pt into its output folder, e.g. "
@@ -55,6 +63,7 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
     """Metrics of the checkpoint's model on a split of its data (rebuilt with the saved preprocessing)."""
     import torch
 
+    from trainer.data.targets import original_units
     from trainer.device import resolve_device
     from trainer.loop import evaluate, loss_function
     from trainer.run import build_model, prepare_data
@@ -69,7 +78,9 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
             raise ConfigError(f"cannot apply {data_overrides} to the checkpoint's data config "
                               f"({exc}); write them as data.KEY=VALUE") from exc
     dev = resolve_device(device)
-    splits, _ = prepare_data(cfg.data, prep_state=ckpt["preprocess"])
+    # A checkpoint from before targets were standardized has no "target": its targets were raw.
+    splits, _ = prepare_data(cfg.data, prep_state=ckpt["preprocess"],
+                             target_state=ckpt.get("target", {"kind": "none"}))
     if split == "all":
         x = torch.cat([splits.x_train, splits.x_val, splits.x_test])
         y = torch.cat([splits.y_train, splits.y_val, splits.y_test])
@@ -87,8 +98,8 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
         raise DataError(f"the checkpoint's weights do not fit the model its config describes ({exc})"
                         ) from exc
     model.to(dev)
-    metrics = evaluate(model, loss_function(splits.task), x.to(dev), y.to(dev),
-                       classification=splits.task == "classification")
+    metrics = original_units(evaluate(model, loss_function(splits.task), x.to(dev), y.to(dev),
+                                      classification=splits.task == "classification"), splits.loss_factor)
     return {**{f"{split}/{k}": v for k, v in metrics.items()}, "samples": len(x), "split": split,
             "epoch": (ckpt.get("fit") or {}).get("epoch", ckpt.get("epoch")), "data": cfg.data.name}
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from trainer.accel import Step
 from trainer.averaging import WeightAverage
 from trainer.data import Splits
+from trainer.data.targets import original_units
 from trainer.distributed import all_mean
 from trainer.logger import RunLogger
 from trainer.loop import EpochCursor, evaluate, loss_function, num_batches, train_epoch
@@ -112,7 +113,9 @@ def fit(
         return state  # a finished run's checkpoint: early stopping already ended it
     state.status, state.stopped_by, state.reason = "running", "epochs", ""
     if state.initial_loss is None and divergence_factor is not None:
-        state.initial_loss = validation_metrics(model, None, splits)["val/loss"]
+        # in the units of the epochs' losses (regression: the targets' own)
+        state.initial_loss = original_units(validation_metrics(model, None, splits),
+                                            splits.loss_factor)["val/loss"]
     per_epoch = num_batches(len(splits.x_train), batch_size, drop_last)
     bar = tqdm(total=per_epoch, leave=False, disable=None if progress else True, unit="step")
     # (step, lr) pairs, written once per epoch: a TensorBoard write per log step wakes the writer
@@ -159,9 +162,10 @@ def fit(
         write_lrs()
         bar.update(bar.total - bar.n)  # on_step moves the bar only every log_every_n_steps
         stats = all_mean(state.cursor.stats(classification), state.cursor.seen)
-        train = {f"train/{k}": v.item() for k, v in stats.items()}
+        # Losses in the targets' original units (regression targets are trained standardized).
+        train = original_units({f"train/{k}": v.item() for k, v in stats.items()}, splits.loss_factor)
         seconds = time.perf_counter() - t0
-        val = validation_metrics(model, averaging, splits)
+        val = original_units(validation_metrics(model, averaging, splits), splits.loss_factor)
         state.reason = diverged(train["train/loss"], val["val/loss"], state, divergence_factor, epoch)
         if state.reason:
             state.status = "diverged"

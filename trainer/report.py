@@ -96,6 +96,8 @@ def read_job(job_dir: Path, sweep_dir: Path, now: float, stale_s: float, superse
               overrides=parse_overrides(load_yaml(hydra_dir / "overrides.yaml")),
               monitor=monitor, status="running", epochs_total=config.get("epochs"))
     events = scalar_events(job_dir) if any(job_dir.glob("events.out.tfevents.*")) else {}
+    if monitor == "auto":  # the run's rule: val/acc when the task has classes (events show it)
+        monitor = job.monitor = "val/acc" if "val/acc" in events else "val/loss"
     job.curve = [(e.step, e.value) for e in events.get(monitor, [])]
     metrics_path = job_dir / "metrics.json"
     if metrics_path.is_file():

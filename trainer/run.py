@@ -21,10 +21,11 @@ from models import MLP, count_parameters, resolve_widths
 from trainer import accel, dashboard, distributed
 from trainer.averaging import WeightAverage
 from trainer.checkpoint import remove_stale_temporaries, write_json
-from trainer.config import config_dir, validate
+from trainer.config import check_monitor, config_dir, validate
 from trainer.data import Splits, fit_preprocessor, load_source, make_splits
 from trainer.data.preprocess import WHITEN_EPS, check_compatible, load_preprocessor
-from trainer.device import resolve_device
+from trainer.data.targets import TargetScaler, original_units
+from trainer.device import resolve_device, set_threads
 from trainer.errors import ConfigError
 from trainer.fit import FitState, fit
 from trainer.logger import NullLogger, RunLogger, run_hparams
@@ -42,9 +43,9 @@ from trainer.resume import (
     rng_state,
 )
 from trainer.rundir import RunFolder
-from trainer.schedules import Schedule
+from trainer.schedules import Schedule, arm_options
 from trainer.signals import StopOnSignal
-from trainer.stopping import EarlyStopping, mode_for
+from trainer.stopping import EarlyStopping, mode_for, resolve_monitor
 from trainer.tb import truncate_events
 from trainer.trial import epoch_reporter
 
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 
 # Data keys that run() uses itself; every other data key is an option of the data set's loader.
 SPLIT_KEYS = ("name", "val_fraction", "test_fraction", "split_seed", "preprocess", "whiten_eps")
-SCHEDULER_KEYS = ("interval",)
+SCHEDULER_KEYS = ("interval", "per_arm")
 
 
 def seed_everything(seed: int) -> None:
@@ -62,9 +63,10 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare_data(data: DictConfig, device: torch.device | str = "cpu",
-                 prep_state: dict | None = None) -> tuple[Splits, Any]:
+                 prep_state: dict | None = None, target_state: dict | None = None) -> tuple[Splits, Any]:
     """Load, split, and preprocess on `device` with statistics of the train split only (or the
-    saved statistics `prep_state` of a checkpoint)."""
+    saved statistics `prep_state`, `target_state` of a checkpoint). Regression targets are
+    standardized too (`splits.target`), so a loss times `splits.loss_factor` is in original units."""
     options = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items()
                if k not in SPLIT_KEYS}
     source = load_source(data.name, **options)
@@ -77,6 +79,15 @@ def prepare_data(data: DictConfig, device: torch.device | str = "cpu",
         prep = load_preprocessor(prep_state)
     splits.x_train, splits.x_val, splits.x_test = (
         prep(splits.x_train), prep(splits.x_val), prep(splits.x_test))
+    if target_state is not None:
+        target = TargetScaler.from_state_dict(target_state)
+    elif splits.task == "regression":
+        target = TargetScaler.fit(splits.y_train)
+    else:
+        target = TargetScaler.identity()
+    splits.y_train, splits.y_val, splits.y_test = (
+        target(splits.y_train), target(splits.y_val), target(splits.y_test))
+    splits.target = target
     return splits, prep
 
 
@@ -85,7 +96,8 @@ def build_scheduler(sched: DictConfig, optimizer: torch.optim.Optimizer) -> Any 
     if "_target_" not in sched:
         return None
     kwargs = {k: v for k, v in sched.items() if k not in SCHEDULER_KEYS}
-    return instantiate_checked(OmegaConf.create(kwargs), "scheduler", optimizer)
+    return instantiate_checked(OmegaConf.create(arm_options(kwargs, sched.get("per_arm"), "scheduler")),
+                               "scheduler", optimizer)
 
 
 def build_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, per_epoch: int) -> Schedule:
@@ -186,21 +198,21 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
     splits, prep = prepare_data(cfg.data, device)
     if ckpt is not None:
         check_data(ckpt, resume_from, splits.fingerprint)
-    if splits.task == "regression" and mode_for(cfg.monitor) == "max":
-        raise ConfigError(f"monitor={cfg.monitor} needs classes, but data {cfg.data.name!r} is a "
-                          "regression task; use monitor=val/loss")
+    check_monitor(cfg.monitor, splits.task, cfg.data.name)  # a file's task is known only now
+    monitor = resolve_monitor(cfg.monitor, splits.task)
     batch_size = len(splits.x_train) if cfg.batch_size == "full" else int(cfg.batch_size)
     if batch_size > len(splits.x_train):
         raise ConfigError(f"batch_size={batch_size} is larger than the training split "
                           f"({len(splits.x_train)} samples); use at most {len(splits.x_train)} "
                           "or batch_size=full")
     model = build_model(cfg, splits).to(device)
+    threads = set_threads(cfg.threads, count_parameters(model), batch_size, device)
     fast = accel.optimizer_options(cfg.optimizer._target_, cfg.optimizer, device, cfg.cuda_graphs)
     optimizer = instantiate_checked(cfg.optimizer, "optimizer", model.parameters(), **fast)
     schedule = build_schedule(cfg, optimizer, num_batches(len(splits.x_train), batch_size, cfg.drop_last))
     averaging = build_averaging(cfg.averaging, model)
     stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
-                             mode_for(cfg.monitor))
+                             mode_for(monitor))
     generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
     stateful = {"model": model, "optimizer": optimizer, "scheduler": schedule, "averaging": averaging,
                 "early_stopping": stopping}
@@ -222,15 +234,15 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
     if not same_folder:
         logger.hparams(run_hparams(resolved, config_dir()))
         logger.describe(dashboard.config_text(resolved), dashboard.command_line())
-    log.info("data %s %s; model %s %s, %d parameters; on %s", cfg.data.name, splits.sizes(),
+    log.info("data %s %s; model %s %s, %d parameters; on %s (%d CPU threads)", cfg.data.name, splits.sizes(),
              "-".join(map(str, [splits.in_dim, *resolve_widths(cfg.model.depth, cfg.model.width),
                                 splits.out_dim])),
-             cfg.model.activation, count_parameters(model), device)
+             cfg.model.activation, count_parameters(model), device, threads)
 
     def parts() -> dict[str, Any]:
         return {**{k: v.state_dict() if v is not None else None for k, v in stateful.items()},
                 "rng": rng_state(generator), "config": resolved, "preprocess": prep.state_dict(),
-                "data": splits.fingerprint, "meta": meta}
+                "target": splits.target.state_dict(), "data": splits.fingerprint, "meta": meta}
 
     save = Checkpointer(out / "checkpoints", parts, cfg.checkpoint_every_n_epochs, before_write=logger.flush)
     trained = accel.compile_model(distributed.wrap(model, world), cfg.compile)
@@ -244,7 +256,7 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
         test: dict[str, float] = {}
         try:
             fit(model, optimizer, schedule, splits, epochs=cfg.epochs,
-                batch_size=batch_size, drop_last=cfg.drop_last, monitor=cfg.monitor,
+                batch_size=batch_size, drop_last=cfg.drop_last, monitor=monitor,
                 generator=generator, logger=logger, log_every_n_steps=cfg.log_every_n_steps,
                 nan_check_every_n_steps=cfg.nan_check_every_n_steps,
                 progress=cfg.progress and world.is_main, save=save if world.is_main else lambda s: None,
@@ -265,7 +277,7 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
         else:
             logger.text("status", f"{state.status}: {state.reason}", state.step)
         logger.close()
-        metrics = run_metrics(cfg, state, test, model, splits, started, meta)
+        metrics = run_metrics(cfg, state, test, model, splits, started, meta, monitor)
         if resume_note:
             metrics["resume"] = resume_note
         if stop.received is not None:
@@ -282,17 +294,19 @@ def test_metrics(cfg: DictConfig, model: nn.Module, averaging: WeightAverage | N
         model.load_state_dict(state.best_weights)
     elif averaging is not None and averaging.count:  # test_on=last: the last averaged weights
         model.load_state_dict(averaging.weights())
-    return evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
+    test = evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
                     classification=splits.task == "classification", transform=splits.transform)
+    return original_units(test, splits.loss_factor)  # regression: in the targets' own units
 
 
 def run_metrics(cfg: DictConfig, state: FitState, test: dict[str, float], model: nn.Module,
-                splits: Splits, started: float, meta: dict[str, str]) -> dict[str, Any]:
-    """metrics.json: the best epoch's validation metrics, the test metrics, and how the run went."""
+                splits: Splits, started: float, meta: dict[str, str], monitor: str) -> dict[str, Any]:
+    """metrics.json: the best epoch's validation metrics, the test metrics, and how the run went;
+    `monitor` is the metric that picked the best epoch (`auto` resolved for the task)."""
     metrics: dict[str, Any] = {**state.best_metrics, **{f"test/{k}": v for k, v in test.items()}}
     metrics.update({
         "train/loss": state.last_metrics.get("train/loss"),
-        "monitor": cfg.monitor,
+        "monitor": monitor,
         "best_epoch": state.best_epoch,
         "epochs": state.epoch,
         "steps": state.step,

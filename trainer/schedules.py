@@ -7,13 +7,18 @@ them by product, lr_k = lr_0 * warmup(k) * schedule(k).
 
 from __future__ import annotations
 
+import inspect
+import logging
 from typing import Any
 
 import torch
+from hydra.utils import get_object
 from torch.optim.lr_scheduler import LinearLR, LRScheduler, ReduceLROnPlateau
 from torch.optim.swa_utils import SWALR
 
 from trainer.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class InverseTime(LRScheduler):
@@ -94,3 +99,19 @@ class Schedule:
             if getattr(self, name) is not None:
                 getattr(self, name).load_state_dict(state[name])
         self.swa_active = state["swa_active"]
+
+
+def arm_options(kwargs: dict[str, Any], per_arm: list[str] | None, group: str) -> dict[str, Any]:
+    """`kwargs` less the per-arm options (`per_arm`, listed by a sweep's experiment) that this arm's
+    `_target_` does not take: `scheduler.tau` is the 1/k arm's, and the step-decay arm ignores it."""
+    if not per_arm:
+        return kwargs
+    try:
+        accepted = inspect.signature(get_object(kwargs["_target_"])).parameters
+    except Exception:  # an unknown target: instantiate_checked reports it
+        return kwargs
+    unused = [k for k in per_arm if k in kwargs and k not in accepted]
+    if unused:
+        log.info("%s: %s is an option of another arm of the sweep; %s does not take it", group,
+                 ", ".join(f"{group}.{k}={kwargs[k]}" for k in unused), kwargs["_target_"])
+    return {k: v for k, v in kwargs.items() if k not in unused}

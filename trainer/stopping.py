@@ -11,6 +11,14 @@ def mode_for(monitor: str) -> str:
     return "max" if monitor.endswith("acc") else "min"
 
 
+def resolve_monitor(monitor: str, task: str) -> str:
+    """`monitor: auto` is the notes' rule: the best validation accuracy for classification, the
+    lowest validation loss for regression; any other value is kept."""
+    if monitor != "auto":
+        return monitor
+    return "val/acc" if task == "classification" else "val/loss"
+
+
 def improved(value: float, best: float, mode: str, min_delta: float = 0.0) -> bool:
     """Whether `value` beats `best` (NaN: nothing yet) by more than `min_delta`, for mode min or max."""
     if best != best:

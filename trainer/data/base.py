@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from trainer.errors import DataError
+
+log = logging.getLogger(__name__)
 
 TASKS = ("classification", "regression")
 PAIRS = (("x", "y"), ("x_val", "y_val"), ("x_test", "y_test"))
@@ -40,13 +43,41 @@ def first_bad(a: np.ndarray) -> tuple[int, int]:
     return int(row), int(col[0]) if col else 0
 
 
-def resolve_task(y: np.ndarray, task: str, where: str, name: str = "y") -> tuple[np.ndarray, str]:
+# Whole-number targets with more distinct values than this, and more than one per
+# SAMPLES_PER_CLASS samples, are quantities (counts, scores), not class labels.
+MAX_AUTO_CLASSES = 20
+SAMPLES_PER_CLASS = 10
+
+
+def infer_task(y: np.ndarray, where: str, name: str = "y", text: bool = False) -> str:
+    """`data.task=auto`: whole numbers are class labels, unless they take so many distinct values for
+    the number of samples that they are a quantity (scikit-learn's diabetes: 214 values in 442
+    rows); anything else is regression. A quantity read as regression is said in the log.
+
+    Whole numbers are an integer dtype, or, for `text` read from a file without dtypes (CSV),
+    finite floats without a fractional part."""
+    whole = y.dtype.kind in "iub" or (text and y.ndim == 1 and bool(np.isfinite(y).all())
+                                      and bool((y == np.round(y)).all()))
+    if not whole or y.ndim != 1:
+        return "regression"
+    distinct = len(np.unique(y))
+    if distinct > MAX_AUTO_CLASSES and distinct * SAMPLES_PER_CLASS > len(y):
+        log.warning("%s: %s holds whole numbers with %d distinct values in %d samples (more than %d, "
+                    "and more than one per %d samples), so it is read as a quantity: regression. "
+                    "Set data.task=classification if they are class labels", where, name, distinct,
+                    len(y), MAX_AUTO_CLASSES, SAMPLES_PER_CLASS)
+        return "regression"
+    return "classification"
+
+
+def resolve_task(y: np.ndarray, task: str, where: str, name: str = "y",
+                 text: bool = False) -> tuple[np.ndarray, str]:
     """Targets converted for `task` (classification: int64 labels; regression: float32).
 
-    `task="auto"` infers it from the dtype: integers or booleans are labels, floats are quantities.
+    `task="auto"` infers it with `infer_task`.
     """
     if task == "auto":
-        task = "classification" if y.dtype.kind in "iub" else "regression"
+        task = infer_task(y, where, name, text)
     if task == "regression":
         return y.astype(np.float32), task
     if y.ndim != 1:
@@ -98,6 +129,10 @@ def check_source(source: Source, where: str) -> None:
 def _check_labels(source: Source, where: str) -> None:
     """Labels are 0..K-1, all K present in the training data; val/test labels are among them."""
     labels = np.unique(source.y)
+    if len(labels) == 1:  # a 1-output model would score accuracy 1.0 without learning anything
+        raise DataError(f"{where}: every training label is {labels[0]}, a single class: there is "
+                        "nothing to classify. Check data.target names the column to predict, or add "
+                        "samples of the other classes (set data.task=regression if y is a quantity)")
     k = int(labels.max()) + 1 if len(labels) else 0
     if len(labels) and (labels.min() < 0 or len(labels) != k):
         raise DataError(

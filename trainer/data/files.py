@@ -1,8 +1,9 @@
-"""The user's own files: a CSV table with a header row, or an .npz archive of arrays."""
+"""The user's own files: a CSV table of numbers, or an .npz archive of arrays."""
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import warnings
 import zipfile
@@ -12,6 +13,8 @@ import numpy as np
 
 from trainer.data.base import Source, resolve_task
 from trainer.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 def readable(path: str | None, example: str) -> Path:
@@ -26,11 +29,15 @@ def readable(path: str | None, example: str) -> Path:
     return file
 
 
-def _find_bad_cell(file: Path, delimiter: str, columns: list[str]) -> str:
+DELIMITERS = ",;\t|"  # what data.delimiter=auto looks for
+
+
+def _find_bad_cell(file: Path, delimiter: str, columns: list[str], skip: int) -> str:
     """Where the CSV first stops being a table of finite numbers: line, column, value."""
     with file.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
-        next(reader)
+        for _ in range(skip):
+            next(reader)
         for row in reader:
             if not row:
                 continue
@@ -41,34 +48,67 @@ def _find_bad_cell(file: Path, delimiter: str, columns: list[str]) -> str:
                 try:
                     value = float(cell)
                 except ValueError:
-                    return f"{where}, column {name!r}: {cell!r} is not a number"
+                    other = [d for d in DELIMITERS if d in cell and d != delimiter]
+                    hint = (f" (the cells seem to be separated by {other[0]!r}, not {delimiter!r}: "
+                            f"set data.delimiter='{other[0]}')" if other else "")
+                    return f"{where}, column {name!r}: {cell!r} is not a number{hint}"
                 if not math.isfinite(value):
                     return f"{where}, column {name!r}: {cell.strip()} is not a finite number"
     return f"{file}: not a table of numbers"
 
 
+def _numbers(row: list[str]) -> bool:
+    """Whether every cell of `row` reads as a number (so the row is data, not a header)."""
+    try:
+        return bool([float(c) for c in row])
+    except ValueError:
+        return False
+
+
+def _layout(file: Path, delimiter: str, header: str | bool) -> tuple[str, list[str] | None]:
+    """(delimiter, header cells or None) of the CSV: `auto` sniffs the delimiter among `DELIMITERS`
+    and reads a first row of numbers as data (a file without a header row), saying so in the log."""
+    with file.open(newline="", encoding="utf-8-sig") as f:
+        sample = f.read(64 * 1024)
+    if delimiter == "auto":
+        try:
+            delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+        except csv.Error:  # one column, or nothing to tell by: the usual comma
+            delimiter = ","
+    first = next(csv.reader(sample.splitlines(), delimiter=delimiter), None)
+    if header == "auto":
+        header = not _numbers(first or [])
+        if not header:
+            log.info("%s has no header row (its first row is numbers): reading it as data, columns "
+                     "numbered 0..%d; set data.header=true if it is a header", file, len(first) - 1)
+    return delimiter, ([c.strip() for c in first] if header and first else None)
+
+
 def load_csv(path: str | None = None, target: str | int | None = None, task: str = "auto",
-             delimiter: str = ",") -> Source:
-    """A CSV table: a header row, then numbers; `target` names the label column (default: the last)."""
+             delimiter: str = "auto", header: str | bool = "auto") -> Source:
+    """A CSV table of numbers, with a header row or without (`header`: auto|true|false); `target`
+    names the label column (a header name, or a column number without a header; default: the last)."""
     file = readable(path, "data=csv data.path=table.csv data.target=label")
     try:
-        with file.open(newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f, delimiter=delimiter), None)
+        delimiter, columns = _layout(file, delimiter, header)
+        skip = 1 if columns is not None else 0
         with warnings.catch_warnings():  # an empty table gets our own message below
             warnings.simplefilter("ignore", UserWarning)
-            values = np.loadtxt(file, delimiter=delimiter, skiprows=1, ndmin=2, comments=None,
+            values = np.loadtxt(file, delimiter=delimiter, skiprows=skip, ndmin=2, comments=None,
                                 quotechar='"', encoding="utf-8-sig", dtype=np.float64)
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"data.path={path}: cannot read the file ({exc})") from exc
     except ValueError as exc:
-        columns = [c.strip() for c in header or []]
-        raise DataError(f"{_find_bad_cell(file, delimiter, columns)}; the table must hold only "
+        numbered = columns or [str(i) for i in range(len(_first_row(file, delimiter)))]
+        raise DataError(f"{_find_bad_cell(file, delimiter, numbered, skip)}; the table must hold only "
                         "numbers (encode categories as numbers first)") from exc
-    columns = [c.strip() for c in header or []]
+    if columns is None:
+        columns = [str(i) for i in range(values.shape[1])] if values.size else []
     if not columns or values.size == 0:
-        raise DataError(f"{file} has no data rows; it needs a header row, then one row per sample")
+        raise DataError(f"{file} has no data rows; it needs one row per sample (after its header row)")
     if values.shape[1] != len(columns):
-        raise DataError(f"{_find_bad_cell(file, delimiter, columns)}; every row needs one cell per column")
+        raise DataError(f"{_find_bad_cell(file, delimiter, columns, skip)}; every row needs one cell per "
+                        "column")
     if target is None:
         t = len(columns) - 1
     elif str(target) in columns:
@@ -78,12 +118,15 @@ def load_csv(path: str | None = None, target: str | int | None = None, task: str
     if len(columns) < 2:
         raise DataError(f"{file} has only the target column {columns[t]!r}; it needs feature columns too")
     if not np.isfinite(values).all():
-        raise DataError(f"{_find_bad_cell(file, delimiter, columns)}; remove those rows or fill them in")
-    y = values[:, t]
-    if task == "auto":  # text has no dtype: whole numbers are class labels
-        task = "classification" if (y == np.round(y)).all() else "regression"
-    y, task = resolve_task(y, task, str(file), name=f"column {columns[t]!r}")
+        raise DataError(f"{_find_bad_cell(file, delimiter, columns, skip)}; remove those rows or fill "
+                        "them in")
+    y, task = resolve_task(values[:, t], task, str(file), name=f"column {columns[t]!r}", text=True)
     return Source(x=np.delete(values, t, axis=1).astype(np.float32), y=y, task=task)
+
+
+def _first_row(file: Path, delimiter: str) -> list[str]:
+    with file.open(newline="", encoding="utf-8-sig") as f:
+        return next(csv.reader(f, delimiter=delimiter), [])
 
 
 def load_npz(path: str | None = None, task: str = "auto") -> Source:

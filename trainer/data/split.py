@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from trainer.data.base import Source
+from trainer.data.targets import TargetScaler
 from trainer.errors import ConfigError, DataError
 
 
@@ -30,6 +31,14 @@ class Splits:
     # Shapes and a hash of the raw train split (trainer.resume.data_fingerprint): equal data, equal
     # fingerprint, so a resume can refuse data that changed since the checkpoint.
     fingerprint: dict | None = None
+    # Regression: the map that standardized the targets with train statistics (prepare_data);
+    # None: targets as given.
+    target: TargetScaler | None = None
+
+    @property
+    def loss_factor(self) -> float:
+        """A loss on these targets times this is in the targets' original units."""
+        return self.target.loss_factor if self.target is not None else 1.0
 
     @property
     def in_dim(self) -> int:
@@ -44,8 +53,7 @@ class Splits:
     def to(self, device: torch.device) -> Splits:
         moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
         transform = self.transform.to(device) if hasattr(self.transform, "to") else self.transform
-        return Splits(**moved, task=self.task, num_classes=self.num_classes, transform=transform,
-                      fingerprint=self.fingerprint)
+        return replace(self, **moved, transform=transform)  # fingerprint, target: as they are
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}

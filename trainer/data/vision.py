@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -42,11 +43,20 @@ def _read(name: str, root: Path, download: bool) -> dict[str, torch.Tensor]:
     cls = getattr(torchvision.datasets, VISION[name])
     folder, files = expected_files(cls, root)
     present = all((folder / f).is_file() for f in files)
+    # The folders a failed download would leave behind (empty, or with partial files): only those
+    # that do not exist yet, outermost first, so that a failure removes exactly what it made.
+    created = [p for p in (*reversed(folder.relative_to(root).parents), folder.relative_to(root))
+               if not (root / p).exists()]
+    made_root = not root.exists()
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         sets = [cls(str(root), train=train, download=download and not present) for train in (True, False)]
     except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ValueError ...
+        if made_root:
+            shutil.rmtree(root, ignore_errors=True)
+        elif created:
+            shutil.rmtree(root / created[0], ignore_errors=True)
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         if present:
             raise DataError(f"data set {name!r}: the files in {folder} could not be read ({reason}); "

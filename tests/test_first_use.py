@@ -1,0 +1,193 @@
+"""What a new user hits first: monitor=auto and its checks, small tables, regression targets, CSV
+layouts, mistyped keys, evaluation of a run folder, threads, per-arm sweep options."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT, cli, read_metrics, read_scalars
+from trainer.checkpoint import load_checkpoint
+from trainer.data import load_source
+from trainer.device import set_threads
+from trainer.errors import ConfigError, DataError
+from trainer.eval import evaluate_checkpoint, load
+from trainer.overrides import check_launcher, check_override_keys
+from trainer.run import run
+
+SMALL = ("epochs=3", "model.width=16", "model.depth=1")
+
+
+def write_csv(path, values, header="a,b,y", delimiter=","):
+    np.savetxt(path, values, delimiter=delimiter, header=header or "", comments="", fmt="%g")
+    return path
+
+
+def test_monitor_auto_is_val_acc_for_classification(cfg_factory, tmp_path):
+    metrics = run(cfg_factory(*SMALL), out_dir=tmp_path)
+    assert metrics["monitor"] == "val/acc" == read_metrics(tmp_path)["monitor"]
+    accs = [v for _, v in read_scalars(tmp_path)["val/acc"]]
+    assert metrics["best_epoch"] == 1 + int(np.argmax(accs))  # the first epoch with the best acc
+    assert metrics["val/acc"] == pytest.approx(max(accs))
+
+
+def test_monitor_auto_is_val_loss_for_regression(cfg_factory, tmp_path):
+    metrics = run(cfg_factory("data=regression", *SMALL), out_dir=tmp_path)
+    assert metrics["monitor"] == "val/loss"
+    losses = [v for _, v in read_scalars(tmp_path)["val/loss"]]
+    assert metrics["val/loss"] == pytest.approx(min(losses))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("monitor=val/accuracy",), r"monitor='val/accuracy' is not allowed \(did you mean val/acc\?\)"),
+    (("data=regression", "monitor=val/acc"), "needs classes.*regression"),
+    (("batch_size=ful",), r"batch_size='ful' must be a positive whole number or 'full'.*did you mean full"),
+])
+def test_bad_monitor_and_batch_size_fail_before_any_work(cfg_factory, tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        run(cfg_factory(*overrides), out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_val_acc_on_a_regression_file_fails_before_training(cfg_factory, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 2))
+    path = write_csv(tmp_path / "t.csv", np.c_[x, x[:, 0] + 0.5])
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="monitor=val/acc needs classes"):
+        run(cfg_factory("data=csv", f"data.path={path}", "monitor=val/acc"), out_dir=out)
+    # No metrics, events or checkpoints: only the run folder's lock file (trainer.rundir).
+    assert [p.name for p in out.rglob("*") if p.is_file()] in ([], [".lock"])
+
+
+def test_regression_losses_are_in_original_units_and_eval_reproduces_them(cfg_factory, tmp_path):
+    # y in the thousands: standardized for training, reported as MSE in its own units.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 2))
+    y = 1000 + 300 * np.sin(x[:, 0]) + 5 * rng.normal(size=300)
+    path = write_csv(tmp_path / "t.csv", np.c_[x, y])
+    metrics = run(cfg_factory("data=csv", f"data.path={path}", "data.task=regression", "epochs=40",
+                              "model.width=32"), out_dir=tmp_path / "run")
+    assert 20 < metrics["test/loss"] < 0.2 * y.var()  # learnt, far better than the mean's MSE
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert ckpt["target"]["kind"] == "standardize" and 900 < float(ckpt["target"]["mean"]) < 1100
+    again = evaluate_checkpoint(load(tmp_path / "run"), "test")  # a run folder: its best.pt
+    assert again["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
+
+
+def test_eval_of_a_folder_without_checkpoints_explains(tmp_path):
+    with pytest.raises(DataError, match="folder without checkpoints/best.pt"):
+        load(tmp_path)
+
+
+def test_many_whole_numbers_are_read_as_regression(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    counts = np.round(100 + 40 * x[:, 0])  # ~100 distinct whole numbers in 200 rows
+    with caplog.at_level(logging.WARNING):
+        src = load_source("csv", path=str(write_csv(tmp_path / "c.csv", np.c_[x, counts])))
+    assert src.task == "regression"
+    assert "data.task=classification" in caplog.text and "distinct values" in caplog.text
+    labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0)  # 3 classes
+    path = write_csv(tmp_path / "l.csv", np.c_[x, labels])
+    assert load_source("csv", path=str(path)).task == "classification"
+
+
+def test_a_single_class_is_refused(tmp_path):
+    path = write_csv(tmp_path / "one.csv", np.c_[np.ones((20, 2)), np.zeros(20)])
+    with pytest.raises(DataError, match="single class"):
+        load_source("csv", path=str(path))
+
+
+def test_csv_without_header_and_with_semicolons(tmp_path):
+    rng = np.random.default_rng(0)
+    values = np.c_[rng.normal(size=(30, 2)), np.arange(30) % 2]
+    plain = load_source("csv", path=str(write_csv(tmp_path / "n.csv", values, header=None)))
+    assert len(plain.x) == 30  # the first row is data, not a header
+    by_number = load_source("csv", path=str(tmp_path / "n.csv"), target="0", task="regression")
+    np.testing.assert_allclose(by_number.y, values[:, 0], rtol=1e-5)
+    forced = load_source("csv", path=str(tmp_path / "n.csv"), header=True)
+    assert len(forced.x) == 29
+    semi = write_csv(tmp_path / "s.csv", values, header="a;b;y", delimiter=";")
+    assert load_source("csv", path=str(semi)).x.shape == (30, 2)
+    with pytest.raises(DataError, match="set data.delimiter=';'"):
+        load_source("csv", path=str(semi), delimiter=",")
+
+
+def test_mistyped_keys_name_the_key_meant():
+    with pytest.raises(ConfigError, match=r"did you mean optimizer.lr\?"):
+        check_override_keys(["optimzer.lr=0.1"])
+    with pytest.raises(ConfigError, match=r"did you mean model.width\?"):
+        check_override_keys(["model.widht=3"])
+    with pytest.raises(ConfigError, match=r"did you mean early_stopping.patience\?"):
+        check_override_keys(["early_stopping.patiense=3"])
+    with pytest.raises(ConfigError, match=r"did you mean epochs\?"):
+        check_override_keys(["-m", "epoch=1,2"])
+    # Real keys, additions, group choices and Hydra's own keys pass.
+    check_override_keys(["optimizer.lr=0.1", "+optimizer.fused=false", "hydra.run.dir=x",
+                         "hydra/launcher=parallel", "scheduler.tau=3", "data.path=a.csv", "epochs=2",
+                         "early_stopping.patience=3"])
+
+
+def test_slurm_without_sbatch_is_one_message(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert shutil.which("sbatch") is None
+    with pytest.raises(ConfigError, match="sbatch, which is not on this machine's PATH"):
+        check_launcher(["-m", "hydra/launcher=slurm"])
+
+
+def test_threads_auto_takes_one_for_small_models_on_the_cpu():
+    before = torch.get_num_threads()
+    try:
+        assert set_threads("auto", 20_000, 64, torch.device("cpu")) == 1
+        assert set_threads(2, 20_000, 64, torch.device("cpu")) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_per_arm_options_apply_to_the_arm_that_takes_them(cfg_factory, tmp_path):
+    # The README's `+experiment=digits_schedules scheduler.tau=1000`, arm by arm.
+    common = ("+experiment=digits_schedules", "scheduler.tau=1000", "epochs=1", "model.width=16")
+    step = run(cfg_factory(*common, "scheduler=step"), out_dir=tmp_path / "step")
+    assert step["status"] == "completed"
+    inv = run(cfg_factory(*common, "scheduler=inverse_time"), out_dir=tmp_path / "inv")
+    lrs = dict(read_scalars(tmp_path / "inv")["lr"])
+    k = max(lrs)
+    assert lrs[k] == pytest.approx(0.1 / (1 + k / 1000), rel=1e-5)  # tau=1000, not the default 100
+    assert inv["status"] == "completed"
+
+
+def test_bench_never_overwrites_the_committed_table_with_smoke_numbers(capsys):
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--quick", "--write"])
+    assert exc.value.code == 2 and "--write replaces BENCHMARKS.md" in capsys.readouterr().err
+
+
+def test_offline_download_leaves_no_folders(tmp_path):
+    root = tmp_path / "data"
+    with pytest.raises(DataError, match="data.download=false"):
+        load_source("mnist", root=str(root), download=False)
+    assert not (root / "MNIST").exists()
+
+
+@pytest.mark.slow
+def test_cli_typo_and_sweep_arms(tmp_path):
+    proc = cli("optimzer.lr=0.1")
+    assert proc.returncode == 2 and "did you mean optimizer.lr?" in proc.stderr
+    assert "Traceback" not in proc.stderr and "+optimzer" not in proc.stderr
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", "+experiment=digits_schedules", "scheduler.tau=1000", "epochs=1",
+               "model.width=16", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = {d.name: d for d in sweep.iterdir() if (d / "metrics.json").is_file()}
+    assert [read_metrics(d)["status"] for d in jobs.values()] == ["completed"] * 3
+    step = next(d for name, d in jobs.items() if "scheduler=step" in name)
+    assert "scheduler.tau=1000" in (step / "trainer.log").read_text()  # step: ignored, and said

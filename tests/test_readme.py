@@ -1,0 +1,245 @@
+"""The README's commands, as a doc test: what the README says to type must work as written.
+
+Every fenced `bash`/`console` block (also indented ones, inside lists) and every inline code span
+that starts with `python -m trainer` is parsed into commands (backslash continuations joined,
+`# comments` dropped, `VAR=value` prefixes set aside, `$ ` prompts of console blocks).
+
+Why two tiers (the suite must stay fast, and training every command would take many minutes):
+
+- Fast, every command the suite can check (about 10 s): each `python -m trainer ...` command is
+  composed in-process with Hydra, every arm of a sweep included (comma lists on the command line
+  and an experiment's `hydra.sweeper.params`), then passes the trainer's own checks before any
+  work: the command-line key check, `validate(cfg)`, and building its optimizer and scheduler on
+  a dummy parameter (which catches options that a scheduler does not take). A console block that
+  shows `error: ...` after a command checks that the command fails with that message. Commands
+  of `trainer.eval` and `trainer.report` use only options those tools have.
+- Slow (marked `slow`, about 30 s): a representative subset is really run, in a temporary
+  folder: the `python -c` lines that write example files, the trainer on those files, and the
+  examples whose point is a behaviour (the plateau schedule lowers the rate), with epochs capped.
+  The Python block of "Using it from Python" runs too.
+
+Commands are skipped by what they contain, never by their place in the README, so sections can
+move and grow: CUDA (`device=cuda` without a GPU), SLURM (`hydra/launcher=slurm`), several
+processes (`torchrun`) and tools that are not ours (`make`, `source`, `tensorboard`, `pip`,
+`mkdir`) are not checked at all; a data set to download (`data=mnist`, `fashion_mnist`, `kmnist`,
+`cifar10`) or a placeholder for a folder that an earlier run made (`DATE/TIME`, `SWEEP_DIR`) is
+composed and checked but not run. To keep a new example out of the slow tier, leave it out of
+`RUN`; to show an error, write it as a console block with the `error: ...` line after the command.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from tests.conftest import ROOT, read_scalars
+from trainer import eval as trainer_eval
+from trainer import report as trainer_report
+from trainer.config import config_dir, validate
+from trainer.errors import UserError
+from trainer.overrides import check_override_keys
+from trainer.run import build_scheduler, instantiate_checked, run
+
+README = ROOT / "README.md"
+NETWORK = re.compile(r"data=(mnist|fashion_mnist|kmnist|cifar10)\b|bench_data\.py")
+PLACEHOLDER = re.compile(r"DATE/TIME|SWEEP_DIR|ADDRESS")
+NOT_OURS = ("make", "source", "tensorboard", "pip", "mkdir", "torchrun")
+
+
+@dataclass
+class Command:
+    text: str  # as written, for messages
+    argv: list[str]  # without VAR=value prefixes
+    error: str | None = None  # the `error: ...` a console block shows after it
+
+    @property
+    def tool(self) -> str:
+        """`trainer`, `trainer.eval`, `trainer.report`, `python-c`, `script`, or the program."""
+        if self.argv[:2] == ["python", "-m"]:
+            return self.argv[2]
+        if self.argv[:2] == ["python", "-c"]:
+            return "python-c"
+        if self.argv[0] == "python":
+            return "script"
+        return self.argv[0]
+
+    @property
+    def args(self) -> list[str]:
+        return self.argv[3:] if self.argv[:2] == ["python", "-m"] else self.argv[1:]
+
+
+def _split(line: str) -> list[str]:
+    words = shlex.split(line, comments=True)
+    while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # TRAINER_DATA=... python ...
+        words.pop(0)
+    return words
+
+
+def readme_commands(text: str) -> list[Command]:
+    """Commands of the README's shell blocks and `python -m trainer` inline spans."""
+    commands: list[Command] = []
+    for lang, body in re.findall(r"^[ \t]*```(\w*)\n(.*?)^[ \t]*```", text, flags=re.M | re.S):
+        if lang not in ("bash", "console", "sh"):
+            continue
+        lines = [ln.strip() for ln in body.replace("\\\n", " ").splitlines()]
+        for i, line in enumerate(lines):
+            if lang == "console":
+                if not line.startswith("$ "):
+                    continue
+                line = line[2:]
+            argv = _split(line)
+            if not argv:
+                continue
+            shown = lines[i + 1] if lang == "console" and i + 1 < len(lines) else ""
+            error = shown[len("error: "):] if shown.startswith("error: ") else None
+            commands.append(Command(line, argv, error))
+    for span in re.findall(r"`(python -m trainer[^`]*)`", text):
+        if "ARGS" not in span and "..." not in span:
+            commands.append(Command(span, _split(span)))
+    return commands
+
+
+COMMANDS = readme_commands(README.read_text())
+
+
+def skip_reason(cmd: Command) -> str | None:
+    if cmd.argv[0] in NOT_OURS:
+        return f"{cmd.argv[0]}: not ours, or several processes"
+    if "device=cuda" in cmd.text and not torch.cuda.is_available():
+        return "needs CUDA"
+    if "hydra/launcher=slurm" in cmd.text:
+        return "needs SLURM"
+    return None
+
+
+def arms(args: list[str]) -> list[list[str]]:
+    """The command's overrides, once per job of its sweep (comma lists expanded)."""
+    parser = OverridesParser.create()
+    choices = []
+    for arg in args:
+        if arg.startswith("-"):  # -m, --multirun, --cfg ...
+            continue
+        override = parser.parse_override(arg)
+        if override.is_sweep_override():
+            try:
+                values = list(override.sweep_string_iterator())
+            except Exception:  # interval(...) and other searches: left to the sweeper
+                continue
+            choices.append([f"{override.get_key_element()}={v}" for v in values])
+        else:
+            choices.append([arg])
+    # Every value of every swept key in some arm, not every combination: a value that fails does
+    # so in any arm (12 jobs of a 2x3x2 grid are checked as 3 arms), which keeps this test fast.
+    n = max((len(c) for c in choices), default=1)
+    return [[c[j % len(c)] for c in choices] for j in range(n)]
+
+
+def compose_jobs(args: list[str]) -> list:
+    """Configs of every job the command would run, with the experiment's own sweep expanded."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        command_arms = arms(args)
+        swept: list[str] = []
+        if any(a.startswith("+") for a in args):  # an experiment's own sweep: hydra.sweeper.params
+            first = compose(config_name="config", overrides=command_arms[0], return_hydra_config=True)
+            params = first.hydra.sweeper.get("params")
+            params = OmegaConf.to_container(params, resolve=False) if params else {}
+            given = {o.split("=")[0].lstrip("+") for o in args}
+            swept = [f"{k}={v}" for k, v in params.items() if k not in given]
+        return [compose(config_name="config", overrides=[*extra, *overrides])
+                for overrides in command_arms for extra in (arms(swept) if swept else [[]])]
+
+
+def check_job(cfg) -> None:
+    """The trainer's checks before any work, plus building the optimizer and scheduler."""
+    validate(cfg)
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = instantiate_checked(cfg.optimizer, "optimizer", [weight])
+    build_scheduler(cfg.scheduler, optimizer)
+
+
+TRAINER = [c for c in COMMANDS if c.tool == "trainer" and skip_reason(c) is None]
+
+
+def test_the_readme_has_commands():
+    assert len(TRAINER) >= 30 and any(c.error for c in COMMANDS)
+    assert any("digits_schedules scheduler.tau=1000" in c.text for c in TRAINER)
+
+
+@pytest.mark.parametrize("cmd", TRAINER, ids=[c.text[:70] for c in TRAINER])
+def test_every_trainer_command_composes_and_passes_the_checks(cmd):
+    try:
+        check_override_keys(cmd.args)
+        for cfg in compose_jobs([a for a in cmd.args if not a.startswith("-")]):
+            check_job(cfg)
+    except UserError as exc:
+        if cmd.error is None:
+            raise
+        shown = cmd.error.split("...")[0].strip()
+        assert " ".join(str(exc).split()).startswith(" ".join(shown.split())), (str(exc), shown)
+    else:
+        assert cmd.error is None, f"{cmd.text} should fail with: {cmd.error}"
+
+
+@pytest.mark.parametrize("tool,module", [("trainer.eval", trainer_eval), ("trainer.report", trainer_report)])
+def test_eval_and_report_commands_use_their_options(tool, module):
+    cmds = [c for c in COMMANDS if c.tool == tool]
+    assert cmds
+    for cmd in cmds:
+        for arg in cmd.args:
+            key, sep, _ = arg.partition("=")
+            assert not sep or f"{key}=" in module.USAGE or key.startswith("data."), (cmd.text, key)
+
+
+def test_readme_examples_write_under_outputs():
+    for cmd in COMMANDS:
+        written = re.findall(r"(?:savetxt|savez)\('([^']+)'", cmd.text) + [
+            a.split("=", 1)[1] for a in cmd.args if a.startswith(("json=", "out="))]
+        for path in written:
+            assert path.startswith("outputs/"), f"{cmd.text} writes {path} into the checkout"
+
+
+# The slow tier: commands that are run, each picked by what it shows, with epochs capped.
+RUN = ("python -c", "data=csv", "data=npz", "scheduler=plateau", "data=regression")
+EPOCHS_CAP = 8  # the plateau example lowers its rate after epoch 6
+
+
+@pytest.mark.slow
+def test_representative_commands_run_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # files the examples write land here, not in the checkout
+    picked = [c for c in COMMANDS if any(k in c.text for k in RUN) and skip_reason(c) is None
+              and not PLACEHOLDER.search(c.text) and not NETWORK.search(c.text)
+              and c.tool in ("trainer", "python-c")]
+    assert sum(c.tool == "trainer" for c in picked) >= 4
+    (tmp_path / "outputs").mkdir()
+    for i, cmd in enumerate(picked):
+        if cmd.tool == "python-c":
+            proc = subprocess.run([sys.executable, *cmd.argv[1:]], capture_output=True, text=True,
+                                  timeout=120)
+            assert proc.returncode == 0, proc.stderr
+            continue
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[*cmd.args, "progress=false"])
+        cfg.epochs = min(cfg.epochs, EPOCHS_CAP)
+        metrics = run(cfg, out_dir=tmp_path / f"run{i}")
+        assert metrics["status"] == "completed", cmd.text
+        if "scheduler=plateau" in cmd.text:  # the behaviour the example is there to show
+            lrs = [v for _, v in read_scalars(tmp_path / f"run{i}")["lr"]]
+            assert min(lrs) < cfg.optimizer.lr / 5, (cmd.text, lrs)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("run")) == ["outputs"]
+
+
+@pytest.mark.slow
+def test_the_python_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    block = re.search(r"```python\n(.*?)```", README.read_text(), flags=re.S).group(1)
+    exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    assert (tmp_path / "outputs" / "from-python" / "metrics.json").is_file()
