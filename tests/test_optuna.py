@@ -21,7 +21,7 @@ from tests.conftest import ROOT, cli, cli_popen, job_dirs, kill_sweep_at_job, re
 from trainer.errors import ConfigError
 from trainer.trial import make_pruner
 
-TINY = ("data=spirals", "optimizer=sgd", "model.width=16", "batch_size=128")
+TINY = ("data=spirals", "monitor=val/loss", "optimizer=sgd", "model.width=16", "batch_size=128")
 
 
 def load(sweep: Path, name: str) -> optuna.Study:
@@ -216,8 +216,8 @@ def make_search(sweep: Path, *overrides: str):
     from trainer.config import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", ["hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}", *overrides],
-                      return_hydra_config=True)
+        cfg = compose("config", ["hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}", "monitor=val/loss",
+                                 *overrides], return_hydra_config=True)
     options = {k: v for k, v in cfg.hydra.sweeper.items() if k != "_target_"}
     options["sampler"] = instantiate(cfg.hydra.sweeper.sampler)
     return Search(cfg, None, **options)

@@ -30,8 +30,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from hydra_plugins.trainer_optuna_sweeper import _space
+from trainer.config import static_monitor
 from trainer.errors import ConfigError
 from trainer.jobs import job_number
+from trainer.sweep import direction_of
 from trainer.trial import make_pruner, open_storage, storage_url
 
 log = logging.getLogger(__name__)
@@ -83,10 +85,12 @@ class Heartbeat:
 
 
 class Search:
-    def __init__(self, config: DictConfig, launcher: Any, *, sampler: Any, direction: str,
+    def __init__(self, config: DictConfig, launcher: Any, *, sampler: Any, direction: str | None,
                  storage: str | None, study_name: str | None, n_trials: int, n_jobs: int,
                  max_failure_rate: float, params: dict[str, str] | None, pruner: str,
                  pruner_args: dict[str, Any], heartbeat_interval: int) -> None:
+        if direction is None:  # the run's monitor decides (monitor=auto on a file of unknown task: a loss)
+            direction = direction_of(static_monitor(config) or "val/loss")
         if direction not in ("minimize", "maximize"):
             raise ConfigError(f"hydra.sweeper.direction={direction!r} must be minimize or maximize")
         for key, value, low in (("n_trials", n_trials, 1), ("n_jobs", n_jobs, 1),
@@ -172,7 +176,8 @@ class Search:
     def launch(self, trials: list[Trial], fixed: dict[str, str]) -> list[Any]:
         """Run the trials as jobs numbered by trial (consecutive numbers go in one launcher batch)."""
         storage = [f"hydra.sweeper.storage={_space.quoted(self.url)}",
-                   f"hydra.sweeper.study_name={_space.quoted(self.study_name)}"]
+                   f"hydra.sweeper.study_name={_space.quoted(self.study_name)}",
+                   f"hydra.sweeper.direction={self.direction}"]
         resume = str(fixed.get("resume", "false")).lower() == "true"
         returns: list[Any] = []
         start = 0

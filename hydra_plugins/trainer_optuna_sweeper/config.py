@@ -54,7 +54,7 @@ class OptunaSweeperConf:
     _target_: str = "hydra_plugins.trainer_optuna_sweeper.optuna_sweeper.OptunaSweeper"
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
     sampler: Any = MISSING  # filled by the defaults list (MISSING: merging it keeps the sampler)
-    direction: str = "minimize"  # minimize | maximize
+    direction: str | None = None  # minimize | maximize; null: follows monitor (maximize an accuracy)
     # Any SQLAlchemy URL; null: sqlite:///SWEEP_DIR/optuna.db. An existing study of that name continues.
     storage: str | None = None
     study_name: str | None = None  # null: the sweep folder's name
