@@ -253,3 +253,11 @@ def test_a_trial_without_heartbeat_is_failed_and_asked_again(tmp_path):
     (retry,), finished = search.ask(study, space)
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING] and finished == 0
     assert retry.params == lost.params and retry.number == 1
+
+
+@pytest.mark.parametrize(("monitor", "direction"), [("val/acc", "maximize"), ("val/loss", "minimize"),
+                                                    ("auto", "maximize")])  # auto on digits: val/acc
+def test_the_search_direction_follows_the_monitor(tmp_path, monitor, direction):
+    assert make_search(tmp_path, f"monitor={monitor}").direction == direction
+    with pytest.raises(ConfigError, match="must be minimize or maximize"):
+        make_search(tmp_path, "hydra.sweeper.direction=up")
