@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# hydra-optuna-sweeper (Optuna 2) once registered hydra/sweeper=optuna too: drop it from older venvs
+	$(PY) -m pip uninstall --quiet --yes hydra-optuna-sweeper 2>/dev/null || true
 	touch $(STAMP)
 
 venv: $(STAMP)

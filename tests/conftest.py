@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from trainer.config import config_dir
+from trainer.jobs import job_number
 from trainer.tb import read_scalars  # noqa: F401  (tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,3 +44,31 @@ def cli(*args: str, cwd: str | Path = ROOT, env: dict | None = None,
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def cli_popen(args: list[str], log: Path) -> subprocess.Popen:
+    """Start `python -m trainer ARGS` in the background, its output into `log` (to kill it midway)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=ROOT, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def job_dirs(sweep: Path) -> dict[int, Path]:
+    """A sweep's job folders by job number: `3`, or `3_optimizer.lr=0.01` (names with the values)."""
+    if not sweep.is_dir():
+        return {}
+    found = {job_number(p.name): p for p in sweep.iterdir() if (p / ".hydra").is_dir()}
+    return {n: p for n, p in found.items() if n is not None}
+
+
+def kill_sweep_at_job(proc: subprocess.Popen, sweep: Path, job: int, timeout: float = 300) -> None:
+    """SIGKILL a sweep once job number `job` has written its first checkpoint (killed midway)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        jobs = job_dirs(sweep)
+        if job in jobs and (jobs[job] / "checkpoints" / "last.pt").is_file():
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)

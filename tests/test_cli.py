@@ -54,7 +54,8 @@ def test_installed_package_runs_from_any_folder(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--no-build-isolation", "--target", str(target), str(ROOT)],
                    check=True, capture_output=True)
-    for tree, installed in (("configs", "trainer/configs"), ("trainer", "trainer"), ("models", "models")):
+    for tree, installed in (("configs", "trainer/configs"), ("trainer", "trainer"), ("models", "models"),
+                            ("hydra_plugins", "hydra_plugins")):
         for path in (ROOT / tree).rglob("*"):
             if path.suffix in (".py", ".yaml"):
                 assert (target / installed / path.relative_to(ROOT / tree)).is_file(), path

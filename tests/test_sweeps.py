@@ -46,7 +46,7 @@ def test_every_optimizer_and_scheduler_writes_the_same_hparam_keys_and_types():
 
 
 def test_a_sweeper_never_gets_nan():
-    # hydra-optuna-sweeper 1.3.0 with optuna 2.10 crashes the whole study on a NaN value
+    # Optuna cannot store a NaN value: it would fail the trial instead of ranking it last
     assert objective({"val/loss": float("nan")}, "val/loss") == math.inf
     assert objective({"val/acc": float("nan")}, "val/acc") == -math.inf
     assert objective({"val/loss": 0.25}, "val/loss") == 0.25

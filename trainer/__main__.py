@@ -71,9 +71,10 @@ def main(cfg: DictConfig) -> float:
     out = hydra_output_dir()
     if metrics["status"] == "interrupted":
         signum = signal.Signals[metrics.get("signal", "SIGTERM")]
+        again = (f"{hydra_arg('hydra.sweep.dir', str(hydra_cfg.sweep.dir))} resume=true (completed jobs "
+                 "are skipped)" if multirun else f"{hydra_arg('hydra.run.dir', str(out))} resume=true")
         fail(f"{signum.name} received: the run {metrics['reason']}. Its checkpoint is in "
-             f"{out / 'checkpoints'}; continue it with the same arguments plus "
-             f"{hydra_arg('hydra.run.dir', str(out))} resume=true", 128 + signum.value)
+             f"{out / 'checkpoints'}; continue it with the same arguments plus {again}", 128 + signum.value)
     if metrics["status"] == "diverged":
         message = (f"the run diverged: {metrics['reason']}. Lower "
                    f"optimizer.lr (now {cfg.optimizer.get('lr')}), or clip gradients; logs in {out}")
@@ -83,6 +84,10 @@ def main(cfg: DictConfig) -> float:
         fail(message, 3)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
         print(summary(metrics, out))
+    if metrics["status"] == "pruned":  # only in an Optuna search: its sweeper marks the trial pruned
+        import optuna
+
+        raise optuna.TrialPruned(metrics["reason"])
     return objective(metrics, metrics["monitor"])
 
 

@@ -91,6 +91,7 @@ def fit(
     step: Step | None = None,
     shard: tuple[int, int] = (0, 1),
     divergence_factor: float | None = None,
+    prune: Callable[[int, float], str] | None = None,
 ) -> FitState:
     """Train up to `epochs` (and `max_steps` updates) from `state` (None: a fresh start),
     validating each epoch.
@@ -101,7 +102,8 @@ def fit(
     validated and kept as best. `step` and `shard` go to `train_epoch` (precision, CUDA graphs,
     DDP); inputs pass through `splits.transform` per batch (compact inputs). An epoch whose training
     loss rose above `divergence_factor` times the untrained model's validation loss ends the fit as
-    diverged (a loss that explodes without ever becoming infinite).
+    diverged (a loss that explodes without ever becoming infinite). `prune(epoch, value)` gets
+    `monitor` after each epoch (an Optuna search job); a reason returned stops the fit as pruned.
     """
     classification = splits.task == "classification"
     loss_fn = loss_function(splits.task)
@@ -180,6 +182,7 @@ def fit(
         log.info("epoch %d/%d  %s", epoch, epochs, "  ".join(
             f"{k} {v:.4g}" for k, v in metrics.items() if k != "throughput/samples_per_s")
             + f"  {metrics['throughput/samples_per_s']:,.0f} samples/s")
+        pruned = prune(epoch, metrics[monitor]) if prune is not None else ""  # every epoch, the last too
         if stopping is not None and stopping.update(metrics[monitor]):
             state.stopped_by = "early_stopping"
         elif max_steps is not None and state.step >= max_steps:
@@ -190,6 +193,9 @@ def fit(
         if state.status == "completed":
             if state.stopped_by != "epochs":
                 log.info("stopping after epoch %d: %s", epoch, state.stopped_by.replace("_", " "))
+            break
+        if pruned:
+            state.status, state.reason = "pruned", pruned
             break
         if stop_requested():  # a signal during validation or checkpointing
             state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"

@@ -22,13 +22,14 @@ from omegaconf import OmegaConf
 from trainer.cli import fail, parse_options
 from trainer.dashboard import REPORT_IMAGES, add_images
 from trainer.errors import ConfigError, DataError, UserError
-from trainer.jobs import job_number, order_key, planned_jobs, superseded, unfinished_status
+from trainer.jobs import NEVER_IN_NAMES, job_number, order_key, planned_jobs, superseded, unfinished_status
 from trainer.report_plots import cell, label, plot_curves, plot_params
 from trainer.sweep import direction_of
+from trainer.trial import study_summary
 
 USAGE = "python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600]"
 METRICS = ("val/loss", "val/acc", "test/loss", "test/acc")
-NOT_BEST = ("failed", "diverged")  # statuses never marked best
+NOT_BEST = ("failed", "diverged", "pruned")  # statuses never marked best
 
 
 @dataclass
@@ -149,7 +150,8 @@ def read_sweep(sweep_dir: str | Path, stale_s: float = 600.0) -> list[Job]:
 
 def swept_keys(jobs: list[Job]) -> list[str]:
     """Override keys whose value is not the same in every job (all keys for a single job)."""
-    keys = list(dict.fromkeys(k for job in jobs for k in job.overrides))
+    # How a job ran, not what it is: a sweep resumed with resume=true has it only in the jobs it ran.
+    keys = [k for k in dict.fromkeys(k for job in jobs for k in job.overrides) if k not in NEVER_IN_NAMES]
     if len(jobs) == 1:
         return keys
     return [k for k in keys if len({job.overrides.get(k) for job in jobs}) > 1]
@@ -222,6 +224,9 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     if best is not None:
         print(f"\nbest on {monitor}: job {best.name} ({label(best, keys).split(': ', 1)[1]}) "
               f"{monitor} {best.score(monitor):.4f}")
+    study = study_summary(Path(sweep_dir))  # an Optuna search: its study, from the database
+    if study:
+        print("\n" + "\n".join(study))
     paths = {"csv": out_dir / "report.csv", "curves": out_dir / "report_curves.png"}
     write_csv(table, paths["csv"])
     plot_curves(jobs, keys, best, monitor, paths["curves"])

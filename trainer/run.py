@@ -47,6 +47,7 @@ from trainer.schedules import Schedule, arm_options
 from trainer.signals import StopOnSignal
 from trainer.stopping import EarlyStopping, mode_for, resolve_monitor
 from trainer.tb import truncate_events
+from trainer.trial import epoch_reporter
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,8 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
                 progress=cfg.progress and world.is_main, save=save if world.is_main else lambda s: None,
                 state=state, stop_requested=stop, max_steps=cfg.max_steps, averaging=averaging,
                 stopping=stopping, step=step, shard=(world.rank, world.size),
-                divergence_factor=cfg.divergence_factor)
+                divergence_factor=cfg.divergence_factor,
+                prune=None if world.distributed else epoch_reporter(cfg.epochs))
             if state.status == "completed":
                 test = test_metrics(cfg, model, averaging, state, splits)
         except KeyboardInterrupt:

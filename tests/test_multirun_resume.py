@@ -1,0 +1,40 @@
+"""Resumable multiruns: a sweep killed midway, run again with `resume=true` and the same sweep folder,
+skips its completed jobs, resumes the interrupted one from its checkpoint and runs the rest."""
+
+import json
+
+import pytest
+
+from tests.conftest import cli, cli_popen, job_dirs, kill_sweep_at_job, read_metrics
+from trainer import report
+
+
+@pytest.mark.slow
+def test_a_killed_grid_multirun_resumes(tmp_path):
+    sweep = tmp_path / "grid"
+    args = ["-m", "data=spirals", "model.width=16", "optimizer=sgd", "optimizer.lr=0.3,0.1,0.03",
+            "batch_size=16,32", "epochs=8", f"hydra.sweep.dir={sweep}"]
+    proc = cli_popen(args, tmp_path / "first.log")
+    kill_sweep_at_job(proc, sweep, 3)  # 3 jobs done, the 4th midway
+    jobs = job_dirs(sweep)
+    assert sorted(jobs) == [0, 1, 2, 3] and not (jobs[3] / "metrics.json").exists(), \
+        (tmp_path / "first.log").read_text()[-3000:]
+    done = {n: (jobs[n] / "metrics.json").read_text() for n in range(3)}
+    mtimes = {n: (jobs[n] / "metrics.json").stat().st_mtime_ns for n in range(3)}
+
+    again = cli(*args, "resume=true")
+    assert again.returncode == 0, again.stderr
+    jobs = job_dirs(sweep)
+    assert sorted(jobs) == list(range(6))  # the same folders: every job once
+    for n in range(3):  # completed: skipped, their recorded metrics untouched
+        assert (jobs[n] / "metrics.json").read_text() == done[n]
+        assert (jobs[n] / "metrics.json").stat().st_mtime_ns == mtimes[n]
+    resumed = read_metrics(jobs[3])
+    assert resumed["status"] == "completed" and resumed["epochs"] == 8
+    assert resumed["resume"].startswith(f"continued from {jobs[3] / 'checkpoints' / 'last.pt'}")  # not afresh
+    assert int(resumed["resume"].split("at epoch ")[1].split(",")[0]) >= 1
+    assert all(read_metrics(jobs[n])["status"] == "completed" for n in range(6))
+    seen = report.read_sweep(sweep)
+    assert len(seen) == 6 and all(j.status == "completed" for j in seen)
+    assert report.swept_keys(seen) == ["optimizer.lr", "batch_size"]  # not resume, set in jobs 3-5 only
+    assert json.loads(done[0])["val/loss"] == pytest.approx(seen[0].values["val/loss"])
