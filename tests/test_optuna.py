@@ -261,3 +261,21 @@ def test_the_search_direction_follows_the_monitor(tmp_path, monitor, direction):
     assert make_search(tmp_path, f"monitor={monitor}").direction == direction
     with pytest.raises(ConfigError, match="must be minimize or maximize"):
         make_search(tmp_path, "hydra.sweeper.direction=up")
+
+
+@pytest.mark.slow
+def test_monitor_auto_on_a_file_follows_the_search_direction(tmp_path):
+    """monitor=auto on a CSV is resolved only once the data is read; a minimizing search must get the
+    loss, never the accuracy of the classification task it turns out to be."""
+    table = tmp_path / "table.csv"
+    table.write_text("a,b,label\n" + "\n".join(f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(120)) + "\n")
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", "hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}", "data=csv", f"data.path={table}",
+               "monitor=auto", "hydra.sweeper.direction=minimize", "hydra.sweeper.n_trials=1",
+               "hydra/sweeper/sampler=random", "epochs=1", "model.width=8", "batch_size=16",
+               "optimizer.lr=interval(0.001, 0.01)")
+    assert proc.returncode == 0, proc.stderr
+    (job,) = job_dirs(sweep).values()
+    assert read_metrics(job)["monitor"] == "val/loss"
+    (trial,) = load(sweep, sweep.name).get_trials()
+    assert trial.value == pytest.approx(read_metrics(job)["val/loss"])

@@ -6,6 +6,7 @@ Faults are injected at exact moments by wrapping the functions that write checkp
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 
@@ -270,3 +271,11 @@ def test_a_full_or_read_only_disk_is_a_clear_error_with_the_checkpoint_intact(
     assert ckpt_epoch(tmp_path, "last.pt") == 1
     assert not list((tmp_path / "checkpoints").glob(".*.tmp"))
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_pruned_run_is_finished(cfg_factory, tmp_path):
+    """A trial the search pruned stays pruned: resume=true returns it as it is."""
+    first = run(cfg_factory(*SMALL, "epochs=2"), out_dir=tmp_path)
+    pruned = {**first, "status": "pruned", "reason": "pruned by the search after epoch 2"}
+    (tmp_path / "metrics.json").write_text(json.dumps(pruned))
+    assert run(cfg_factory(*SMALL, "epochs=5", "resume=true"), out_dir=tmp_path) == pruned

@@ -47,9 +47,13 @@ def main(cfg: DictConfig) -> float:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     direction = hydra_cfg.sweeper.get("direction")
     try:
-        # monitor=auto on a file: its task, so the metric, is known once the data is read
+        # monitor=auto on a file: its task, so the metric, is known once the data is read. A search
+        # with a direction then monitors the metric of that direction (the run checks that the task
+        # has it), so the value it optimizes is never the other metric.
         monitor = static_monitor(cfg) or ("val/acc" if str(direction).endswith("maximize") else "val/loss")
         check_direction(direction, monitor)
+        if direction is not None and cfg.monitor == "auto":
+            cfg.monitor = monitor
     except UserError as exc:  # wrong for every job of the sweep: stop it
         fail(str(exc), 2)
     try:

@@ -22,7 +22,7 @@ from trainer.logger import flatten_hparams
 log = logging.getLogger(__name__)
 
 # Statuses after which a run is over: `resume=true` returns its recorded metrics as they are.
-FINISHED = ("completed", "diverged")
+FINISHED = ("completed", "diverged", "pruned")
 # Keys that may change when a run continues: they do not change what is trained, only how long,
 # where, and how much is logged. Any other difference refuses the resume.
 RESUMABLE_CHANGES = ("epochs", "max_steps", "resume", "ckpt", "progress", "device", "log_every_n_steps",
