@@ -279,3 +279,10 @@ def test_a_pruned_run_is_finished(cfg_factory, tmp_path):
     pruned = {**first, "status": "pruned", "reason": "pruned by the search after epoch 2"}
     (tmp_path / "metrics.json").write_text(json.dumps(pruned))
     assert run(cfg_factory(*SMALL, "epochs=5", "resume=true"), out_dir=tmp_path) == pruned
+
+
+def test_how_a_run_runs_may_change_on_resume(cfg_factory, tmp_path):
+    run(cfg_factory(*SMALL, "epochs=1"), out_dir=tmp_path)
+    more = run(cfg_factory(*SMALL, "epochs=2", "resume=true", "threads=1", "device=cpu", "progress=true",
+                           "log_every_n_steps=3", "checkpoint_every_n_epochs=2"), out_dir=tmp_path)
+    assert more["epochs"] == 2 and more["resume"].startswith("continued from")

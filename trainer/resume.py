@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 FINISHED = ("completed", "diverged", "pruned")
 # Keys that may change when a run continues: they do not change what is trained, only how long,
 # where, and how much is logged. Any other difference refuses the resume.
-RESUMABLE_CHANGES = ("epochs", "max_steps", "resume", "ckpt", "progress", "device", "log_every_n_steps",
-                     "nan_check_every_n_steps", "checkpoint_every_n_epochs", "data.root", "data.download")
+RESUMABLE_CHANGES = ("epochs", "max_steps", "resume", "ckpt", "progress", "device", "threads",
+                     "log_every_n_steps", "nan_check_every_n_steps", "checkpoint_every_n_epochs",
+                     "data.root", "data.download")
 LENGTH_KEYS = ("epochs", "max_steps")
 
 
