@@ -286,3 +286,21 @@ def test_how_a_run_runs_may_change_on_resume(cfg_factory, tmp_path):
     more = run(cfg_factory(*SMALL, "epochs=2", "resume=true", "threads=1", "device=cpu", "progress=true",
                            "log_every_n_steps=3", "checkpoint_every_n_epochs=2"), out_dir=tmp_path)
     assert more["epochs"] == 2 and more["resume"].startswith("continued from")
+
+
+def test_metrics_older_than_the_checkpoint_are_not_returned(cfg_factory, tmp_path, monkeypatch):
+    """A finished run continued with more epochs and killed before its new metrics.json: its old
+    metrics no longer describe its checkpoints, so a resume finishes from the checkpoint."""
+    run(cfg_factory(*SMALL, "epochs=2"), out_dir=tmp_path)
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(run_module, "write_json", killed)
+    with pytest.raises(Killed):
+        run(cfg_factory(*SMALL, "epochs=3", "resume=true"), out_dir=tmp_path)
+    monkeypatch.undo()
+    assert read_metrics(tmp_path)["epochs"] == 2 and ckpt_epoch(tmp_path, "last.pt") == 3
+    again = run(cfg_factory(*SMALL, "epochs=2", "resume=true"), out_dir=tmp_path)
+    assert again["epochs"] == 3 and read_metrics(tmp_path)["epochs"] == 3
+    assert ckpt_epoch(tmp_path, "best.pt") == again["best_epoch"]

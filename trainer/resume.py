@@ -159,11 +159,14 @@ def check_data(ckpt: dict[str, Any], path: Path, fingerprint: dict[str, Any]) ->
                           "Restore the original data, or start a new run in another folder")
 
 
-def finished_metrics(out: Path, cfg_epochs: int, cfg_max_steps: int | None) -> dict[str, Any] | None:
+def finished_metrics(out: Path, cfg_epochs: int, cfg_max_steps: int | None,
+                     ckpt_step: int | None = None) -> dict[str, Any] | None:
     """The recorded metrics of a finished run in `out` that the config does not extend, else None.
 
     Only `epochs` raised above the recorded end (or `max_steps` above the recorded steps, for a
-    run that max_steps ended) continues a completed run; early-stopped and diverged runs are over.
+    run that max_steps ended) continues a completed run; early-stopped, diverged and pruned runs
+    are over. Metrics older than the checkpoint (`ckpt_step`: a continuation that was killed
+    before writing its own) are not returned: the run goes on from the checkpoint instead.
     """
     path = out / "metrics.json"
     try:
@@ -172,6 +175,10 @@ def finished_metrics(out: Path, cfg_epochs: int, cfg_max_steps: int | None) -> d
         return None
     status, stopped_by = metrics.get("status"), metrics.get("stopped_by", "epochs")
     if status not in FINISHED:
+        return None
+    if ckpt_step is not None and ckpt_step > metrics.get("steps", 0):
+        log.info("%s is older than the checkpoint (step %d > %d): finishing from the checkpoint",
+                 path, ckpt_step, metrics.get("steps", 0))
         return None
     if status == "completed" and stopped_by == "epochs" and cfg_epochs > metrics["epochs"]:
         log.info("continuing the completed run in %s: epochs raised from %d to %d", out,

@@ -185,7 +185,7 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
         ckpt, best_weights = newest_state(resume_from, device)
         check_config(ckpt["config"], resume_from, resolved)
     if same_folder or (cfg.resume and resume_from is None):  # a run diverged before its checkpoint too
-        recorded = finished_metrics(out, cfg.epochs, cfg.max_steps)
+        recorded = finished_metrics(out, cfg.epochs, cfg.max_steps, ckpt and ckpt["fit"]["step"])
         if recorded is not None:
             if ckpt is None and (saved := recorded_config(out)) is not None:
                 check_config(saved, out / ".hydra" / "config.yaml", resolved)
