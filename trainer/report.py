@@ -204,7 +204,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     grouped = any(len(g.jobs) > 1 for g in groups)
     setting_keys = [k for k in keys if k not in averaged]
     if select_keys:
-        check_keys("select", select_keys, setting_keys)
+        check_keys("select", select_keys, setting_keys, averaged)
     out_dir = Path(out) if out is not None else Path(sweep_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     common = {k: v for k, v in jobs[0].overrides.items() if k not in keys}
@@ -222,9 +222,9 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
         best_job_ = None
     else:
         best_job_ = best_job(jobs, monitor)
-        best = next((g for g in groups if g.jobs == [best_job_]), None)
         print_jobs(jobs, keys, best_job_, monitor, paths["csv"])
         groups = [Group({k: job.overrides.get(k, "") for k in keys}, [job]) for job in jobs]
+        best = next((g for g in groups if g.jobs == [best_job_]), None)
     if select_keys:
         choices = select(groups, select_keys, monitor)
         print_select(choices, select_keys, monitor, out_dir / "report_select.csv")

@@ -72,12 +72,13 @@ class Group:
         return " ".join(f"{k}={cell(v)}" for k, v in self.setting.items()) or "all jobs"
 
 
-def check_keys(option: str, given: list[str], swept: list[str]) -> None:
-    """Keys named by `over=` or `select=` must be swept keys of the sweep."""
+def check_keys(option: str, given: list[str], swept: list[str], averaged: list[str] | None = None) -> None:
+    """Keys named by `over=` or `select=` must be swept keys of the sweep (for select=, not averaged)."""
     unknown = [k for k in given if k not in swept]
     if unknown:
+        but = f" (other than {','.join(averaged)}, which over= averages)" if averaged else ""
         raise ConfigError(f"{option}={','.join(given)}: {', '.join(unknown)} is not a swept key of this "
-                          f"sweep; the swept keys are {', '.join(swept) or '(none)'}")
+                          f"sweep{but}; the swept keys are {', '.join(swept) or '(none)'}")
 
 
 def group_jobs(jobs: list[Job], keys: list[str], over: list[str]) -> list[Group]:
