@@ -98,16 +98,24 @@ def test_curves_on_each_axis(seeds_sweep, tmp_path, axis, per_epoch):
     assert_image(tmp_path / "report_curves.png")
 
 
-def test_steps_and_samples_of_a_run_cut_by_max_steps(tmp_path):
+def test_steps_and_samples_of_a_run_cut_by_max_steps(tmp_path, capsys):
     # 210 samples, batches of 64 with drop_last: 3 updates (192 samples) an epoch; max_steps=10
     # stops after 1 update of the 4th epoch
     overrides = [*TINY, "epochs=5", "max_steps=10", "drop_last=true"]
     job_dir = fake_job(tmp_path / "sweep", 0, overrides)
     metrics = run(make_cfg(*overrides), job_dir)
     assert (metrics["epochs"], metrics["steps"], metrics["train_samples"]) == (4, 10, 210)
-    job = report.read_sweep(tmp_path / "sweep")[0]
+    running = fake_job(tmp_path / "sweep", 1, [*overrides[:-1], "drop_last=false"])
+    logger = RunLogger(running)  # this process writes it: alive, so the job is running
+    logger.scalars({"val/loss": 0.7, "val/acc": 0.6}, 1)
+    logger.close()
+    job, other = report.read_sweep(tmp_path / "sweep")
     assert x_values(job, "step") == [3, 6, 9, 10]
     assert x_values(job, "samples") == [192, 384, 576, 640]
+    assert other.status == "running" and "no metrics.json" in x_values(other, "step")
+    report.main([str(tmp_path / "sweep"), f"out={tmp_path / 'out'}", "x=samples"])
+    out = capsys.readouterr().out
+    assert "x=samples: left out of report_curves.png: job 1: it has no metrics.json" in out
 
 
 def test_time_axis_leaves_out_the_pause_of_a_resumed_run(tmp_path):
