@@ -270,5 +270,6 @@ def key_list(text: str) -> list[str]:
     """`optimizer,+model.width` as keys the way the jobs' overrides are read (`+` dropped)."""
     return [k.strip().lstrip("+~") for k in text.split(",") if k.strip()]
 
+
 if __name__ == "__main__":
     main()
