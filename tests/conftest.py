@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 
 from trainer.config import config_dir
 from trainer.jobs import job_number
@@ -26,6 +27,18 @@ def make_cfg(*overrides: str) -> DictConfig:
     """The real config composed with command-line style overrides."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose(config_name="config", overrides=["progress=false", *overrides])
+
+
+def make_job_cfg(*overrides: str) -> DictConfig:
+    """make_cfg with Hydra's config of the job set, as Hydra sets it for each job it runs: an
+    experiment's `${hydra:runtime.choices.optimizer}` (its per-arm rates) resolves."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["progress=false", *overrides],
+                      return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The real command line, in a subprocess, as a user types it."""
 
+import re
 import subprocess
 import sys
 
@@ -68,8 +69,14 @@ def test_installed_package_runs_from_any_folder(tmp_path):
 
 
 def test_multirun_experiment(tmp_path):
-    proc = cli("-m", "+experiment=digits_optimizers", "epochs=1", f"hydra.sweep.dir={tmp_path}")
+    # Two arms and two of their rates out of the experiment's 120 jobs; one seed.
+    proc = cli("-m", "+experiment=digits_optimizers", "optimizer=sgd,adam", "arms.rate=low,high", "seed=0",
+               "epochs=1", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     jobs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
-    assert jobs == ["0_optimizer=sgd", "1_optimizer=momentum", "2_optimizer=nesterov", "3_optimizer=rmsprop",
-                    "4_optimizer=adam"]  # the swept key; +experiment and epochs are the same in all
+    assert jobs == ["0_arms.rate=low,optimizer=sgd", "1_arms.rate=high,optimizer=sgd",
+                    "2_arms.rate=low,optimizer=adam", "3_arms.rate=high,optimizer=adam"]  # the swept keys
+    # Each arm's rate comes from its own row of the experiment's table (arms.lr).
+    logs = [(tmp_path / job / "trainer.log").read_text() for job in jobs]
+    rates = [re.search(r" lr ([0-9.e-]+) ", log).group(1) for log in logs]
+    assert rates == ["0.1", "1", "0.001", "0.01"]

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from tests.conftest import make_job_cfg
 from trainer.config import FULL_BATCH_ADVISED, FULL_BATCH_ONLY, config_dir
 from trainer.run import run
 
@@ -32,6 +33,10 @@ def test_scheduler_trains(cfg_factory, tmp_path, name):
 
 
 @pytest.mark.parametrize("name", options("experiment"))
-def test_experiment_trains(cfg_factory, tmp_path, name):
-    metrics = run(cfg_factory(f"+experiment={name}", "epochs=1"), out_dir=tmp_path)
-    assert metrics["status"] == "completed"
+def test_experiment_trains(tmp_path, name):
+    """Each experiment composes and trains one epoch of one job (the first of its own sweep)."""
+    sweep = OmegaConf.load(CONFIGS / "experiment" / f"{name}.yaml")["hydra"]["sweeper"]["params"]
+    first = [f"{key}={str(values).split(',')[0]}" for key, values in sweep.items()]
+    assert "seed" in sweep and str(sweep["seed"]) == "0,1,2,3,4"  # the notes' protocol: 5 seeds
+    metrics = run(make_job_cfg(f"+experiment={name}", *first, "epochs=1"), out_dir=tmp_path)
+    assert metrics["status"] == "completed" and metrics["epochs"] == 1

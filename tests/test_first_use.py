@@ -185,9 +185,9 @@ def test_cli_typo_and_sweep_arms(tmp_path):
     assert "Traceback" not in proc.stderr and "+optimzer" not in proc.stderr
     sweep = tmp_path / "sweep"
     proc = cli("-m", "+experiment=digits_schedules", "schedule.per_arm.tau=1000", "epochs=1",
-               "model.width=16", f"hydra.sweep.dir={sweep}")
+               "model.width=16", "averaging=none", "optimizer.lr=0.1", "seed=0", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = {d.name: d for d in sweep.iterdir() if (d / "metrics.json").is_file()}
-    assert [read_metrics(d)["status"] for d in jobs.values()] == ["completed"] * 3
+    assert [read_metrics(d)["status"] for d in jobs.values()] == ["completed"] * 4
     step = next(d for name, d in jobs.items() if "scheduler=step" in name)
     assert "schedule.per_arm.tau=1000" in (step / "trainer.log").read_text()  # step: ignored, and said

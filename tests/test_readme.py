@@ -38,8 +38,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from tests.conftest import ROOT, read_scalars
 from trainer import eval as trainer_eval
@@ -155,8 +156,19 @@ def compose_jobs(args: list[str]) -> list:
             params = OmegaConf.to_container(params, resolve=False) if params else {}
             given = {o.split("=")[0].lstrip("+") for o in args}
             swept = [f"{k}={v}" for k, v in params.items() if k not in given]
-        return [compose(config_name="config", overrides=[*extra, *overrides])
+        return [job_cfg([*extra, *overrides])
                 for overrides in command_arms for extra in (arms(swept) if swept else [[]])]
+
+
+def job_cfg(overrides: list[str]):
+    """A job's config as Hydra hands it to the job: `${hydra:...}` interpolations (an experiment's
+    per-arm rates) resolved with that job's Hydra config."""
+    cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    OmegaConf.resolve(cfg)
+    return cfg
 
 
 def check_job(cfg) -> None:

@@ -80,12 +80,16 @@ def write_sweep_experiment(sweep_dir: Path, config: DictConfig, swept: set[str])
     TensorBoard takes the first experiment summary it finds as the whole experiment; the jobs write
     only their own hyperparameters (session start info), so this one is the only one.
     """
+    from hydra.core.hydra_config import HydraConfig
     from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from torch.utils.tensorboard.writer import FileWriter
 
     from trainer.logger import run_hparams
 
+    # Hydra sets its config for each job only: an experiment's `${hydra:runtime.choices...}` (its
+    # per-arm rates) resolves here to the primary config's choice.
+    HydraConfig.instance().set_config(config)
     task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
     hparams = run_hparams(OmegaConf.to_container(task, resolve=True, throw_on_missing=False))
     differs = hparam_names(swept, hparams)

@@ -183,6 +183,9 @@ class Config:
     grad_clip: Any = key(replace(POSITIVE_NUMBER, optional=True), None)
     max_steps: Any = key(OPTIONAL_POSITIVE, None)
     divergence_factor: Any = key(Number(low=1, optional=True), 1000)
+    # An experiment's per-arm values (configs/experiment/): e.g. each optimizer's own grid of
+    # learning rates, which its `optimizer.lr` interpolation picks from (`arms.rate=low|mid|high`).
+    arms: Any = key(Anything(), None)
 
 
 @dataclass

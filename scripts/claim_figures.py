@@ -1,0 +1,140 @@
+"""The figures of README "The lectures' comparisons", from a finished sweep and the report's numbers.
+
+    python scripts/claim_figures.py SWEEP_DIR OUT.png select=KEY[,KEY] [x=epoch,step,time]
+        [kind=curves|capacity]
+
+The choosing is the report's (`python -m trainer.report SWEEP_DIR select=KEY`): for each value of
+the select keys, the setting of the other swept keys (the learning rate) with the best mean
+validation metric over seeds; never the test metric. This draws, per value, that setting's mean
+validation curve with a ± std band over the seeds on each x axis, and its test metric, mean ± std
+with one dot per seed. A seed that diverged is drawn as a red x at the bottom of the last panel,
+and its value's bar is left out (the report chooses only settings whose seeds all completed).
+kind=capacity draws the test metric against the counted parameters instead, with the notes'
+estimate p ≈ dH + (L-1)H² + HK beside each point.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+from pathlib import Path
+
+from trainer.report import read_sweep, sweep_monitor, swept_keys
+from trainer.report_axes import AXIS_LABELS, group_series
+from trainer.report_stats import Choice, group_jobs, select, test_metric
+
+DIGITS_IN, DIGITS_OUT = 64, 10  # the notes' d and K for the 8x8 digits
+
+
+def notes_estimate(depth: int, width: int, d: int = DIGITS_IN, k: int = DIGITS_OUT) -> int:
+    """The notes' count of an MLP's weights: dH + (L-1)H² + HK (biases left out)."""
+    return d * width + (depth - 1) * width**2 + width * k
+
+
+def label(choice: Choice) -> str:
+    """The value and its chosen setting; `arms.rate=high` as the rate it picks from the
+    experiment's table (`arms.lr`, keyed by the value: configs/experiment/digits_optimizers.yaml)."""
+    chosen = choice.chosen
+    if chosen is None:
+        return ", ".join(choice.value.values())
+    others = chosen.others(list(choice.value))
+    table = chosen.jobs[0].config.get("arms") or {}
+    if "arms.rate" in others and len(choice.value) == 1:
+        rates = table.get("lr", {}).get(next(iter(choice.value.values())), {})
+        others["lr"] = str(rates.get(others.pop("arms.rate"), "?"))
+    return ", ".join(choice.value.values()) + f" ({' '.join(f'{k}={v}' for k, v in others.items())})"
+
+
+def diverged(choice: Choice) -> int:
+    """Jobs of the value that diverged, over all its settings (every rate tried)."""
+    return sum(j.status == "diverged" for g in choice.candidates for j in g.jobs)
+
+
+def draw_tests(ax, choices: list[Choice], monitor: str) -> None:
+    """The test metric of each value's chosen setting: mean ± std, a dot per seed; diverged as x."""
+    test = test_metric(monitor)
+    for i, choice in enumerate(choices):
+        if choice.chosen is not None:
+            values = [j.values[test] for j in choice.chosen.completed]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            ax.errorbar([i], [statistics.fmean(values)], yerr=[std], fmt="o", ms=8, capsize=6, color=f"C{i}")
+            ax.scatter([i + 0.15] * len(values), values, color="k", s=8, zorder=3)
+        lost = diverged(choice)
+        if lost:  # at the bottom of the panel, whatever its scale
+            bottom = ax.get_xaxis_transform()  # x in data, y in axes units
+            ax.scatter([i], [0.03], marker="x", s=90, color="red", zorder=4, transform=bottom)
+            ax.annotate(f"{lost} diverged", (i, 0.03), xycoords=bottom, textcoords="offset points",
+                        xytext=(0, 8), ha="center", color="red", fontsize="small")
+    ax.set_xticks(range(len(choices)), [", ".join(c.value.values()) for c in choices], rotation=30,
+                  ha="right")
+    ax.set_xlim(-0.5, len(choices) - 0.5)
+    ax.set(ylabel=f"{test} of the setting chosen on {monitor}", title="test (mean ± std, dots: seeds)")
+    ax.grid(alpha=0.3, axis="y")
+
+
+def draw_capacity(ax, choices: list[Choice], monitor: str) -> None:
+    """The chosen setting's test metric against its counted parameters, the notes' estimate beside."""
+    test = test_metric(monitor)
+    for i, choice in enumerate(c for c in choices if c.chosen is not None):
+        jobs = choice.chosen.completed
+        counted = jobs[0].metrics["params"]
+        depth, width = int(choice.value["model.depth"]), int(choice.value["model.width"])
+        values = [j.values[test] for j in jobs]
+        ax.errorbar([counted], [statistics.fmean(values)], yerr=[statistics.stdev(values)], fmt="o",
+                    capsize=4, color=f"C{i}", label=f"L={depth} H={width}: {counted:,} counted, "
+                    f"{notes_estimate(depth, width):,} by dH+(L-1)H²+HK")
+    ax.set_xscale("log")
+    ax.set(xlabel="parameters (counted)", ylabel=f"{test} of the setting chosen on {monitor}",
+           title="test (mean ± std over seeds) against the parameter count")
+    ax.legend(fontsize="x-small")
+    ax.grid(alpha=0.3)
+
+
+def figure(sweep: Path, out: Path, keys: list[str], axes: list[str], kind: str) -> list[Choice]:
+    from matplotlib.figure import Figure
+
+    jobs = read_sweep(sweep)
+    monitor = sweep_monitor(jobs)
+    choices = select(group_jobs(jobs, swept_keys(jobs), ["seed"]), keys, monitor)
+    panels = [] if kind == "capacity" else [a for a in axes if a]
+    n = len(panels) + 1
+    rows = 2 if n > 2 else 1
+    fig = Figure(figsize=(5.6 * math.ceil(n / rows), 4.6 * rows), layout="constrained")
+    grid = list(fig.subplots(rows, math.ceil(n / rows), squeeze=False).flat)
+    for ax in grid[n:]:
+        ax.set_visible(False)
+    grid = grid[:n]
+    for ax, axis in zip(grid, panels, strict=False):
+        for i, choice in enumerate(choices):
+            series = group_series(choice.chosen, axis, "std", False, {}) if choice.chosen else None
+            if series is None:
+                continue
+            ax.plot(series.x, series.y, color=f"C{i}", label=label(choice))
+            if series.band:
+                ax.fill_between(series.x, *series.band, color=f"C{i}", alpha=0.2)
+        if axis in ("step", "samples", "time"):
+            ax.set_xscale("log")
+        ax.set(xlabel=AXIS_LABELS[axis], ylabel=f"mean {monitor} (± std over seeds)")
+        ax.grid(alpha=0.3)
+    if panels:
+        grid[0].legend(fontsize="x-small")
+    (draw_capacity if kind == "capacity" else draw_tests)(grid[-1], choices, monitor)
+    fig.suptitle(f"{sweep.name}: each {','.join(keys)} at its rate chosen on validation")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return choices
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 3:
+        sys.exit(__doc__)
+    options = dict(a.split("=", 1) for a in argv[2:])
+    keys = options["select"].split(",")
+    axes = options.get("x", "epoch").split(",")
+    figure(Path(argv[0]), Path(argv[1]), keys, axes, options.get("kind", "curves"))
+    print(f"wrote {argv[1]}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
