@@ -43,7 +43,8 @@ def label(choice: Choice) -> str:
     if "arms.rate" in others and len(choice.value) == 1:
         rates = table.get("lr", {}).get(next(iter(choice.value.values())), {})
         others["lr"] = str(rates.get(others.pop("arms.rate"), "?"))
-    return ", ".join(choice.value.values()) + f" ({' '.join(f'{k}={v}' for k, v in others.items())})"
+    rate = " ".join(f"{k}={v}" for k, v in others.items())
+    return ", ".join(choice.value.values()) + (f" ({rate})" if rate else "")
 
 
 def diverged(choice: Choice) -> int:
@@ -87,7 +88,7 @@ def draw_capacity(ax, choices: list[Choice], monitor: str) -> None:
     ax.set_xscale("log")
     ax.set(xlabel="parameters (counted)", ylabel=f"{test} of the setting chosen on {monitor}",
            title="test (mean ± std over seeds) against the parameter count")
-    ax.legend(fontsize="x-small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
     ax.grid(alpha=0.3)
 
 
@@ -100,7 +101,10 @@ def figure(sweep: Path, out: Path, keys: list[str], axes: list[str], kind: str) 
     panels = [] if kind == "capacity" else [a for a in axes if a]
     n = len(panels) + 1
     rows = 2 if n > 2 else 1
-    fig = Figure(figsize=(5.6 * math.ceil(n / rows), 4.6 * rows), layout="constrained")
+    width = 11.0 if kind == "capacity" else 5.6 * math.ceil(n / rows)  # room for its legend
+    if n == 1 and kind != "capacity":  # the test panel alone: room for many values
+        width = max(width, 0.5 * len(choices) + 2)
+    fig = Figure(figsize=(width, 4.6 * rows), layout="constrained")
     grid = list(fig.subplots(rows, math.ceil(n / rows), squeeze=False).flat)
     for ax in grid[n:]:
         ax.set_visible(False)
