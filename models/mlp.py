@@ -24,6 +24,10 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 # Var(w) = 2/(M_in + M_out), "normal" a fixed std.
 INITS = ("default", "xavier", "kaiming", "normal")
 BIAS_INITS = ("default", "zero")
+# Normalization layers after each hidden linear layer: BatchNorm1d normalizes each unit over the
+# batch (running statistics in eval mode), LayerNorm each sample over its units.
+NORMS: dict[str, type[nn.Module] | None] = {"none": None, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
+NORM_POSITIONS = ("pre", "post")  # before the activation (on z) or after it (on y)
 
 
 def resolve_widths(depth: int, width: int | Sequence[int]) -> list[int]:
@@ -52,6 +56,8 @@ class MLP(nn.Module):
         init_std: float = 0.01,
         bias_init: str = "default",
         dropout: float = 0.0,
+        norm: str = "none",
+        norm_position: str = "pre",
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -60,10 +66,17 @@ class MLP(nn.Module):
             raise ValueError(f"unknown init {init!r}; choose one of {list(INITS)}")
         if bias_init not in BIAS_INITS:
             raise ValueError(f"unknown bias_init {bias_init!r}; choose one of {list(BIAS_INITS)}")
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r}; choose one of {list(NORMS)}")
+        if norm_position not in NORM_POSITIONS:
+            raise ValueError(f"unknown norm_position {norm_position!r}; choose one of {list(NORM_POSITIONS)}")
         layers: list[nn.Module] = []
         dims = [in_dim, *widths]
         for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
-            layers += [nn.Linear(d_in, d_out), ACTIVATIONS[activation]()]
+            block = [nn.Linear(d_in, d_out), ACTIVATIONS[activation]()]
+            if NORMS[norm] is not None:  # pre: Linear, Norm, f (the usual); post: Linear, f, Norm
+                block.insert(1 if norm_position == "pre" else 2, NORMS[norm](d_out))
+            layers += block
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(dims[-1], out_dim))

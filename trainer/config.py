@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from models.mlp import ACTIVATIONS, BIAS_INITS, INITS
+from models.mlp import ACTIVATIONS, BIAS_INITS, INITS, NORM_POSITIONS, NORMS
 from trainer.accel import PRECISIONS
 from trainer.averaging import AVERAGING
 from trainer.data.base import TASKS
@@ -175,6 +175,10 @@ def validate_optimization(cfg: DictConfig) -> None:
         _at_least("divergence_factor", cfg.divergence_factor, 1)
     _optional("early_stopping.patience", cfg.early_stopping.patience)
     _at_least("early_stopping.min_delta", cfg.early_stopping.min_delta, 0)
+    _at_least("regularization.l1", cfg.regularization.l1, 0)
+    _at_least("regularization.l2", cfg.regularization.l2, 0)
+    if not isinstance(cfg.regularization.biases, bool):
+        raise ConfigError(f"regularization.biases={cfg.regularization.biases!r} must be true or false")
 
     avg = cfg.averaging
     _choice("averaging.kind", avg.kind, AVERAGING)
@@ -210,7 +214,8 @@ def validate(cfg: DictConfig) -> None:
     _positive("log_every_n_steps", cfg.log_every_n_steps)
     _positive("nan_check_every_n_steps", cfg.nan_check_every_n_steps)
     _positive("checkpoint_every_n_epochs", cfg.checkpoint_every_n_epochs)
-    for key in ("resume", "drop_last", "progress", "compile", "cuda_graphs", "tf32"):
+    _positive("log_layer_stats_every_n_epochs", cfg.log_layer_stats_every_n_epochs)
+    for key in ("resume", "drop_last", "progress", "compile", "cuda_graphs", "tf32", "log_layer_stats"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key}={cfg[key]!r} must be true or false")
     if cfg.ckpt is not None and not isinstance(cfg.ckpt, str):
@@ -221,6 +226,8 @@ def validate(cfg: DictConfig) -> None:
     _choice("model.activation", m.activation, sorted(ACTIVATIONS))
     _choice("model.init", m.init, INITS)
     _choice("model.bias_init", m.bias_init, BIAS_INITS)
+    _choice("model.norm", m.norm, list(NORMS))
+    _choice("model.norm_position", m.norm_position, NORM_POSITIONS)
     if not isinstance(m.depth, int) or isinstance(m.depth, bool) or m.depth < 0:
         raise ConfigError(f"model.depth={m.depth!r} must be a whole number >= 0 (0: a linear model)")
     widths = m.width if isinstance(m.width, ListConfig) else [m.width]
@@ -241,6 +248,20 @@ def validate(cfg: DictConfig) -> None:
     validate_data(cfg.data)
     validate_optimization(cfg)
     _choice("precision", cfg.precision, list(PRECISIONS))
+
+
+def check_batch_norm(norm: str, n_train: int, batch_size: int, drop_last: bool, world: int = 1) -> None:
+    """BatchNorm in training mode needs 2 samples a batch: refuse a run with a batch of one on a rank
+    (batch_size=1, or an epoch's last partial batch of one sample), before any work."""
+    if norm != "batch":
+        return
+    sizes = [batch_size] + ([n_train % batch_size] if n_train % batch_size and not drop_last else [])
+    per_rank = [s // world for s in sizes if s >= world]  # as trainer.loop.shard_batches splits them
+    if min(per_rank, default=2) < 2:
+        raise ConfigError(f"model.norm=batch needs at least 2 samples in every batch, but with "
+                          f"batch_size={batch_size} on {n_train} training samples ({world} process(es)) "
+                          "a batch has 1 sample; use a larger batch_size, drop_last=true, or "
+                          "model.norm=layer (which normalizes each sample on its own)")
 
 
 def validate_data(d: DictConfig) -> None:

@@ -20,6 +20,7 @@ from trainer.data.targets import original_units
 from trainer.distributed import all_mean
 from trainer.logger import RunLogger
 from trainer.loop import EpochCursor, evaluate, loss_function, num_batches, train_epoch
+from trainer.regularization import Penalty
 from trainer.schedules import Schedule
 from trainer.stopping import EarlyStopping, improved, mode_for
 
@@ -63,7 +64,10 @@ def validation_metrics(model: nn.Module, averaging: WeightAverage | None, splits
     raw = evaluate(model, loss_fn, splits.x_val, splits.y_val, **kw)
     if averaging is None:
         return {f"val/{k}": v for k, v in raw.items()}
-    avg = evaluate(averaging.module, loss_fn, splits.x_val, splits.y_val, **kw) if averaging.count else raw
+    avg = raw
+    if averaging.count:
+        averaging.update_bn(splits.x_train, splits.transform)  # BatchNorm statistics of the average
+        avg = evaluate(averaging.module, loss_fn, splits.x_val, splits.y_val, **kw)
     return {**{f"val/{k}": v for k, v in avg.items()}, **{f"val_raw/{k}": v for k, v in raw.items()}}
 
 
@@ -92,6 +96,8 @@ def fit(
     shard: tuple[int, int] = (0, 1),
     divergence_factor: float | None = None,
     prune: Callable[[int, float], str] | None = None,
+    penalty: Penalty | None = None,
+    layer_stats: Callable[[int], None] | None = None,
 ) -> FitState:
     """Train up to `epochs` (and `max_steps` updates) from `state` (None: a fresh start),
     validating each epoch.
@@ -104,6 +110,8 @@ def fit(
     loss rose above `divergence_factor` times the untrained model's validation loss ends the fit as
     diverged (a loss that explodes without ever becoming infinite). `prune(epoch, value)` gets
     `monitor` after each epoch (an Optuna search job); a reason returned stops the fit as pruned.
+    `penalty()` (regularization) is logged as `train/penalty` at the end of each epoch;
+    `layer_stats(epoch)` logs the gradient diagnostics after each epoch.
     """
     classification = splits.task == "classification"
     loss_fn = loss_function(splits.task)
@@ -164,6 +172,7 @@ def fit(
         stats = all_mean(state.cursor.stats(classification), state.cursor.seen)
         # Losses in the targets' original units (regression targets are trained standardized).
         train = original_units({f"train/{k}": v.item() for k, v in stats.items()}, splits.loss_factor)
+        train.update(penalty_metrics(penalty))
         seconds = time.perf_counter() - t0
         val = original_units(validation_metrics(model, averaging, splits), splits.loss_factor)
         state.reason = diverged(train["train/loss"], val["val/loss"], state, divergence_factor, epoch)
@@ -174,6 +183,8 @@ def fit(
                    "throughput/samples_per_s": shard[1] * (state.cursor.seen - seen0) / seconds}
         schedule.after_epoch(epoch, metrics.get("val_raw/loss", metrics["val/loss"]))
         logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)  # lr: per step
+        if layer_stats is not None:
+            layer_stats(epoch)
         state.epoch, state.last_metrics, state.cursor = epoch, metrics, None
         if improved(metrics[monitor], state.best_value, mode):
             state.best_value, state.best_epoch, state.best_metrics = metrics[monitor], epoch, val
@@ -207,6 +218,14 @@ def fit(
     elif state.status == "running":
         state.status = "completed"
     return state
+
+
+def penalty_metrics(penalty: Penalty | None) -> dict[str, float]:
+    """`train/penalty`: the regularization penalty of the weights as they are (an epoch's end)."""
+    if penalty is None:
+        return {}
+    with torch.no_grad():
+        return {"train/penalty": penalty().item()}
 
 
 def diverged(train_loss: float, val_loss: float, state: FitState, factor: float | None, epoch: int) -> str:

@@ -21,15 +21,17 @@ from models import MLP, count_parameters, resolve_widths
 from trainer import accel, dashboard, distributed
 from trainer.averaging import WeightAverage
 from trainer.checkpoint import remove_stale_temporaries, write_json
-from trainer.config import check_monitor, config_dir, validate
+from trainer.config import check_batch_norm, check_monitor, config_dir, validate
 from trainer.data import Splits, fit_preprocessor, load_source, make_splits
 from trainer.data.preprocess import WHITEN_EPS, check_compatible, load_preprocessor
 from trainer.data.targets import TargetScaler, original_units
 from trainer.device import resolve_device, set_threads
+from trainer.diagnostics import probe
 from trainer.errors import ConfigError
 from trainer.fit import FitState, fit
 from trainer.logger import NullLogger, RunLogger, run_hparams
 from trainer.loop import evaluate, loss_function, num_batches
+from trainer.regularization import make_penalty
 from trainer.resume import (
     Checkpointer,
     check_config,
@@ -145,7 +147,8 @@ def hydra_output_dir() -> Path:
 def build_model(cfg: DictConfig, splits: Splits) -> MLP:
     m = cfg.model
     return MLP(splits.in_dim, splits.out_dim, resolve_widths(m.depth, m.width), activation=m.activation,
-               init=m.init, init_std=m.init_std, bias_init=m.bias_init, dropout=m.dropout)
+               init=m.init, init_std=m.init_std, bias_init=m.bias_init, dropout=m.dropout,
+               norm=m.get("norm", "none"), norm_position=m.get("norm_position", "pre"))
 
 
 def instantiate_checked(node: DictConfig, group: str, *args: Any, **kwargs: Any) -> Any:
@@ -205,6 +208,7 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
         raise ConfigError(f"batch_size={batch_size} is larger than the training split "
                           f"({len(splits.x_train)} samples); use at most {len(splits.x_train)} "
                           "or batch_size=full")
+    check_batch_norm(cfg.model.norm, len(splits.x_train), batch_size, cfg.drop_last, world.size)
     model = build_model(cfg, splits).to(device)
     threads = set_threads(cfg.threads, count_parameters(model), batch_size, device)
     fast = accel.optimizer_options(cfg.optimizer._target_, cfg.optimizer, device, cfg.cuda_graphs)
@@ -246,10 +250,14 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
 
     save = Checkpointer(out / "checkpoints", parts, cfg.checkpoint_every_n_epochs, before_write=logger.flush)
     trained = accel.compile_model(distributed.wrap(model, world), cfg.compile)
+    reg = cfg.regularization
+    penalty = make_penalty(model, reg.l1, reg.l2, reg.biases)
     step = accel.make_step(trained, optimizer, loss_function(splits.task), device, precision=cfg.precision,
                            cuda_graphs=cfg.cuda_graphs, compiled=cfg.compile,
                            distributed=world.distributed, batch_size=batch_size // world.size,
-                           grad_clip=cfg.grad_clip)
+                           grad_clip=cfg.grad_clip, penalty=penalty)
+    layer_stats = probe(model, splits, batch_size, cfg.log_layer_stats_every_n_epochs, logger) \
+        if cfg.log_layer_stats and world.is_main else None
     # Signals are caught until metrics.json is written: one after the last epoch changes nothing,
     # a second Ctrl-C stops at once (KeyboardInterrupt) with the last checkpoint intact.
     with StopOnSignal() as stop:
@@ -263,7 +271,8 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
                 state=state, stop_requested=stop, max_steps=cfg.max_steps, averaging=averaging,
                 stopping=stopping, step=step, shard=(world.rank, world.size),
                 divergence_factor=cfg.divergence_factor,
-                prune=None if world.distributed else epoch_reporter(cfg.epochs))
+                prune=None if world.distributed else epoch_reporter(cfg.epochs),
+                penalty=penalty, layer_stats=layer_stats)
             if state.status == "completed":
                 test = test_metrics(cfg, model, averaging, state, splits)
         except KeyboardInterrupt:
@@ -306,6 +315,7 @@ def run_metrics(cfg: DictConfig, state: FitState, test: dict[str, float], model:
     metrics: dict[str, Any] = {**state.best_metrics, **{f"test/{k}": v for k, v in test.items()}}
     metrics.update({
         "train/loss": state.last_metrics.get("train/loss"),
+        **{k: state.last_metrics[k] for k in ("train/penalty",) if k in state.last_metrics},
         "monitor": monitor,
         "best_epoch": state.best_epoch,
         "epochs": state.epoch,
