@@ -5,13 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from models import MLP
 from tests.conftest import read_metrics
 from tests.test_reliability import assert_same_run
+from tests.test_speed import blobs, one_epoch
+from trainer import accel
 from trainer.checkpoint import load_checkpoint
 from trainer.errors import ConfigError
 from trainer.eval import evaluate_checkpoint
+from trainer.regularization import make_penalty
 from trainer.run import prepare_data, run
 
 EPS = 1e-5  # BatchNorm1d's and LayerNorm's default
@@ -119,3 +123,25 @@ def test_bad_norm_settings_are_refused(cfg_factory, tmp_path, overrides, message
 def test_batch_norm_with_drop_last_trains_past_a_batch_of_one(cfg_factory, tmp_path):
     metrics = run(cfg_factory("model.norm=batch", "batch_size=419", "drop_last=true", "epochs=1"), tmp_path)
     assert metrics["status"] == "completed" and metrics["steps"] == 1258 // 419
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_step_with_batch_norm_and_penalty_matches_the_eager_step():
+    device = torch.device("cuda")
+    x, y = (t.to(device) for t in blobs(n=200))
+    states = []
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        model = MLP(16, 3, [32], norm="batch").to(device)
+        fast = accel.optimizer_options("torch.optim.Adam", {"lr": 0.01}, device, cuda_graphs=True)
+        opt = torch.optim.Adam(model.parameters(), **fast)
+        step = accel.make_step(model, opt, F.cross_entropy, device, cuda_graphs=graphs, batch_size=64,
+                               penalty=make_penalty(model, l1=1e-3, l2=1e-3))
+        assert isinstance(step, accel.GraphedStep) == graphs
+        gen = torch.Generator(device=device).manual_seed(0)
+        for _ in range(3):  # the warm-up steps before capture must not move the running statistics
+            one_epoch(model, opt, x, y, 64, gen, step=step)
+        states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    for k, v in states[0].items():
+        torch.testing.assert_close(states[1][k], v, rtol=1e-4, atol=1e-5, msg=k)
