@@ -13,6 +13,7 @@ from tests.test_reliability import assert_same_run
 from tests.test_speed import blobs, one_epoch
 from trainer import accel
 from trainer.checkpoint import load_checkpoint
+from trainer.config import check_batch_norm
 from trainer.errors import ConfigError
 from trainer.eval import evaluate_checkpoint
 from trainer.regularization import make_penalty
@@ -145,3 +146,19 @@ def test_cuda_graph_step_with_batch_norm_and_penalty_matches_the_eager_step():
         states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     for k, v in states[0].items():
         torch.testing.assert_close(states[1][k], v, rtol=1e-4, atol=1e-5, msg=k)
+
+
+@pytest.mark.parametrize("n, batch_size, drop_last, world, ok", [
+    (100, 10, False, 1, True), (101, 10, False, 1, False), (101, 10, True, 1, True),
+    (100, 2, False, 2, False),  # each of 2 processes gets 1 sample of every batch
+    (103, 10, False, 2, False),  # the last batch of 3 is trimmed to 2: 1 sample a process
+    (104, 10, False, 2, True),  # the last batch of 4: 2 a process
+    (101, 10, False, 2, True),  # a last batch of 1 cannot be shared by 2 processes: it is skipped
+])
+def test_batch_norm_batches_per_process(n, batch_size, drop_last, world, ok):
+    if ok:
+        check_batch_norm("batch", n, batch_size, drop_last, world)
+    else:
+        with pytest.raises(ConfigError, match="a batch has 1 sample"):
+            check_batch_norm("batch", n, batch_size, drop_last, world)
+    check_batch_norm("layer", n, batch_size, drop_last, world)  # LayerNorm takes any batch

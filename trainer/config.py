@@ -258,10 +258,11 @@ def check_batch_norm(norm: str, n_train: int, batch_size: int, drop_last: bool, 
     sizes = [batch_size] + ([n_train % batch_size] if n_train % batch_size and not drop_last else [])
     per_rank = [s // world for s in sizes if s >= world]  # as trainer.loop.shard_batches splits them
     if min(per_rank, default=2) < 2:
+        shared = f", shared by {world} processes," if world > 1 else ""
         raise ConfigError(f"model.norm=batch needs at least 2 samples in every batch, but with "
-                          f"batch_size={batch_size} on {n_train} training samples ({world} process(es)) "
-                          "a batch has 1 sample; use a larger batch_size, drop_last=true, or "
-                          "model.norm=layer (which normalizes each sample on its own)")
+                          f"batch_size={batch_size} on {n_train} training samples{shared} a batch has "
+                          "1 sample; use a larger batch_size, drop_last=true, or model.norm=layer "
+                          "(which normalizes each sample on its own)")
 
 
 def validate_data(d: DictConfig) -> None:
