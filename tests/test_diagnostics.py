@@ -74,3 +74,9 @@ def test_diagnostics_leave_training_unchanged(cfg_factory, tmp_path):
 def test_bad_diagnostics_values_are_refused(cfg_factory, tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):
         run(cfg_factory(override), tmp_path)
+
+
+def test_layer_stats_may_be_switched_on_for_a_resume(cfg_factory, tmp_path):
+    run(cfg_factory("epochs=1", "model.width=16"), out_dir=tmp_path)
+    run(cfg_factory("epochs=3", "model.width=16", "resume=true", "log_layer_stats=true"), out_dir=tmp_path)
+    assert [s for s, _ in read_scalars(tmp_path)["grad_norm/layer1"]] == [2, 3]

@@ -162,3 +162,19 @@ def test_batch_norm_batches_per_process(n, batch_size, drop_last, world, ok):
         with pytest.raises(ConfigError, match="a batch has 1 sample"):
             check_batch_norm("batch", n, batch_size, drop_last, world)
     check_batch_norm("layer", n, batch_size, drop_last, world)  # LayerNorm takes any batch
+
+
+def test_a_checkpoint_from_before_norm_and_regularization_resumes(cfg_factory, tmp_path):
+    from trainer.checkpoint import save_checkpoint
+
+    run(cfg_factory("epochs=1", "model.width=16"), out_dir=tmp_path)
+    for name in ("last.pt", "best.pt"):  # as an older version wrote them: no such keys
+        path = tmp_path / "checkpoints" / name
+        ckpt = load_checkpoint(path)
+        del ckpt["config"]["model"]["norm"], ckpt["config"]["model"]["norm_position"]
+        del ckpt["config"]["regularization"]
+        save_checkpoint(ckpt, path)
+    with pytest.raises(ConfigError, match="model.norm: 'none' -> 'batch'"):
+        run(cfg_factory("epochs=2", "model.width=16", "model.norm=batch", "resume=true"), out_dir=tmp_path)
+    metrics = run(cfg_factory("epochs=2", "model.width=16", "resume=true"), out_dir=tmp_path)
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2
