@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch.nn import functional as F
 
 from tests.conftest import read_scalars
 from trainer.checkpoint import load_checkpoint
+from trainer.dashboard import LAYOUT
 from trainer.errors import ConfigError
 from trainer.run import prepare_data, run
 from trainer.tb import read_histograms
@@ -37,6 +40,9 @@ def test_logged_layer_stats_equal_a_hand_computation(cfg_factory, tmp_path):
             act.std(unbiased=False).item(), rel=1e-5)
     assert "activation_mean/layer3" not in scalars  # the output layer has no activation
     assert sorted(scalars["grad_norm/layer1"]) == [1, 2]
+    charts = {title: tags for title, (_, tags) in LAYOUT["trainer"].items()}
+    matched = [t for t in scalars if any(re.search(p, t) for p in charts["gradient norm per layer"])]
+    assert sorted(matched) == [f"grad_norm/layer{i}" for i in (1, 2, 3)]  # one chart, every layer
 
     hists = read_histograms(tmp_path)
     assert set(hists) == {f"{k}/layer{i}" for k in ("gradients", "weights") for i in (1, 2, 3)} | {
