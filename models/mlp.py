@@ -30,27 +30,27 @@ NORMS: dict[str, type[nn.Module] | None] = {"none": None, "batch": nn.BatchNorm1
 NORM_POSITIONS = ("pre", "post")  # before the activation (on z) or after it (on y)
 
 
-def resolve_widths(depth: int, width: int | Sequence[int]) -> list[int]:
-    """Hidden-layer widths from `depth` and either one width or a list of per-layer widths."""
+def resolve_widths(depth: int | None, width: int | Sequence[int]) -> list[int]:
+    """Hidden-layer widths from `depth` and either one width or a list of per-layer widths
+    (`depth` None: the list's length, or one layer)."""
     if isinstance(width, int):
-        return [width] * depth
+        return [width] * (1 if depth is None else depth)
     widths = [int(w) for w in width]
-    if len(widths) != depth:
-        raise ValueError(
-            f"model.width lists {len(widths)} widths but model.depth={depth}; "
-            f"give model.depth={len(widths)} or a list of {depth} widths"
-        )
+    if depth is not None and len(widths) != depth:
+        raise ValueError(f"{len(widths)} widths but depth {depth}")
     return widths
 
 
 class MLP(nn.Module):
-    """Fully connected network: `len(widths)` hidden layers, then a linear output layer."""
+    """Fully connected network: `depth` hidden layers of `width` units (or the widths of a list),
+    then a linear output layer. The keys of configs/model/mlp.yaml are these arguments."""
 
     def __init__(
         self,
         in_dim: int,
         out_dim: int,
-        widths: Sequence[int],
+        width: int | Sequence[int],
+        depth: int | None = None,
         activation: str = "relu",
         init: str = "default",
         init_std: float = 0.01,
@@ -60,18 +60,16 @@ class MLP(nn.Module):
         norm_position: str = "pre",
     ) -> None:
         super().__init__()
+        # A config's values were checked against these tables before any work (trainer.config);
+        # this is for code that builds an MLP itself.
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of {list(INITS)}")
-        if bias_init not in BIAS_INITS:
-            raise ValueError(f"unknown bias_init {bias_init!r}; choose one of {list(BIAS_INITS)}")
-        if norm not in NORMS:
-            raise ValueError(f"unknown norm {norm!r}; choose one of {list(NORMS)}")
-        if norm_position not in NORM_POSITIONS:
-            raise ValueError(f"unknown norm_position {norm_position!r}; choose one of {list(NORM_POSITIONS)}")
+        if norm not in NORMS or norm_position not in NORM_POSITIONS:
+            raise ValueError(f"unknown norm {norm!r} or norm_position {norm_position!r}; choose from "
+                             f"{list(NORMS)} and {list(NORM_POSITIONS)}")
+        self.widths = resolve_widths(depth, width)
         layers: list[nn.Module] = []
-        dims = [in_dim, *widths]
+        dims = [in_dim, *self.widths]
         for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
             block = [nn.Linear(d_in, d_out), ACTIVATIONS[activation]()]
             if NORMS[norm] is not None:  # pre: Linear, Norm, f (the usual); post: Linear, f, Norm
@@ -95,6 +93,8 @@ class MLP(nn.Module):
                 nn.init.xavier_normal_(layer.weight)
             elif init == "normal":
                 layer.weight.normal_(0.0, init_std)
+            elif init != "default":
+                raise ValueError(f"unknown init {init!r}; choose one of {list(INITS)}")
             if bias_init == "zero":
                 layer.bias.zero_()
 

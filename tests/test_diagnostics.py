@@ -9,10 +9,12 @@ import torch
 from torch.nn import functional as F
 
 from tests.conftest import read_scalars
+from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
 from trainer.dashboard import LAYOUT
+from trainer.data import prepare_data
 from trainer.errors import ConfigError
-from trainer.run import prepare_data, run
+from trainer.run import run
 from trainer.tb import read_histograms
 
 
@@ -20,7 +22,7 @@ def test_logged_layer_stats_equal_a_hand_computation(cfg_factory, tmp_path):
     cfg = cfg_factory("epochs=2", "log_layer_stats=true", "model.width=32", "batch_size=100")
     run(cfg, out_dir=tmp_path)
     w = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"]  # the weights after epoch 2
-    splits, _ = prepare_data(cfg.data)
+    splits, _ = prepare_data(build_data(cfg.data))
     x, y = splits.x_train[:100], splits.y_train[:100]  # the probe: the first batch_size samples
     weights = [w[f"net.{i}.weight"].clone().requires_grad_() for i in (0, 2, 4)]
     biases = [w[f"net.{i}.bias"] for i in (0, 2, 4)]
@@ -75,7 +77,7 @@ def test_diagnostics_leave_training_unchanged(cfg_factory, tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ("log_layer_stats=sometimes", "log_layer_stats='sometimes' must be true or false"),
-    ("log_layer_stats_every_n_epochs=0", "log_layer_stats_every_n_epochs=0 must be a positive int"),
+    ("log_layer_stats_every_n_epochs=0", "log_layer_stats_every_n_epochs=0 must be a positive whole number"),
 ])
 def test_bad_diagnostics_values_are_refused(cfg_factory, tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):

@@ -12,12 +12,13 @@ from tests.conftest import cli, read_metrics
 from tests.test_reliability import assert_same_run
 from tests.test_speed import blobs, one_epoch
 from trainer import accel
+from trainer.build import build_data, check_batch_norm
 from trainer.checkpoint import load_checkpoint
-from trainer.config import check_batch_norm
+from trainer.data import prepare_data
 from trainer.errors import ConfigError
 from trainer.eval import evaluate_checkpoint
 from trainer.regularization import make_penalty
-from trainer.run import prepare_data, run
+from trainer.run import run
 
 EPS = 1e-5  # BatchNorm1d's and LayerNorm's default
 
@@ -90,7 +91,7 @@ def test_averaged_weights_get_their_own_batch_norm_statistics(cfg_factory, tmp_p
     metrics = run(cfg, out_dir=tmp_path)
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     avg = {k.removeprefix("module."): v for k, v in ckpt["averaging"]["averaged"].items()}
-    splits, _ = prepare_data(cfg.data)
+    splits, _ = prepare_data(build_data(cfg.data))
     z = splits.x_train @ avg["net.0.weight"].T + avg["net.0.bias"]  # the averaged first layer
     # update_bn: the plain mean and unbiased variance over the training split, for the averaged weights
     torch.testing.assert_close(avg["net.1.running_mean"], z.mean(0), rtol=1e-4, atol=1e-5)

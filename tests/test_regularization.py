@@ -111,7 +111,7 @@ def test_l1_shrinks_the_weights(cfg_factory, tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("regularization.l1=-0.1", "regularization.l1=-0.1 must be a number in [0, inf)"),
+    ("regularization.l1=-0.1", "regularization.l1=-0.1 must be a number >= 0"),
     ("regularization.l2=big", "regularization.l2='big' must be a number"),
     ("regularization.biases=maybe", "regularization.biases='maybe' must be true or false"),
 ])

@@ -96,5 +96,4 @@ class LayerStats:
 def probe(model: nn.Module, splits: Splits, batch_size: int, every: int, logger: RunLogger) -> LayerStats:
     """Layer statistics on a fixed probe batch: the first `batch_size` samples of the train split."""
     x, y = splits.x_train[:batch_size], splits.y_train[:batch_size]
-    x = x if splits.transform is None else splits.transform(x)
     return LayerStats(model, loss_function(splits.task), x, y, every, logger)
