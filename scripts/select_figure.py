@@ -1,134 +1,139 @@
-"""The notes' protocol on a sweep of arms x grid x seeds: for each arm, the grid value (e.g. the
-learning rate) with the best mean validation accuracy; its train, validation and test accuracy,
-mean and std over seeds, as a Markdown table and a figure (the train/test gap beside the selection).
+"""The notes' protocol (`python -m trainer.report DIR select=KEY`: each value of KEY takes the setting
+with the best mean validation accuracy over seeds) with what the report does not show: the train
+accuracy of the tested weights beside the test accuracy (the train/test gap), and, for jobs run with
+log_layer_stats=true, each layer's gradient norm. A Markdown table and a figure:
 
-    python scripts/select_figure.py SWEEP_DIR arm=model.norm [grid=optimizer.lr] [out=docs/NAME.png]
+    python scripts/select_figure.py SWEEP_DIR arm=model.norm [out=outputs/NAME.png]
 
-`arm` may name several keys (`arm=model.activation,model.init`): an arm is each combination.
-
-Train accuracy is that of the tested weights (each job's checkpoints/best.pt on its train split),
-not the running accuracy logged during an epoch. The choice never looks at test metrics. When the
-jobs ran with log_layer_stats=true, a third panel draws each layer's gradient norm at the first
-logged epoch (mean over seeds of the chosen setting).
+`arm` may name several keys (`arm=model.activation,model.init`): an arm is each combination. Train
+accuracy is each chosen job's checkpoints/best.pt evaluated on its train split (not the running
+accuracy logged during an epoch). The choice never looks at test metrics.
 """
 
 from __future__ import annotations
 
 import statistics
 import sys
-import time
-from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-
-from omegaconf import DictConfig, OmegaConf
 
 from trainer.checkpoint import load_checkpoint
 from trainer.eval import evaluate_checkpoint
-from trainer.report import find_jobs, read_job
+from trainer.report import read_sweep, swept_keys
+from trainer.report_stats import Choice, group_jobs, select
 from trainer.tb import read_scalars
 
-Record = dict[str, float | list[float]]
+MONITOR = "val/acc"
 
 
-def setting(overrides: dict[str, str], config: DictConfig, key: str) -> str:
-    """A job's value of `key`: swept, or as its config (the experiment file) set it."""
-    return overrides.get(key) or str(OmegaConf.select(config, key.replace("/", ".")))
+@dataclass
+class Arm:
+    """One value of the arm keys: its chosen setting's per-seed accuracies and gradient norms."""
+
+    name: str
+    choice: Choice
+    val: list[float]
+    test: list[float]
+    train: list[float]
+    grads: list[list[float]]  # per seed: each layer's gradient norm at the first logged epoch
+    grad_epoch: int
 
 
-def records(sweep: Path, arm: list[str], grid: str) -> dict[str, dict[str, list[Record]]]:
-    """{arm values: {grid value: [one record per seed]}} of the completed jobs."""
-    out: dict[str, dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
-    for job_dir in find_jobs(sweep):
-        job = read_job(job_dir, sweep, time.time(), 600.0)
-        if job.status != "completed":
-            continue
-        best = load_checkpoint(job_dir / "checkpoints" / "best.pt")
-        train = evaluate_checkpoint(best, "train", device="cpu")["train/acc"]
-        scalars = read_scalars(job_dir)
-        layers = sorted((int(t.removeprefix("grad_norm/layer")), v[0]) for t, v in scalars.items()
-                        if t.startswith("grad_norm/layer"))  # (layer, (epoch, value)) of the first log
-        config = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
-        name = " ".join(setting(job.overrides, config, key) for key in arm)
-        out[name][setting(job.overrides, config, grid)].append(
-            {"val": job.values["val/acc"], "test": job.values["test/acc"], "train": train,
-             "grad": [v for _, (_, v) in layers], "grad_epoch": layers[0][1][0] if layers else 0})
+def arms(sweep: Path, keys: list[str]) -> list[Arm]:
+    """The report's selection, with the chosen jobs' train accuracy and gradient norms."""
+    jobs = [j for j in read_sweep(sweep) if j.status == "completed"]
+    groups = group_jobs(jobs, swept_keys(jobs), over=["seed"])
+    out = []
+    for choice in select(groups, keys, MONITOR):
+        chosen = choice.chosen.completed if choice.chosen is not None else []
+        train = [evaluate_checkpoint(load_checkpoint(j.path / "checkpoints" / "best.pt"), "train",
+                                     device="cpu")["train/acc"] for j in chosen]
+        logged = [layer_grads(j.path) for j in chosen]
+        out.append(Arm(" ".join(choice.value.values()), choice, [j.values["val/acc"] for j in chosen],
+                       [j.values["test/acc"] for j in chosen], train, [g for g, _ in logged],
+                       logged[0][1] if logged else 0))
     return out
+
+
+def layer_grads(job_dir: Path) -> tuple[list[float], int]:
+    """`grad_norm/layerL` at the first epoch it was logged, layer by layer, and that epoch."""
+    series = {int(t.removeprefix("grad_norm/layer")): v for t, v in read_scalars(job_dir).items()
+              if t.startswith("grad_norm/layer")}
+    first = min((v[0][0] for v in series.values()), default=0)
+    return [series[layer][0][1] for layer in sorted(series)], first
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def select(by_grid: dict[str, list[Record]]) -> str:
-    """The grid value with the best mean validation accuracy."""
-    return max(by_grid, key=lambda g: statistics.fmean(r["val"] for r in by_grid[g]))
+def chosen_text(arm: Arm) -> str:
+    """The chosen setting (`optimizer.lr=0.003`), or `-` when only seeds differ."""
+    chosen = arm.choice.chosen
+    return " ".join(f"{k}={v}" for k, v in chosen.others(list(arm.choice.value)).items()) or "-"
 
 
-def table(data: dict[str, dict[str, list[Record]]], arm: str, grid: str) -> str:
-    lines = [f"| {arm} | chosen {grid} | seeds | val acc | train acc | test acc | train - test |",
+def table(found: list[Arm], arm_keys: str) -> str:
+    lines = [f"| {arm_keys} | chosen | seeds | val acc | train acc | test acc | train - test |",
              "|---|---|---|---|---|---|---|"]
-    for name, by_grid in data.items():
-        chosen = by_grid[select(by_grid)]
-        cells = [mean_std([r[k] for r in chosen]) for k in ("val", "train", "test")]
-        gap = mean_std([r["train"] - r["test"] for r in chosen])
-        lines.append(f"| {name} | {select(by_grid)} | {len(chosen)} | "
-                     + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in (*cells, gap)) + " |")
+    for arm in found:
+        gap = [a - b for a, b in zip(arm.train, arm.test, strict=True)]
+        columns = (arm.val, arm.train, arm.test, gap)
+        cells = " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in map(mean_std, columns))
+        lines.append(f"| {arm.name} | {chosen_text(arm)} | {len(arm.test)} | {cells} |")
     return "\n".join(lines)
 
 
-def accuracy_panel(ax, data: dict[str, dict[str, list[Record]]], short: str, chosen: bool) -> None:
+def accuracy_panel(ax, found: list[Arm]) -> None:
     """Train and test accuracy of each arm's chosen setting."""
-    names = list(data)
-    for offset, (key, colour) in enumerate((("train", "tab:blue"), ("test", "tab:orange"))):
-        stats = [mean_std([r[key] for r in data[n][select(data[n])]]) for n in names]
-        ax.bar([i + 0.38 * offset for i in range(len(names))], [m for m, _ in stats], width=0.36,
-               yerr=[s for _, s in stats], capsize=3, color=colour, label=f"{key} accuracy")
-    ax.set_xticks([i + 0.19 for i in range(len(names))],
-                  [f"{n.replace(' ', chr(10))}\n{short}={select(data[n])}" for n in names], fontsize="small")
-    lows = [r["test"] for n in names for r in data[n][select(data[n])]]
-    ax.set(ylim=(max(0.0, min(lows) - 0.05), 1.005), ylabel="accuracy",
-           title=f"train and test accuracy{f', {short} chosen on validation' if chosen else ''}"
-                 "\n(mean ± std over seeds)")
+    for offset, (kind, colour) in enumerate((("train", "tab:blue"), ("test", "tab:orange"))):
+        stats = [mean_std(getattr(arm, kind)) for arm in found]
+        ax.bar([i + 0.38 * offset for i in range(len(found))], [m for m, _ in stats], width=0.36,
+               yerr=[s for _, s in stats], capsize=3, color=colour, label=f"{kind} accuracy")
+    ax.set_xticks([i + 0.19 for i in range(len(found))],
+                  [f"{arm.name.replace(' ', chr(10))}\n{chosen_text(arm).replace('optimizer.', '')}"
+                   for arm in found], fontsize="small")
+    low = min(t for arm in found for t in arm.test)
+    ax.set(ylim=(max(0.0, low - 0.05), 1.005), ylabel="accuracy",
+           title="train and test accuracy of the setting chosen on validation\n(mean ± std over seeds)")
     ax.legend(loc="lower right")
 
 
-def selection_panel(ax, data: dict[str, dict[str, list[Record]]], arm: str, grid: str, short: str) -> None:
-    """Mean validation accuracy of every grid value, per arm: what the choice saw."""
-    for name, by_grid in data.items():
-        grids = sorted(by_grid, key=float)
-        stats = [mean_std([r["val"] for r in by_grid[g]]) for g in grids]
-        ax.errorbar([float(g) for g in grids], [m for m, _ in stats], yerr=[s for _, s in stats],
-                    marker="o", capsize=3, label=name)
-    ax.set(xscale="log", xlabel=grid, ylabel="validation accuracy",
-           title=f"validation accuracy per {short} (mean ± std)")
-    ax.legend(fontsize="small", title=arm)
+def selection_panel(ax, found: list[Arm], arm_keys: str) -> None:
+    """Mean validation accuracy of every candidate setting, per arm: what the choice saw."""
+    for arm in found:
+        candidates = arm.choice.candidates
+        labels = [" ".join(v for v in g.others(list(arm.choice.value)).values()) for g in candidates]
+        stats = [g.stats(MONITOR) for g in candidates]
+        ax.errorbar([float(label) for label in labels], [s.mean for s in stats],
+                    yerr=[s.std if s.n > 1 else 0.0 for s in stats], marker="o", capsize=3, label=arm.name)
+    ax.set(xscale="log", xlabel="learning rate", ylabel="validation accuracy",
+           title="validation accuracy of every setting (mean ± std)")
+    ax.legend(fontsize="small", title=arm_keys)
     ax.grid(alpha=0.3)
 
 
-def gradient_panel(ax, data: dict[str, dict[str, list[Record]]], arm: str) -> None:
+def gradient_panel(ax, found: list[Arm], arm_keys: str) -> None:
     """Each layer's gradient norm at the first logged epoch, mean over the chosen setting's seeds."""
-    for name, by_grid in data.items():
-        chosen = by_grid[select(by_grid)]
-        per_layer = [statistics.fmean(v) for v in zip(*(r["grad"] for r in chosen), strict=True)]
-        ax.plot(range(1, len(per_layer) + 1), per_layer, marker="o", label=name)
+    for arm in found:
+        per_layer = [statistics.fmean(v) for v in zip(*arm.grads, strict=True)]
+        ax.plot(range(1, len(per_layer) + 1), per_layer, marker="o", label=arm.name)
     ax.set(yscale="log", xlabel="layer (1: input side; last: output layer)", ylabel="gradient norm ||dL/dW||",
-           title=f"gradient norm per layer after epoch {chosen[0]['grad_epoch']}")
-    ax.legend(fontsize="small", title=arm)
+           title=f"gradient norm per layer after epoch {found[0].grad_epoch}")
+    ax.legend(fontsize="small", title=arm_keys)
     ax.grid(alpha=0.3)
 
 
-def plot(data: dict[str, dict[str, list[Record]]], arm: str, grid: str, path: Path) -> None:
-    """The panels that say something: the selection only with a grid, gradients only when logged."""
+def plot(found: list[Arm], arm_keys: str, path: Path) -> None:
+    """The panels that say something: the selection only among several learning rates (one swept
+    key besides the arm), gradients only when logged."""
     from matplotlib.figure import Figure
 
-    short = grid.rsplit(".", 1)[-1]  # optimizer.lr -> lr
-    chosen = [r for by_grid in data.values() for r in by_grid[select(by_grid)]]
-    grid_swept = any(len(by_grid) > 1 for by_grid in data.values())
-    panels = [lambda ax: accuracy_panel(ax, data, short, grid_swept)]
-    if grid_swept:
-        panels.append(lambda ax: selection_panel(ax, data, arm, grid, short))
-    if all(r["grad"] for r in chosen):
-        panels.append(lambda ax: gradient_panel(ax, data, arm))
+    panels = [lambda ax: accuracy_panel(ax, found)]
+    if any(len(arm.choice.candidates) > 1 for arm in found):
+        panels.append(lambda ax: selection_panel(ax, found, arm_keys))
+    if all(arm.grads and all(arm.grads) for arm in found):
+        panels.append(lambda ax: gradient_panel(ax, found, arm_keys))
     fig = Figure(figsize=(5.7 * len(panels), 4.6), layout="constrained")
     for ax, draw in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
         draw(ax)
@@ -139,12 +144,12 @@ def main(argv: list[str]) -> None:
     if not argv or "=" in argv[0]:
         sys.exit(__doc__)
     options = dict(a.split("=", 1) for a in argv[1:])
-    sweep, grid = Path(argv[0]), options.get("grid", "optimizer.lr")
-    keys = [key.lstrip("+~") for key in options["arm"].split(",")]  # as parse_overrides keys them
-    data, arm = records(sweep, keys, grid), ",".join(keys)
-    print(table(data, arm, grid))
-    out = Path(options.get("out", sweep / "select.png"))
-    plot(data, arm, grid, out)
+    sweep = Path(argv[0])
+    keys = [key.lstrip("+~") for key in options["arm"].split(",")]  # as the report keys overrides
+    found = arms(sweep, keys)
+    print(table(found, ",".join(keys)))
+    out = Path(options.get("out", sweep / "select_figure.png"))
+    plot(found, ",".join(keys), out)
     print(f"figure: {out}")
 
 

@@ -52,8 +52,9 @@ def test_select_figure_chooses_by_validation(tmp_path):
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
             for line in proc.stdout.splitlines() if line.startswith("| none") or line.startswith("| layer")}
     for norm, by_lr in by_hand.items():
-        chosen = max(by_lr, key=lambda lr: statistics.fmean(m["val/acc"] for m in by_lr[lr]))
+        val = {lr: statistics.fmean(m["val/acc"] for m in runs) for lr, runs in by_lr.items()}
+        chosen = rows[norm][1].removeprefix("optimizer.lr=")
+        assert val[chosen] == max(val.values()) and rows[norm][2] == "2"  # by validation only
         test = [m["test/acc"] for m in by_lr[chosen]]
-        assert rows[norm][1] == chosen and rows[norm][2] == "2"
         assert rows[norm][5] == f"{statistics.fmean(test):.3f} ± {statistics.stdev(test):.3f}"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
