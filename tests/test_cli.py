@@ -74,8 +74,8 @@ def test_multirun_experiment(tmp_path):
                "epochs=1", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     jobs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
-    assert jobs == ["0_arms.rate=low,optimizer=sgd", "1_arms.rate=high,optimizer=sgd",
-                    "2_arms.rate=low,optimizer=adam", "3_arms.rate=high,optimizer=adam"]  # the swept keys
+    assert jobs == ["0_arms.rate=low,optimizer=sgd,seed=0", "1_arms.rate=high,optimizer=sgd,seed=0",
+                    "2_arms.rate=low,optimizer=adam,seed=0", "3_arms.rate=high,optimizer=adam,seed=0"]
     # Each arm's rate comes from its own row of the experiment's table (arms.lr).
     logs = [(tmp_path / job / "trainer.log").read_text() for job in jobs]
     rates = [re.search(r" lr ([0-9.e-]+) ", log).group(1) for log in logs]
