@@ -1,0 +1,51 @@
+"""scripts/claim_figures.py on a real sweep: the report's choice, diverged seeds counted, the notes'
+parameter estimate against the counted parameters."""
+
+import importlib.util
+
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, cli
+from trainer.run import run
+
+spec = importlib.util.spec_from_file_location("claim_figures", ROOT / "scripts" / "claim_figures.py")
+claim_figures = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(claim_figures)
+
+
+@pytest.mark.slow
+def test_lr_sweep_figure_marks_diverged_seeds(tmp_path):
+    sweep = tmp_path / "lr"
+    proc = cli("-m", "+experiment=digits_lr", "optimizer.lr=0.1,30.0", "seed=0,1", "epochs=2",
+               f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "lr.png"
+    choices = claim_figures.figure(sweep, out, ["optimizer.lr"], ["epoch", "step"], "curves")
+    by_rate = {c.value["optimizer.lr"]: c for c in choices}
+    assert set(by_rate) == {"0.1", "30.0"}
+    assert [j.status for j in by_rate["0.1"].chosen.jobs] == ["completed"] * 2
+    assert by_rate["30.0"].chosen is None and claim_figures.diverged(by_rate["30.0"]) == 2
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size[0] > 500
+
+
+@pytest.mark.slow
+def test_optimizer_labels_give_the_rate_of_the_chosen_arm(tmp_path):
+    sweep = tmp_path / "opt"
+    proc = cli("-m", "+experiment=digits_optimizers", "optimizer=sgd,adam", "arms.rate=low,high",
+               "seed=0,1", "epochs=2", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    choices = claim_figures.figure(sweep, tmp_path / "opt.png", ["optimizer"], ["epoch"], "curves")
+    rates = {"sgd": {"low": 0.1, "high": 1.0}, "adam": {"low": 0.001, "high": 0.01}}  # the table
+    for choice in choices:
+        name, rate = choice.value["optimizer"], choice.chosen.setting["arms.rate"]
+        assert claim_figures.label(choice) == f"{name} (lr={rates[name][rate]})"
+
+
+def test_notes_estimate_leaves_out_the_biases(cfg_factory, tmp_path):
+    # One hidden layer of 16 on the digits: dH + HK = 64*16 + 16*10; the counted ones add LH + K biases.
+    assert claim_figures.notes_estimate(1, 16) == 1184
+    assert claim_figures.notes_estimate(3, 16) == 64 * 16 + 2 * 16**2 + 16 * 10
+    metrics = run(cfg_factory("model.depth=3", "model.width=16", "epochs=1"), out_dir=tmp_path)
+    assert metrics["params"] == claim_figures.notes_estimate(3, 16) + 3 * 16 + 10
