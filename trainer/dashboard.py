@@ -5,6 +5,7 @@ Written with TensorBoard's own summary protos (`tensorboard.plugins.hparams.summ
 
 from __future__ import annotations
 
+import copy
 import shlex
 import struct
 import sys
@@ -90,11 +91,17 @@ def write_sweep_experiment(sweep_dir: Path, config: DictConfig, swept: set[str])
 
     from trainer.logger import run_hparams
 
-    # Hydra sets its config for each job only: an experiment's `${hydra:runtime.choices...}` (its
-    # per-arm rates) resolves here to the primary config's choice.
-    HydraConfig.instance().set_config(config)
     task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-    hparams = run_hparams(OmegaConf.to_container(task, resolve=True, throw_on_missing=False))
+    # Hydra sets its config for each job only: an experiment's `${hydra:runtime.choices...}` (its
+    # per-arm rates) resolves here to the primary config's choice. On a copy (set_config makes the
+    # hydra node read-only, and the sweeper still writes it), and only while resolving.
+    hydra_config = HydraConfig.instance()
+    before = hydra_config.cfg
+    hydra_config.set_config(copy.deepcopy(config))
+    try:
+        hparams = run_hparams(OmegaConf.to_container(task, resolve=True, throw_on_missing=False))
+    finally:
+        hydra_config.cfg = before
     differs = hparam_names(swept, hparams)
     infos = [_hparam_info(name, value, name in differs) for name, value in hparams.items()]
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=FINAL + m), display_name=m)
