@@ -34,20 +34,6 @@ def test_command_line_choices(tmp_path):
     assert metrics["val/acc"] > 0.3
 
 
-def test_bad_value_is_one_paragraph_no_traceback(tmp_path):
-    proc = cli(f"hydra.run.dir={tmp_path}", "model.activation=relux")
-    assert proc.returncode == 2
-    assert "model.activation='relux'" in proc.stderr and "tanh" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "metrics.json").exists()
-
-
-def test_typo_in_key_is_rejected(tmp_path):
-    proc = cli(f"hydra.run.dir={tmp_path}", "optimzer.lr=0.1")
-    assert proc.returncode != 0
-    assert "optimzer" in proc.stderr and "Traceback" not in proc.stderr
-
-
 def test_installed_package_runs_from_any_folder(tmp_path):
     """`pip install .` (not editable): configs ship inside the package."""
     target = tmp_path / "site"
