@@ -37,7 +37,9 @@ def wait_for(predicate, timeout: float = 120.0, every: float = 0.001) -> None:
 
 
 def test_sigterm_mid_epoch_saves_and_resume_completes(tmp_path):
-    args = ("epochs=3", "batch_size=4", "progress=false", f"hydra.run.dir={tmp_path}")
+    # 350 updates an epoch (as many as the digits' 315): the signal lands inside epoch 2.
+    args = ("epochs=3", "data=spirals", "data.n_samples=2000", "batch_size=4", "progress=false",
+            f"hydra.run.dir={tmp_path}")
     proc = start(*args)
     wait_for(lambda: (tmp_path / "checkpoints" / "last.pt").exists(), every=0.05)
     time.sleep(0.1)  # into epoch 2
@@ -54,7 +56,7 @@ def test_sigterm_mid_epoch_saves_and_resume_completes(tmp_path):
     assert done.returncode == 0, done.stderr
     metrics = read_metrics(tmp_path)
     assert metrics["status"] == "completed" and metrics["epochs"] == 3
-    n_train = len(prepare_data(make_cfg().data)[0].x_train)
+    n_train = len(prepare_data(make_cfg(*args[1:3]).data)[0].x_train)
     assert metrics["steps"] == 3 * -(-n_train // 4)  # no update lost or repeated
 
 
