@@ -71,11 +71,12 @@ def test_a_bad_search_setting_is_one_paragraph(tmp_path):
     assert proc.returncode == 2 and "hydra.sweeper.pruner='mean' is not allowed" in proc.stderr
 
 
-# The tests that read this search run on one pytest-xdist worker, so it is run once.
+# The tests that read this search run on one pytest-xdist worker, and the search is session-scoped,
+# not module-scoped: a worker runs tests of other modules in between, which would end a module's.
 ON_ONE_WORKER = pytest.mark.xdist_group("pruned_search")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pruned_search(tmp_path_factory) -> Path:
     """A grid search of 6 learning rates, 3 of them far too small, with the median pruner."""
     sweep = tmp_path_factory.mktemp("pruned") / "search"

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT, cli, make_cfg, read_metrics
 from trainer.checkpoint import load_checkpoint
-from trainer.run import prepare_data
+from trainer.run import prepare_data, run
 
 pytestmark = pytest.mark.slow
 
@@ -183,7 +183,7 @@ def test_a_second_process_on_a_run_folder_stops_at_once(tmp_path):
         holder.kill()
         holder.wait()
     # The OS released the dead holder's lock: the folder is free again.
-    assert cli(*TINY, "epochs=1", "progress=false", f"hydra.run.dir={tmp_path}").returncode == 0
+    assert run(make_cfg(*TINY, "epochs=1"), out_dir=tmp_path)["status"] == "completed"
 
 
 @pytest.mark.parametrize("where", ["file", "/proc/trainer-run"])

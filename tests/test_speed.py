@@ -191,7 +191,7 @@ def test_torchrun_two_cpu_processes_match_one_process(cfg_factory, tmp_path):
     from tests.conftest import ROOT, read_metrics
     from trainer.checkpoint import load_checkpoint
 
-    args = ["epochs=2", "device=cpu", "drop_last=true", "batch_size=64"]
+    args = ["epochs=2", "data=spirals", "device=cpu", "drop_last=true", "batch_size=64"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -205,7 +205,7 @@ def test_torchrun_two_cpu_processes_match_one_process(cfg_factory, tmp_path):
     ddp = read_metrics(runs[0])
 
     single = run(cfg_factory(*args), out_dir=tmp_path / "single")
-    assert ddp["steps"] == single["steps"] == 2 * (1258 // 64)
+    assert ddp["steps"] == single["steps"] == 2 * (700 // 64)  # 700 training samples
     for key in ("val/loss", "val/acc", "test/loss", "train/loss", "train/acc"):
         assert ddp[key] == pytest.approx(single[key], rel=1e-4, abs=1e-5), key
     w_ddp = load_checkpoint(runs[0] / "checkpoints" / "last.pt")["model"]
