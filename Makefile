@@ -23,7 +23,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m trainer $(ARGS)
 
-# The tests run on every core (pytest-xdist). Tests that share a module-scoped fixture carry
+# The tests run on every core (pytest-xdist). Tests that share one expensive fixture carry
 # @pytest.mark.xdist_group, which --dist loadgroup keeps on one worker. WORKERS=0: in one process.
 WORKERS ?= auto
 XDIST = -n $(WORKERS) --dist loadgroup

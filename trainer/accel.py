@@ -15,8 +15,6 @@ import torch
 from hydra.utils import get_object
 from torch import nn
 
-from trainer.errors import ConfigError
-
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -26,17 +24,6 @@ GRAPH_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """fp16 trains with a grad scaler, which needs CUDA here; bf16 and fp32 run anywhere."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r} is not allowed; choose one of {list(PRECISIONS)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError(
-            f"precision=fp16 needs CUDA (fp16 on the CPU is slow and loses small gradients) but the "
-            f"run is on {device}; use precision=bf16 on the CPU, or precision=fp32"
-        )
 
 
 def setup_backend(device: torch.device, tf32: bool) -> None:
@@ -78,9 +65,9 @@ def optimizer_options(target: str, given: Mapping[str, Any], device: torch.devic
     return extra
 
 
-def compile_model(model: nn.Module, enabled: bool, backend: str = "inductor") -> nn.Module:
+def compile_model(model: nn.Module, enabled: bool) -> nn.Module:
     """`torch.compile(model)` when enabled; the parameters stay shared with `model`."""
-    return torch.compile(model, backend=backend) if enabled else model
+    return torch.compile(model) if enabled else model
 
 
 class TrainStep:
@@ -93,10 +80,7 @@ class TrainStep:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
                  device: torch.device, precision: str = "fp32", grad_clip: float | None = None) -> None:
-        self.closure = isinstance(optimizer, torch.optim.LBFGS)
-        if self.closure and precision == "fp16":
-            raise ConfigError("optimizer=lbfgs cannot train with precision=fp16: its line search "
-                              "cannot use a grad scaler; use precision=fp32 or bf16")
+        self.closure = isinstance(optimizer, torch.optim.LBFGS)  # fp16 refused by trainer.config
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.autocast = partial(autocast, device, precision)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
