@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-fast lint bench clean
+.PHONY: venv run test test-fast lint bench bench-process clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(ARGS)
+	$(PY) scripts/bench_process.py
+
+# Single-run speed from outside the process: `python -m trainer` against a bare loop, wall times.
+bench-process: $(STAMP)
+	$(PY) scripts/bench_process.py $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

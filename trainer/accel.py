@@ -86,11 +86,18 @@ class TrainStep:
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         params = list(model.parameters())
         self.clip = partial(nn.utils.clip_grad_norm_, params, grad_clip) if grad_clip else None
+        # What optimizer.zero_grad(set_to_none=True) clears, cleared directly: its wrappers (a
+        # dynamo guard, a profiler range) cost about a tenth of a 784-256-10 step at batch size 1.
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
 
     def gradient(self, xb: torch.Tensor, yb: torch.Tensor,
                  set_to_none: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's loss and outputs, with its (unscaled, clipped) gradient in the parameters."""
-        self.optimizer.zero_grad(set_to_none=set_to_none)
+        if set_to_none:
+            for p in self.params:
+                p.grad = None
+        else:  # a CUDA graph keeps its gradient buffers: zero them in place
+            self.optimizer.zero_grad(set_to_none=False)
         with self.autocast():
             out = self.model(xb)
             loss = self.loss_fn(out, yb)

@@ -121,6 +121,8 @@ class _StepHook:
                  bar: tqdm) -> None:
         self.training, self.state, self.options, self.hooks, self.bar = training, state, options, hooks, bar
         self.epoch = 0  # the epoch in progress
+        # Per-update work only for the features that ask for it.
+        self.schedule_update = training.schedule.after_update if training.schedule.per_update else None
         # (step, lr) pairs, written once per epoch: a TensorBoard write per log step wakes the writer
         # thread each time, which at batch size 1 costs more than the step. A tensor lr is copied on
         # the device (no host sync) and read at the end of the epoch.
@@ -129,7 +131,8 @@ class _StepHook:
     def __call__(self) -> bool:
         state, options, t = self.state, self.options, self.training
         state.step += 1
-        t.schedule.after_update()
+        if self.schedule_update is not None:
+            self.schedule_update()
         if t.averaging is not None:
             t.averaging.update(t.model, self.epoch)
         if state.step % options.log_every_n_steps == 0:

@@ -38,6 +38,7 @@ def run_metrics(seed: int, state: FitState, test: dict[str, float], model: nn.Mo
         "best_epoch": state.best_epoch,
         "epochs": state.epoch,
         "steps": state.step,
+        "train_samples": len(splits.x_train),  # samples per epoch: the report's x=samples
         "stopped_by": state.stopped_by,
         "params": count_parameters(model),
         "status": state.status,

@@ -72,8 +72,14 @@ class Schedule:
         self.swa, self.swa_start = swa if swa is not None else (None, 0)
         self.swa_active = False
 
+    @property
+    def per_update(self) -> bool:
+        """Whether `after_update` does anything: a per-step scheduler or a warm-up (a constant
+        rate, or one changed per epoch, needs no call per update)."""
+        return (self.scheduler is not None and self.interval == "step") or self.warmup is not None
+
     def after_update(self) -> None:
-        """Call after every optimizer update."""
+        """Call after every optimizer update (when `per_update`)."""
         if self.scheduler is not None and self.interval == "step" and not self.swa_active:
             self.scheduler.step()
         if self.warmup is not None and self.warmup.last_epoch < self.warmup_steps:
