@@ -23,10 +23,10 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m trainer $(ARGS)
 
-# The tests run on every core (pytest-xdist). Tests that share one expensive fixture carry
-# @pytest.mark.xdist_group, which --dist loadgroup keeps on one worker. WORKERS=0: in one process.
+# The tests run on every core (pytest-xdist), a test file per worker (--dist loadfile), so that a
+# module-scoped fixture (one sweep read by several tests) runs once. WORKERS=0: in one process.
 WORKERS ?= auto
-XDIST = -n $(WORKERS) --dist loadgroup
+XDIST = -n $(WORKERS) --dist loadfile
 
 test: $(STAMP)
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)

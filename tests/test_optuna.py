@@ -71,12 +71,7 @@ def test_a_bad_search_setting_is_one_paragraph(tmp_path):
     assert proc.returncode == 2 and "hydra.sweeper.pruner='mean' is not allowed" in proc.stderr
 
 
-# The tests that read this search run on one pytest-xdist worker, and the search is session-scoped,
-# not module-scoped: a worker runs tests of other modules in between, which would end a module's.
-ON_ONE_WORKER = pytest.mark.xdist_group("pruned_search")
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pruned_search(tmp_path_factory) -> Path:
     """A grid search of 6 learning rates, 3 of them far too small, with the median pruner."""
     sweep = tmp_path_factory.mktemp("pruned") / "search"
@@ -89,7 +84,6 @@ def pruned_search(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@ON_ONE_WORKER
 def test_median_pruner_stops_bad_trials_early(pruned_search):
     study = load(pruned_search, "lrs")
     trials = study.get_trials()
@@ -114,7 +108,6 @@ def test_median_pruner_stops_bad_trials_early(pruned_search):
 
 
 @pytest.mark.slow
-@ON_ONE_WORKER
 def test_report_of_an_optuna_search_shows_pruned_jobs_best_trial_and_importances(pruned_search):
     proc = subprocess.run([sys.executable, "-m", "trainer.report", str(pruned_search)], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -131,7 +124,6 @@ def test_report_of_an_optuna_search_shows_pruned_jobs_best_trial_and_importances
 
 
 @pytest.mark.slow
-@ON_ONE_WORKER
 def test_optuna_dashboard_serves_the_study(pruned_search):
     with socket.socket() as s:  # a free local port
         s.bind(("127.0.0.1", 0))

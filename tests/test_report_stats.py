@@ -43,12 +43,7 @@ def by_hand(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-# The tests that read this sweep run on one pytest-xdist worker, where the session scope keeps it
-# for all of them (a module scope ends whenever the worker runs another module's test in between).
-ON_ONE_WORKER = pytest.mark.xdist_group("seeds_sweep")
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def seeds_sweep(tmp_path_factory) -> Path:
     """A real multirun: 2 learning rates x 3 seeds on 300 spirals, 3 epochs."""
     sweep = tmp_path_factory.mktemp("seeds") / "sweep"
@@ -59,7 +54,6 @@ def seeds_sweep(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@ON_ONE_WORKER
 def test_report_of_three_seeds_gives_mean_and_std_per_setting(seeds_sweep, tmp_path, capsys):
     paths = report.report(seeds_sweep, tmp_path / "out")
     out = capsys.readouterr().out
@@ -91,7 +85,6 @@ def test_report_of_three_seeds_gives_mean_and_std_per_setting(seeds_sweep, tmp_p
 
 
 @pytest.mark.slow
-@ON_ONE_WORKER
 @pytest.mark.parametrize("axis,per_epoch", [("epoch", 1), ("step", 4), ("samples", 210), ("time", None)])
 def test_curves_on_each_axis(seeds_sweep, tmp_path, axis, per_epoch):
     jobs = report.read_sweep(seeds_sweep)
