@@ -23,11 +23,16 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m trainer $(ARGS)
 
+# The tests run on every core (pytest-xdist), a test file per worker (--dist loadfile), so that a
+# module-scoped fixture (one sweep read by several tests) runs once. WORKERS=0: in one process.
+WORKERS ?= auto
+XDIST = -n $(WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
