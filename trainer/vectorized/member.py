@@ -1,0 +1,234 @@
+"""One job of a vectorized group: the objects `run()` builds for it, its folder, its epoch ends.
+
+A member is built exactly as `trainer.run._run` builds a run (same seeding, same builders, same
+resume checks and checkpoint layout), so its folder is an ordinary run folder. Its model's
+parameters become views into the group's stacked tensors (`StackedParams.adopt`); its own optimizer
+never steps: it carries the learning rate that the member's `Schedule` sets, and the optimizer state
+that a checkpoint records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import trainer
+from trainer import accel, dashboard
+from trainer.checkpoint import remove_stale_temporaries, write_json
+from trainer.config import check_monitor, config_dir, validate
+from trainer.data import Splits
+from trainer.data.targets import original_units
+from trainer.fit import FitState, diverged, validation_metrics
+from trainer.logger import RunLogger, run_hparams
+from trainer.loop import num_batches
+from trainer.resume import (
+    Checkpointer,
+    check_config,
+    check_data,
+    finished_metrics,
+    newest_state,
+    recorded_config,
+    restore,
+    resume_path,
+    rng_state,
+)
+from trainer.run import (
+    build_averaging,
+    build_model,
+    build_schedule,
+    git_commit,
+    instantiate_checked,
+    run_metrics,
+    seed_everything,
+    test_metrics,
+)
+from trainer.rundir import RunFolder
+from trainer.stopping import EarlyStopping, improved, mode_for, resolve_monitor
+from trainer.tb import truncate_events
+
+log = logging.getLogger(__name__)
+
+
+class Finished(Exception):
+    """A job with nothing to train: its recorded metrics (a finished run relaunched with resume)."""
+
+    def __init__(self, metrics: dict[str, Any]) -> None:
+        super().__init__("finished")
+        self.metrics = metrics
+
+
+class Member:
+    """Everything one job of a group owns. Build with `Member.open(...)` inside an ExitStack."""
+
+    def __init__(self, cfg: DictConfig, out: Path, name: str) -> None:
+        self.cfg, self.out, self.name = cfg, out, name
+        self.started = time.time()
+        self.resolved = OmegaConf.to_container(cfg, resolve=True)
+        self.lrs: list[tuple[int, float]] = []  # (step, lr), written once per epoch as fit() does
+        self.resume_note: str | None = None
+        self.signal: str | None = None
+        self.metrics: dict[str, Any] | None = None
+
+    @classmethod
+    def open(cls, cfg: DictConfig, out: Path, splits: Splits, prep: Any, device: torch.device,
+             stack: contextlib.ExitStack, name: str = "") -> Member:
+        """The member of job `cfg` writing into `out`, as `run()` would set it up; raises `Finished`
+        for a finished run and `UserError` for a bad config or a refused resume."""
+        validate(cfg)
+        self = cls(cfg, out, name or out.name)
+        folder = stack.enter_context(RunFolder(out))  # the lock, and Hydra's staged .hydra files
+        seed_everything(cfg.seed)
+        resume_from = resume_path(cfg.resume, cfg.ckpt, out)
+        same_folder = resume_from is not None and resume_from.parent.parent.resolve() == out.resolve()
+        ckpt = best_weights = None
+        if resume_from is not None:
+            ckpt, best_weights = newest_state(resume_from, device)
+            check_config(ckpt["config"], resume_from, self.resolved)
+        if same_folder or (cfg.resume and resume_from is None):
+            recorded = finished_metrics(out, cfg.epochs, cfg.max_steps, ckpt and ckpt["fit"]["step"])
+            if recorded is not None:
+                if ckpt is None and (saved := recorded_config(out)) is not None:
+                    check_config(saved, out / ".hydra" / "config.yaml", self.resolved)
+                raise Finished(recorded)
+        if cfg.resume and resume_from is None:
+            self.resume_note = f"resume=true found no checkpoint in {out / 'checkpoints'}: started afresh"
+            log.warning(self.resume_note)
+        if ckpt is not None:
+            check_data(ckpt, resume_from, splits.fingerprint)
+        check_monitor(cfg.monitor, splits.task, cfg.data.name)
+        self.monitor = resolve_monitor(cfg.monitor, splits.task)
+        self.splits, self.prep, self.device = splits, prep, device
+        self.batch_size = len(splits.x_train) if cfg.batch_size == "full" else int(cfg.batch_size)
+        # The weights this job would start from alone: run() seeds, prepares the data (which draws
+        # nothing from torch's generator) and builds the model, in this order.
+        self.model = build_model(cfg, splits).to(device)
+        fast = accel.optimizer_options(cfg.optimizer._target_, cfg.optimizer, device, False)
+        self.optimizer = instantiate_checked(cfg.optimizer, "optimizer", self.model.parameters(), **fast)
+        # Its updates are the group's (MemberwiseOptimizer): tell torch's schedulers that it steps.
+        self.optimizer._opt_called = True
+        self.per_epoch = num_batches(len(splits.x_train), self.batch_size, cfg.drop_last)
+        self.schedule = build_schedule(cfg, self.optimizer, self.per_epoch)
+        self.averaging = build_averaging(cfg.averaging, self.model)
+        self.stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
+                                      mode_for(self.monitor))
+        self.generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
+        self.stateful = {"model": self.model, "optimizer": self.optimizer, "scheduler": self.schedule,
+                         "averaging": self.averaging, "early_stopping": self.stopping}
+        self.state = FitState()
+        if ckpt is not None:
+            self.state = restore(ckpt, best_weights, resume_from, self.stateful, self.generator, device)
+            self.resume_note = (f"continued from {resume_from} at epoch {self.state.epoch}, "
+                                f"step {self.state.step}")
+            log.info("%s: %s", self.name, self.resume_note)
+        folder.commit()
+        self.meta = {"version": trainer.__version__, "git_commit": git_commit(), "device": str(device)}
+        for stale in remove_stale_temporaries(out / "checkpoints"):
+            log.warning("removed %s, left by a run killed while writing it", stale)
+        if same_folder:
+            truncate_events(out, self.state.epoch, self.state.step)
+        self.logger = RunLogger(out)
+        stack.callback(self.logger.close)
+        if not same_folder:
+            self.logger.hparams(run_hparams(self.resolved, config_dir()))
+            self.logger.describe(dashboard.config_text(self.resolved), dashboard.command_line())
+        self.save = Checkpointer(out / "checkpoints", self.parts, cfg.checkpoint_every_n_epochs,
+                                 before_write=self.logger.flush)
+        self.optimizer_state: Any = lambda: None  # set by the group: this member's slice of its state
+        return self
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def parts(self) -> dict[str, Any]:
+        """The checkpoint of run(): the model's weights copied out of the group's stacked tensors
+        (a view would save the whole stack), the optimizer state sliced for this member."""
+        self.optimizer_state()
+        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                **{k: v.state_dict() if v is not None else None
+                   for k, v in self.stateful.items() if k != "model"},
+                "rng": rng_state(self.generator), "config": self.resolved,
+                "preprocess": self.prep.state_dict(), "target": self.splits.target.state_dict(),
+                "data": self.splits.fingerprint, "meta": self.meta}
+
+    # ----------------------------------------------------------------------------- per step
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def after_update(self, epoch: int) -> None:
+        """fit()'s on_step for this member (the step count, schedule, averaging, logged rate)."""
+        state = self.state
+        state.step += 1
+        self.schedule.after_update()
+        if self.averaging is not None:
+            self.averaging.update(self.model, epoch)
+        if state.step % self.cfg.log_every_n_steps == 0:
+            self.lrs.append((state.step, self.lr))
+
+    def write_lrs(self) -> None:
+        for at, lr in self.lrs:
+            self.logger.scalars({"lr": lr}, at)
+        self.lrs.clear()
+
+    # ----------------------------------------------------------------------------- epoch end
+    def end_epoch(self, epoch: int, seconds: float, seen: int) -> None:
+        """The tail of fit()'s epoch for this member: validate, divergence, schedule, best weights,
+        early stopping, checkpoint. Sets `state.status` when the member is done."""
+        state, splits, cfg = self.state, self.splits, self.cfg
+        self.write_lrs()
+        stats = state.cursor.stats(splits.task == "classification")
+        train = original_units({f"train/{k}": v.item() for k, v in stats.items()}, splits.loss_factor)
+        val = original_units(validation_metrics(self.model, self.averaging, splits), splits.loss_factor)
+        state.reason = diverged(train["train/loss"], val["val/loss"], state, cfg.divergence_factor, epoch)
+        if state.reason:
+            state.status = "diverged"
+            return
+        metrics = {**train, **val, "lr": self.lr, "throughput/samples_per_s": seen / max(seconds, 1e-9)}
+        self.schedule.after_epoch(epoch, metrics.get("val_raw/loss", metrics["val/loss"]))
+        self.logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)
+        state.epoch, state.last_metrics, state.cursor = epoch, metrics, None
+        if improved(metrics[self.monitor], state.best_value, mode_for(self.monitor)):
+            state.best_value, state.best_epoch, state.best_metrics = metrics[self.monitor], epoch, val
+            averaging = self.averaging
+            evaluated = averaging.module if averaging is not None and averaging.count else self.model
+            state.best_weights = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
+        log.debug("%s epoch %d  %s", self.name, epoch, "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        if self.stopping.update(metrics[self.monitor]):
+            state.stopped_by = "early_stopping"
+        elif cfg.max_steps is not None and state.step >= cfg.max_steps:
+            state.stopped_by = "max_steps"
+        if state.stopped_by != "epochs" or epoch == cfg.epochs:
+            state.status = "completed"
+        self.save(state)
+
+    def initial_loss(self) -> None:
+        """Divergence's yardstick: the untrained model's validation loss (as fit() computes it)."""
+        if self.state.initial_loss is None and self.cfg.divergence_factor is not None:
+            self.state.initial_loss = original_units(validation_metrics(self.model, None, self.splits),
+                                                     self.splits.loss_factor)["val/loss"]
+
+    # ----------------------------------------------------------------------------- the end
+    def finish(self) -> dict[str, Any]:
+        """Test (when completed), log the end, write metrics.json: what run() returns."""
+        state, cfg = self.state, self.cfg
+        self.write_lrs()
+        test: dict[str, float] = {}
+        if state.status == "completed":
+            test = test_metrics(cfg, self.model, self.averaging, state, self.splits)
+            self.logger.scalars(dashboard.final_scalars(state.best_metrics, test), state.epoch)
+        else:
+            self.logger.text("status", f"{state.status}: {state.reason}", state.step)
+        self.logger.close()
+        metrics = run_metrics(cfg, state, test, self.model, self.splits, self.started, self.meta,
+                              self.monitor)
+        if self.resume_note:
+            metrics["resume"] = self.resume_note
+        if self.signal is not None:
+            metrics["signal"] = self.signal
+        write_json(metrics, self.out / "metrics.json")
+        self.metrics = metrics
+        return metrics
