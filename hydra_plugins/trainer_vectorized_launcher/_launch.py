@@ -94,38 +94,32 @@ def end_job(job: Job, launcher: Any, value: Any, failed: bool = False) -> JobRet
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    from trainer.vectorized.grouping import group_key, unsupported
+    from trainer.vectorized.grouping import plan
 
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     jobs = [compose(launcher, o, initial_job_idx + i) for i, o in enumerate(job_overrides)]
-    groups: dict[str, list[Job]] = {}
-    plan: list[tuple[str, Any]] = []  # ("group", key) or ("alone", job), in the order of the jobs
+    tasks = []
     for job in jobs:
         HydraConfig.instance().set_config(job.config)  # `${hydra:...}` in a job's config
-        task = OmegaConf.to_container(without_hydra(job.config), resolve=True)
-        reason = unsupported(task)
-        if reason is not None:
-            log.info("job #%d runs on its own, not vectorized: %s", job.idx, reason)
-            plan.append(("alone", job))
-            continue
-        key = group_key(task)
-        if key not in groups:
-            groups[key] = []
-            plan.append(("group", key))
-        groups[key].append(job)
+        tasks.append(OmegaConf.to_container(without_hydra(job.config), resolve=True))
+    steps = plan(tasks)
+    groups = [members for kind, members in steps if kind == "group"]
     log.info("Launching %d jobs: %d stacked groups (%s members), %d on their own", len(jobs), len(groups),
-             ", ".join(str(len(g)) for g in groups.values()), sum(kind == "alone" for kind, _ in plan))
+             ", ".join(str(len(g)) for g in groups) or "no", len(steps) - len(groups))
     returns: dict[int, JobReturn] = {}
-    for n, (kind, item) in enumerate(plan, start=1):
-        if kind == "alone":
-            log.info("\t#%d : %s", item.idx, " ".join(filter_overrides(item.overrides)))
-            returns[item.idx] = run_job(hydra_context=launcher.hydra_context,
-                                        task_function=launcher.task_function, config=item.config,
-                                        job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    for kind, members in steps:
+        if kind != "group":
+            job = jobs[members[0]]
+            log.info("\t#%d : %s  (on its own, not vectorized: %s)", job.idx,
+                     " ".join(filter_overrides(job.overrides)), kind)
+            returns[job.idx] = run_job(hydra_context=launcher.hydra_context,
+                                       task_function=launcher.task_function, config=job.config,
+                                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         else:
-            returns.update(run_group(launcher, groups[item], f"group {n}/{len(plan)}"))
+            label = f"group {groups.index(members) + 1}/{len(groups)}"
+            returns.update(run_group(launcher, [jobs[i] for i in members], label))
         configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     return [returns[job.idx] for job in jobs]
 

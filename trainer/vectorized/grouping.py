@@ -93,3 +93,22 @@ def fitting_members(max_members: int | None, per_member: int, device: torch.devi
 def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
     """`items` split into consecutive groups of at most `size`."""
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def plan(tasks: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[int]]]:
+    """The order in which a batch of jobs (resolved task configs) trains: `("group", [i, ...])` for
+    jobs trained together, `("alone", [i])` with the reason for a job that cannot be vectorized;
+    in the order of each group's first job."""
+    steps: list[tuple[str, list[int]]] = []
+    groups: dict[str, list[int]] = {}
+    for i, task in enumerate(tasks):
+        reason = unsupported(task)
+        if reason is not None:
+            steps.append((reason, [i]))
+            continue
+        key = group_key(task)
+        if key not in groups:
+            groups[key] = []
+            steps.append(("group", groups[key]))
+        groups[key].append(i)
+    return steps
