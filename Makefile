@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-fast lint bench clean
+.PHONY: venv run test test-fast lint bench bench-sweep clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(ARGS)
+
+bench-sweep: $(STAMP)  # basic against vectorized launcher (README "Vectorized sweeps")
+	$(PY) scripts/bench.py --sweep $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

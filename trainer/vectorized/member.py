@@ -137,6 +137,10 @@ class Member:
         if not same_folder:
             self.logger.hparams(run_hparams(self.resolved, config_dir()))
             self.logger.describe(dashboard.config_text(self.resolved), dashboard.command_line())
+        # Read every step: plain values, not DictConfig lookups (microseconds each, times M per step).
+        self.grad_clip, self.max_steps = cfg.grad_clip, cfg.max_steps
+        self.log_every, self.nan_every = int(cfg.log_every_n_steps), int(cfg.nan_check_every_n_steps)
+        self.weight_decay = float(self.optimizer.param_groups[0].get("weight_decay", 0.0))
         self.save = Checkpointer(out / "checkpoints", self.parts, cfg.checkpoint_every_n_epochs,
                                  before_write=self.logger.flush)
         self.optimizer_state: Any = lambda: None  # set by the group: this member's slice of its state
@@ -166,7 +170,7 @@ class Member:
         self.schedule.after_update()
         if self.averaging is not None:
             self.averaging.update(self.model, epoch)
-        if state.step % self.cfg.log_every_n_steps == 0:
+        if state.step % self.log_every == 0:
             self.lrs.append((state.step, self.lr))
 
     def write_lrs(self) -> None:
@@ -175,9 +179,10 @@ class Member:
         self.lrs.clear()
 
     # ----------------------------------------------------------------------------- epoch end
-    def end_epoch(self, epoch: int, seconds: float, seen: int) -> None:
+    def end_epoch(self, epoch: int, seconds: float, seen: int, save: bool = True) -> None:
         """The tail of fit()'s epoch for this member: validate, divergence, schedule, best weights,
-        early stopping, checkpoint. Sets `state.status` when the member is done."""
+        early stopping, checkpoint (unless `save` is False: the group then saves all members at
+        once). Sets `state.status` when the member is done."""
         state, splits, cfg = self.state, self.splits, self.cfg
         self.write_lrs()
         stats = state.cursor.stats(splits.task == "classification")
@@ -203,7 +208,8 @@ class Member:
             state.stopped_by = "max_steps"
         if state.stopped_by != "epochs" or epoch == cfg.epochs:
             state.status = "completed"
-        self.save(state)
+        if save:
+            self.save(state)
 
     def initial_loss(self) -> None:
         """Divergence's yardstick: the untrained model's validation loss (as fit() computes it)."""

@@ -4,7 +4,8 @@
 parameters are views of its slice, so the member's `state_dict()`, `evaluate()` and averaging read
 the stacked weights without copies. The forward pass is PyTorch's model-ensembling recipe:
 `vmap(functional_call(mlp, params, x))` over the member dimension, i.e. batched matmuls with the
-ordinary `models.MLP` code.
+ordinary `models.MLP` code; for the MLP's own layers (Linear, activation, dropout) the same batched
+matmuls written out, which costs less per call.
 
 `MemberwiseOptimizer` runs torch.optim's own update (foreach or fused) once for all members. Every
 supported optimizer's update is linear in the learning rate, so it runs with lr = 1 on a scratch
@@ -27,6 +28,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from models.mlp import ACTIVATIONS
+
 # torch.optim classes whose update is linear in lr and independent of the parameters' values
 # (given the gradient), so that one update with lr = 1 scaled per member is each member's update.
 # Rprop (its step sizes start at lr and are clamped) and L-BFGS (a line search) are not.
@@ -35,9 +38,9 @@ LINEAR_IN_LR = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.opti
                 torch.optim.Adadelta)
 
 
-def _per_member(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(M,) values shaped (M, 1, ...) to broadcast against a stacked parameter `like`."""
-    return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, *[1] * (like.dim() - 1))
+    return values.view(-1, *[1] * (like.dim() - 1))
 
 
 class StackedParams:
@@ -60,6 +63,7 @@ class StackedParams:
                     c[n].data = self.params[n].detach()[k]
         self.forward_fn = vmap(lambda p, x: functional_call(self.shape_model, p, (x,)),
                                randomness="different")  # dropout: each member draws its own masks
+        self.layers = _mlp_layers(self.shape_model)
 
     @staticmethod
     def release(model: nn.Module) -> None:
@@ -69,11 +73,38 @@ class StackedParams:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # (M, B, D) -> (M, B, K)
         self.shape_model.train()
-        return self.forward_fn(self.params, x)
+        if self.layers is None:
+            return self.forward_fn(self.params, x)
+        h = x
+        for layer in self.layers:  # the MLP's own layers, a Linear as one batched matmul
+            if isinstance(layer, tuple):
+                weight, bias = (self.params[n] for n in layer)  # (M, out, in), (M, out)
+                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+            else:  # elementwise (activation, dropout): the same module on (M, B, H)
+                h = layer(h)
+        return h
 
     @property
     def tensors(self) -> list[torch.Tensor]:
         return list(self.params.values())
+
+
+def _mlp_layers(model: nn.Module) -> list[Any] | None:
+    """The MLP's `net` as (weight name, bias name) per Linear and the elementwise modules between,
+    or None for another structure (then the vmapped forward runs). Measured at M = 4 digits nets on
+    this CPU: 1.0 ms per forward and backward this way, 1.5 ms through vmap (7% at M = 64)."""
+    net = getattr(model, "net", None)
+    if not isinstance(net, nn.Sequential):
+        return None
+    layers: list[Any] = []
+    for name, module in net.named_children():
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            layers.append((f"net.{name}.weight", f"net.{name}.bias"))
+        elif isinstance(module, (*ACTIVATIONS.values(), nn.Dropout)):
+            layers.append(module)
+        else:
+            return None
+    return layers
 
 
 class MemberwiseOptimizer:
@@ -100,25 +131,26 @@ class MemberwiseOptimizer:
                              device=norms.device)
         coef = (limit / (norms + 1e-6)).clamp(max=1.0)
         for g in grads:
-            g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
+            g.mul_(_broadcast(coef, g))
 
     @torch.no_grad()
     def step(self, lrs: Sequence[float], weight_decays: Sequence[float]) -> None:
         """Update every member: p_k += lr_k * u_k with u the update torch.optim computes at lr 1."""
         params = self.stacked.tensors
-        decay = any(weight_decays)
-        if decay and not self.decoupled:  # L2 on the gradient, as torch adds it (grad + wd * p)
+        like = params[0]
+        lr = torch.tensor(lrs, dtype=like.dtype, device=like.device)  # (M,)
+        wd = torch.tensor(weight_decays, dtype=like.dtype, device=like.device) if any(weight_decays) else None
+        if wd is not None and not self.decoupled:  # L2 on the gradient, as torch adds it (grad + wd * p)
             for p in params:
-                p.grad.add_(_per_member(weight_decays, p) * p)
+                p.grad.add_(_broadcast(wd, p) * p)
         for u, p in zip(self.scratch, params, strict=True):
             u.grad = p.grad
         torch._foreach_zero_(self.scratch)
         self.optimizer.step()
         for u, p in zip(self.scratch, params, strict=True):
-            lr = _per_member(lrs, p)
-            if decay and self.decoupled:
-                p.mul_(1 - lr * _per_member(weight_decays, p))
-            p.add_(lr * u)
+            if wd is not None and self.decoupled:
+                p.mul_(1 - _broadcast(lr * wd, p))
+            p.add_(_broadcast(lr, p) * u)
 
     def zero_grad(self) -> None:
         for p in self.stacked.tensors:
