@@ -4,6 +4,7 @@ members end on their own, and their folders are ordinary run folders."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 
 import pytest
@@ -102,3 +103,14 @@ def test_members_end_on_their_own(tmp_path):
     alone = run(cfgs[0], out_dir=tmp_path / "alone")
     assert out[0]["val/loss"] == pytest.approx(alone["val/loss"], rel=1e-4)
     assert len(curve(tmp_path / "1")) == 2 and math.isfinite(out[1]["test/acc"])
+
+
+def test_max_members_splits_a_group_into_parts(tmp_path, caplog):
+    cfgs = [make_cfg("epochs=2", f"seed={s}", "optimizer.lr=0.003") for s in range(3)]
+    caplog.set_level(logging.INFO, logger="trainer.vectorized")
+    parts = run_members(cfgs, [tmp_path / f"p{i}" for i in range(3)], max_members=2)
+    assert "group part 2/2: 1 jobs" in caplog.text
+    whole = run_members(cfgs, [tmp_path / f"w{i}" for i in range(3)])
+    for a, b in zip(parts, whole, strict=True):
+        assert a["status"] == b["status"] == "completed"
+        assert a["val/loss"] == pytest.approx(b["val/loss"], rel=1e-5)

@@ -10,6 +10,7 @@ that a checkpoint records.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from pathlib import Path
@@ -53,6 +54,7 @@ from trainer.stopping import EarlyStopping, improved, mode_for, resolve_monitor
 from trainer.tb import truncate_events
 
 log = logging.getLogger(__name__)
+commit = functools.cache(git_commit)  # one `git rev-parse` per process, not one per member
 
 
 class Finished(Exception):
@@ -127,7 +129,7 @@ class Member:
                                 f"step {self.state.step}")
             log.info("%s: %s", self.name, self.resume_note)
         folder.commit()
-        self.meta = {"version": trainer.__version__, "git_commit": git_commit(), "device": str(device)}
+        self.meta = {"version": trainer.__version__, "git_commit": commit(), "device": str(device)}
         for stale in remove_stale_temporaries(out / "checkpoints"):
             log.warning("removed %s, left by a run killed while writing it", stale)
         if same_folder:
