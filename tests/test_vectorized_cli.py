@@ -106,3 +106,23 @@ def test_sigterm_checkpoints_every_member_and_resume_finishes_them(tmp_path):
         metrics = read_metrics(job)
         assert metrics["status"] == "completed" and metrics["steps"] == 3 * per_epoch
         assert [s for s, _ in read_scalars(job)["val/loss"]] == [1, 2, 3]  # each epoch once
+
+
+@pytest.mark.slow
+def test_an_optuna_search_through_the_vectorized_launcher_prunes_and_completes(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    sweep = tmp_path / "search"
+    done = cli("-m", "hydra/launcher=vectorized", "hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}",
+               "data=spirals", "monitor=val/loss", "optimizer=sgd", "model.width=16", "batch_size=128",
+               "hydra/sweeper/sampler=grid", "hydra.sweeper.sampler.seed=0", "hydra.sweeper.study_name=lrs",
+               "hydra.sweeper.pruner=median", "+hydra.sweeper.pruner_args.n_startup_trials=2", "epochs=4",
+               "progress=false", "optimizer.lr=choice(0.1, 0.05, 0.03, 0.00001, 0.00002, 0.00003)")
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="lrs", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    states = {t.number: t.state for t in study.get_trials()}
+    assert len(states) == 6 and TrialState.PRUNED in states.values()
+    for number, job in job_dirs(sweep).items():
+        metrics = read_metrics(job)
+        assert metrics["status"] == ("pruned" if states[number] == TrialState.PRUNED else "completed")

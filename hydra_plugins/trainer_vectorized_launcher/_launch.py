@@ -161,10 +161,14 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
         HydraConfig.instance().set_config(job.config)
         if isinstance(result, UserError):
             log.error("job #%d: %s", job.idx, paragraph(str(result)))
-            value = worst(monitors[i])
-        else:
+            returns[job.idx] = end_job(job, launcher, worst(monitors[i]))
+            continue
+        try:
             value = job_value(result, job.task_cfg, job.out, multirun=True)
-        returns[job.idx] = end_job(job, launcher, value)
+        except Exception as exc:  # optuna.TrialPruned: the task function's exception, as run_job keeps it
+            returns[job.idx] = end_job(job, launcher, exc, failed=True)
+        else:
+            returns[job.idx] = end_job(job, launcher, value)
     sys.stdout.flush()
     return returns
 

@@ -214,7 +214,7 @@ class Group:
         # (best.pt, then last.pt), and the disk's waits overlap instead of adding up M times.
         saving = [m for m in self.active if m.state.status != "diverged"]
         with ThreadPoolExecutor(max_workers=min(len(saving), SAVE_THREADS) or 1) as pool:
-            for future in [pool.submit(m.save, m.state) for m in saving]:
+            for future in [pool.submit(m.saved) for m in saving]:
                 future.result()
         values = [m.state.last_metrics.get(m.monitor, float("nan")) for m in self.active
                   if m.state.status != "diverged"]

@@ -52,6 +52,7 @@ from trainer.run import (
 from trainer.rundir import RunFolder
 from trainer.stopping import EarlyStopping, improved, mode_for, resolve_monitor
 from trainer.tb import truncate_events
+from trainer.trial import epoch_reporter
 
 log = logging.getLogger(__name__)
 commit = functools.cache(git_commit)  # one `git rev-parse` per process, not one per member
@@ -145,6 +146,8 @@ class Member:
         self.weight_decay = float(self.optimizer.param_groups[0].get("weight_decay", 0.0))
         self.save = Checkpointer(out / "checkpoints", self.parts, cfg.checkpoint_every_n_epochs,
                                  before_write=self.logger.flush)
+        self.prune = epoch_reporter(cfg.epochs)  # a job of a pruned Optuna search: its trial
+        self.pruned = ""
         self.optimizer_state: Any = lambda: None  # set by the group: this member's slice of its state
         return self
 
@@ -204,6 +207,7 @@ class Member:
             evaluated = averaging.module if averaging is not None and averaging.count else self.model
             state.best_weights = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
         log.debug("%s epoch %d  %s", self.name, epoch, "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        self.pruned = self.prune(epoch, metrics[self.monitor]) if self.prune is not None else ""
         if self.stopping.update(metrics[self.monitor]):
             state.stopped_by = "early_stopping"
         elif cfg.max_steps is not None and state.step >= cfg.max_steps:
@@ -211,7 +215,13 @@ class Member:
         if state.stopped_by != "epochs" or epoch == cfg.epochs:
             state.status = "completed"
         if save:
-            self.save(state)
+            self.saved()
+
+    def saved(self) -> None:
+        """Checkpoint the epoch's end, then stop a member that its search pruned (as fit() does)."""
+        self.save(self.state)
+        if self.pruned and self.state.status == "running":
+            self.state.status, self.state.reason = "pruned", self.pruned
 
     def initial_loss(self) -> None:
         """Divergence's yardstick: the untrained model's validation loss (as fit() computes it)."""
