@@ -114,3 +114,27 @@ def test_max_members_splits_a_group_into_parts(tmp_path, caplog):
     for a, b in zip(parts, whole, strict=True):
         assert a["status"] == b["status"] == "completed"
         assert a["val/loss"] == pytest.approx(b["val/loss"], rel=1e-5)
+
+
+MORE = {  # per-member weight decay (coupled and decoupled), clipping, warm-up, plateau, EMA
+    "adamw_decay": (["optimizer=adamw"], [["optimizer.weight_decay=0.1"], ["optimizer.weight_decay=0.0",
+                                                                           "seed=1"]]),
+    "sgd_l2_clip": (["optimizer=nesterov"], [["optimizer.weight_decay=0.001", "grad_clip=0.5"],
+                                             ["seed=1", "optimizer.lr=0.05"]]),
+    "plateau_warmup_ema": (["optimizer=rmsprop", "scheduler=plateau", "scheduler.patience=0",
+                            "averaging=ema", "averaging.decay=0.9"],
+                           [["warmup_steps=30"], ["seed=1", "scheduler.factor=0.5"]]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", list(MORE))
+def test_member_options_match_sequential_runs(setting, tmp_path):
+    base, jobs = MORE[setting]
+    cfgs = [make_cfg(*base, *job, "epochs=3") for job in jobs]
+    together = run_members(cfgs, [tmp_path / f"vec{i}" for i in range(len(cfgs))])
+    for i, cfg in enumerate(cfgs):
+        alone = run(cfg, out_dir=tmp_path / f"seq{i}")
+        assert together[i]["steps"] == alone["steps"]
+        assert curve(tmp_path / f"vec{i}") == pytest.approx(curve(tmp_path / f"seq{i}"), rel=1e-3)
+        assert curve(tmp_path / f"vec{i}", "lr") == pytest.approx(curve(tmp_path / f"seq{i}", "lr"), rel=1e-6)
