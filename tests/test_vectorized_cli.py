@@ -126,3 +126,14 @@ def test_an_optuna_search_through_the_vectorized_launcher_prunes_and_completes(t
     for number, job in job_dirs(sweep).items():
         metrics = read_metrics(job)
         assert metrics["status"] == ("pruned" if states[number] == TrialState.PRUNED else "completed")
+
+
+def test_members_of_one_group_do_not_supersede_each_other(tmp_path):
+    from trainer.jobs import record_process, superseded
+
+    first, second, later = (tmp_path / n for n in ("0", "1", "2"))
+    record_process(first, 1000.0)
+    record_process(second, 1000.0)  # the same group: trained at the same time, in one process
+    assert not superseded(first, [second])
+    record_process(later)  # a later group of the same process: the first group is over
+    assert superseded(first, [second, later])

@@ -12,6 +12,7 @@ import copy
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,12 +130,16 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
     from trainer.__main__ import job_value, sweep_monitor
     from trainer.cli import paragraph
     from trainer.errors import UserError
+    from trainer.jobs import record_process
     from trainer.sweep import worst
     from trainer.vectorized.runner import run_members
 
     for job in jobs:
         log.info("\t#%d : %s  (%s)", job.idx, " ".join(filter_overrides(job.overrides)), label)
         start_job(job, launcher)
+    started = time.time()
+    for job in jobs:  # trained together: the report must not take the first ones as superseded
+        record_process(job.out, started)
     handlers = group_log(jobs)
     monitors = []
     for job in jobs:
@@ -144,9 +149,9 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
         results = run_members([j.task_cfg for j in jobs], [j.out for j in jobs], label=label,
                               max_members=launcher.max_members,
                               before_open=lambda i: HydraConfig.instance().set_config(jobs[i].config))
-    except Exception:
+    except Exception as exc:  # as run_job keeps a task's exception: the other groups go on
         log.exception("%s failed", label)
-        raise
+        return {job.idx: end_job(job, launcher, exc, failed=True) for job in jobs}
     finally:
         for handler in handlers:
             logging.getLogger().removeHandler(handler)
