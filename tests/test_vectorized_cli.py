@@ -65,6 +65,7 @@ def test_vectorized_sweep_writes_ordinary_job_folders(tmp_path):
     assert [s for s, _ in scalars["val/loss"]] == [1, 2, 3]
     assert read_hparams(vectorized)["optimizer"] == "SGD" and read_hparams(vectorized)["seed"] == 0
     assert "not vectorized" in done.stderr + done.stdout
+    assert "group 1/1 epoch 3: val/acc best" in done.stderr + done.stdout  # the group's epoch line
     # the other tools read the folders as they read any job's
     report = cli(str(sweep), module="trainer.report")
     assert report.returncode == 0, report.stderr
@@ -102,10 +103,14 @@ def test_sigterm_checkpoints_every_member_and_resume_finishes_them(tmp_path):
     again = cli(*args, "resume=true")
     assert again.returncode == 0, again.stderr
     per_epoch = -(-len(prepare_data(make_cfg().data)[0].x_train) // 4)  # updates of batch 4
+    finished = {}
     for job in job_dirs(sweep).values():
-        metrics = read_metrics(job)
+        metrics = finished[job] = read_metrics(job)
         assert metrics["status"] == "completed" and metrics["steps"] == 3 * per_epoch
         assert [s for s, _ in read_scalars(job)["val/loss"]] == [1, 2, 3]  # each epoch once
+    once_more = cli(*args, "resume=true")  # finished jobs are handed back as recorded, untouched
+    assert once_more.returncode == 0, once_more.stderr
+    assert all(read_metrics(job) == metrics for job, metrics in finished.items())
 
 
 @pytest.mark.slow

@@ -83,15 +83,31 @@ def free_bytes(device: torch.device) -> int:
         return 8 << 30
 
 
-def fitting_members(max_members: int | None, per_member: int, device: torch.device) -> int:
-    """`hydra.launcher.max_members`, or (null) as many members as half the free memory holds."""
+# On the CPU a stacked model's parameters stay at most this large (bytes, fp32 weights). Measured
+# with scripts/bench_sweep.py on this project's 2-core CPU (busy with other work): 784-256-10 nets
+# (0.8 MB each) trained 1.8x faster than the basic launcher at M = 4 and 1.4x at M = 16 (13 MB),
+# but 3.5x slower at M = 64 (52 MB; that run also had two threads, see runner.py). Past the caches,
+# the optimizer's and the matmuls' passes over the stack wait on memory, where one job's weights
+# stay in cache; 16 MB keeps a group within what was measured to be faster.
+CPU_STACK_BYTES = 16 << 20
+
+
+def fitting_members(max_members: int | None, per_member: int, device: torch.device,
+                    params: int = 0) -> int:
+    """`hydra.launcher.max_members`, or (null) as many members as half the free memory holds, and
+    on the CPU at most `CPU_STACK_BYTES` of stacked weights (`params` per member)."""
     if max_members:
         return int(max_members)
-    return max(1, free_bytes(device) // 2 // max(per_member, 1))
+    fits = max(1, free_bytes(device) // 2 // max(per_member, 1))
+    if device.type == "cpu" and params:
+        fits = min(fits, max(1, CPU_STACK_BYTES // (4 * params)))
+    return fits
 
 
 def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
-    """`items` split into consecutive groups of at most `size`."""
+    """`items` split into consecutive groups of at most `size`, as equal in size as they can be."""
+    parts = -(-len(items) // max(size, 1))
+    size = -(-len(items) // max(parts, 1))
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 

@@ -53,7 +53,8 @@ def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members
     widths = resolve_widths(first.model.depth, first.model.width)
     dims = [splits.in_dim, *widths, splits.out_dim]
     params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=True))
-    size = fitting_members(max_members, member_bytes(params, batch_size, widths, splits.out_dim), device)
+    size = fitting_members(max_members, member_bytes(params, batch_size, widths, splits.out_dim), device,
+                           params)
     results: list[Result | None] = [None] * len(cfgs)
     own_stop = stop is None
     with StopOnSignal() if own_stop else contextlib.nullcontext(stop) as stop:
@@ -62,7 +63,9 @@ def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members
             if stop():
                 break
             name = label if len(parts) == 1 else f"{label} part {n + 1}/{len(parts)}"
-            threads = set_threads(first.threads, params * len(part), batch_size, device)
+            # threads=auto as each job alone would get it (one for a small net on the CPU): the only
+            # slower-than-basic measurement (grouping.CPU_STACK_BYTES) ran on two threads.
+            threads = set_threads(first.threads, params, batch_size, device)
             log.info("%s: %d jobs as one stacked %s model (%d parameters each) on %s, %d CPU threads",
                      name, len(part), "-".join(map(str, dims)), params, device, threads)
             _train_part(cfgs, outs, part, splits, prep, device, before_open, stop, name, results)
