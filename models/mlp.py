@@ -26,27 +26,27 @@ INITS = ("default", "xavier", "kaiming", "normal")
 BIAS_INITS = ("default", "zero")
 
 
-def resolve_widths(depth: int, width: int | Sequence[int]) -> list[int]:
-    """Hidden-layer widths from `depth` and either one width or a list of per-layer widths."""
+def resolve_widths(depth: int | None, width: int | Sequence[int]) -> list[int]:
+    """Hidden-layer widths from `depth` and either one width or a list of per-layer widths
+    (`depth` None: the list's length, or one layer)."""
     if isinstance(width, int):
-        return [width] * depth
+        return [width] * (1 if depth is None else depth)
     widths = [int(w) for w in width]
-    if len(widths) != depth:
-        raise ValueError(
-            f"model.width lists {len(widths)} widths but model.depth={depth}; "
-            f"give model.depth={len(widths)} or a list of {depth} widths"
-        )
+    if depth is not None and len(widths) != depth:
+        raise ValueError(f"{len(widths)} widths but depth {depth}")
     return widths
 
 
 class MLP(nn.Module):
-    """Fully connected network: `len(widths)` hidden layers, then a linear output layer."""
+    """Fully connected network: `depth` hidden layers of `width` units (or the widths of a list),
+    then a linear output layer. The keys of configs/model/mlp.yaml are these arguments."""
 
     def __init__(
         self,
         in_dim: int,
         out_dim: int,
-        widths: Sequence[int],
+        width: int | Sequence[int],
+        depth: int | None = None,
         activation: str = "relu",
         init: str = "default",
         init_std: float = 0.01,
@@ -54,14 +54,13 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        # A config's values were checked against these tables before any work (trainer.config);
+        # this is for code that builds an MLP itself.
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of {list(INITS)}")
-        if bias_init not in BIAS_INITS:
-            raise ValueError(f"unknown bias_init {bias_init!r}; choose one of {list(BIAS_INITS)}")
+        self.widths = resolve_widths(depth, width)
         layers: list[nn.Module] = []
-        dims = [in_dim, *widths]
+        dims = [in_dim, *self.widths]
         for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
             layers += [nn.Linear(d_in, d_out), ACTIVATIONS[activation]()]
             if dropout > 0:
@@ -82,6 +81,8 @@ class MLP(nn.Module):
                 nn.init.xavier_normal_(layer.weight)
             elif init == "normal":
                 layer.weight.normal_(0.0, init_std)
+            elif init != "default":
+                raise ValueError(f"unknown init {init!r}; choose one of {list(INITS)}")
             if bias_init == "zero":
                 layer.bias.zero_()
 

@@ -36,12 +36,12 @@ sys.path.insert(0, str(ROOT))  # benchmark this checkout, whatever is installed
 
 from models import MLP  # noqa: E402
 from trainer import accel  # noqa: E402
+from trainer.checkpoint import Checkpointer  # noqa: E402
 from trainer.data import Splits  # noqa: E402
 from trainer.device import resolve_device  # noqa: E402
-from trainer.fit import fit  # noqa: E402
+from trainer.fit import FitHooks, FitOptions, Training, fit  # noqa: E402
 from trainer.logger import RunLogger  # noqa: E402
 from trainer.loop import loss_function  # noqa: E402
-from trainer.resume import Checkpointer  # noqa: E402
 from trainer.schedules import Schedule  # noqa: E402
 
 EVAL_BATCH = 8192
@@ -127,14 +127,13 @@ def trainer_loop(b: Bench, epoch: int, batch: int, out: Path) -> Callable[[], No
     logger = RunLogger(out)
     generator = torch.Generator(device=b.device).manual_seed(0)
 
+    training = Training(model, opt, Schedule(opt, None, "epoch"), step, generator)
     # What run's checkpoint writes each epoch (best.pt too: a fresh fit's one epoch is its best).
-    save = Checkpointer(out, lambda: {"model": model.state_dict(), "optimizer": opt.state_dict()}, 1,
-                        before_write=logger.flush)
+    save = Checkpointer(out, training, {}, 1, before_write=logger.flush)
+    options = FitOptions(epochs=1, batch_size=batch, monitor="val/loss")
 
     def one_epoch() -> None:
-        fit(model, opt, Schedule(opt, None, "epoch"), splits, epochs=1, batch_size=batch, drop_last=False,
-            monitor="val/loss", generator=generator, logger=logger, log_every_n_steps=10,
-            nan_check_every_n_steps=50, progress=False, save=save, step=step)
+        fit(training, splits, options, FitHooks(logger, save))
 
     return one_epoch
 

@@ -18,12 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from trainer.build import build_data  # noqa: E402
 from trainer.cli import fail  # noqa: E402
 from trainer.config import config_dir  # noqa: E402
-from trainer.data import load_source  # noqa: E402
+from trainer.data import (
+    load_source,  # noqa: E402
+    prepare_data,  # noqa: E402
+)
 from trainer.data.vision import default_root  # noqa: E402
 from trainer.errors import UserError  # noqa: E402
-from trainer.run import prepare_data  # noqa: E402
 
 
 def main() -> None:
@@ -56,7 +59,7 @@ def measure() -> None:
             if cold:
                 cache.unlink(missing_ok=True)
             t0 = time.perf_counter()
-            prepare_data(data, args.device)
+            prepare_data(build_data(data), args.device)
             total.append(time.perf_counter() - t0)
         print(f"{data.name} {label}: load_source median {statistics.median(load):.3f} s, "
               f"load + split + {data.preprocess} median {statistics.median(total):.3f} s "

@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-import trainer.resume as resume
+import trainer.checkpoint as resume
 
 moment, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 args = sys.argv[sys.argv.index("--") + 1:]

@@ -35,9 +35,11 @@ def test_own_test_split_is_used():
     assert s.x_test.abs().sum() == 0
 
 
-def test_bad_fractions_and_empty_split():
+def test_bad_fractions_and_empty_split(cfg_factory, tmp_path):
+    from trainer.run import run  # fractions are config values, checked before any data is read
+
     with pytest.raises(ConfigError, match="val_fraction"):
-        make_splits(toy_source(), val_fraction=0.6, test_fraction=0.5, seed=0)
+        run(cfg_factory("data.val_fraction=0.6", "data.test_fraction=0.5"), out_dir=tmp_path)
     with pytest.raises(DataError, match="validation split is empty"):
         make_splits(toy_source(10), val_fraction=0.01, test_fraction=0.2, seed=0)
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from tests.conftest import cli, read_metrics, read_scalars
+from trainer.build import build_data, build_model
 from trainer.checkpoint import load_checkpoint
 from trainer.config import config_dir
-from trainer.data import load_source, make_splits
+from trainer.data import load_source, make_splits, prepare_data
 from trainer.errors import ConfigError, DataError
-from trainer.run import build_model, prepare_data, run
+from trainer.run import run
 
 NEEDS_FILES = {"mnist", "fashion_mnist", "kmnist", "cifar10", "csv", "npz"}
 GENERATED = sorted(p.stem for p in (Path(config_dir()) / "data").glob("*.yaml") if p.stem not in NEEDS_FILES)
@@ -35,7 +36,7 @@ def test_regression_trains_with_mse_and_its_loss_falls(cfg_factory, tmp_path):
     assert metrics["test/loss"] < 0.1
     # test/loss is the mean squared error of the best model on the test split, in y's own units:
     # the model predicts standardized targets, mapped back with the train mean and std of y.
-    splits, _ = prepare_data(cfg.data)
+    splits, _ = prepare_data(build_data(cfg.data))
     raw = make_splits(load_source("regression", n_samples=1000, dim=1, noise=0.05, seed=0),
                       0.15, 0.15, 0)
     y_train = raw.y_train.double()
@@ -43,7 +44,7 @@ def test_regression_trains_with_mse_and_its_loss_falls(cfg_factory, tmp_path):
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert ckpt["target"]["mean"].item() == pytest.approx(mean, abs=1e-6)
     assert ckpt["target"]["scale"] == pytest.approx(std, rel=1e-6)
-    model = build_model(cfg, splits)
+    model = build_model(cfg.model, splits.in_dim, splits.out_dim)
     model.load_state_dict(ckpt["model"])
     with torch.no_grad():
         pred = model.eval()(splits.x_test).squeeze(1) * std + mean

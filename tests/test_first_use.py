@@ -151,8 +151,8 @@ def test_threads_auto_takes_one_for_small_models_on_the_cpu():
 
 
 def test_per_arm_options_apply_to_the_arm_that_takes_them(cfg_factory, tmp_path):
-    # The README's `+experiment=digits_schedules scheduler.tau=1000`, arm by arm.
-    common = ("+experiment=digits_schedules", "scheduler.tau=1000", "epochs=1", "model.width=16")
+    # The README's `+experiment=digits_schedules schedule.per_arm.tau=1000`, arm by arm.
+    common = ("+experiment=digits_schedules", "schedule.per_arm.tau=1000", "epochs=1", "model.width=16")
     step = run(cfg_factory(*common, "scheduler=step"), out_dir=tmp_path / "step")
     assert step["status"] == "completed"
     inv = run(cfg_factory(*common, "scheduler=inverse_time"), out_dir=tmp_path / "inv")
@@ -184,10 +184,10 @@ def test_cli_typo_and_sweep_arms(tmp_path):
     assert proc.returncode == 2 and "did you mean optimizer.lr?" in proc.stderr
     assert "Traceback" not in proc.stderr and "+optimzer" not in proc.stderr
     sweep = tmp_path / "sweep"
-    proc = cli("-m", "+experiment=digits_schedules", "scheduler.tau=1000", "epochs=1",
+    proc = cli("-m", "+experiment=digits_schedules", "schedule.per_arm.tau=1000", "epochs=1",
                "model.width=16", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = {d.name: d for d in sweep.iterdir() if (d / "metrics.json").is_file()}
     assert [read_metrics(d)["status"] for d in jobs.values()] == ["completed"] * 3
     step = next(d for name, d in jobs.items() if "scheduler=step" in name)
-    assert "scheduler.tau=1000" in (step / "trainer.log").read_text()  # step: ignored, and said
+    assert "schedule.per_arm.tau=1000" in (step / "trainer.log").read_text()  # step: ignored, and said

@@ -17,7 +17,7 @@ def test_depth_and_widths():
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(5, 7), (7, 7), (7, 7), (7, 3)]
     assert resolve_widths(2, [32, 16]) == [32, 16]
-    with pytest.raises(ValueError, match="model.depth"):
+    with pytest.raises(ValueError, match="depth"):
         resolve_widths(3, [32, 16])
     linear = MLP(4, 2, resolve_widths(0, 10))  # depth 0: logistic regression
     assert count_parameters(linear) == 4 * 2 + 2

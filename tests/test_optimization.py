@@ -1,6 +1,7 @@
 """Batch regimes, update counting, max_steps, gradient clipping, full-batch methods and the losses."""
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,17 +11,18 @@ from torch import nn
 from models import MLP
 from tests.conftest import read_scalars
 from trainer.accel import TrainStep
+from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
-from trainer.data import SOURCES, Source
+from trainer.data import prepare_data
 from trainer.errors import ConfigError
 from trainer.loop import EpochCursor, train_epoch
-from trainer.run import prepare_data, run
+from trainer.run import run
 
 SMALL = ("data.val_fraction=0.45", "data.test_fraction=0.45")  # ~180 train samples
 
 
 def n_train(cfg) -> int:
-    return len(prepare_data(cfg.data)[0].x_train)
+    return len(prepare_data(build_data(cfg.data))[0].x_train)
 
 
 @pytest.mark.parametrize("batch,drop_last,updates", [
@@ -96,24 +98,25 @@ def test_rprop_with_minibatches_warns(cfg_factory, tmp_path, caplog):
     assert "full-batch" not in caplog.text
 
 
-def linear_regression() -> Source:
+def linear_regression(path: Path) -> str:
     """y = x . w + 0.1 noise on 4 features: the quadratic loss can fall to the noise level 0.01."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 4)).astype(np.float32)
     y = (x @ np.array([1.0, -2.0, 0.5, 3.0]) + 0.1 * rng.normal(size=400)).astype(np.float32)
-    return Source(x=x, y=y, task="regression")
+    np.savez(path, x=x, y=y)
+    return str(path)
 
 
-def test_regression_uses_mean_squared_error(cfg_factory, tmp_path, monkeypatch):
-    monkeypatch.setitem(SOURCES, "toy_regression", linear_regression)
-    cfg = cfg_factory("data.name=toy_regression", "model.depth=0", "optimizer=sgd", "optimizer.lr=0.1",
+def test_regression_uses_mean_squared_error(cfg_factory, tmp_path):
+    data = linear_regression(tmp_path / "toy.npz")
+    cfg = cfg_factory("data=npz", f"data.path={data}", "model.depth=0", "optimizer=sgd", "optimizer.lr=0.1",
                       "batch_size=full", "epochs=60")
     metrics = run(cfg, out_dir=tmp_path)
     assert "test/acc" not in metrics and "val/acc" not in metrics
     assert metrics["test/loss"] < 0.03  # from ~14 (the variance of y) to about the noise 0.01
     # test/loss is the mean of (prediction - y)^2 with the best weights, computed here by hand in
     # y's units (the model predicts targets standardized with the train statistics).
-    splits, _ = prepare_data(cfg.data)
+    splits, _ = prepare_data(build_data(cfg.data))
     model = MLP(4, 1, [])
     model.load_state_dict(load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"])
     with torch.no_grad():
@@ -127,13 +130,13 @@ def test_regression_uses_mean_squared_error(cfg_factory, tmp_path, monkeypatch):
     ("max_steps=0", "max_steps"),
     ("warmup_steps=-1", "warmup_steps"),
     ("warmup_start_factor=0", "warmup_start_factor"),
-    ("scheduler.interval=batch", "scheduler.interval"),
-    ("scheduler=plateau scheduler.interval=step", "scheduler.interval"),
+    ("schedule.interval=batch", "schedule.interval"),
+    ("scheduler=plateau schedule.interval=step", "schedule.interval"),
     ("averaging=poly averaging.gamma=-1", "averaging.gamma"),
     ("averaging=ema averaging.decay=1.5", "averaging.decay"),
     ("averaging=swa averaging.start_epoch=40", "averaging.start_epoch"),
     ("averaging=swa averaging.anneal_strategy=step", "averaging.anneal_strategy"),
-    ("averaging.kind=mean", "averaging.kind"),
+    ("averaging=poly averaging.start_epoch=0", "averaging.start_epoch"),
     ("optimizer=momentum optimizer.momentum=-0.5", "optimizer"),
     ("scheduler=step scheduler.step_size=zero", "scheduler"),
 ])

@@ -44,10 +44,11 @@ from omegaconf import OmegaConf
 from tests.conftest import ROOT, read_scalars
 from trainer import eval as trainer_eval
 from trainer import report as trainer_report
+from trainer.build import check_optimization
 from trainer.config import config_dir, validate
 from trainer.errors import UserError
 from trainer.overrides import check_override_keys
-from trainer.run import build_scheduler, instantiate_checked, run
+from trainer.run import run
 
 README = ROOT / "README.md"
 NETWORK = re.compile(r"data=(mnist|fashion_mnist|kmnist|cifar10)\b|bench_data\.py")
@@ -160,10 +161,8 @@ def compose_jobs(args: list[str]) -> list:
 
 def check_job(cfg) -> None:
     """The trainer's checks before any work, plus building the optimizer and scheduler."""
-    validate(cfg)
-    weight = torch.zeros(1, requires_grad=True)
-    optimizer = instantiate_checked(cfg.optimizer, "optimizer", [weight])
-    build_scheduler(cfg.scheduler, optimizer)
+    validate(cfg)  # builds the optimizer and the schedule on a dummy parameter
+    check_optimization(cfg)
 
 
 TRAINER = [c for c in COMMANDS if c.tool == "trainer" and skip_reason(c) is None]
@@ -171,7 +170,7 @@ TRAINER = [c for c in COMMANDS if c.tool == "trainer" and skip_reason(c) is None
 
 def test_the_readme_has_commands():
     assert len(TRAINER) >= 30 and any(c.error for c in COMMANDS)
-    assert any("digits_schedules scheduler.tau=1000" in c.text for c in TRAINER)
+    assert any("digits_schedules schedule.per_arm.tau=1000" in c.text for c in TRAINER)
 
 
 @pytest.mark.parametrize("cmd", TRAINER, ids=[c.text[:70] for c in TRAINER])

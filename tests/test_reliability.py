@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError
 
 import trainer.run as run_module
 from tests.conftest import read_metrics, read_scalars
@@ -115,16 +117,18 @@ def test_bad_values_fail_before_any_work(cfg_factory, tmp_path, overrides, messa
 
 
 def test_unknown_key_from_an_experiment_file_is_caught(cfg_factory, tmp_path):
-    cfg = cfg_factory()
+    # The schema (trainer/config/schema.py) refuses it while Hydra composes, naming file and key.
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "typo.yaml").write_text("# @package _global_\nepoch: 5\n")
+    with pytest.raises(ConfigCompositionException, match="(?s)experiment/typo.*Key 'epoch' not in"):
+        cfg_factory(f"hydra.searchpath=[file://{tmp_path}]", "+experiment=typo")
+    with pytest.raises(ConfigAttributeError, match="widht"):  # a node of the schema refuses it too
+        cfg_factory().model.widht = 5
+    cfg = cfg_factory()  # and run() checks a config built some other way
     OmegaConf.set_struct(cfg, False)
-    cfg.epoch = 5  # what a typo in an `# @package _global_` experiment file adds
+    cfg.epoch = 5
     with pytest.raises(ConfigError, match="unknown config key epoch"):
-        run(cfg, out_dir=tmp_path)
-    cfg = cfg_factory()
-    OmegaConf.set_struct(cfg, False)
-    cfg.model.widht = 5
-    with pytest.raises(ConfigError, match="model.widht"):
-        run(cfg, out_dir=tmp_path)
+        run(cfg, out_dir=tmp_path / "run")
 
 
 def test_unreadable_checkpoint_is_a_clear_error(cfg_factory, tmp_path):

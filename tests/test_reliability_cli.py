@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, cli, make_cfg, read_metrics
+from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
-from trainer.run import prepare_data
+from trainer.data import prepare_data
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,7 @@ def test_sigterm_mid_epoch_saves_and_resume_completes(tmp_path):
     assert done.returncode == 0, done.stderr
     metrics = read_metrics(tmp_path)
     assert metrics["status"] == "completed" and metrics["epochs"] == 3
-    n_train = len(prepare_data(make_cfg().data)[0].x_train)
+    n_train = len(prepare_data(build_data(make_cfg().data))[0].x_train)
     assert metrics["steps"] == 3 * -(-n_train // 4)  # no update lost or repeated
 
 

@@ -13,8 +13,8 @@ import signal
 import pytest
 import torch
 
+import trainer.checkpoint as checkpoint_module
 import trainer.fit as fit_module
-import trainer.resume as resume_module
 import trainer.run as run_module
 from tests.conftest import read_metrics, read_scalars
 from tests.test_reliability import StopAfter
@@ -37,7 +37,7 @@ class Killed(BaseException):
 def kill_at(monkeypatch, name: str, n: int) -> None:
     """Die just before the n-th write of checkpoints/`name`."""
     writes = {"n": 0}
-    save = resume_module.save_checkpoint
+    save = checkpoint_module.save_checkpoint
 
     def dying_save(state, path):
         if path.name == name:
@@ -46,7 +46,7 @@ def kill_at(monkeypatch, name: str, n: int) -> None:
                 raise Killed
         save(state, path)
 
-    monkeypatch.setattr(resume_module, "save_checkpoint", dying_save)
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", dying_save)
 
 
 def ckpt_epoch(run_dir, name: str) -> int:
@@ -236,14 +236,14 @@ def test_a_resumed_run_has_no_stale_reason(cfg_factory, tmp_path, monkeypatch):
 
 def test_a_second_ctrl_c_during_a_checkpoint_write_leaves_metrics_and_the_last_checkpoint(
         cfg_factory, tmp_path, monkeypatch):
-    save = resume_module.save_checkpoint
+    save = checkpoint_module.save_checkpoint
 
     def interrupted_save(state, path):
         if state["fit"]["epoch"] == 2:
             raise KeyboardInterrupt  # what the second SIGINT's handler raises mid-write
         save(state, path)
 
-    monkeypatch.setattr(resume_module, "save_checkpoint", interrupted_save)
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", interrupted_save)
     metrics = run(cfg_factory(*SMALL, "epochs=3"), out_dir=tmp_path)
     assert metrics["status"] == "interrupted" and "second Ctrl-C" in metrics["reason"]
     assert read_metrics(tmp_path)["status"] == "interrupted"

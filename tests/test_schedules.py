@@ -101,7 +101,7 @@ def test_schedule_state_round_trips():
 
 def test_cosine_per_update_spans_the_whole_run(cfg_factory, tmp_path):
     metrics = run(cfg_factory("optimizer=sgd", "optimizer.lr=0.2", "scheduler=cosine",
-                              "scheduler.interval=step", "epochs=2", "log_every_n_steps=1"), out_dir=tmp_path)
+                              "schedule.interval=step", "epochs=2", "log_every_n_steps=1"), out_dir=tmp_path)
     total = metrics["steps"]
     for k, value in read_scalars(tmp_path)["lr"]:
         assert value == pytest.approx(0.2 * (1 + math.cos(math.pi * k / total)) / 2, rel=1e-5, abs=1e-7)

@@ -27,7 +27,7 @@ SCHEDULERS = sorted(p.stem for p in (Path(config_dir()) / "scheduler").glob("*.y
 
 
 def hparams_of(*overrides: str) -> dict:
-    return run_hparams(OmegaConf.to_container(make_cfg(*overrides), resolve=True), config_dir())
+    return run_hparams(OmegaConf.to_container(make_cfg(*overrides), resolve=True))
 
 
 def test_every_optimizer_and_scheduler_writes_the_same_hparam_keys_and_types():

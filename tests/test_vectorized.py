@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from tests.conftest import make_cfg, read_metrics, read_scalars
-from trainer.run import build_model, prepare_data, run, seed_everything
+from trainer.build import build_data, build_model
+from trainer.data import prepare_data
+from trainer.run import run, seed_everything
 from trainer.vectorized.group import Group
 from trainer.vectorized.member import Member
 from trainer.vectorized.runner import run_members
@@ -39,14 +41,14 @@ def curve(run_dir, tag: str = "val/loss") -> list[float]:
 @pytest.mark.parametrize("setting", list(SETTINGS))
 def test_member_starts_as_its_run_and_draws_its_batches(setting, tmp_path):
     cfgs = job_cfgs(setting)
-    splits, prep = prepare_data(cfgs[0].data, "cpu")
+    splits, prep = prepare_data(build_data(cfgs[0].data), "cpu")
     with contextlib.ExitStack() as stack:
         members = [Member.open(c, tmp_path / str(i), splits, prep, torch.device("cpu"), stack)
                    for i, c in enumerate(cfgs)]
         group = Group(members, lambda: False, "test", False)
         for k, cfg in enumerate(cfgs):  # what run() builds: seed, (data draws nothing), model
             seed_everything(cfg.seed)
-            alone = build_model(cfg, splits).state_dict()
+            alone = build_model(cfg.model, splits.in_dim, splits.out_dim).state_dict()
             for name, stacked in group.stacked.params.items():
                 assert torch.equal(stacked[k].detach(), alone[name])
         group._start_epoch()

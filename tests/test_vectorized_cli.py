@@ -13,8 +13,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import ROOT, cli, job_dirs, make_cfg, read_metrics
+from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
-from trainer.run import prepare_data
+from trainer.data import prepare_data
 from trainer.tb import read_hparams, read_scalars
 from trainer.vectorized.grouping import plan
 
@@ -102,7 +103,7 @@ def test_sigterm_checkpoints_every_member_and_resume_finishes_them(tmp_path):
 
     again = cli(*args, "resume=true")
     assert again.returncode == 0, again.stderr
-    per_epoch = -(-len(prepare_data(make_cfg().data)[0].x_train) // 4)  # updates of batch 4
+    per_epoch = -(-len(prepare_data(build_data(make_cfg().data))[0].x_train) // 4)  # updates of batch 4
     finished = {}
     for job in job_dirs(sweep).values():
         metrics = finished[job] = read_metrics(job)

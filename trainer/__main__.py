@@ -83,7 +83,8 @@ def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from trainer.run import hydra_output_dir, run  # torch imports after Hydra parsed the CLI
+    from trainer.run import run  # torch imports after Hydra parsed the CLI
+    from trainer.runinfo import hydra_output_dir
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn
+from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn
 
 AVERAGING = ("none", "poly", "ema", "swa")
 
@@ -67,6 +67,13 @@ class WeightAverage:
                "swa": get_swa_multi_avg_fn}
         self.kind, self.start_epoch = kind, start_epoch
         self.averaged = _Averaged(model, fns[kind]())
+        self.swa_schedule: dict[str, Any] | None = None  # SWALR's options, for averaging=swa with swa_lr
+
+    def swalr(self, optimizer: torch.optim.Optimizer) -> SWALR | None:
+        """SWA's own learning rate (annealed to `swa_lr` from `start_epoch` on), or None."""
+        if self.swa_schedule is None:
+            return None
+        return SWALR(optimizer, **self.swa_schedule)
 
     @property
     def count(self) -> int:
@@ -93,3 +100,25 @@ class WeightAverage:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.averaged.load_state_dict(state["averaged"])
         self.averaged.count = int(state["count"])
+
+
+# The `_target_`s of configs/averaging/*.yaml (built with the model: `_partial_: true`).
+def poly(model: nn.Module, start_epoch: int = 1, gamma: float = 3.0) -> WeightAverage:
+    """The notes' polynomial-decay average: w̄_t = (1 - a_t) w̄_{t-1} + a_t w_t, a_t = (gamma+1)/(t+gamma)."""
+    return WeightAverage(model, "poly", gamma=gamma, start_epoch=start_epoch)
+
+
+def ema(model: nn.Module, start_epoch: int = 1, decay: float = 0.999) -> WeightAverage:
+    """Exponential moving average: w̄ <- decay w̄ + (1 - decay) w."""
+    return WeightAverage(model, "ema", decay=decay, start_epoch=start_epoch)
+
+
+def swa(model: nn.Module, start_epoch: int = 1, swa_lr: float | None = None, anneal_epochs: int = 1,
+        anneal_strategy: str = "cos") -> WeightAverage:
+    """Stochastic weight averaging: the plain mean of the weights since `start_epoch`; with `swa_lr`
+    the rate is annealed to it over `anneal_epochs` from then on (torch's SWALR)."""
+    average = WeightAverage(model, "swa", start_epoch=start_epoch)
+    if swa_lr is not None:
+        average.swa_schedule = {"swa_lr": swa_lr, "anneal_epochs": anneal_epochs,
+                                "anneal_strategy": anneal_strategy}
+    return average

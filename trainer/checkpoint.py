@@ -5,6 +5,10 @@ and `best.pt` (the same, at the best epoch, with the evaluated weights as its `m
 invariant on disk: `best.pt` holds the best epoch that `last.pt` records, or a later epoch when a
 run died between the two writes (best.pt is written first); then best.pt is the newer complete
 state and a resume continues from it.
+
+This module is the one place that assembles a checkpoint (`Checkpointer`), decides when one is
+written, and loads one back into freshly built objects (`restore`); trainer.resume decides which
+checkpoint a run continues from.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ from __future__ import annotations
 import errno
 import json
 import os
+import random
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from trainer.errors import StorageError
+from trainer.errors import ConfigError, StorageError
+from trainer.fit import FitState, Training
 
 ADVICE = {
     errno.ENOSPC: "the disk is full: free space (or point hydra.run.dir at another disk)",
@@ -86,3 +93,73 @@ def write_json(data: dict[str, Any], path: str | os.PathLike) -> None:
     """Write `data` as indented JSON, atomically."""
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """All random-number states a run draws from."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "generator": generator.get_state(),
+    }
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    generator.set_state(state["generator"].cpu())
+
+
+def restore(ckpt: dict[str, Any], best_weights: dict[str, Any] | None, path: Path, training: Training,
+            device: torch.device) -> FitState:
+    """Load a checkpoint into the freshly built `training`; the returned state continues the run."""
+    try:
+        for key, obj in training.stateful().items():
+            if obj is not None and ckpt.get(key) is not None:
+                obj.load_state_dict(ckpt[key])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"the checkpoint {path} does not fit this configuration ({exc}); resume "
+                          "with the model and optimizer it was trained with") from None
+    restore_rng(ckpt["rng"], training.generator)
+    state = FitState.from_state_dict(ckpt["fit"], device)
+    state.best_weights = best_weights
+    return state
+
+
+class Checkpointer:
+    """Saves the run's state after an epoch: last.pt every `every_n_epochs`, at the end and on a stop,
+    and whenever the best epoch improves best.pt first, then last.pt.
+
+    A checkpoint holds every object of `training` (model, optimizer, schedule, averaging, early
+    stopping) with the random-number states, the fit state, and `extras` (the resolved config, the
+    preprocessing statistics, the data fingerprint, version and commit).
+    """
+
+    def __init__(self, folder: Path, training: Training, extras: dict[str, Any], every_n_epochs: int,
+                 before_write: Callable[[], None] = lambda: None) -> None:
+        self.folder, self.training, self.extras, self.every = folder, training, extras, every_n_epochs
+        self.before_write = before_write  # e.g. flush the event files, so logs never lag a checkpoint
+
+    def contents(self, state: FitState) -> dict[str, Any]:
+        objects = self.training.stateful()
+        return {**{k: v.state_dict() if v is not None else None for k, v in objects.items()},
+                "rng": rng_state(self.training.generator), **self.extras, "fit": state.state_dict()}
+
+    def __call__(self, state: FitState) -> None:
+        mid_epoch = state.cursor is not None
+        new_best = not mid_epoch and state.best_epoch == state.epoch and state.best_weights is not None
+        if not (mid_epoch or new_best or state.status != "running" or state.epoch % self.every == 0):
+            return
+        self.before_write()
+        ckpt = self.contents(state)
+        if new_best:
+            best = {**ckpt, "model": state.best_weights}
+            if ckpt.get("averaging") is not None:  # the evaluated (averaged) weights differ
+                best["trained_model"] = ckpt["model"]
+            save_checkpoint(best, self.folder / "best.pt")
+        save_checkpoint(ckpt, self.folder / "last.pt")

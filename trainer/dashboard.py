@@ -64,10 +64,11 @@ def _hparam_info(name: str, value: Any, differs: bool) -> Any:
 
 
 def hparam_names(keys: set[str], hparams: Mapping[str, Any]) -> set[str]:
-    """The HParams columns of swept override keys: a group (`data`) is its `name` or `kind` key."""
+    """The HParams columns of swept override keys: a group (`data`) is its `name` key, or its own
+    column (its `_target_`)."""
     names = set()
     for key in keys:
-        match = [n for n in (key, f"{key}.name", f"{key}.kind") if n in hparams]
+        match = [n for n in (f"{key}.name", key) if n in hparams]
         names.update(match[:1])
     return names
 
@@ -83,11 +84,10 @@ def write_sweep_experiment(sweep_dir: Path, config: DictConfig, swept: set[str])
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from torch.utils.tensorboard.writer import FileWriter
 
-    from trainer.config import config_dir
     from trainer.logger import run_hparams
 
     task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-    hparams = run_hparams(OmegaConf.to_container(task, resolve=True, throw_on_missing=False), config_dir())
+    hparams = run_hparams(OmegaConf.to_container(task, resolve=True, throw_on_missing=False))
     differs = hparam_names(swept, hparams)
     infos = [_hparam_info(name, value, name in differs) for name, value in hparams.items()]
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=FINAL + m), display_name=m)

@@ -63,10 +63,11 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
     """Metrics of the checkpoint's model on a split of its data (rebuilt with the saved preprocessing)."""
     import torch
 
+    from trainer.build import build_data, build_model
+    from trainer.data import prepare_data
     from trainer.data.targets import original_units
     from trainer.device import resolve_device
     from trainer.loop import evaluate, loss_function
-    from trainer.run import build_model, prepare_data
 
     if split not in SPLITS:
         raise ConfigError(f"split={split!r} is not allowed; choose one of {list(SPLITS)}")
@@ -79,7 +80,7 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
                               f"({exc}); write them as data.KEY=VALUE") from exc
     dev = resolve_device(device)
     # A checkpoint from before targets were standardized has no "target": its targets were raw.
-    splits, _ = prepare_data(cfg.data, prep_state=ckpt["preprocess"],
+    splits, _ = prepare_data(build_data(cfg.data), prep_state=ckpt["preprocess"],
                              target_state=ckpt.get("target", {"kind": "none"}))
     if split == "all":
         x = torch.cat([splits.x_train, splits.x_val, splits.x_test])
@@ -91,7 +92,7 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
         raise DataError(f"the data has {splits.in_dim} features and {splits.out_dim} outputs (classes) "
                         f"but the checkpoint's model maps {in_dim} to {out_dim}; evaluate it on data like "
                         "the data it was trained on")
-    model = build_model(cfg, splits)
+    model = build_model(cfg.model, splits.in_dim, splits.out_dim)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
@@ -106,11 +107,11 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
 
 def check_file_source(name: str, data: str) -> None:
     """`data=FILE` sets `data.path`: only a data set read from a file has one."""
-    import inspect
+    import dataclasses
 
-    from trainer.data import SOURCES
+    from trainer.data.sets import SCHEMAS
 
-    if name in SOURCES and "path" not in inspect.signature(SOURCES[name]).parameters:
+    if name in SCHEMAS and "path" not in {f.name for f in dataclasses.fields(SCHEMAS[name])}:
         raise ConfigError(f"data={data} gives a file, but the checkpoint's data set {name!r} is not read "
                           "from a file (it has no data.path); evaluate a model trained on a file data set, "
                           "or leave data= out to use the checkpoint's own data")

@@ -25,6 +25,7 @@ from trainer.stopping import EarlyStopping, improved, mode_for
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class FitState:
     """Where training stands: enough to report, pick the best model and resume."""
@@ -37,7 +38,7 @@ class FitState:
     best_weights: dict[str, torch.Tensor] | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)
     cursor: EpochCursor | None = None  # the epoch in progress, when stopped mid-epoch
-    status: str = "running"
+    status: str = "running"  # running | completed | interrupted | diverged | pruned
     reason: str = ""  # why it stopped, for the user
     stopped_by: str = "epochs"  # what ended a completed fit: epochs | early_stopping | max_steps
     initial_loss: float | None = None  # the untrained model's validation loss: divergence's yardstick
@@ -55,158 +56,209 @@ class FitState:
         return cls(**fields, cursor=EpochCursor.from_state_dict(cursor, device) if cursor else None)
 
 
+@dataclass
+class Training:
+    """What trains: the model and the objects that update it, as run() built them."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    step: Step  # one update on one batch (trainer.accel.make_step)
+    generator: torch.Generator  # the batch order
+    averaging: WeightAverage | None = None
+    stopping: EarlyStopping | None = None
+
+    def stateful(self) -> dict[str, Any]:
+        """The objects a checkpoint saves and restores, by checkpoint key (None: not configured)."""
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.schedule,
+                "averaging": self.averaging, "early_stopping": self.stopping}
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How long to train, in which batches, what picks the best epoch, and what is logged."""
+
+    epochs: int
+    batch_size: int
+    monitor: str  # val/loss or val/acc: picks the best epoch, feeds early stopping and pruning
+    drop_last: bool = False
+    max_steps: int | None = None  # stop after this many updates, also mid-epoch
+    # diverged: an epoch's training loss above this many times the untrained model's, and rising
+    divergence_factor: float | None = None
+    log_every_n_steps: int = 10
+    nan_check_every_n_steps: int = 50
+    progress: bool = False
+    shard: tuple[int, int] = (0, 1)  # (rank, world): this rank's share of every batch (DDP)
+
+
+@dataclass
+class FitHooks:
+    """What fit() calls out to: logs, checkpoints, a stop request, a search's pruner."""
+
+    logger: RunLogger
+    save: Callable[[FitState], None] = lambda state: None  # after every epoch and on a stop
+    stop_requested: Callable[[], bool] = lambda: False
+    prune: Callable[[int, float], str] | None = None  # (epoch, monitor) -> why to stop, or ""
+
+
 def validation_metrics(model: nn.Module, averaging: WeightAverage | None, splits: Splits) -> dict[str, float]:
     """`val/*` of the evaluated weights (the average once it has started) and, when averaging,
     `val_raw/*` of the trained ones."""
     loss_fn, classification = loss_function(splits.task), splits.task == "classification"
-    kw = {"classification": classification, "transform": splits.transform}
-    raw = evaluate(model, loss_fn, splits.x_val, splits.y_val, **kw)
+    raw = evaluate(model, loss_fn, splits.x_val, splits.y_val, classification=classification)
     if averaging is None:
         return {f"val/{k}": v for k, v in raw.items()}
-    avg = evaluate(averaging.module, loss_fn, splits.x_val, splits.y_val, **kw) if averaging.count else raw
+    avg = (evaluate(averaging.module, loss_fn, splits.x_val, splits.y_val, classification=classification)
+           if averaging.count else raw)
     return {**{f"val/{k}": v for k, v in avg.items()}, **{f"val_raw/{k}": v for k, v in raw.items()}}
 
 
-def fit(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    schedule: Schedule,
-    splits: Splits,
-    *,
-    epochs: int,
-    batch_size: int,
-    drop_last: bool,
-    monitor: str,
-    generator: torch.Generator,
-    logger: RunLogger,
-    log_every_n_steps: int,
-    nan_check_every_n_steps: int,
-    progress: bool,
-    save: Callable[[FitState], None],
-    state: FitState | None = None,
-    stop_requested: Callable[[], bool] = lambda: False,
-    max_steps: int | None = None,
-    averaging: WeightAverage | None = None,
-    stopping: EarlyStopping | None = None,
-    step: Step | None = None,
-    shard: tuple[int, int] = (0, 1),
-    divergence_factor: float | None = None,
-    prune: Callable[[int, float], str] | None = None,
-) -> FitState:
-    """Train up to `epochs` (and `max_steps` updates) from `state` (None: a fresh start),
+class _StepHook:
+    """Runs after every update (at batch size 1 it costs per sample: keep it cheap): the schedule,
+    the weight average, the learning rate kept for the log, the progress bar, the NaN and stop checks."""
+
+    def __init__(self, training: Training, state: FitState, options: FitOptions, hooks: FitHooks,
+                 bar: tqdm) -> None:
+        self.training, self.state, self.options, self.hooks, self.bar = training, state, options, hooks, bar
+        self.epoch = 0  # the epoch in progress
+        # Per-update work only for the features that ask for it.
+        self.schedule_update = training.schedule.after_update if training.schedule.per_update else None
+        # (step, lr) pairs, written once per epoch: a TensorBoard write per log step wakes the writer
+        # thread each time, which at batch size 1 costs more than the step. A tensor lr is copied on
+        # the device (no host sync) and read at the end of the epoch.
+        self.lrs: list[tuple[int, float | torch.Tensor]] = []
+
+    def __call__(self) -> bool:
+        state, options, t = self.state, self.options, self.training
+        state.step += 1
+        if self.schedule_update is not None:
+            self.schedule_update()
+        if t.averaging is not None:
+            t.averaging.update(t.model, self.epoch)
+        if state.step % options.log_every_n_steps == 0:
+            lr = t.optimizer.param_groups[0]["lr"]
+            self.lrs.append((state.step, lr.clone() if isinstance(lr, torch.Tensor) else lr))
+            self.bar.update(options.log_every_n_steps)
+        # One host sync every nan_check_every_n_steps: a NaN step leaves the running sum NaN.
+        if state.step % options.nan_check_every_n_steps == 0 and not torch.isfinite(state.cursor.loss_sum):
+            state.status, state.reason = "diverged", f"the training loss is not finite at step {state.step}"
+        elif self.hooks.stop_requested():
+            state.status, state.reason = "interrupted", f"stopped at step {state.step}"
+        return state.status != "running"
+
+    def write_lrs(self) -> None:
+        for at, lr in self.lrs:
+            self.hooks.logger.scalars({"lr": float(lr)}, at)
+        self.lrs.clear()
+
+
+def fit(training: Training, splits: Splits, options: FitOptions, hooks: FitHooks,
+        state: FitState | None = None) -> FitState:
+    """Train up to `options.epochs` (and `max_steps` updates) from `state` (None: a fresh start),
     validating each epoch.
 
-    `save(state)` runs after every epoch and when a stop is requested mid-epoch. The returned
-    state's `status` says how it ended: completed, interrupted (stop_requested) or diverged.
-    `stopping` may end training early; with `averaging`, the averaged weights are the ones
-    validated and kept as best. `step` and `shard` go to `train_epoch` (precision, CUDA graphs,
-    DDP); inputs pass through `splits.transform` per batch (compact inputs). An epoch whose training
-    loss rose above `divergence_factor` times the untrained model's validation loss ends the fit as
-    diverged (a loss that explodes without ever becoming infinite). `prune(epoch, value)` gets
-    `monitor` after each epoch (an Optuna search job); a reason returned stops the fit as pruned.
+    `hooks.save(state)` runs after every epoch and when a stop is requested mid-epoch. The returned
+    state's `status` says how it ended: completed, interrupted (a stop request), diverged or pruned.
+    Early stopping may end training early; with averaging, the averaged weights are the ones
+    validated and kept as best.
     """
-    classification = splits.task == "classification"
-    loss_fn = loss_function(splits.task)
-    mode = mode_for(monitor)
     state = state if state is not None else FitState()
     if state.status == "completed" and state.stopped_by == "early_stopping":
         return state  # a finished run's checkpoint: early stopping already ended it
     state.status, state.stopped_by, state.reason = "running", "epochs", ""
-    if state.initial_loss is None and divergence_factor is not None:
+    if state.initial_loss is None and options.divergence_factor is not None:
         # in the units of the epochs' losses (regression: the targets' own)
-        state.initial_loss = original_units(validation_metrics(model, None, splits),
+        state.initial_loss = original_units(validation_metrics(training.model, None, splits),
                                             splits.loss_factor)["val/loss"]
-    per_epoch = num_batches(len(splits.x_train), batch_size, drop_last)
-    bar = tqdm(total=per_epoch, leave=False, disable=None if progress else True, unit="step")
-    # (step, lr) pairs, written once per epoch: a TensorBoard write per log step wakes the writer
-    # thread each time, which at batch size 1 costs more than the step. A tensor lr is copied on the
-    # device (no host sync) and read at the end of the epoch.
-    lrs: list[tuple[int, float | torch.Tensor]] = []
-
-    def on_step() -> bool:  # every update: keep it cheap (at batch size 1 it costs per sample)
-        state.step += 1
-        schedule.after_update()
-        if averaging is not None:
-            averaging.update(model, epoch)  # `epoch`: the loop's current one
-        if state.step % log_every_n_steps == 0:
-            lr = optimizer.param_groups[0]["lr"]
-            lrs.append((state.step, lr.clone() if isinstance(lr, torch.Tensor) else lr))
-            bar.update(log_every_n_steps)
-        # One host sync every nan_check_every_n_steps: a NaN step leaves the running sum NaN.
-        if state.step % nan_check_every_n_steps == 0 and not torch.isfinite(state.cursor.loss_sum):
-            state.status, state.reason = "diverged", f"the training loss is not finite at step {state.step}"
-        elif stop_requested():
-            state.status, state.reason = "interrupted", f"stopped at step {state.step}"
-        return state.status != "running"
-
-    def write_lrs() -> None:
-        for at, lr in lrs:
-            logger.scalars({"lr": float(lr)}, at)
-        lrs.clear()
-
-    for epoch in range(state.epoch + 1, epochs + 1):
-        if max_steps is not None and state.step >= max_steps and state.cursor is None:
+    per_epoch = num_batches(len(splits.x_train), options.batch_size, options.drop_last)
+    bar = tqdm(total=per_epoch, leave=False, disable=None if options.progress else True, unit="step")
+    on_step = _StepHook(training, state, options, hooks, bar)
+    for epoch in range(state.epoch + 1, options.epochs + 1):
+        if options.max_steps is not None and state.step >= options.max_steps and state.cursor is None:
             state.stopped_by = "max_steps"  # a resumed run that max_steps had already ended
             break
-        if state.cursor is None:
-            state.cursor = EpochCursor.start(len(splits.x_train), splits.x_train.device, generator)
-        bar.reset(total=per_epoch)
-        bar.update(state.cursor.next_batch)
-        bar.set_description(f"epoch {epoch}/{epochs}")
-        t0, seen0 = time.perf_counter(), state.cursor.seen
-        if not train_epoch(model, optimizer, loss_fn, splits.x_train, splits.y_train, batch_size,
-                           state.cursor, drop_last=drop_last, classification=classification,
-                           on_step=on_step, step=step, transform=splits.transform, shard=shard,
-                           max_updates=None if max_steps is None else max_steps - state.step):
+        on_step.epoch = epoch
+        metrics = _train_and_validate(training, splits, options, state, on_step, epoch)
+        on_step.write_lrs()
+        if metrics is None or state.status != "running":
             break
-        write_lrs()
-        bar.update(bar.total - bar.n)  # on_step moves the bar only every log_every_n_steps
-        stats = all_mean(state.cursor.stats(classification), state.cursor.seen)
-        # Losses in the targets' original units (regression targets are trained standardized).
-        train = original_units({f"train/{k}": v.item() for k, v in stats.items()}, splits.loss_factor)
-        seconds = time.perf_counter() - t0
-        val = original_units(validation_metrics(model, averaging, splits), splits.loss_factor)
-        state.reason = diverged(train["train/loss"], val["val/loss"], state, divergence_factor, epoch)
-        if state.reason:
-            state.status = "diverged"
+        _record_epoch(training, options, hooks, state, metrics, epoch)
+        if state.status != "running":
             break
-        metrics = {**train, **val, "lr": float(optimizer.param_groups[0]["lr"]),
-                   "throughput/samples_per_s": shard[1] * (state.cursor.seen - seen0) / seconds}
-        schedule.after_epoch(epoch, metrics.get("val_raw/loss", metrics["val/loss"]))
-        logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)  # lr: per step
-        state.epoch, state.last_metrics, state.cursor = epoch, metrics, None
-        if improved(metrics[monitor], state.best_value, mode):
-            state.best_value, state.best_epoch, state.best_metrics = metrics[monitor], epoch, val
-            evaluated = averaging.module if averaging is not None and averaging.count else model
-            state.best_weights = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
-        log.info("epoch %d/%d  %s", epoch, epochs, "  ".join(
-            f"{k} {v:.4g}" for k, v in metrics.items() if k != "throughput/samples_per_s")
-            + f"  {metrics['throughput/samples_per_s']:,.0f} samples/s")
-        pruned = prune(epoch, metrics[monitor]) if prune is not None else ""  # every epoch, the last too
-        if stopping is not None and stopping.update(metrics[monitor]):
-            state.stopped_by = "early_stopping"
-        elif max_steps is not None and state.step >= max_steps:
-            state.stopped_by = "max_steps"
-        if state.stopped_by != "epochs" or epoch == epochs:
-            state.status = "completed"  # recorded in the last checkpoint: the run is finished
-        save(state)
-        if state.status == "completed":
-            if state.stopped_by != "epochs":
-                log.info("stopping after epoch %d: %s", epoch, state.stopped_by.replace("_", " "))
-            break
-        if pruned:
-            state.status, state.reason = "pruned", pruned
-            break
-        if stop_requested():  # a signal during validation or checkpointing
-            state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"
-            break
-    write_lrs()  # those of an epoch that stopped early
+    on_step.write_lrs()  # those of an epoch that stopped early
     bar.close()
     if state.status == "interrupted" and state.cursor is not None:
-        save(state)  # mid-epoch: the cursor records where to go on
+        hooks.save(state)  # mid-epoch: the cursor records where to go on
     elif state.status == "running":
         state.status = "completed"
     return state
+
+
+def _train_and_validate(training: Training, splits: Splits, options: FitOptions, state: FitState,
+                        on_step: _StepHook, epoch: int) -> dict[str, float] | None:
+    """One epoch's training from where the cursor stands, then its metrics; None when the epoch
+    stopped before its end (a stop request or a NaN), or the fit diverged."""
+    if state.cursor is None:
+        state.cursor = EpochCursor.start(len(splits.x_train), splits.x_train.device, training.generator)
+    bar = on_step.bar
+    bar.reset(total=num_batches(len(splits.x_train), options.batch_size, options.drop_last))
+    bar.update(state.cursor.next_batch)
+    bar.set_description(f"epoch {epoch}/{options.epochs}")
+    t0, seen0 = time.perf_counter(), state.cursor.seen
+    classification = splits.task == "classification"
+    max_updates = None if options.max_steps is None else options.max_steps - state.step
+    if not train_epoch(training.model, training.optimizer, loss_function(splits.task), splits.x_train,
+                       splits.y_train, options.batch_size, state.cursor, drop_last=options.drop_last,
+                       classification=classification, on_step=on_step, step=training.step,
+                       shard=options.shard, max_updates=max_updates):
+        return None
+    bar.update(bar.total - bar.n)  # on_step moves the bar only every log_every_n_steps
+    stats = all_mean(state.cursor.stats(classification), state.cursor.seen)
+    # Losses in the targets' original units (regression targets are trained standardized).
+    train = original_units({f"train/{k}": v.item() for k, v in stats.items()}, splits.loss_factor)
+    seconds = time.perf_counter() - t0
+    val = original_units(validation_metrics(training.model, training.averaging, splits), splits.loss_factor)
+    state.reason = diverged(train["train/loss"], val["val/loss"], state, options.divergence_factor, epoch)
+    if state.reason:
+        state.status = "diverged"
+        return None
+    samples = options.shard[1] * (state.cursor.seen - seen0)
+    return {**train, **val, "lr": float(training.optimizer.param_groups[0]["lr"]),
+            "throughput/samples_per_s": samples / seconds}
+
+
+def _record_epoch(training: Training, options: FitOptions, hooks: FitHooks, state: FitState,
+                  metrics: dict[str, float], epoch: int) -> None:
+    """After a validated epoch: the schedule, the log, the best weights, the checkpoint, and whether
+    the fit ends here (state.status no longer running)."""
+    training.schedule.after_epoch(epoch, metrics.get("val_raw/loss", metrics["val/loss"]))
+    hooks.logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)  # lr: per step
+    state.epoch, state.last_metrics, state.cursor = epoch, metrics, None
+    value = metrics[options.monitor]
+    if improved(value, state.best_value, mode_for(options.monitor)):
+        avg = training.averaging
+        evaluated = avg.module if avg is not None and avg.count else training.model
+        state.best_value, state.best_epoch = value, epoch
+        state.best_metrics = {k: v for k, v in metrics.items() if k.startswith(("val/", "val_raw/"))}
+        state.best_weights = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
+    log.info("epoch %d/%d  %s", epoch, options.epochs, "  ".join(
+        f"{k} {v:.4g}" for k, v in metrics.items() if k != "throughput/samples_per_s")
+        + f"  {metrics['throughput/samples_per_s']:,.0f} samples/s")
+    pruned = hooks.prune(epoch, value) if hooks.prune is not None else ""  # every epoch, the last too
+    if training.stopping is not None and training.stopping.update(value):
+        state.stopped_by = "early_stopping"
+    elif options.max_steps is not None and state.step >= options.max_steps:
+        state.stopped_by = "max_steps"
+    if state.stopped_by != "epochs" or epoch == options.epochs:
+        state.status = "completed"  # recorded in the last checkpoint: the run is finished
+    hooks.save(state)
+    if state.status == "completed":
+        if state.stopped_by != "epochs":
+            log.info("stopping after epoch %d: %s", epoch, state.stopped_by.replace("_", " "))
+    elif pruned:
+        state.status, state.reason = "pruned", pruned
+    elif hooks.stop_requested():  # a signal during validation or checkpointing
+        state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"
 
 
 def diverged(train_loss: float, val_loss: float, state: FitState, factor: float | None, epoch: int) -> str:

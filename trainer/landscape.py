@@ -133,7 +133,7 @@ def check(cfg: DictConfig) -> tuple[list[str], Box, Box, Box]:
 def landscape(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Run each optimizer of `cfg.optimizers` on `cfg.function`; write the PNG (and GIF) and the
     JSON summary into `out_dir`; return that summary."""
-    from trainer.run import instantiate_checked  # reports a bad optimizer option as its key
+    from trainer.build import instantiate_checked  # reports a bad optimizer option as its key
 
     names, start, xlim, ylim = check(cfg)
     fn, title = FUNCTIONS[cfg.function]
@@ -201,7 +201,7 @@ def _report(p: Trajectory, steps: int) -> str:
 
 @hydra.main(config_path=config_dir(), config_name="landscape", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from trainer.run import hydra_output_dir
+    from trainer.runinfo import hydra_output_dir
 
     try:
         landscape(cfg, hydra_output_dir())

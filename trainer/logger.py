@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 HParamValue = int | float | str | bool
 SKIPPED = ("_partial_", "progress")  # not hyperparameters
-NOT_HPARAMS = ("experiment", "hparams_search", "hydra")  # groups that only override other keys
 
 
 class RunLogger:
@@ -55,12 +53,12 @@ class RunLogger:
         self.writer.close()
 
 
-def flatten_hparams(tree: Mapping[str, Any], prefix: str = "") -> dict[str, HParamValue]:
+def flatten_hparams(tree: Mapping[str, Any], prefix: str = "") -> dict[str, HParamValue | None]:
     """Nested config -> flat `{"model.width": 128, ...}` of values the HParams plugin accepts.
 
     A group's `_target_` becomes the group's own key (`optimizer: "Adam"`); `_partial_` is dropped.
     """
-    flat: dict[str, HParamValue] = {}
+    flat: dict[str, HParamValue | None] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if key == "_target_" and prefix:
@@ -71,45 +69,42 @@ def flatten_hparams(tree: Mapping[str, Any], prefix: str = "") -> dict[str, HPar
             flat.update(flatten_hparams(value, prefix=f"{name}."))
         elif isinstance(value, bool | int | float | str):
             flat[name] = value
-        else:  # lists, None
-            flat[name] = "" if value is None else str(value)
+        else:  # lists; None stays None (run_hparams gives it its column's type)
+            flat[name] = None if value is None else str(value)
     return flat
 
 
-def _neutral(sample: Any) -> HParamValue:
-    """The value a job writes for a key that its own config lacks, of the same type as `sample`."""
-    if isinstance(sample, bool):
-        return False
-    if isinstance(sample, int | float):
-        return float("nan")
-    return ""
+def known_hparams() -> dict[str, HParamValue]:
+    """Every key that an option of a config group can set (from the schema), with a neutral value of
+    its type: so sgd and adam jobs both have `optimizer.momentum` and `optimizer.betas` columns."""
+    from trainer.checks import Flag
+    from trainer.config.schema import GROUP_SCHEMAS
 
-
-@functools.cache
-def known_hparams(config_root: str) -> dict[str, HParamValue]:
-    """Every key any option of a config group can set, with a neutral value of its type."""
     known: dict[str, HParamValue] = {}
-    for group in sorted(p for p in Path(config_root).iterdir() if p.is_dir()):
-        for path in sorted(group.glob("*.yaml")):
-            if group.name in NOT_HPARAMS or "@package _global_" in path.read_text():
-                continue
-            tree = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-            tree = {k: v for k, v in (tree or {}).items() if k != "defaults"}
-            for key, value in flatten_hparams(tree, prefix=f"{group.name}.").items():
-                # the group's own key names its `_target_`; an option without one is e.g. scheduler=none
-                known.setdefault(key, "none" if key == group.name else _neutral(value))
+    for group, schemas in GROUP_SCHEMAS.items():
+        known[group] = "none"  # the group's own column names its `_target_`
+        for schema in schemas.values():
+            for f in fields(schema):
+                if f.name.startswith("_"):
+                    continue
+                check, default = f.metadata.get("check"), f.default
+                number = f.metadata.get("number") or (isinstance(default, int | float)
+                                                      and not isinstance(default, bool))
+                neutral = False if isinstance(check, Flag) or isinstance(default, bool) else (
+                    float("nan") if number else "")
+                known.setdefault(f"{group}.{f.name}", neutral)
     return known
 
 
-def run_hparams(resolved: Mapping[str, Any], config_root: str) -> dict[str, HParamValue]:
-    """A job's hyperparameters with the same keys in every job of a sweep.
-
-    Its own flattened config, plus every key that any option of its config groups (optimizer,
-    scheduler, data, model, ...) can set, with a neutral value where the job's choice lacks it:
-    so sgd and adam jobs both have `optimizer.momentum` and `optimizer.betas` columns.
-    """
+def run_hparams(resolved: Mapping[str, Any]) -> dict[str, HParamValue]:
+    """A job's hyperparameters with the same keys in every job of a sweep: its own flattened
+    config, plus every key that another option of its config groups has, with a neutral value."""
     flat = flatten_hparams(resolved)
-    for key, neutral in known_hparams(config_root).items():
+    known = known_hparams()
+    for key, value in flat.items():
+        if value is None:  # null: the column's "not set", a NaN in a numeric column (cosine's T_max)
+            flat[key] = known[key] if isinstance(known.get(key), float) else ""
+    for key, neutral in known.items():
         flat.setdefault(key, neutral)
     return dict(sorted(flat.items()))
 

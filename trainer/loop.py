@@ -85,15 +85,13 @@ def train_epoch(
     classification: bool = True,
     on_step: Callable[[], bool] | None = None,
     step: Step | None = None,
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     shard: tuple[int, int] = (0, 1),
     max_updates: int | None = None,
 ) -> bool:
     """Train on (x, y) in the cursor's index batches from where it stands; True when the epoch ends.
 
     `step(xb, yb) -> (loss, outputs)` trains on one batch (default: the plain fp32 step);
-    `transform` maps stored inputs to model inputs per batch (e.g. uint8 images -> standardized
-    floats); `shard=(rank, world)` trains on this rank's share of every global batch (DDP).
+    `shard=(rank, world)` trains on this rank's share of every global batch (DDP).
     `on_step` runs after each optimizer update (per-step schedulers, logging, progress); when it
     returns True the epoch stops after that update and the cursor keeps its place. With
     `max_updates` the epoch ends (True) after that many updates.
@@ -106,7 +104,7 @@ def train_epoch(
     for i in range(cursor.next_batch, end):
         idx = batches[i]
         yb = y[idx]
-        loss, out = step(x[idx] if transform is None else transform(x[idx]), yb)
+        loss, out = step(x[idx], yb)
         cursor.loss_sum.add_(loss, alpha=len(idx))
         if classification:
             cursor.pending.append((out, yb))
@@ -139,7 +137,6 @@ def evaluate(
     *,
     classification: bool = True,
     batch_size: int = 8192,
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Mean loss (and accuracy) over (x, y) in large batches; one host sync at the end."""
     was_training = model.training
@@ -148,7 +145,7 @@ def evaluate(
     correct = torch.zeros((), device=x.device, dtype=torch.int64)
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-        out = model(xb if transform is None else transform(xb))
+        out = model(xb)
         loss_sum += loss_fn(out, yb).float() * len(xb)
         if classification:
             correct += (out.argmax(dim=1) == yb).sum()

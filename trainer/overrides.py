@@ -4,47 +4,56 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
+from dataclasses import fields, is_dataclass
 
-from omegaconf import OmegaConf
-
-from trainer.config import config_dir, did_you_mean, known_keys
+from trainer.config import did_you_mean
+from trainer.config.schema import GROUP_SCHEMAS, Config, declared
 from trainer.errors import ConfigError
 
-GROUPS = ("data", "model", "optimizer", "scheduler", "averaging")
+# Keys that moved: the old spelling gets the new one named.
+MOVED = {"scheduler.interval": "schedule.interval", "scheduler.per_arm": "schedule.per_arm",
+         "averaging.kind": "averaging=NAME (none, poly, ema, swa)"}
+
+
+def _group_keys(head: str) -> set[str] | None:
+    """The keys under `head` that the schema declares (any option of a group), or None for a leaf."""
+    if head in GROUP_SCHEMAS:
+        return set().union(*(declared(s) for s in GROUP_SCHEMAS[head].values()))
+    node = next((f.default_factory for f in fields(Config) if f.name == head), None)
+    return set(declared(node)) if is_dataclass(node) else None  # early_stopping, schedule
 
 
 def check_override_keys(args: list[str]) -> None:
-    """Command-line overrides `key=value` of keys that no config has, with the key probably meant.
+    """Command-line overrides `key=value` of keys that no schema declares, with the key probably meant.
 
     Hydra rejects them too, but suggests `+key=value`, which adds the misspelt key; here the message
     names the known key closest to it. Keys under a group (`model.widht`) are checked against every
-    file of the group; `+key`, `++key`, `~key`, `group/choice` and `hydra.*` are left to Hydra.
+    option of the group; `+key`, `++key`, `~key`, `group/choice` and `hydra.*` are left to Hydra.
     """
-    root = Path(config_dir())
-    top = known_keys(root / "config.yaml") | {"experiment", "hparams_search", "hydra"}
-    defaults = OmegaConf.load(root / "config.yaml")
+    top = set(declared(Config)) | {"data", "model", "optimizer", "scheduler", "averaging", "schedule",
+                                   "early_stopping"}
     for arg in args:
         key, sep, _ = arg.partition("=")
         if not sep or arg.startswith(("-", "+", "~")) or "/" in key or key.startswith("hydra"):
             continue
+        if key in MOVED:
+            raise ConfigError(f"{key} is now {MOVED[key]}; write {MOVED[key].split()[0]}=... instead")
         head, _, rest = key.partition(".")
         if head not in top:
-            known = sorted(top - {"hydra"})
+            known = sorted(top)
             raise ConfigError(f"{key} is not a config key{did_you_mean(head, known, '', key[len(head):])}; "
                               "the keys are "
                               f"{known}, and `python -m trainer --cfg job` shows the whole config")
-        if rest and (head in GROUPS or OmegaConf.is_dict(defaults.get(head))):
-            sub = rest.split(".")[0]
-            group = (set().union(*(known_keys(f) for f in (root / head).glob("*.yaml")))
-                     if head in GROUPS else set(defaults[head]))  # a node of config.yaml: early_stopping
-            if sub not in group:
-                extra = (f"; add an argument that the {head} takes but no config file lists with "
-                         f"+{key}=..." if head in ("optimizer", "scheduler") else "")
-                where = f"any {head} config" if head in GROUPS else head
-                raise ConfigError(f"{key} is not a key of {where}"
-                                  f"{did_you_mean(sub, sorted(group), head + '.')}; its keys are "
-                                  f"{sorted(group)}{extra}")
+        group = _group_keys(head)
+        if rest and group is not None and (sub := rest.split(".")[0]) not in group:
+            if head == "schedule" and sub != "interval" and rest.startswith("per_arm"):
+                continue
+            extra = (f"; add an argument that the {head} takes but no schema lists with +{key}=..."
+                     if head in ("optimizer", "scheduler") else "")
+            where = f"any {head} config" if head in GROUP_SCHEMAS else head
+            raise ConfigError(f"{key} is not a key of {where}"
+                              f"{did_you_mean(sub, sorted(group), head + '.')}; its keys are "
+                              f"{sorted(group)}{extra}")
 
 
 def check_launcher(args: list[str]) -> None:

@@ -6,7 +6,6 @@ and config), `metrics.json` once the job has finished, and its TensorBoard event
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -23,12 +22,15 @@ from trainer.cli import fail, parse_options
 from trainer.dashboard import REPORT_IMAGES, add_images
 from trainer.errors import ConfigError, DataError, UserError
 from trainer.jobs import NEVER_IN_NAMES, job_number, order_key, planned_jobs, superseded, unfinished_status
-from trainer.report_plots import cell, label, plot_curves, plot_params
+from trainer.report_axes import AXES, BANDS
+from trainer.report_plots import plot_params, plot_select
+from trainer.report_print import draw_curves, print_groups, print_jobs, print_select, rows, write_csv
+from trainer.report_stats import METRICS, Group, best_group, check_keys, group_jobs, select
 from trainer.sweep import direction_of
 from trainer.trial import study_summary
 
-USAGE = "python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600]"
-METRICS = ("val/loss", "val/acc", "test/loss", "test/acc")
+USAGE = ("python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600] [over=seed,...] [select=KEY,...] "
+         "[x=epoch|step|samples|time] [band=std|minmax]")
 NOT_BEST = ("failed", "diverged", "pruned")  # statuses never marked best
 
 
@@ -46,6 +48,9 @@ class Job:
     wall_time_s: float | None = None
     values: dict[str, float] = field(default_factory=dict)  # METRICS at the best epoch
     curve: list[tuple[int, float]] = field(default_factory=list)  # `monitor` per epoch
+    path: Path | None = None  # the job's folder (None: not started)
+    config: dict[str, Any] = field(default_factory=dict)  # its .hydra/config.yaml
+    metrics: dict[str, Any] = field(default_factory=dict)  # its metrics.json, once finished
 
     def score(self, monitor: str) -> float:
         """The job's best validation `monitor`, NaN when it has none."""
@@ -94,7 +99,8 @@ def read_job(job_dir: Path, sweep_dir: Path, now: float, stale_s: float, superse
     monitor = str(config.get("monitor", "val/loss"))
     job = Job(name=job_name(job_dir, sweep_dir),
               overrides=parse_overrides(load_yaml(hydra_dir / "overrides.yaml")),
-              monitor=monitor, status="running", epochs_total=config.get("epochs"))
+              monitor=monitor, status="running", epochs_total=config.get("epochs"), path=job_dir,
+              config=config)
     events = scalar_events(job_dir) if any(job_dir.glob("events.out.tfevents.*")) else {}
     if monitor == "auto":  # the run's rule: val/acc when the task has classes (events show it)
         monitor = job.monitor = "val/acc" if "val/acc" in events else "val/loss"
@@ -107,7 +113,10 @@ def read_job(job_dir: Path, sweep_dir: Path, now: float, stale_s: float, superse
             raise DataError(f"{metrics_path} cannot be read as JSON ({exc}); it is written atomically "
                             "by the trainer, so it was changed by hand: delete it to report the job "
                             "from its TensorBoard events") from exc
-        job.status = str(metrics.get("status", "completed"))
+        job.metrics, job.status = metrics, str(metrics.get("status", "completed"))
+        if metrics.get("monitor") in ("val/loss", "val/acc") and metrics["monitor"] != monitor:
+            job.monitor = metrics["monitor"]  # the run resolved `auto` for its task
+            job.curve = [(e.step, e.value) for e in events.get(job.monitor, [])]
         job.values = {k: float(metrics[k]) for k in METRICS if metrics.get(k) is not None}
         job.epochs, job.best_epoch = metrics.get("epochs", 0), metrics.get("best_epoch")
         job.wall_time_s = metrics.get("wall_time_s")
@@ -174,44 +183,28 @@ def best_job(jobs: list[Job], monitor: str) -> Job | None:
     return pick(scored, key=lambda j: j.score(monitor))
 
 
-def rows(jobs: list[Job], keys: list[str], best: Job | None) -> list[dict[str, object]]:
-    """The table as dicts: the CSV's rows and the printed table's."""
-    out = []
-    for job in jobs:
-        row: dict[str, object] = {"best": "*" if job is best else "", "job": job.name}
-        row.update({k: job.overrides.get(k, "") for k in keys})
-        row.update({k: job.values.get(k, "") for k in METRICS})
-        total = f"/{job.epochs_total}" if job.epochs_total is not None else ""
-        row.update({"best_epoch": job.best_epoch if job.best_epoch is not None else "",
-                    "epochs": f"{job.epochs}{total}",
-                    "wall_s": f"{job.wall_time_s:.1f}" if job.wall_time_s is not None else "",
-                    "status": job.status})
-        out.append(row)
-    return out
+def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float = 600.0,
+           over: list[str] | None = None, select_keys: list[str] | None = None, x: str = "epoch",
+           band: str = "std") -> dict[str, Path]:
+    """Print the table; write report.csv, report_curves.png and report_params.png (and with
+    `select_keys`, report_select.csv and .png); return their paths.
 
-
-def format_table(table: list[dict[str, object]]) -> str:
-    """Aligned columns, one line per job."""
-    header = list(table[0])
-    cells = [header] + [[cell(row[k]) for k in header] for row in table]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
-
-
-def write_csv(table: list[dict[str, object]], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
-
-
-def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float = 600.0) -> dict[str, Path]:
-    """Print the table; write report.csv, report_curves.png and report_params.png; return their paths."""
+    Jobs that differ only in the `over` keys (default: `seed`, when swept) are one setting: the table
+    then has a row per setting with n and mean ± std over its jobs. `x` is the curves' axis and
+    `band` their spread over a setting's jobs (± std or min..max).
+    """
+    check_choice("x", x, AXES)
+    check_choice("band", band, BANDS)
     jobs = read_sweep(sweep_dir, stale_s)
-    keys = swept_keys(jobs)
-    monitor = sweep_monitor(jobs)
-    best = best_job(jobs, monitor)
-    table = rows(jobs, keys, best)
+    keys, monitor = swept_keys(jobs), sweep_monitor(jobs)
+    if over is not None:
+        check_keys("over", over, keys)
+    averaged = [k for k in (over if over is not None else ["seed"]) if k in keys]
+    groups = group_jobs(jobs, keys, averaged)
+    grouped = any(len(g.jobs) > 1 for g in groups)
+    setting_keys = [k for k in keys if k not in averaged]
+    if select_keys:
+        check_keys("select", select_keys, setting_keys, averaged)
     out_dir = Path(out) if out is not None else Path(sweep_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     common = {k: v for k, v in jobs[0].overrides.items() if k not in keys}
@@ -219,39 +212,63 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     print(f"sweep {sweep_dir}: {len(jobs)} jobs (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")")
     if common:
         print("same in every job: " + " ".join(f"{k}={v}" for k, v in common.items()))
-    print("val/* at each job's best epoch on its monitor; test/* with those weights\n")
-    print(format_table(table))
-    if best is not None:
-        print(f"\nbest on {monitor}: job {best.name} ({label(best, keys).split(': ', 1)[1]}) "
-              f"{monitor} {best.score(monitor):.4f}")
+    print("val/* at each job's best epoch on its monitor; test/* with those weights")
+    paths = {"csv": out_dir / "report.csv", "curves": out_dir / "report_curves.png"}
+    if grouped:
+        best = best_group(groups, monitor)
+        print_groups(groups, averaged, best, monitor, paths["csv"])
+        paths["jobs_csv"] = out_dir / "report_jobs.csv"
+        write_csv(rows(jobs, keys, None), paths["jobs_csv"])
+        best_job_ = None
+    else:
+        best_job_ = best_job(jobs, monitor)
+        print_jobs(jobs, keys, best_job_, monitor, paths["csv"])
+        groups = [Group({k: job.overrides.get(k, "") for k in keys}, [job]) for job in jobs]
+        best = next((g for g in groups if g.jobs == [best_job_]), None)
+    if select_keys:
+        choices = select(groups, select_keys, monitor)
+        print_select(choices, select_keys, monitor, out_dir / "report_select.csv")
+        paths["select_csv"], paths["select"] = out_dir / "report_select.csv", out_dir / "report_select.png"
+        plot_select(choices, select_keys, monitor, paths["select"])
     study = study_summary(Path(sweep_dir))  # an Optuna search: its study, from the database
     if study:
         print("\n" + "\n".join(study))
-    paths = {"csv": out_dir / "report.csv", "curves": out_dir / "report_curves.png"}
-    write_csv(table, paths["csv"])
-    plot_curves(jobs, keys, best, monitor, paths["curves"])
-    if keys:
+    draw_curves(groups, best, monitor, x, band, grouped, paths["curves"])
+    if setting_keys:
         paths["params"] = out_dir / "report_params.png"
-        plot_params(jobs, keys, best, monitor, paths["params"])
+        plot_params(jobs, setting_keys, best_job_, monitor, paths["params"])
     pngs = {f"{REPORT_IMAGES}{key}": path for key, path in paths.items() if path.suffix == ".png"}
     paths["images"] = add_images(Path(sweep_dir), pngs)  # TensorBoard's Images tab, run `images`
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return paths
 
 
+def check_choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{option}={value!r} is not one of {'|'.join(allowed)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         opts = parse_options(sys.argv[1:] if argv is None else argv,
-                             {"dir": None, "out": "", "stale": "600"}, USAGE, positional="dir")
+                             {"dir": None, "out": "", "stale": "600", "over": "", "select": "",
+                              "x": "epoch", "band": "std"}, USAGE, positional="dir")
         try:
             stale = float(opts["stale"])
         except ValueError:
             raise ConfigError(f"stale={opts['stale']!r} must be a number of seconds") from None
-        report(opts["dir"], opts["out"] or None, stale)
+        over = key_list(opts["over"]) if opts["over"] else None
+        report(opts["dir"], opts["out"] or None, stale, over, key_list(opts["select"] or ""),
+               opts["x"] or "epoch", opts["band"] or "std")
     except UserError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         fail(str(exc))
+
+
+def key_list(text: str) -> list[str]:
+    """`optimizer,+model.width` as keys the way the jobs' overrides are read (`+` dropped)."""
+    return [k.strip().lstrip("+~") for k in text.split(",") if k.strip()]
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The report's table cells and figures: every job's validation curve, best values per swept value."""
+"""The report's table cells and figures: validation curves, best values per swept value, the
+notes' protocol as bars."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from trainer.report import Job
+    from trainer.report_axes import Series
+    from trainer.report_stats import Choice
 
 
 def cell(value: object) -> str:
@@ -24,24 +27,60 @@ def label(job: Job, keys: list[str]) -> str:
     return f"{job.name}: " + " ".join(f"{k}={cell(job.overrides.get(k, ''))}" for k in keys)
 
 
-def plot_curves(jobs: list[Job], keys: list[str], best: Job | None, monitor: str, path: Path) -> None:
-    """The validation `monitor` per epoch of every job on one plot; the best job drawn thick."""
+def plot_curves(series: list[Series], monitor: str, axis: str, title: str, path: Path) -> None:
+    """The validation `monitor` of every job (or group mean, with its band) on one plot; the best thick."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, Agg when saving
     from matplotlib.ticker import MaxNLocator
 
+    from trainer.report_axes import AXIS_LABELS
+
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    for job in jobs:
-        if job.curve:
-            steps, values = zip(*job.curve, strict=True)
-            ax.plot(steps, values, marker="o" if len(steps) < 3 else None, label=label(job, keys),
-                    linewidth=3 if job is best else 1.2, zorder=3 if job is best else 2)
-    ax.set(xlabel="epoch", ylabel=monitor, title=f"{monitor} of every job"
-           + (f" (best: job {best.name})" if best else ""))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for line in series:
+        drawn = ax.plot(line.x, line.y, marker="o" if len(line.x) < 3 else None, label=line.label,
+                        linewidth=3 if line.thick else 1.2, zorder=3 if line.thick else 2)
+        if line.band is not None:
+            ax.fill_between(line.x, *line.band, color=drawn[0].get_color(), alpha=0.2, linewidth=0)
+    ax.set(xlabel=AXIS_LABELS[axis], ylabel=monitor, title=title)
+    if axis == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    if any(j.curve for j in jobs):
-        ax.legend(fontsize="small" if len(jobs) <= 12 else "xx-small", loc="best")
+    if series:
+        ax.legend(fontsize="small" if len(series) <= 12 else "xx-small", loc="best")
+    fig.savefig(path, dpi=110)
+
+
+def plot_select(choices: list[Choice], keys: list[str], monitor: str, path: Path) -> None:
+    """Per value of the `select` keys, the test metric of the setting chosen on validation: mean
+    with ± std error bars, each seed a dot."""
+    from matplotlib.figure import Figure
+
+    from trainer.report_stats import test_metric
+
+    test = test_metric(monitor)
+    fig = Figure(figsize=(max(5.0, 1.3 * len(choices) + 2), 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    names = []
+    for i, choice in enumerate(choices):
+        chosen = choice.chosen
+        value = " ".join(cell(v) for v in choice.value.values())
+        found = chosen.stats(test) if chosen is not None else None
+        if chosen is None or found is None:
+            names.append(f"{value}\n(none)")
+            continue
+        rest = "\n".join(f"{k.rsplit('.', 1)[-1]}={cell(v)}" for k, v in chosen.others(keys).items())
+        names.append(f"{value}\n{rest}".rstrip())
+        ax.bar(i, found.mean, yerr=found.std if found.n > 1 else None, capsize=5, color="tab:blue", alpha=0.7)
+        seeds = [j.values[test] for j in chosen.completed if test in j.values]
+        ax.scatter([i] * len(seeds), seeds, color="black", s=12, zorder=3)
+    ax.set_xticks(range(len(choices)), names, fontsize="small")
+    ax.set(xlabel=",".join(keys), ylabel=f"{test} (mean ± std over seeds)",
+           title=f"{test} of the setting chosen on {monitor}")
+    if test.endswith("acc"):  # accuracies are compared near the top: start the axis near the bars
+        lows = [j.values[test] for c in choices if c.chosen for j in c.chosen.completed if test in j.values]
+        if lows:
+            ax.set_ylim(max(0.0, min(lows) - 0.05), 1.0)
+    ax.grid(alpha=0.3, axis="y")
     fig.savefig(path, dpi=110)
 
 

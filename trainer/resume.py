@@ -1,22 +1,18 @@
-"""Checkpoint assembly, the save policy, and continuing a run: which checkpoint, whether the
-configuration and data still match, and loading it into freshly built objects."""
+"""Continuing a run: which checkpoint, whether the configuration and data still match, and
+whether the run is already finished (its recorded metrics are then its result)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import random
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.checkpoint import load_checkpoint
 from trainer.errors import ConfigError
-from trainer.fit import FitState
 from trainer.logger import flatten_hparams
 
 log = logging.getLogger(__name__)
@@ -93,14 +89,6 @@ def newest_state(path: Path, device: torch.device | str) -> tuple[dict[str, Any]
                       f"epoch as {best_epoch}: the checkpoints disagree (copied by hand, or written by "
                       "an older version). Start the run afresh, or continue from one of them alone "
                       f"with ckpt={best_path}")
-
-
-def data_fingerprint(x: torch.Tensor, y: torch.Tensor, sizes: dict[str, int]) -> dict[str, Any]:
-    """Shapes of the splits and a hash of the train split: equal data, equal fingerprint."""
-    digest = hashlib.sha1()
-    for t in (x, y):
-        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return {"sizes": dict(sizes), "train_shape": list(x.shape), "train_sha1": digest.hexdigest()}
 
 
 ABSENT = "<absent>"
@@ -195,65 +183,37 @@ def finished_metrics(out: Path, cfg_epochs: int, cfg_max_steps: int | None,
     return metrics
 
 
-def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    """All random-number states a run draws from."""
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-        "generator": generator.get_state(),
-    }
+@dataclass
+class Resumption:
+    """What a run continues from: a checkpoint (and the best epoch's weights), or a finished run's
+    recorded metrics, which are then the run's result as they are."""
+
+    path: Path | None = None  # the checkpoint to continue from
+    ckpt: dict[str, Any] | None = None
+    best_weights: dict[str, Any] | None = None
+    same_folder: bool = False  # continuing in the checkpoint's own run folder
+    finished: dict[str, Any] | None = None
+    note: str | None = None  # for metrics.json: how the run started
 
 
-def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    generator.set_state(state["generator"].cpu())
-
-
-# The objects a checkpoint restores, by checkpoint key. Each has state_dict / load_state_dict.
-Stateful = dict[str, Any]
-
-
-def restore(ckpt: dict[str, Any], best_weights: dict[str, Any] | None, path: Path, objects: Stateful,
-            generator: torch.Generator, device: torch.device) -> FitState:
-    """Load a checkpoint into the freshly built `objects`; the returned state continues the run."""
-    try:
-        for key, obj in objects.items():
-            if obj is not None and ckpt.get(key) is not None:
-                obj.load_state_dict(ckpt[key])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"the checkpoint {path} does not fit this configuration ({exc}); resume "
-                          "with the model and optimizer it was trained with") from None
-    restore_rng(ckpt["rng"], generator)
-    state = FitState.from_state_dict(ckpt["fit"], device)
-    state.best_weights = best_weights
-    return state
-
-
-class Checkpointer:
-    """Saves the run's state after an epoch: last.pt every `every_n_epochs`, at the end and on a stop,
-    and whenever the best epoch improves best.pt first, then last.pt (see trainer.checkpoint)."""
-
-    def __init__(self, folder: Path, parts: Callable[[], dict[str, Any]], every_n_epochs: int,
-                 before_write: Callable[[], None] = lambda: None) -> None:
-        self.folder, self.parts, self.every = folder, parts, every_n_epochs
-        self.before_write = before_write  # e.g. flush the event files, so logs never lag a checkpoint
-
-    def __call__(self, state: FitState) -> None:
-        mid_epoch = state.cursor is not None
-        new_best = not mid_epoch and state.best_epoch == state.epoch and state.best_weights is not None
-        if not (mid_epoch or new_best or state.status != "running" or state.epoch % self.every == 0):
-            return
-        self.before_write()
-        ckpt = {**self.parts(), "fit": state.state_dict()}
-        if new_best:
-            best = {**ckpt, "model": state.best_weights}
-            if ckpt.get("averaging") is not None:  # the evaluated (averaged) weights differ
-                best["trained_model"] = ckpt["model"]
-            save_checkpoint(best, self.folder / "best.pt")
-        save_checkpoint(ckpt, self.folder / "last.pt")
+def plan_resume(out: Path, device: torch.device, resolved: dict[str, Any]) -> Resumption:
+    """Find and check what the run in `out` with config `resolved` continues from (`resume`,
+    `ckpt`): a checkpoint whose config and data fit, a finished run, or nothing (a fresh start)."""
+    resume = resolved["resume"]
+    path = resume_path(resume, resolved["ckpt"], out)
+    same_folder = path is not None and path.parent.parent.resolve() == out.resolve()
+    plan = Resumption(path=path, same_folder=same_folder)
+    if path is not None:
+        plan.ckpt, plan.best_weights = newest_state(path, device)
+        check_config(plan.ckpt["config"], path, resolved)
+    if plan.same_folder or (resume and path is None):  # a run diverged before its checkpoint too
+        step = plan.ckpt["fit"]["step"] if plan.ckpt is not None else None
+        plan.finished = finished_metrics(out, resolved["epochs"], resolved["max_steps"], step)
+        if plan.finished is not None:
+            if plan.ckpt is None and (saved := recorded_config(out)) is not None:
+                check_config(saved, out / ".hydra" / "config.yaml", resolved)
+            return plan
+    if resume and path is None:
+        plan.note = f"resume=true found no checkpoint in {out / 'checkpoints'}: started afresh"
+        log.warning(plan.note)
+    return plan

@@ -72,8 +72,14 @@ class Schedule:
         self.swa, self.swa_start = swa if swa is not None else (None, 0)
         self.swa_active = False
 
+    @property
+    def per_update(self) -> bool:
+        """Whether `after_update` does anything: a per-step scheduler or a warm-up (a constant
+        rate, or one changed per epoch, needs no call per update)."""
+        return (self.scheduler is not None and self.interval == "step") or self.warmup is not None
+
     def after_update(self) -> None:
-        """Call after every optimizer update."""
+        """Call after every optimizer update (when `per_update`)."""
         if self.scheduler is not None and self.interval == "step" and not self.swa_active:
             self.scheduler.step()
         if self.warmup is not None and self.warmup.last_epoch < self.warmup_steps:
@@ -101,17 +107,18 @@ class Schedule:
         self.swa_active = state["swa_active"]
 
 
-def arm_options(kwargs: dict[str, Any], per_arm: list[str] | None, group: str) -> dict[str, Any]:
-    """`kwargs` less the per-arm options (`per_arm`, listed by a sweep's experiment) that this arm's
-    `_target_` does not take: `scheduler.tau` is the 1/k arm's, and the step-decay arm ignores it."""
+def arm_options(target: str, per_arm: dict[str, Any] | None, group: str) -> dict[str, Any]:
+    """The options of a sweep's arms (`schedule.per_arm`, set by an experiment for a sweep over
+    several schedulers) that this arm's `target` takes: `tau` is the 1/k arm's, the step-decay arm
+    ignores it (said in the log)."""
     if not per_arm:
-        return kwargs
+        return {}
     try:
-        accepted = inspect.signature(get_object(kwargs["_target_"])).parameters
+        accepted = inspect.signature(get_object(target)).parameters
     except Exception:  # an unknown target: instantiate_checked reports it
-        return kwargs
-    unused = [k for k in per_arm if k in kwargs and k not in accepted]
+        return {}
+    unused = [k for k in per_arm if k not in accepted]
     if unused:
         log.info("%s: %s is an option of another arm of the sweep; %s does not take it", group,
-                 ", ".join(f"{group}.{k}={kwargs[k]}" for k in unused), kwargs["_target_"])
-    return {k: v for k, v in kwargs.items() if k not in unused}
+                 ", ".join(f"schedule.per_arm.{k}={per_arm[k]}" for k in unused), target)
+    return {k: v for k, v in per_arm.items() if k in accepted}

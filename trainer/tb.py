@@ -54,6 +54,31 @@ def declared_metrics(run_dir: str | Path) -> list[str]:
     return [m.name.tag for m in metadata.parse_experiment_plugin_data(content).metric_infos]
 
 
+
+def elapsed_seconds(run_dir: str | Path, tag: str) -> dict[int, float]:
+    """Seconds from the run's start to each event of `tag`, by step (epoch), from the events' wall
+    times; the run starts at its event file's first event (the logger opens after the data is read).
+
+    A run stopped and resumed writes one event file per process: each file's time counts from its
+    own first event and adds to the previous file's last `tag` event, so the pause is left out.
+    """
+    files = []
+    for path in Path(run_dir).glob("events.out.tfevents.*"):
+        acc = _accumulator(path)
+        try:
+            files.append((acc.FirstEventTimestamp(), acc))
+        except ValueError:  # an empty file: its process was killed as it opened it
+            continue
+    out: dict[int, float] = {}
+    offset = 0.0
+    for start, acc in sorted(files, key=lambda sa: sa[0]):
+        events = acc.Scalars(tag) if tag in acc.Tags()["scalars"] else []
+        for event in events:
+            out[event.step] = offset + event.wall_time - start
+        if events:
+            offset += events[-1].wall_time - start
+    return out
+
 # Logged against the optimizer update; every other scalar against the epoch.
 STEP_AXIS = ("lr",)
 # Written once when a run ends (or stops); a resumed run writes its own. (`best/` and `test/`: the

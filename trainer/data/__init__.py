@@ -1,25 +1,32 @@
-"""Data: load a source, split it into train/val/test, preprocess with train statistics only."""
+"""Data: load a source, split it into train/val/test, preprocess with train statistics only.
 
-from trainer.data.base import Source
-from trainer.data.preprocess import (
-    Standardizer,
-    Whitener,
-    check_compatible,
-    fit_preprocessor,
-    load_preprocessor,
-)
-from trainer.data.sources import SOURCES, load_source
-from trainer.data.split import Splits, make_splits
+The names below are loaded on first use: `trainer.data.sets` (the schemas Hydra registers before
+it parses the command line) must not pull in torch.
+"""
 
-__all__ = [
-    "SOURCES",
-    "Source",
-    "Splits",
-    "Standardizer",
-    "Whitener",
-    "check_compatible",
-    "fit_preprocessor",
-    "load_preprocessor",
-    "load_source",
-    "make_splits",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "Source": "trainer.data.base",
+    "SOURCES": "trainer.data.sources",
+    "load_source": "trainer.data.sources",
+    "Splits": "trainer.data.split",
+    "make_splits": "trainer.data.split",
+    "prepare_data": "trainer.data.prepare",
+    "Standardizer": "trainer.data.preprocess",
+    "Whitener": "trainer.data.preprocess",
+    "check_compatible": "trainer.data.preprocess",
+    "fit_preprocessor": "trainer.data.preprocess",
+    "load_preprocessor": "trainer.data.preprocess",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

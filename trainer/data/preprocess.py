@@ -11,9 +11,9 @@ import copy
 import numpy as np
 import torch
 
-from trainer.errors import ConfigError, DataError
+from trainer.data.sets import PREPROCESS
+from trainer.errors import DataError
 
-PREPROCESS = ("standardize", "whiten_pca", "whiten_zca", "none")
 WHITEN_EPS = 1e-5  # added to the covariance eigenvalues, relative to the unit variances of step 2
 
 
@@ -109,7 +109,7 @@ def fit_preprocessor(kind: str, x_train: torch.Tensor, eps: float = WHITEN_EPS) 
         return Whitener.fit(x_train, kind, eps)
     if kind == "none":
         return Identity(x_train.shape[1])
-    raise ConfigError(f"data.preprocess={kind!r} is not known; choose one of {list(PREPROCESS)}")
+    raise ValueError(f"unknown preprocessing {kind!r}; choose one of {list(PREPROCESS)}")
 
 
 def load_preprocessor(state: dict) -> Preprocessor:

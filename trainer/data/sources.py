@@ -1,20 +1,19 @@
-"""Data sources by name. A source returns whole arrays; splitting happens elsewhere."""
+"""Loading a data set by its name outside a config (tests, notebooks): the same classes the
+configs' `_target_` names (trainer.data.sets), with the split keys left at their defaults."""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-from functools import partial
+from typing import Any
 
 import numpy as np
 
-from trainer.data.base import TASKS, Source, check_source
-from trainer.data.files import load_csv, load_npz
-from trainer.data.synthetic import SYNTHETIC
-from trainer.data.vision import VISION, load_vision
+from trainer.data.base import Source, check_source
+from trainer.data.sets import SCHEMAS, DataSet
 from trainer.errors import ConfigError
 
-__all__ = ["SOURCES", "TASKS", "Source", "load_source"]
+__all__ = ["SOURCES", "Source", "load_digits", "load_set", "load_source"]
+
+SOURCES = SCHEMAS
 
 
 def load_digits() -> Source:
@@ -27,27 +26,20 @@ def load_digits() -> Source:
     )
 
 
-SOURCES: dict[str, Callable[..., Source]] = {
-    "digits": load_digits,
-    **{name: partial(load_vision, name) for name in VISION},
-    "csv": load_csv,
-    "npz": load_npz,
-    **SYNTHETIC,
-}
-
-
-def load_source(name: str, **options) -> Source:
-    """Load the source registered as `name` with its own options (e.g. a path), and check it."""
-    if name not in SOURCES:
-        raise ConfigError(f"data.name={name!r} is not a known data set; choose one of {sorted(SOURCES)}")
-    loader = SOURCES[name]
-    accepted = inspect.signature(loader).parameters
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"data.{unknown[0]} is not an option of data set {name!r}; "
-            f"it takes {sorted(accepted) or 'no options'} besides the split keys"
-        )
-    source = loader(**options)
-    check_source(source, str(options.get("path") or f"data set {name!r}"))
+def load_set(data: DataSet) -> Source:
+    """Load the data set that a config's data node built, and check what it holds."""
+    source = data.load()
+    check_source(source, str(getattr(data, "path", None) or f"data set {data.name!r}"))
     return source
+
+
+def load_source(name: str, **options: Any) -> Source:
+    """Load the data set `name` (a configs/data/ file's name) with its own options, e.g. a path."""
+    if name not in SCHEMAS:
+        raise ConfigError(f"data.name={name!r} is not a known data set; choose one of {sorted(SCHEMAS)}")
+    split = {"val_fraction": 0.15, "test_fraction": 0.15, "split_seed": 0, "preprocess": "standardize"}
+    try:
+        data = SCHEMAS[name](name=name, **split, **options)
+    except TypeError as exc:
+        raise ConfigError(f"data set {name!r} does not take these options: {exc}") from None
+    return load_set(data)

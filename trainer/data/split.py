@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -10,7 +9,7 @@ import torch
 
 from trainer.data.base import Source
 from trainer.data.targets import TargetScaler
-from trainer.errors import ConfigError, DataError
+from trainer.errors import DataError
 
 
 @dataclass
@@ -25,9 +24,6 @@ class Splits:
     y_test: torch.Tensor
     task: str
     num_classes: int  # 0 for regression
-    # Per-batch map from stored to model inputs, for inputs kept compact on the device (uint8
-    # images): e.g. a Standardizer fitted on the float train inputs. None: x is used as stored.
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
     # Shapes and a hash of the raw train split (trainer.resume.data_fingerprint): equal data, equal
     # fingerprint, so a resume can refuse data that changed since the checkpoint.
     fingerprint: dict | None = None
@@ -52,8 +48,7 @@ class Splits:
 
     def to(self, device: torch.device) -> Splits:
         moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
-        transform = self.transform.to(device) if hasattr(self.transform, "to") else self.transform
-        return replace(self, **moved, transform=transform)  # fingerprint, target: as they are
+        return replace(self, **moved)  # fingerprint, target: as they are
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}
@@ -73,11 +68,6 @@ def make_splits(source: Source, val_fraction: float, test_fraction: float, seed:
     Fractions are of the whole data set: 0.8/0.1/0.1 for val_fraction=test_fraction=0.1.
     The tensors are made on `device`; compact (uint8) features travel before they become float32.
     """
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ConfigError(
-            f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} must each "
-            "lie in [0, 1) and sum to less than 1, leaving a training split"
-        )
     rng = np.random.default_rng(seed)
     x, y = source.x, source.y
     if source.x_test is not None:

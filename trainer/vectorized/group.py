@@ -22,8 +22,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from trainer import accel
+from trainer.build import instantiate_checked
 from trainer.loop import EpochCursor, num_batches
-from trainer.run import instantiate_checked
 from trainer.stopping import mode_for
 from trainer.vectorized.member import Member
 from trainer.vectorized.stacked import MemberwiseOptimizer, StackedParams

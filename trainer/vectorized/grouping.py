@@ -25,10 +25,10 @@ MAY_DIFFER_KEYS = ("seed", "model.init", "model.init_std", "model.bias_init", "o
                    "epochs", "max_steps", "divergence_factor", "test_on", "resume", "ckpt", "progress",
                    "log_every_n_steps", "nan_check_every_n_steps", "checkpoint_every_n_epochs")
 # Whole groups of keys a member may set for itself: early stopping, and the numbers of the
-# schedule and the averaging (their kinds, `scheduler` / `scheduler.interval` / `averaging.kind`,
-# stay in the key).
+# scheduler and the averaging (their classes, `scheduler` and `averaging`, flattened from their
+# `_target_`s, stay in the key, as does `schedule.*`, the interval).
 MAY_DIFFER_PREFIXES = ("early_stopping.", "scheduler.", "averaging.")
-SAME_IN_GROUP = ("scheduler", "scheduler.interval", "averaging.kind")
+SAME_IN_GROUP = ("scheduler", "averaging")
 
 
 def may_differ(key: str) -> bool:

@@ -19,43 +19,26 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-import trainer
-from trainer import accel, dashboard
-from trainer.checkpoint import remove_stale_temporaries, write_json
-from trainer.config import check_monitor, config_dir, validate
+from trainer import dashboard
+from trainer.build import build_averaging, build_model, build_optimizer, build_schedule
+from trainer.checkpoint import Checkpointer, remove_stale_temporaries, restore, write_json
+from trainer.config import check_monitor, validate
 from trainer.data import Splits
 from trainer.data.targets import original_units
-from trainer.fit import FitState, diverged, validation_metrics
+from trainer.fit import FitState, Training, diverged, validation_metrics
 from trainer.logger import RunLogger, run_hparams
 from trainer.loop import num_batches
-from trainer.resume import (
-    Checkpointer,
-    check_config,
-    check_data,
-    finished_metrics,
-    newest_state,
-    recorded_config,
-    restore,
-    resume_path,
-    rng_state,
-)
-from trainer.run import (
-    build_averaging,
-    build_model,
-    build_schedule,
-    git_commit,
-    instantiate_checked,
-    run_metrics,
-    seed_everything,
-    test_metrics,
-)
+from trainer.outcome import run_metrics, test_metrics
+from trainer.resume import check_data, plan_resume
+from trainer.run import seed_everything
 from trainer.rundir import RunFolder
+from trainer.runinfo import run_meta
 from trainer.stopping import EarlyStopping, improved, mode_for, resolve_monitor
 from trainer.tb import truncate_events
 from trainer.trial import epoch_reporter
 
 log = logging.getLogger(__name__)
-commit = functools.cache(git_commit)  # one `git rev-parse` per process, not one per member
+meta_once = functools.cache(run_meta)  # version and `git rev-parse` once per process, not per member
 
 
 class Finished(Exception):
@@ -66,6 +49,21 @@ class Finished(Exception):
         self.metrics = metrics
 
 
+class MemberCheckpointer(Checkpointer):
+    """run()'s checkpoints, with the model's weights copied out of the group's stacked tensors (a
+    view would save the whole stack) and the member's slice of the group's optimizer state."""
+
+    def __init__(self, member: Member, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.member = member
+
+    def contents(self, state: FitState) -> dict[str, Any]:
+        self.member.optimizer_state()
+        ckpt = super().contents(state)
+        ckpt["model"] = {k: v.clone() for k, v in ckpt["model"].items()}
+        return ckpt
+
+
 class Member:
     """Everything one job of a group owns. Build with `Member.open(...)` inside an ExitStack."""
 
@@ -74,9 +72,10 @@ class Member:
         self.started = time.time()
         self.resolved = OmegaConf.to_container(cfg, resolve=True)
         self.lrs: list[tuple[int, float]] = []  # (step, lr), written once per epoch as fit() does
-        self.resume_note: str | None = None
         self.signal: str | None = None
         self.metrics: dict[str, Any] | None = None
+        self.pruned = ""
+        self.optimizer_state: Any = lambda: None  # set by the group: this member's slice of its state
 
     @classmethod
     def open(cls, cfg: DictConfig, out: Path, splits: Splits, prep: Any, device: torch.device,
@@ -87,81 +86,58 @@ class Member:
         self = cls(cfg, out, name or out.name)
         folder = stack.enter_context(RunFolder(out))  # the lock, and Hydra's staged .hydra files
         seed_everything(cfg.seed)
-        resume_from = resume_path(cfg.resume, cfg.ckpt, out)
-        same_folder = resume_from is not None and resume_from.parent.parent.resolve() == out.resolve()
-        ckpt = best_weights = None
-        if resume_from is not None:
-            ckpt, best_weights = newest_state(resume_from, device)
-            check_config(ckpt["config"], resume_from, self.resolved)
-        if same_folder or (cfg.resume and resume_from is None):
-            recorded = finished_metrics(out, cfg.epochs, cfg.max_steps, ckpt and ckpt["fit"]["step"])
-            if recorded is not None:
-                if ckpt is None and (saved := recorded_config(out)) is not None:
-                    check_config(saved, out / ".hydra" / "config.yaml", self.resolved)
-                raise Finished(recorded)
-        if cfg.resume and resume_from is None:
-            self.resume_note = f"resume=true found no checkpoint in {out / 'checkpoints'}: started afresh"
-            log.warning(self.resume_note)
-        if ckpt is not None:
-            check_data(ckpt, resume_from, splits.fingerprint)
+        plan = plan_resume(out, device, self.resolved)
+        if plan.finished is not None:
+            raise Finished(plan.finished)
+        self.resume_note = plan.note
+        if plan.ckpt is not None:
+            check_data(plan.ckpt, plan.path, splits.fingerprint)
         check_monitor(cfg.monitor, splits.task, cfg.data.name)
         self.monitor = resolve_monitor(cfg.monitor, splits.task)
         self.splits, self.prep, self.device = splits, prep, device
         self.batch_size = len(splits.x_train) if cfg.batch_size == "full" else int(cfg.batch_size)
         # The weights this job would start from alone: run() seeds, prepares the data (which draws
         # nothing from torch's generator) and builds the model, in this order.
-        self.model = build_model(cfg, splits).to(device)
-        fast = accel.optimizer_options(cfg.optimizer._target_, cfg.optimizer, device, False)
-        self.optimizer = instantiate_checked(cfg.optimizer, "optimizer", self.model.parameters(), **fast)
+        model = build_model(cfg.model, splits.in_dim, splits.out_dim).to(device)
+        optimizer = build_optimizer(cfg, model.parameters(), device)
         # Its updates are the group's (MemberwiseOptimizer): tell torch's schedulers that it steps.
-        self.optimizer._opt_called = True
-        self.per_epoch = num_batches(len(splits.x_train), self.batch_size, cfg.drop_last)
-        self.schedule = build_schedule(cfg, self.optimizer, self.per_epoch)
-        self.averaging = build_averaging(cfg.averaging, self.model)
-        self.stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
-                                      mode_for(self.monitor))
-        self.generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
-        self.stateful = {"model": self.model, "optimizer": self.optimizer, "scheduler": self.schedule,
-                         "averaging": self.averaging, "early_stopping": self.stopping}
+        optimizer._opt_called = True
+        averaging = build_averaging(cfg.averaging, model)
+        per_epoch = num_batches(len(splits.x_train), self.batch_size, cfg.drop_last)
+        stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
+                                 mode_for(self.monitor))
+        generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
+        self.training = Training(model, optimizer, build_schedule(cfg, optimizer, per_epoch, averaging),
+                                 None, generator, averaging=averaging, stopping=stopping)
+        self.model, self.optimizer, self.schedule = model, optimizer, self.training.schedule
+        self.averaging, self.stopping, self.generator = averaging, stopping, generator
         self.state = FitState()
-        if ckpt is not None:
-            self.state = restore(ckpt, best_weights, resume_from, self.stateful, self.generator, device)
-            self.resume_note = (f"continued from {resume_from} at epoch {self.state.epoch}, "
+        if plan.ckpt is not None:
+            self.state = restore(plan.ckpt, plan.best_weights, plan.path, self.training, device)
+            self.resume_note = (f"continued from {plan.path} at epoch {self.state.epoch}, "
                                 f"step {self.state.step}")
             log.info("%s: %s", self.name, self.resume_note)
         folder.commit()
-        self.meta = {"version": trainer.__version__, "git_commit": commit(), "device": str(device)}
+        self.meta = meta_once(device)
         for stale in remove_stale_temporaries(out / "checkpoints"):
             log.warning("removed %s, left by a run killed while writing it", stale)
-        if same_folder:
+        if plan.same_folder:
             truncate_events(out, self.state.epoch, self.state.step)
         self.logger = RunLogger(out)
         stack.callback(self.logger.close)
-        if not same_folder:
-            self.logger.hparams(run_hparams(self.resolved, config_dir()))
+        if not plan.same_folder:
+            self.logger.hparams(run_hparams(self.resolved))
             self.logger.describe(dashboard.config_text(self.resolved), dashboard.command_line())
         # Read every step: plain values, not DictConfig lookups (microseconds each, times M per step).
         self.grad_clip, self.max_steps = cfg.grad_clip, cfg.max_steps
         self.log_every, self.nan_every = int(cfg.log_every_n_steps), int(cfg.nan_check_every_n_steps)
-        self.weight_decay = float(self.optimizer.param_groups[0].get("weight_decay", 0.0))
-        self.save = Checkpointer(out / "checkpoints", self.parts, cfg.checkpoint_every_n_epochs,
-                                 before_write=self.logger.flush)
+        self.weight_decay = float(optimizer.param_groups[0].get("weight_decay", 0.0))
+        extras = {"config": self.resolved, "preprocess": prep.state_dict(),
+                  "target": splits.target.state_dict(), "data": splits.fingerprint, "meta": self.meta}
+        self.save = MemberCheckpointer(self, out / "checkpoints", self.training, extras,
+                                       cfg.checkpoint_every_n_epochs, before_write=self.logger.flush)
         self.prune = epoch_reporter(cfg.epochs)  # a job of a pruned Optuna search: its trial
-        self.pruned = ""
-        self.optimizer_state: Any = lambda: None  # set by the group: this member's slice of its state
         return self
-
-    # ----------------------------------------------------------------------------- checkpoints
-    def parts(self) -> dict[str, Any]:
-        """The checkpoint of run(): the model's weights copied out of the group's stacked tensors
-        (a view would save the whole stack), the optimizer state sliced for this member."""
-        self.optimizer_state()
-        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                **{k: v.state_dict() if v is not None else None
-                   for k, v in self.stateful.items() if k != "model"},
-                "rng": rng_state(self.generator), "config": self.resolved,
-                "preprocess": self.prep.state_dict(), "target": self.splits.target.state_dict(),
-                "data": self.splits.fingerprint, "meta": self.meta}
 
     # ----------------------------------------------------------------------------- per step
     @property
@@ -172,7 +148,8 @@ class Member:
         """fit()'s on_step for this member (the step count, schedule, averaging, logged rate)."""
         state = self.state
         state.step += 1
-        self.schedule.after_update()
+        if self.schedule.per_update:
+            self.schedule.after_update()
         if self.averaging is not None:
             self.averaging.update(self.model, epoch)
         if state.step % self.log_every == 0:
@@ -202,7 +179,8 @@ class Member:
         self.logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)
         state.epoch, state.last_metrics, state.cursor = epoch, metrics, None
         if improved(metrics[self.monitor], state.best_value, mode_for(self.monitor)):
-            state.best_value, state.best_epoch, state.best_metrics = metrics[self.monitor], epoch, val
+            state.best_value, state.best_epoch = metrics[self.monitor], epoch
+            state.best_metrics = {k: v for k, v in metrics.items() if k.startswith(("val/", "val_raw/"))}
             averaging = self.averaging
             evaluated = averaging.module if averaging is not None and averaging.count else self.model
             state.best_weights = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
@@ -236,12 +214,12 @@ class Member:
         self.write_lrs()
         test: dict[str, float] = {}
         if state.status == "completed":
-            test = test_metrics(cfg, self.model, self.averaging, state, self.splits)
+            test = test_metrics(cfg.test_on, self.model, self.averaging, state, self.splits)
             self.logger.scalars(dashboard.final_scalars(state.best_metrics, test), state.epoch)
         else:
             self.logger.text("status", f"{state.status}: {state.reason}", state.step)
         self.logger.close()
-        metrics = run_metrics(cfg, state, test, self.model, self.splits, self.started, self.meta,
+        metrics = run_metrics(cfg.seed, state, test, self.model, self.splits, self.started, self.meta,
                               self.monitor)
         if self.resume_note:
             metrics["resume"] = self.resume_note

@@ -16,10 +16,11 @@ from omegaconf import DictConfig
 
 from models import resolve_widths
 from trainer import accel
+from trainer.build import batch_size_for, build_data
 from trainer.config import validate
+from trainer.data import prepare_data
 from trainer.device import resolve_device, set_threads
 from trainer.errors import ConfigError, UserError
-from trainer.run import prepare_data
 from trainer.signals import StopOnSignal
 from trainer.vectorized.group import train_group
 from trainer.vectorized.grouping import chunks, fitting_members, member_bytes
@@ -43,12 +44,10 @@ def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members
     validate(first)
     device = resolve_device(first.device)
     accel.setup_backend(device, first.tf32)
-    splits, prep = prepare_data(first.data, device)
-    batch_size = len(splits.x_train) if first.batch_size == "full" else int(first.batch_size)
-    if batch_size > len(splits.x_train):
-        error = ConfigError(f"batch_size={batch_size} is larger than the training split "
-                            f"({len(splits.x_train)} samples); use at most {len(splits.x_train)} or "
-                            "batch_size=full")
+    splits, prep = prepare_data(build_data(first.data), device)
+    try:
+        batch_size = batch_size_for(first.batch_size, len(splits.x_train))
+    except ConfigError as error:
         return [error for _ in cfgs]
     widths = resolve_widths(first.model.depth, first.model.width)
     dims = [splits.in_dim, *widths, splits.out_dim]

@@ -1,0 +1,53 @@
+"""A run's result: the test metrics of the chosen weights, and metrics.json."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from torch import nn
+
+from models import count_parameters
+from trainer.averaging import WeightAverage
+from trainer.data import Splits
+from trainer.data.targets import original_units
+from trainer.fit import FitState
+from trainer.loop import evaluate, loss_function
+
+
+def test_metrics(test_on: str, model: nn.Module, averaging: WeightAverage | None, state: FitState,
+                 splits: Splits) -> dict[str, float]:
+    """The test split's metrics of the best-validation weights (or, test_on=last, the last ones)."""
+    if test_on == "best" and state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
+    elif averaging is not None and averaging.count:  # test_on=last: the last averaged weights
+        model.load_state_dict(averaging.weights())
+    test = evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
+                    classification=splits.task == "classification")
+    return original_units(test, splits.loss_factor)  # regression: in the targets' own units
+
+
+def run_metrics(seed: int, state: FitState, test: dict[str, float], model: nn.Module, splits: Splits,
+                started: float, meta: dict[str, str], monitor: str) -> dict[str, Any]:
+    """metrics.json: the best epoch's validation metrics, the test metrics, and how the run went;
+    `monitor` is the metric that picked the best epoch (`auto` resolved for the task)."""
+    metrics: dict[str, Any] = {**state.best_metrics, **{f"test/{k}": v for k, v in test.items()}}
+    metrics.update({
+        "train/loss": state.last_metrics.get("train/loss"),
+        "monitor": monitor,
+        "best_epoch": state.best_epoch,
+        "epochs": state.epoch,
+        "steps": state.step,
+        "train_samples": len(splits.x_train),  # samples per epoch: the report's x=samples
+        "stopped_by": state.stopped_by,
+        "params": count_parameters(model),
+        "status": state.status,
+        "wall_time_s": round(time.time() - started, 3),
+        "seed": int(seed),
+        **meta,
+    })
+    if state.reason:
+        metrics["reason"] = state.reason
+    if splits.task == "classification":
+        metrics["train/acc"] = state.last_metrics.get("train/acc")
+    return metrics

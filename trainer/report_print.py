@@ -1,0 +1,92 @@
+"""The report's printed tables and CSV files, and its curves figure: per job, per setting (mean ±
+std over seeds), and the notes' protocol."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainer.report_axes import group_series
+from trainer.report_plots import cell, label, plot_curves
+from trainer.report_stats import METRICS, Choice, Group, group_rows, select_rows, test_metric
+
+if TYPE_CHECKING:
+    from trainer.report import Job
+
+
+def rows(jobs: list[Job], keys: list[str], best: Job | None) -> list[dict[str, object]]:
+    """The table as dicts: the CSV's rows and the printed table's."""
+    out = []
+    for job in jobs:
+        row: dict[str, object] = {"best": "*" if job is best else "", "job": job.name}
+        row.update({k: job.overrides.get(k, "") for k in keys})
+        row.update({k: job.values.get(k, "") for k in METRICS})
+        total = f"/{job.epochs_total}" if job.epochs_total is not None else ""
+        row.update({"best_epoch": job.best_epoch if job.best_epoch is not None else "",
+                    "epochs": f"{job.epochs}{total}",
+                    "wall_s": f"{job.wall_time_s:.1f}" if job.wall_time_s is not None else "",
+                    "status": job.status})
+        out.append(row)
+    return out
+
+
+def format_table(table: list[dict[str, object]]) -> str:
+    """Aligned columns, one line per job."""
+    header = list(table[0])
+    cells = [header] + [[cell(row[k]) for k in header] for row in table]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+
+
+def write_csv(table: list[dict[str, object]], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+
+
+def print_jobs(jobs: list[Job], keys: list[str], best: Job | None, monitor: str, csv_path: Path) -> None:
+    """One row per job (a sweep without repeated seeds), the best marked."""
+    table = rows(jobs, keys, best)
+    print("\n" + format_table(table))
+    if best is not None:
+        print(f"\nbest on {monitor}: job {best.name} ({label(best, keys).split(': ', 1)[1]}) "
+              f"{monitor} {best.score(monitor):.4f}")
+    write_csv(table, csv_path)
+
+
+def print_groups(groups: list[Group], averaged: list[str], best: Group | None, monitor: str,
+                 csv_path: Path) -> None:
+    """One row per setting: n and mean ± std over its completed jobs (report.csv: the numbers)."""
+    print(f"one row per setting: n completed jobs over {','.join(averaged)}; mean ± std (sample std, "
+          "n - 1) and min..max over them; per job: report_jobs.csv\n")
+    print(format_table(group_rows(groups, METRICS, best, printed=True)))
+    if best is not None:
+        print(f"\nbest on mean {monitor}: {best.title()} {monitor} {best.stats(monitor).text()} "
+              f"(n={len(best.completed)})")
+    write_csv(group_rows(groups, METRICS, best, printed=False), csv_path)
+
+
+def print_select(choices: list[Choice], keys: list[str], monitor: str, csv_path: Path) -> None:
+    """The notes' protocol: per value of `keys`, the setting best on mean validation; its test."""
+    test = test_metric(monitor)
+    print(f"\nselect={','.join(keys)}: for each value, the setting with the best mean {monitor} "
+          f"(settings whose jobs all completed); {test} of that setting, never used to choose\n")
+    print(format_table(select_rows(choices, keys, monitor, printed=True)))
+    write_csv(select_rows(choices, keys, monitor, printed=False), csv_path)
+
+
+def draw_curves(groups: list[Group], best: Group | None, monitor: str, x: str, band: str, grouped: bool,
+                path: Path) -> None:
+    """report_curves.png; jobs that cannot be placed on the `x` axis are named, and why."""
+    skipped: dict[str, str] = {}
+    series = [s for g in groups if (s := group_series(g, x, band, g is best, skipped)) is not None]
+    if skipped:
+        why = "; ".join(f"job {name}: {reason}" for name, reason in skipped.items())
+        print(f"\nx={x}: left out of {path.name}: {why}")
+    spread = "± std" if band == "std" else "min..max"
+    title = (f"mean {monitor} over seeds (band: {spread})" if grouped else f"{monitor} of every job")
+    if best is not None:
+        title += f" (best: {best.title() if grouped else 'job ' + best.jobs[0].name})"
+    plot_curves(series, monitor, x, title, path)

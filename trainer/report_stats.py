@@ -1,0 +1,188 @@
+"""The report over seeds: jobs grouped by their setting, mean ± std per group, and the notes' protocol
+(each value of a key takes the setting that is best on validation; its test metric is reported)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from trainer.errors import ConfigError
+from trainer.report_plots import cell
+from trainer.sweep import direction_of
+
+if TYPE_CHECKING:
+    from trainer.report import Job
+
+METRICS = ("val/loss", "val/acc", "test/loss", "test/acc")  # the report's columns
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of one metric over a group's jobs; `std` is the sample std (n - 1), NaN for n = 1."""
+
+    n: int
+    mean: float
+    std: float
+    lo: float
+    hi: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Stats | None:
+        if not values:
+            return None
+        std = statistics.stdev(values) if len(values) > 1 else math.nan
+        return cls(len(values), statistics.fmean(values), std, min(values), max(values))
+
+    def text(self) -> str:
+        """`0.9611 ± 0.0052` (the mean alone for one job)."""
+        return cell(self.mean) + (f" ± {cell(self.std)}" if self.n > 1 else "")
+
+
+@dataclass
+class Group:
+    """The jobs of one setting: equal values of every swept key but those averaged over (the seed)."""
+
+    setting: dict[str, str]
+    jobs: list[Job]
+
+    @property
+    def completed(self) -> list[Job]:
+        return [j for j in self.jobs if j.status == "completed"]
+
+    def eligible(self) -> bool:
+        """Every job completed: a setting that failed or diverged on a seed is not chosen (a mean
+        over the seeds that survived would flatter it), nor one with seeds still to run."""
+        return bool(self.jobs) and len(self.completed) == len(self.jobs)
+
+    def stats(self, metric: str) -> Stats | None:
+        """`metric` over the group's completed jobs."""
+        return Stats.of([j.values[metric] for j in self.completed if metric in j.values])
+
+    def mean(self, metric: str) -> float:
+        found = self.stats(metric)
+        return found.mean if found is not None else math.nan
+
+    def others(self, keys: list[str]) -> dict[str, str]:
+        """The setting without `keys` (what select= chose for a value of them)."""
+        return {k: v for k, v in self.setting.items() if k not in keys}
+
+    def title(self) -> str:
+        return " ".join(f"{k}={cell(v)}" for k, v in self.setting.items()) or "all jobs"
+
+
+def check_keys(option: str, given: list[str], swept: list[str], averaged: list[str] | None = None) -> None:
+    """Keys named by `over=` or `select=` must be swept keys of the sweep (for select=, not averaged)."""
+    unknown = [k for k in given if k not in swept]
+    if unknown:
+        but = f" (other than {','.join(averaged)}, which over= averages)" if averaged else ""
+        raise ConfigError(f"{option}={','.join(given)}: {', '.join(unknown)} is not a swept key of this "
+                          f"sweep{but}; the swept keys are {', '.join(swept) or '(none)'}")
+
+
+def group_jobs(jobs: list[Job], keys: list[str], over: list[str]) -> list[Group]:
+    """Jobs with equal values of the swept `keys` other than `over`, in order of first appearance."""
+    setting_keys = [k for k in keys if k not in over]
+    groups: dict[tuple[str, ...], Group] = {}
+    for job in jobs:
+        values = tuple(job.overrides.get(k, "") for k in setting_keys)
+        groups.setdefault(values, Group(dict(zip(setting_keys, values, strict=True)), [])).jobs.append(job)
+    return list(groups.values())
+
+
+def best_group(groups: list[Group], monitor: str) -> Group | None:
+    """The eligible group with the best mean validation `monitor` (the first of equals)."""
+    scored = [g for g in groups if g.eligible() and math.isfinite(g.mean(monitor))]
+    if not scored:
+        return None
+    sign = 1 if direction_of(monitor) == "maximize" else -1
+    return max(scored, key=lambda g: sign * g.mean(monitor))  # max keeps the first of equals
+
+
+def stat_columns(metric: str, found: Stats | None) -> dict[str, object]:
+    """The CSV's numeric columns of one metric."""
+    names = ("mean", "std", "min", "max")
+    if found is None:
+        return {f"{metric} {name}": "" for name in names}
+    values = (found.mean, found.std, found.lo, found.hi)
+    return {f"{metric} {name}": "" if math.isnan(v) else v for name, v in zip(names, values, strict=True)}
+
+
+def status_summary(group: Group) -> str:
+    """`completed`, or the count of each status when they differ (`2 completed, 1 diverged`)."""
+    counts: dict[str, int] = {}
+    for job in group.jobs:
+        counts[job.status] = counts.get(job.status, 0) + 1
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+def group_rows(groups: list[Group], metrics: tuple[str, ...], best: Group | None,
+               printed: bool) -> list[dict[str, object]]:
+    """One row per group: for the screen `mean ± std` and `min..max` cells, for the CSV numbers."""
+    out = []
+    for group in groups:
+        row: dict[str, object] = {"best": "*" if group is best else "", **group.setting,
+                                  "n": len(group.completed)}
+        for metric in metrics:
+            found = group.stats(metric)
+            if printed:
+                row[metric] = found.text() if found is not None else ""
+                row[f"{metric} min..max"] = f"{cell(found.lo)}..{cell(found.hi)}" if found else ""
+            else:
+                row.update(stat_columns(metric, found))
+        row.update({"status": status_summary(group), "jobs": " ".join(j.name for j in group.jobs)})
+        out.append(row)
+    return out
+
+
+@dataclass
+class Choice:
+    """One value of the `select` keys: its settings, and the one chosen on validation."""
+
+    value: dict[str, str]
+    candidates: list[Group]
+    chosen: Group | None
+
+
+def select(groups: list[Group], keys: list[str], monitor: str) -> list[Choice]:
+    """For each value of `keys`, the setting of the other swept keys with the best mean validation
+    `monitor`. Test metrics are never read here: the notes' rule (choose on validation, report test)."""
+    by_value: dict[tuple[str, ...], list[Group]] = {}
+    for group in groups:
+        by_value.setdefault(tuple(group.setting[k] for k in keys), []).append(group)
+    return [Choice(dict(zip(keys, value, strict=True)), found, best_group(found, monitor))
+            for value, found in by_value.items()]
+
+
+def test_metric(monitor: str) -> str:
+    """The test counterpart of a validation metric: val/acc -> test/acc."""
+    return "test/" + monitor.split("/", 1)[1]
+
+
+def select_rows(choices: list[Choice], keys: list[str], monitor: str,
+                printed: bool) -> list[dict[str, object]]:
+    """One row per value of the `select` keys: the chosen setting, its validation and test metric."""
+    test = test_metric(monitor)
+    out = []
+    for choice in choices:
+        chosen = choice.chosen
+        row: dict[str, object] = {**choice.value}
+        if chosen is None:
+            row["chosen"] = f"none of {len(choice.candidates)} settings has every job completed"
+        else:
+            row["chosen"] = " ".join(f"{k}={cell(v)}" for k, v in chosen.others(keys).items()) or "-"
+        row.update({"settings": len(choice.candidates), "n": len(chosen.completed) if chosen else ""})
+        for metric in (monitor, test):
+            found = chosen.stats(metric) if chosen is not None else None
+            if printed:
+                row[metric] = found.text() if found is not None else ""
+            else:
+                row.update(stat_columns(metric, found))
+        if printed:
+            found = chosen.stats(test) if chosen is not None else None
+            row[f"{test} min..max"] = f"{cell(found.lo)}..{cell(found.hi)}" if found else ""
+        out.append(row)
+    return out

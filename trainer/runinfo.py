@@ -1,0 +1,32 @@
+"""What a run records about where it ran: version, commit, output folder."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import trainer
+
+
+def git_commit() -> str:
+    """The source checkout's commit, or 'unknown' (installed package, no git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hydra_output_dir() -> Path:
+    """The run's folder: Hydra's output directory, or the current one outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path.cwd()
+
+
+def run_meta(device: object) -> dict[str, str]:
+    """Recorded in metrics.json and every checkpoint."""
+    return {"version": trainer.__version__, "git_commit": git_commit(), "device": str(device)}
