@@ -24,6 +24,10 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 # Var(w) = 2/(M_in + M_out), "normal" a fixed std.
 INITS = ("default", "xavier", "kaiming", "normal")
 BIAS_INITS = ("default", "zero")
+# Normalization layers after each hidden linear layer: BatchNorm1d normalizes each unit over the
+# batch (running statistics in eval mode), LayerNorm each sample over its units.
+NORMS: dict[str, type[nn.Module] | None] = {"none": None, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
+NORM_POSITIONS = ("pre", "post")  # before the activation (on z) or after it (on y)
 
 
 def resolve_widths(depth: int | None, width: int | Sequence[int]) -> list[int]:
@@ -52,17 +56,25 @@ class MLP(nn.Module):
         init_std: float = 0.01,
         bias_init: str = "default",
         dropout: float = 0.0,
+        norm: str = "none",
+        norm_position: str = "pre",
     ) -> None:
         super().__init__()
         # A config's values were checked against these tables before any work (trainer.config);
         # this is for code that builds an MLP itself.
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        if norm not in NORMS or norm_position not in NORM_POSITIONS:
+            raise ValueError(f"unknown norm {norm!r} or norm_position {norm_position!r}; choose from "
+                             f"{list(NORMS)} and {list(NORM_POSITIONS)}")
         self.widths = resolve_widths(depth, width)
         layers: list[nn.Module] = []
         dims = [in_dim, *self.widths]
         for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
-            layers += [nn.Linear(d_in, d_out), ACTIVATIONS[activation]()]
+            block = [nn.Linear(d_in, d_out), ACTIVATIONS[activation]()]
+            if NORMS[norm] is not None:  # pre: Linear, Norm, f (the usual); post: Linear, f, Norm
+                block.insert(1 if norm_position == "pre" else 2, NORMS[norm](d_out))
+            layers += block
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(dims[-1], out_dim))

@@ -5,6 +5,8 @@ import pytest
 
 import trainer.eval as trainer_eval
 from tests.conftest import make_cfg
+from trainer.checkpoint import load_checkpoint
+from trainer.errors import ConfigError
 from trainer.run import run
 
 
@@ -35,3 +37,16 @@ def test_eval_on_another_file_uses_the_saved_preprocessing(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "4 features per sample" in err and "3 features" in err and "Traceback" not in err
+
+
+def test_a_checkpoint_whose_config_names_no_targets_still_evaluates(tmp_path):
+    # Checkpoints written before the configs named their `_target_`s: data by its name, model MLP.
+    metrics = run(make_cfg("data=spirals", "data.n_samples=300", "epochs=2", "model.width=16"),
+                  tmp_path / "run")
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    del ckpt["config"]["data"]["_target_"], ckpt["config"]["model"]["_target_"]
+    got = trainer_eval.evaluate_checkpoint(ckpt, "test")
+    assert got["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
+    ckpt["config"]["data"]["name"] = "gone"
+    with pytest.raises(ConfigError, match="'gone' is not one this version knows"):
+        trainer_eval.evaluate_checkpoint(ckpt, "test")

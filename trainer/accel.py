@@ -74,14 +74,17 @@ class TrainStep:
     """The one training step, whatever the options: zero_grad, forward and loss under autocast,
     backward through a grad scaler (enabled for fp16 only), clipping of the true gradients to total
     norm `grad_clip` (no host sync), and the optimizer's update; L-BFGS gets the same body as the
-    closure it re-evaluates during its line search. `step(xb, yb)` returns (loss, outputs), detached.
+    closure it re-evaluates during its line search. `penalty()` (regularization) is added to the loss
+    that is differentiated, in fp32 outside autocast; `step(xb, yb)` returns the data loss and the
+    outputs, detached.
     `GraphedStep` captures this same body in a CUDA graph.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
-                 device: torch.device, precision: str = "fp32", grad_clip: float | None = None) -> None:
+                 device: torch.device, precision: str = "fp32", grad_clip: float | None = None,
+                 penalty: Callable[[], torch.Tensor] | None = None) -> None:
         self.closure = isinstance(optimizer, torch.optim.LBFGS)  # fp16 refused by trainer.config
-        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.model, self.optimizer, self.loss_fn, self.penalty = model, optimizer, loss_fn, penalty
         self.autocast = partial(autocast, device, precision)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         params = list(model.parameters())
@@ -101,7 +104,8 @@ class TrainStep:
         with self.autocast():
             out = self.model(xb)
             loss = self.loss_fn(out, yb)
-        self.scaler.scale(loss).backward()
+        self.objective = loss if self.penalty is None else loss + self.penalty()  # what is minimized
+        self.scaler.scale(self.objective).backward()
         if self.clip is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
             self.clip()
@@ -120,7 +124,7 @@ class TrainStep:
                 loss, out = self.gradient(xb, yb)
                 if not first:
                     first.extend((loss.detach(), out.detach()))
-                return loss
+                return self.objective  # the line search minimizes the penalized loss
 
             self.optimizer.step(closure)
             return first[0], first[1]
@@ -170,7 +174,9 @@ class GraphedStep:
         self.x, self.y = xb.clone(), yb.clone()
         # Warm-up steps (lazy optimizer state, cuBLAS handles) on a side stream, as capture needs;
         # their updates are undone so that the run trains exactly as the eager loop would.
+        # BatchNorm's running statistics (buffers) are undone too.
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        params += list(self.step.model.buffers())
         saved = [p.detach().clone() for p in params]
         saved_state = {p: {k: v.clone() for k, v in st.items() if isinstance(v, torch.Tensor)}
                        for p, st in self.optimizer.state.items()}  # non-empty after a resume
@@ -210,9 +216,10 @@ class GraphedStep:
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, device: torch.device,
               *, precision: str = "fp32", cuda_graphs: bool = False, compiled: bool = False,
-              distributed: bool = False, batch_size: int = 0, grad_clip: float | None = None) -> Step:
+              distributed: bool = False, batch_size: int = 0, grad_clip: float | None = None,
+              penalty: Callable[[], torch.Tensor] | None = None) -> Step:
     """The training step for these options: captured in a CUDA graph when asked and possible."""
-    step = TrainStep(model, optimizer, loss_fn, device, precision, grad_clip)
+    step = TrainStep(model, optimizer, loss_fn, device, precision, grad_clip, penalty)
     if cuda_graphs:
         reason = graph_fallback_reason(device, optimizer, precision, compiled, distributed, grad_clip)
         if reason is None:

@@ -8,7 +8,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn
+from torch.optim.swa_utils import (
+    SWALR,
+    AveragedModel,
+    get_ema_multi_avg_fn,
+    get_swa_multi_avg_fn,
+    update_bn,
+)
 
 AVERAGING = ("none", "poly", "ema", "swa")
 
@@ -89,6 +95,21 @@ class WeightAverage:
         """Average in `model`'s current weights (after an optimizer step in `epoch`)."""
         if epoch >= self.start_epoch:
             self.averaged.update_parameters(model)
+
+    def update_bn(self, x: torch.Tensor, chunk: int = 8192) -> None:
+        """Recompute the averaged network's BatchNorm statistics on the training inputs `x`.
+
+        The running statistics copied from the trained network belong to its weights, not to the
+        average; `torch.optim.swa_utils.update_bn` re-estimates them with the averaged weights (the
+        plain mean over `x`, in near-equal chunks so none has a single sample). No BatchNorm: nothing
+        runs. The random state is restored after, so dropout in this pass leaves training unchanged.
+        """
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.module.modules()):
+            return
+        parts = x.tensor_split(max(1, -(-len(x) // chunk)))
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            update_bn(parts, self.module)
 
     def weights(self) -> dict[str, torch.Tensor]:
         """A copy of the averaged weights, loadable into the trained model."""

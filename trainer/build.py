@@ -16,6 +16,7 @@ from trainer import accel
 from trainer.averaging import WeightAverage
 from trainer.data.sets import DataSet
 from trainer.errors import ConfigError
+from trainer.regularization import Penalty, make_penalty
 from trainer.schedules import Schedule, arm_options
 
 
@@ -96,6 +97,26 @@ def batch_size_for(batch_size: int | str, n_train: int) -> int:
         raise ConfigError(f"batch_size={size} is larger than the training split ({n_train} samples); "
                           f"use at most {n_train} or batch_size=full")
     return size
+
+
+def check_batch_norm(norm: str, n_train: int, batch_size: int, drop_last: bool, world: int = 1) -> None:
+    """BatchNorm in training mode needs 2 samples a batch: refuse a run with a batch of one on a rank
+    (batch_size=1, or an epoch's last partial batch of one sample), before any training."""
+    if norm != "batch":
+        return
+    sizes = [batch_size] + ([n_train % batch_size] if n_train % batch_size and not drop_last else [])
+    per_rank = [s // world for s in sizes if s >= world]  # as trainer.loop.shard_batches splits them
+    if min(per_rank, default=2) < 2:
+        shared = f", shared by {world} processes," if world > 1 else ""
+        raise ConfigError(f"model.norm=batch needs at least 2 samples in every batch, but with "
+                          f"batch_size={batch_size} on {n_train} training samples{shared} a batch has "
+                          "1 sample; use a larger batch_size, drop_last=true, or model.norm=layer "
+                          "(which normalizes each sample on its own)")
+
+
+def build_penalty(reg: DictConfig, model: nn.Module) -> Penalty | None:
+    """The regularization penalty of `model`'s weights (configs/config.yaml `regularization`), or None."""
+    return make_penalty(model, l1=reg.l1, l2=reg.l2, biases=reg.biases)
 
 
 def check_optimization(cfg: DictConfig) -> None:

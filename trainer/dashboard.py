@@ -24,6 +24,9 @@ LAYOUT = {"trainer": {
     "loss (train and val)": ["Multiline", [r"^train/loss$", r"^val/loss$", r"^val_raw/loss$"]],
     "accuracy (train and val)": ["Multiline", [r"^train/acc$", r"^val/acc$", r"^val_raw/acc$"]],
     "learning rate": ["Multiline", [r"^lr$"]],
+    # log_layer_stats=true: every layer on one chart, so vanishing gradients show as a fan
+    "gradient norm per layer": ["Multiline", [r"^grad_norm/"]],
+    "activation std per layer": ["Multiline", [r"^activation_std/"]],
 }}
 IMAGES_RUN = "images"
 REPORT_IMAGES = "~report/"  # the report's figures: after the curves in the time-series view too

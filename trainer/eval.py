@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from trainer.cli import fail, parse_options
 from trainer.errors import ConfigError, DataError, UserError
@@ -71,7 +71,7 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
 
     if split not in SPLITS:
         raise ConfigError(f"split={split!r} is not allowed; choose one of {list(SPLITS)}")
-    cfg = OmegaConf.create(ckpt["config"])
+    cfg = with_targets(OmegaConf.create(ckpt["config"]))
     if data_overrides:
         try:
             cfg.data = OmegaConf.merge(cfg.data, OmegaConf.from_dotlist(data_overrides).data)
@@ -103,6 +103,21 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
                                       classification=splits.task == "classification"), splits.loss_factor)
     return {**{f"{split}/{k}": v for k, v in metrics.items()}, "samples": len(x), "split": split,
             "epoch": (ckpt.get("fit") or {}).get("epoch", ckpt.get("epoch")), "data": cfg.data.name}
+
+
+def with_targets(cfg: DictConfig) -> DictConfig:
+    """A checkpoint's config with the `_target_`s of its data and model nodes; those written before
+    the nodes named them (trainer 0.1 before its schema) get the ones their names mean."""
+    from trainer.data.sets import SCHEMAS
+
+    if "_target_" not in cfg.data:
+        if cfg.data.get("name") not in SCHEMAS:
+            raise ConfigError(f"the checkpoint's data set {cfg.data.get('name')!r} is not one this version "
+                              f"knows ({sorted(SCHEMAS)}); evaluate it with the version that trained it")
+        cfg.data._target_ = f"{SCHEMAS[cfg.data.name].__module__}.{SCHEMAS[cfg.data.name].__name__}"
+    if "_target_" not in cfg.model:
+        cfg.model._target_ = "models.MLP"
+    return cfg
 
 
 def check_file_source(name: str, data: str) -> None:

@@ -20,6 +20,7 @@ from trainer.data.targets import original_units
 from trainer.distributed import all_mean
 from trainer.logger import RunLogger
 from trainer.loop import EpochCursor, evaluate, loss_function, num_batches, train_epoch
+from trainer.regularization import Penalty
 from trainer.schedules import Schedule
 from trainer.stopping import EarlyStopping, improved, mode_for
 
@@ -67,6 +68,7 @@ class Training:
     generator: torch.Generator  # the batch order
     averaging: WeightAverage | None = None
     stopping: EarlyStopping | None = None
+    penalty: Penalty | None = None  # regularization, added in `step`; logged as train/penalty
 
     def stateful(self) -> dict[str, Any]:
         """The objects a checkpoint saves and restores, by checkpoint key (None: not configured)."""
@@ -99,6 +101,7 @@ class FitHooks:
     save: Callable[[FitState], None] = lambda state: None  # after every epoch and on a stop
     stop_requested: Callable[[], bool] = lambda: False
     prune: Callable[[int, float], str] | None = None  # (epoch, monitor) -> why to stop, or ""
+    layer_stats: Callable[[int], None] | None = None  # (epoch) -> logs the gradient diagnostics
 
 
 def validation_metrics(model: nn.Module, averaging: WeightAverage | None, splits: Splits) -> dict[str, float]:
@@ -108,8 +111,10 @@ def validation_metrics(model: nn.Module, averaging: WeightAverage | None, splits
     raw = evaluate(model, loss_fn, splits.x_val, splits.y_val, classification=classification)
     if averaging is None:
         return {f"val/{k}": v for k, v in raw.items()}
-    avg = (evaluate(averaging.module, loss_fn, splits.x_val, splits.y_val, classification=classification)
-           if averaging.count else raw)
+    avg = raw
+    if averaging.count:
+        averaging.update_bn(splits.x_train)  # BatchNorm statistics of the averaged weights
+        avg = evaluate(averaging.module, loss_fn, splits.x_val, splits.y_val, classification=classification)
     return {**{f"val/{k}": v for k, v in avg.items()}, **{f"val_raw/{k}": v for k, v in raw.items()}}
 
 
@@ -216,6 +221,7 @@ def _train_and_validate(training: Training, splits: Splits, options: FitOptions,
     stats = all_mean(state.cursor.stats(classification), state.cursor.seen)
     # Losses in the targets' original units (regression targets are trained standardized).
     train = original_units({f"train/{k}": v.item() for k, v in stats.items()}, splits.loss_factor)
+    train.update(penalty_metrics(training.penalty))
     seconds = time.perf_counter() - t0
     val = original_units(validation_metrics(training.model, training.averaging, splits), splits.loss_factor)
     state.reason = diverged(train["train/loss"], val["val/loss"], state, options.divergence_factor, epoch)
@@ -233,6 +239,8 @@ def _record_epoch(training: Training, options: FitOptions, hooks: FitHooks, stat
     the fit ends here (state.status no longer running)."""
     training.schedule.after_epoch(epoch, metrics.get("val_raw/loss", metrics["val/loss"]))
     hooks.logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)  # lr: per step
+    if hooks.layer_stats is not None:
+        hooks.layer_stats(epoch)
     state.epoch, state.last_metrics, state.cursor = epoch, metrics, None
     value = metrics[options.monitor]
     if improved(value, state.best_value, mode_for(options.monitor)):
@@ -259,6 +267,14 @@ def _record_epoch(training: Training, options: FitOptions, hooks: FitHooks, stat
         state.status, state.reason = "pruned", pruned
     elif hooks.stop_requested():  # a signal during validation or checkpointing
         state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"
+
+
+def penalty_metrics(penalty: Penalty | None) -> dict[str, float]:
+    """`train/penalty`: the regularization penalty of the weights as they are (an epoch's end)."""
+    if penalty is None:
+        return {}
+    with torch.no_grad():
+        return {"train/penalty": penalty().item()}
 
 
 def diverged(train_loss: float, val_loss: float, state: FitState, factor: float | None, epoch: int) -> str:

@@ -24,6 +24,9 @@ class RunLogger:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
 
+    def histogram(self, tag: str, values: Any, step: int) -> None:
+        self.writer.add_histogram(tag, values.detach().float().cpu(), step)
+
     def text(self, tag: str, text: str, step: int) -> None:
         self.writer.add_text(tag, text, step)
 

@@ -34,6 +34,7 @@ def run_metrics(seed: int, state: FitState, test: dict[str, float], model: nn.Mo
     metrics: dict[str, Any] = {**state.best_metrics, **{f"test/{k}": v for k, v in test.items()}}
     metrics.update({
         "train/loss": state.last_metrics.get("train/loss"),
+        **{k: state.last_metrics[k] for k in ("train/penalty",) if k in state.last_metrics},
         "monitor": monitor,
         "best_epoch": state.best_epoch,
         "epochs": state.epoch,

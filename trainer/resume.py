@@ -23,7 +23,7 @@ FINISHED = ("completed", "diverged", "pruned")
 # where, and how much is logged. Any other difference refuses the resume.
 RESUMABLE_CHANGES = ("epochs", "max_steps", "resume", "ckpt", "progress", "device", "threads",
                      "log_every_n_steps", "nan_check_every_n_steps", "checkpoint_every_n_epochs",
-                     "data.root", "data.download")
+                     "data.root", "data.download", "log_layer_stats", "log_layer_stats_every_n_epochs")
 LENGTH_KEYS = ("epochs", "max_steps")
 
 
@@ -92,6 +92,10 @@ def newest_state(path: Path, device: torch.device | str) -> tuple[dict[str, Any]
 
 
 ABSENT = "<absent>"
+# Keys added inside existing nodes by later versions, with the value that trains as the versions
+# before them did: a checkpoint without the key resumes under that value.
+ADDED_KEYS = {"model.norm": "none", "model.norm_position": "pre", "regularization.l1": 0.0,
+              "regularization.l2": 0.0, "regularization.biases": False}
 
 
 def _changes(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -101,6 +105,8 @@ def _changes(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any,
     a, b = flatten_hparams(saved), flatten_hparams(now)
     keys = sorted(k for k in a.keys() | b.keys()
                   if k in a or "." in k or any(o.startswith(f"{k}.") for o in b))
+    for key, value in ADDED_KEYS.items():
+        a.setdefault(key, value)
     return {k: (a.get(k, ABSENT), b.get(k, ABSENT)) for k in keys if a.get(k, ABSENT) != b.get(k, ABSENT)}
 
 

@@ -20,12 +20,15 @@ from trainer.build import (
     build_data,
     build_model,
     build_optimizer,
+    build_penalty,
     build_schedule,
+    check_batch_norm,
 )
 from trainer.checkpoint import Checkpointer, remove_stale_temporaries, restore, write_json
 from trainer.config import check_monitor, validate
 from trainer.data import Splits, prepare_data
 from trainer.device import resolve_device, set_threads
+from trainer.diagnostics import probe
 from trainer.fit import FitHooks, FitOptions, FitState, Training, fit
 from trainer.logger import NullLogger, RunLogger, run_hparams
 from trainer.loop import loss_function, num_batches
@@ -98,6 +101,9 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
         hooks = FitHooks(logger, save, stop, None if world.distributed else epoch_reporter(cfg.epochs))
         if not world.is_main:
             hooks.save = lambda state: None
+        elif cfg.log_layer_stats:
+            hooks.layer_stats = probe(training.model, splits, batch_size, cfg.log_layer_stats_every_n_epochs,
+                                      logger)
         state, test = fit_and_test(training, splits, options, hooks, state, cfg.test_on)
         logger.close()
         metrics = run_metrics(cfg.seed, state, test, training.model, splits, started, meta, monitor)
@@ -115,21 +121,24 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
 def build_training(cfg: DictConfig, splits: Splits, batch_size: int, device: torch.device,
                    world: distributed.World, monitor: str) -> Training:
     """The model and everything that updates it, built from the config."""
+    check_batch_norm(cfg.model.norm, len(splits.x_train), batch_size, cfg.drop_last, world.size)
     model = build_model(cfg.model, splits.in_dim, splits.out_dim).to(device)
     set_threads(cfg.threads, count_parameters(model), batch_size, device)
     optimizer = build_optimizer(cfg, model.parameters(), device)
     averaging = build_averaging(cfg.averaging, model)
     per_epoch = num_batches(len(splits.x_train), batch_size, cfg.drop_last)
+    penalty = build_penalty(cfg.regularization, model)
     step = accel.make_step(accel.compile_model(distributed.wrap(model, world), cfg.compile), optimizer,
                            loss_function(splits.task), device, precision=cfg.precision,
                            cuda_graphs=cfg.cuda_graphs, compiled=cfg.compile,
                            distributed=world.distributed, batch_size=batch_size // world.size,
-                           grad_clip=cfg.grad_clip)
+                           grad_clip=cfg.grad_clip, penalty=penalty)
     return Training(model, optimizer, build_schedule(cfg, optimizer, per_epoch, averaging), step,
                     generator=torch.Generator(device=device).manual_seed(int(cfg.seed)),
                     averaging=averaging,
                     stopping=EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
-                                           mode_for(monitor)))
+                                           mode_for(monitor)),
+                    penalty=penalty)
 
 
 def resume_training(plan: Resumption, training: Training, device: torch.device) -> FitState:

@@ -27,6 +27,17 @@ def read_scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in events] for tag, events in scalar_events(run_dir).items()}
 
 
+def read_histograms(run_dir: str | Path) -> dict[str, list[tuple[int, Any]]]:
+    """Every histogram series of a run directory as `{tag: [(step, HistogramValue), ...]}`
+    (`.num`, `.sum`, `.min`, `.max`, `.bucket_limit`, `.bucket`)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"histograms": 0})
+    acc.Reload()
+    tags = acc.Tags()["histograms"]
+    return {tag: [(e.step, e.histogram_value) for e in acc.Histograms(tag)] for tag in tags}
+
+
 def read_hparams(run_dir: str | Path) -> dict[str, HParamValue]:
     """The hyperparameters a run declared for the HParams dashboard (its session start info)."""
     from tensorboard.plugins.hparams import metadata

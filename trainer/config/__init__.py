@@ -4,7 +4,8 @@ The schema (trainer.config.schema, and the data sets' own classes in trainer.dat
 every key and what its value may be; `validate(cfg)` applies those checks, then the few that
 relate keys to each other, and builds the optimizer and scheduler once on a dummy parameter, so
 torch itself checks their arguments. Nothing else in the package rejects a config value, except
-what only the data can tell (a file's task, a batch larger than the training split).
+what only the data can tell (a file's task, a batch larger than the training split, a batch of
+one sample for BatchNorm: trainer.build).
 """
 
 from __future__ import annotations

@@ -69,6 +69,8 @@ class MLP:
     init_std: Any = key(POSITIVE_NUMBER)
     bias_init: Any = key(OneOf(_models("BIAS_INITS")))
     dropout: Any = key(Number(low=0, high=1))
+    norm: Any = key(OneOf(_models("NORMS")), "none")  # after each hidden linear layer
+    norm_position: Any = key(OneOf(_models("NORM_POSITIONS")), "pre")  # before or after the activation
 
 
 @dataclass
@@ -149,6 +151,15 @@ class EarlyStopping:
 
 
 @dataclass
+class Regularization:
+    """alpha * sum|w| (l1) and alpha * sum w^2 (l2) added to the training loss (trainer.regularization)."""
+
+    l1: Any = key(Number(low=0), 0.0)
+    l2: Any = key(Number(low=0), 0.0)
+    biases: Any = key(Flag(), False)  # false: the weight matrices only; true: every parameter
+
+
+@dataclass
 class Config:
     """configs/config.yaml: every top-level key; the groups have their own schemas."""
 
@@ -159,6 +170,7 @@ class Config:
     averaging: Any = None
     schedule: Schedule = field(default_factory=Schedule)
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
+    regularization: Regularization = field(default_factory=Regularization)
     seed: Any = key(WHOLE)
     device: Any = key(OneOf(DEVICES))
     threads: Any = key(Number(whole=True, low=0, low_open=True, words=("auto",)))
@@ -183,6 +195,8 @@ class Config:
     grad_clip: Any = key(replace(POSITIVE_NUMBER, optional=True), None)
     max_steps: Any = key(OPTIONAL_POSITIVE, None)
     divergence_factor: Any = key(Number(low=1, optional=True), 1000)
+    log_layer_stats: Any = key(Flag(), False)  # gradient diagnostics (trainer.diagnostics)
+    log_layer_stats_every_n_epochs: Any = key(POSITIVE, 1)
 
 
 @dataclass
