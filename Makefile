@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-fast lint bench bench-process clean
+.PHONY: venv run test test-fast lint bench bench-process bench-sweep clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,11 +23,16 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m trainer $(ARGS)
 
+# The tests run on every core (pytest-xdist), a test file per worker (--dist loadfile), so that a
+# module-scoped fixture (one sweep read by several tests) runs once. WORKERS=0: in one process.
+WORKERS ?= auto
+XDIST = -n $(WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -39,6 +44,9 @@ bench: $(STAMP)
 # Single-run speed from outside the process: `python -m trainer` against a bare loop, wall times.
 bench-process: $(STAMP)
 	$(PY) scripts/bench_process.py $(ARGS)
+
+bench-sweep: $(STAMP)  # basic against vectorized launcher (README "Vectorized sweeps")
+	$(PY) scripts/bench.py --sweep $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -24,33 +24,9 @@ def test_default_run_reaches_expected_accuracy(tmp_path):
     assert losses[-1] < losses[0] / 10
 
 
-def test_command_line_choices(tmp_path):
-    proc = cli(f"hydra.run.dir={tmp_path}", "epochs=2", "optimizer=nesterov", "optimizer.lr=0.05",
-               "model.depth=3", "model.width=[32,16,8]", "model.activation=tanh",
-               "model.init=xavier", "model.dropout=0.1", "batch_size=32", "scheduler=step",
-               "seed=3", "device=cpu")
-    assert proc.returncode == 0, proc.stderr
-    metrics = read_metrics(tmp_path)
-    assert metrics["params"] == 64 * 32 + 32 + 32 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10
-    assert metrics["val/acc"] > 0.3
-
-
-def test_bad_value_is_one_paragraph_no_traceback(tmp_path):
-    proc = cli(f"hydra.run.dir={tmp_path}", "model.activation=relux")
-    assert proc.returncode == 2
-    assert "model.activation='relux'" in proc.stderr and "tanh" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "metrics.json").exists()
-
-
-def test_typo_in_key_is_rejected(tmp_path):
-    proc = cli(f"hydra.run.dir={tmp_path}", "optimzer.lr=0.1")
-    assert proc.returncode != 0
-    assert "optimzer" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_installed_package_runs_from_any_folder(tmp_path):
-    """`pip install .` (not editable): configs ship inside the package."""
+def test_installed_package_runs_from_any_folder_with_command_line_choices(tmp_path):
+    """`pip install .` (not editable): configs ship inside the package; a run of the installed copy
+    takes the choices a user types."""
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--no-build-isolation", "--target", str(target), str(ROOT)],
@@ -62,10 +38,15 @@ def test_installed_package_runs_from_any_folder(tmp_path):
                 assert (target / installed / path.relative_to(ROOT / tree)).is_file(), path
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    proc = cli(f"hydra.run.dir={tmp_path / 'run'}", "epochs=1", cwd=elsewhere,
-               env={"PYTHONPATH": str(target)})
+    proc = cli(f"hydra.run.dir={tmp_path / 'run'}", "epochs=2", "optimizer=nesterov", "optimizer.lr=0.05",
+               "model.depth=3", "model.width=[32,16,8]", "model.activation=tanh",
+               "model.init=xavier", "model.dropout=0.1", "batch_size=32", "scheduler=step",
+               "seed=3", "device=cpu", cwd=elsewhere, env={"PYTHONPATH": str(target)})
     assert proc.returncode == 0, proc.stderr
-    assert read_metrics(tmp_path / "run")["status"] == "completed"
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["status"] == "completed"
+    assert metrics["params"] == 64 * 32 + 32 + 32 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10
+    assert metrics["val/acc"] > 0.3
 
 
 def test_multirun_experiment(tmp_path):

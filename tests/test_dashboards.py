@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import ROOT, cli, make_cfg, read_metrics
+from tests.conftest import cli, make_cfg, read_metrics
 from trainer import eval as trainer_eval
 from trainer import report
 from trainer.dashboard import FINAL, FINAL_METRICS, REPORT_IMAGES
@@ -103,7 +103,7 @@ def test_cli_run_that_fails_validation_is_reported_failed(tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_dashboards_in_a_real_tensorboard(tmp_path):
+def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
     """4 jobs through the joblib launcher: folders named by what differs, the same hparam keys,
     HParams on the swept keys, chart layout, config text, report table and images."""
     sweep = tmp_path / "sweep"
@@ -120,10 +120,9 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path):
     assert declared_metrics(sweep) == [FINAL + m for m in FINAL_METRICS]  # one experiment, in the sweep
     assert declared_metrics(sweep / names[0]) == []  # folder; each job has only its own values
 
-    proc = subprocess.run([sys.executable, "-m", "trainer.report", str(sweep)], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    capsys.readouterr()
+    report.main([str(sweep)])  # `python -m trainer.report SWEEP` (its own process: tests/test_optuna.py)
+    lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("best  job"))
     assert "optimizer  optimizer.lr" in lines[header] and lines[header].endswith("status")
     rows = lines[header + 1 : header + 5]

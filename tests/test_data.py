@@ -66,8 +66,13 @@ def test_constant_feature_does_not_become_nan():
 
 
 def test_digits_source():
+    from sklearn.datasets import load_digits
+
     src = load_source("digits")
     assert src.x.shape == (1797, 64) and src.task == "classification"
     assert set(np.unique(src.y)) == set(range(10))
+    bunch = load_digits()  # the table read without importing scikit-learn is scikit-learn's data
+    assert (src.x == bunch.data).all() and (src.y == bunch.target).all()
+    assert src.x.dtype == np.float32 and src.y.dtype == np.int64
     with pytest.raises(ConfigError, match="not a known data set"):
         load_source("digitz")

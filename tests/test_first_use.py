@@ -17,7 +17,7 @@ from trainer.data import load_source
 from trainer.device import set_threads
 from trainer.errors import ConfigError, DataError
 from trainer.eval import evaluate_checkpoint, load
-from trainer.overrides import check_launcher, check_override_keys
+from trainer.overrides import check_launcher
 from trainer.run import run
 
 SMALL = ("epochs=3", "model.width=16", "model.depth=1")
@@ -41,17 +41,6 @@ def test_monitor_auto_is_val_loss_for_regression(cfg_factory, tmp_path):
     assert metrics["monitor"] == "val/loss"
     losses = [v for _, v in read_scalars(tmp_path)["val/loss"]]
     assert metrics["val/loss"] == pytest.approx(min(losses))
-
-
-@pytest.mark.parametrize("overrides,message", [
-    (("monitor=val/accuracy",), r"monitor='val/accuracy' is not allowed \(did you mean val/acc\?\)"),
-    (("data=regression", "monitor=val/acc"), "needs classes.*regression"),
-    (("batch_size=ful",), r"batch_size='ful' must be a positive whole number or 'full'.*did you mean full"),
-])
-def test_bad_monitor_and_batch_size_fail_before_any_work(cfg_factory, tmp_path, overrides, message):
-    with pytest.raises(ConfigError, match=message):
-        run(cfg_factory(*overrides), out_dir=tmp_path)
-    assert not any(tmp_path.iterdir())
 
 
 def test_val_acc_on_a_regression_file_fails_before_training(cfg_factory, tmp_path):
@@ -119,21 +108,6 @@ def test_csv_without_header_and_with_semicolons(tmp_path):
         load_source("csv", path=str(semi), delimiter=",")
 
 
-def test_mistyped_keys_name_the_key_meant():
-    with pytest.raises(ConfigError, match=r"did you mean optimizer.lr\?"):
-        check_override_keys(["optimzer.lr=0.1"])
-    with pytest.raises(ConfigError, match=r"did you mean model.width\?"):
-        check_override_keys(["model.widht=3"])
-    with pytest.raises(ConfigError, match=r"did you mean early_stopping.patience\?"):
-        check_override_keys(["early_stopping.patiense=3"])
-    with pytest.raises(ConfigError, match=r"did you mean epochs\?"):
-        check_override_keys(["-m", "epoch=1,2"])
-    # Real keys, additions, group choices and Hydra's own keys pass.
-    check_override_keys(["optimizer.lr=0.1", "+optimizer.fused=false", "hydra.run.dir=x",
-                         "hydra/launcher=parallel", "scheduler.tau=3", "data.path=a.csv", "epochs=2",
-                         "early_stopping.patience=3"])
-
-
 def test_slurm_without_sbatch_is_one_message(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert shutil.which("sbatch") is None
@@ -179,10 +153,8 @@ def test_offline_download_leaves_no_folders(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_typo_and_sweep_arms(tmp_path):
-    proc = cli("optimzer.lr=0.1")
-    assert proc.returncode == 2 and "did you mean optimizer.lr?" in proc.stderr
-    assert "Traceback" not in proc.stderr and "+optimzer" not in proc.stderr
+def test_cli_sweep_arms(tmp_path):
+    # (the mistyped key on the command line: tests/test_bad_values.py)
     sweep = tmp_path / "sweep"
     proc = cli("-m", "+experiment=digits_schedules", "schedule.per_arm.tau=1000", "epochs=1",
                "model.width=16", "averaging=none", "optimizer.lr=0.1", "seed=0", f"hydra.sweep.dir={sweep}")

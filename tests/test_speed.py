@@ -9,7 +9,6 @@ from torch.nn import functional as F
 from models import MLP
 from tests.conftest import read_scalars
 from trainer import accel
-from trainer.errors import ConfigError
 from trainer.loop import EpochCursor, shard_batches, train_epoch
 from trainer.run import run
 
@@ -46,20 +45,6 @@ def test_bf16_step_runs_the_forward_in_bf16():
     loss, out = step(x[:64], y[:64])
     assert out.dtype == torch.bfloat16 and loss.dtype == torch.float32  # cross-entropy autocasts up
     assert model.net[0].weight.dtype == torch.float32  # the master weights stay fp32
-
-
-def test_fp16_on_cpu_is_a_config_error(cfg_factory, tmp_path):
-    with pytest.raises(ConfigError, match="precision=fp16 needs CUDA.*bf16"):
-        run(cfg_factory("precision=fp16", "device=cpu"), out_dir=tmp_path)
-    assert not (tmp_path / "metrics.json").exists()
-
-
-@pytest.mark.parametrize("override, message", [("precision=fp8", "precision='fp8' is not allowed"),
-                                               ("compile=yes", "compile='yes' must be true or false"),
-                                               ("cuda_graphs=1", "cuda_graphs=1 must be true or false")])
-def test_speed_keys_are_validated(cfg_factory, tmp_path, override, message):
-    with pytest.raises(ConfigError, match=message):
-        run(cfg_factory(override), out_dir=tmp_path)
 
 
 def test_cuda_graphs_fall_back_on_cpu_with_a_message(cfg_factory, tmp_path, caplog):
@@ -184,7 +169,7 @@ def test_torchrun_two_cpu_processes_match_one_process(cfg_factory, tmp_path):
     from tests.conftest import ROOT, read_metrics
     from trainer.checkpoint import load_checkpoint
 
-    args = ["epochs=2", "device=cpu", "drop_last=true", "batch_size=64"]
+    args = ["epochs=2", "data=spirals", "device=cpu", "drop_last=true", "batch_size=64"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -198,7 +183,7 @@ def test_torchrun_two_cpu_processes_match_one_process(cfg_factory, tmp_path):
     ddp = read_metrics(runs[0])
 
     single = run(cfg_factory(*args), out_dir=tmp_path / "single")
-    assert ddp["steps"] == single["steps"] == 2 * (1258 // 64)
+    assert ddp["steps"] == single["steps"] == 2 * (700 // 64)  # 700 training samples
     for key in ("val/loss", "val/acc", "test/loss", "train/loss", "train/acc"):
         assert ddp[key] == pytest.approx(single[key], rel=1e-4, abs=1e-5), key
     w_ddp = load_checkpoint(runs[0] / "checkpoints" / "last.pt")["model"]

@@ -31,7 +31,11 @@ def hparams_of(*overrides: str) -> dict:
 
 
 def test_every_optimizer_and_scheduler_writes_the_same_hparam_keys_and_types():
-    jobs = [hparams_of(f"optimizer={o}", f"scheduler={s}") for o in OPTIMIZERS for s in SCHEDULERS]
+    # Every optimizer and every scheduler in some job (13 jobs, not all 104 pairs: the two groups
+    # set keys of their own, so a key or a type that differs does so in any pair).
+    n = max(len(OPTIMIZERS), len(SCHEDULERS))
+    jobs = [hparams_of(f"optimizer={OPTIMIZERS[i % len(OPTIMIZERS)]}",
+                       f"scheduler={SCHEDULERS[i % len(SCHEDULERS)]}") for i in range(n)]
     keys = set(jobs[0])
     assert all(set(h) == keys for h in jobs)
     for key in keys:  # one kind per column (HParams stores numbers, bools, strings), as TensorBoard
@@ -149,7 +153,7 @@ def test_eval_of_a_missing_or_damaged_checkpoint_is_one_paragraph(tmp_path, caps
     err = capsys.readouterr().err
     assert str(path) in err and "Traceback" not in err
     assert ("does not exist", "cannot be read", "not a trainer checkpoint")[
-        [None, b"not a checkpoint", "dict"].index(content)] in err
+        [None, b"not a checkpoint", "dict"].index(content)] in " ".join(err.split())  # wherever lines break
 
 
 @pytest.mark.slow

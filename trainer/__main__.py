@@ -36,17 +36,8 @@ def summary(metrics: dict, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    from trainer.run import run
-    from trainer.runinfo import hydra_output_dir
-
-    hydra_cfg = HydraConfig.get()
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    direction = hydra_cfg.sweeper.get("direction")
+def sweep_monitor(cfg: DictConfig, direction: object) -> str:
+    """The job's monitor, checked against the sweeper's direction (a wrong pair stops the sweep)."""
     try:
         # monitor=auto on a file: its task, so the metric, is known once the data is read. A search
         # with a direction then monitors the metric of that direction (the run checks that the task
@@ -57,27 +48,18 @@ def main(cfg: DictConfig) -> float:
             cfg.monitor = monitor
     except UserError as exc:  # wrong for every job of the sweep: stop it
         fail(str(exc), 2)
-    try:
-        metrics = run(cfg)
-    except KeyboardInterrupt:  # Ctrl-C before training started (during training, run() handles it)
-        fail("interrupted (Ctrl-C) before training started; no checkpoint was written", 130)
-    except UserError as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        if not multirun:
-            fail(str(exc), 2)
-        # One job of a sweep: the other jobs go on; the job's log says why it failed.
-        log.error(paragraph(str(exc)))
-        return worst(monitor)
-    except Exception:
-        if multirun:  # Hydra keeps the error; put it in the job's log too
-            log.exception("job %s failed", hydra_cfg.job.num)
-        raise
-    out = hydra_output_dir()
+    return monitor
+
+
+def job_value(metrics: dict, cfg: DictConfig, out: Path, multirun: bool) -> float:
+    """What a finished run() means for the command line: its exit, summary, and sweep value."""
+    from hydra.core.hydra_config import HydraConfig
+
     if metrics["status"] == "interrupted":
         signum = signal.Signals[metrics.get("signal", "SIGTERM")]
-        again = (f"{hydra_arg('hydra.sweep.dir', str(hydra_cfg.sweep.dir))} resume=true (completed jobs "
-                 "are skipped)" if multirun else f"{hydra_arg('hydra.run.dir', str(out))} resume=true")
+        sweep = HydraConfig.get().sweep.dir
+        again = (f"{hydra_arg('hydra.sweep.dir', str(sweep))} resume=true (completed jobs are skipped)"
+                 if multirun else f"{hydra_arg('hydra.run.dir', str(out))} resume=true")
         fail(f"{signum.name} received: the run {metrics['reason']}. Its checkpoint is in "
              f"{out / 'checkpoints'}; continue it with the same arguments plus {again}", 128 + signum.value)
     if metrics["status"] == "diverged":
@@ -94,6 +76,37 @@ def main(cfg: DictConfig) -> float:
 
         raise optuna.TrialPruned(metrics["reason"])
     return objective(metrics, metrics["monitor"])
+
+
+@hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from trainer.run import run  # torch imports after Hydra parsed the CLI
+    from trainer.runinfo import hydra_output_dir
+
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    direction = hydra_cfg.sweeper.get("direction")
+    monitor = sweep_monitor(cfg, direction)
+    try:
+        metrics = run(cfg)
+    except KeyboardInterrupt:  # Ctrl-C before training started (during training, run() handles it)
+        fail("interrupted (Ctrl-C) before training started; no checkpoint was written", 130)
+    except UserError as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        if not multirun:
+            fail(str(exc), 2)
+        # One job of a sweep: the other jobs go on; the job's log says why it failed.
+        log.error(paragraph(str(exc)))
+        return worst(monitor)
+    except Exception:
+        if multirun:  # Hydra keeps the error; put it in the job's log too
+            log.exception("job %s failed", hydra_cfg.job.num)
+        raise
+    return job_value(metrics, cfg, hydra_output_dir(), multirun)
 
 
 if __name__ == "__main__":

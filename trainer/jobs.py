@@ -96,11 +96,13 @@ def hydra_arg(key: str, value: str) -> str:
     return shlex.quote(f"{key}={json.dumps(value)}")
 
 
-def record_process(out_dir: str | Path) -> None:
-    """Write which process runs the job, so a report can tell at once when it died."""
+def record_process(out_dir: str | Path, started: float | None = None) -> None:
+    """Write which process runs the job, so a report can tell at once when it died. Jobs trained
+    together (hydra/launcher=vectorized) share one `started`: none of them supersedes another."""
     path = Path(out_dir) / PROCESS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}))
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "started": started or time.time()}
+    path.write_text(json.dumps(record))
 
 
 def read_process(job_dir: Path) -> dict[str, Any] | None:

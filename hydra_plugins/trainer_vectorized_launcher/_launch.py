@@ -1,0 +1,196 @@
+"""`VectorizedLauncher.launch`: compose every job, group them, train each group as one stacked model.
+
+Each job of a group gets what Hydra's `run_job` gives a job of the basic launcher (its output
+folder, `.hydra/` files, the callbacks' `on_job_start` / `on_job_end`, a `JobReturn` in order) and
+what `trainer.__main__.main` makes of its metrics (the value for the sweeper, its summary, the exit
+status of a stopped sweep); only the training in between is shared (`trainer.vectorized`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import (
+    JobReturn,
+    JobRuntime,
+    JobStatus,
+    _flush_loggers,
+    _save_config,
+    configure_log,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    idx: int
+    overrides: list[str]
+    config: DictConfig  # the job's whole config, `hydra` node included
+    task_cfg: DictConfig | None = None  # what the task function gets (no `hydra` node)
+    out: Path | None = None
+
+
+def compose(launcher: Any, overrides: Sequence[str], idx: int) -> Job:
+    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    with open_dict(config):
+        config.hydra.job.id = idx
+        config.hydra.job.num = idx
+    return Job(idx, list(overrides), config)
+
+
+def without_hydra(config: DictConfig) -> DictConfig:
+    """The task's config: a copy without the `hydra` node."""
+    task_cfg = copy.deepcopy(config)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return task_cfg
+
+
+def start_job(job: Job, launcher: Any) -> None:
+    """`run_job` up to the task call: output folder, Hydra's config files, `on_job_start`."""
+    config = job.config
+    HydraConfig.instance().set_config(config)
+    out = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = str(out.absolute())
+    HydraConfig.instance().set_config(config)
+    task_cfg = without_hydra(config)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.hydra.output_subdir is not None:
+        hydra_out = out / str(config.hydra.output_subdir)
+        _save_config(task_cfg, "config.yaml", hydra_out)
+        _save_config(copy.deepcopy(HydraConfig.instance().cfg), "hydra.yaml", hydra_out)
+        _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_out)
+    launcher.hydra_context.callbacks.on_job_start(config=config, task_function=launcher.task_function)
+    job.task_cfg, job.out = task_cfg, out.absolute()
+
+
+def end_job(job: Job, launcher: Any, value: Any, failed: bool = False) -> JobReturn:
+    """`run_job` after the task call: the JobReturn and `on_job_end`."""
+    HydraConfig.instance().set_config(job.config)
+    ret = JobReturn()
+    ret.cfg, ret.hydra_cfg = job.task_cfg, copy.deepcopy(HydraConfig.instance().cfg)
+    ret.overrides = OmegaConf.to_container(job.config.hydra.overrides.task)
+    ret.working_dir = os.getcwd()
+    ret.return_value = value
+    ret.status = JobStatus.FAILED if failed else JobStatus.COMPLETED
+    ret.task_name = JobRuntime.instance().get("name")
+    _flush_loggers()
+    launcher.hydra_context.callbacks.on_job_end(config=job.config, job_return=ret)
+    return ret
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    from trainer.vectorized.grouping import plan
+
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    jobs = [compose(launcher, o, initial_job_idx + i) for i, o in enumerate(job_overrides)]
+    tasks = []
+    for job in jobs:
+        HydraConfig.instance().set_config(job.config)  # `${hydra:...}` in a job's config
+        tasks.append(OmegaConf.to_container(without_hydra(job.config), resolve=True))
+    steps = plan(tasks)
+    groups = [members for kind, members in steps if kind == "group"]
+    log.info("Launching %d jobs: %d stacked groups (%s members), %d on their own", len(jobs), len(groups),
+             ", ".join(str(len(g)) for g in groups) or "no", len(steps) - len(groups))
+    returns: dict[int, JobReturn] = {}
+    for kind, members in steps:
+        if kind != "group":
+            job = jobs[members[0]]
+            log.info("\t#%d : %s  (on its own, not vectorized: %s)", job.idx,
+                     " ".join(filter_overrides(job.overrides)), kind)
+            returns[job.idx] = run_job(hydra_context=launcher.hydra_context,
+                                       task_function=launcher.task_function, config=job.config,
+                                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        else:
+            label = f"group {groups.index(members) + 1}/{len(groups)}"
+            returns.update(run_group(launcher, [jobs[i] for i in members], label))
+        configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    return [returns[job.idx] for job in jobs]
+
+
+def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn]:
+    """Train `jobs` as one stacked group; their JobReturns by job number."""
+    from trainer.__main__ import job_value, sweep_monitor
+    from trainer.cli import paragraph
+    from trainer.errors import UserError
+    from trainer.jobs import record_process
+    from trainer.sweep import worst
+    from trainer.vectorized.runner import run_members
+
+    for job in jobs:
+        log.info("\t#%d : %s  (%s)", job.idx, " ".join(filter_overrides(job.overrides)), label)
+        start_job(job, launcher)
+    started = time.time()
+    for job in jobs:  # trained together: the report must not take the first ones as superseded
+        record_process(job.out, started)
+    handlers = group_log(jobs)
+    monitors = []
+    for job in jobs:
+        HydraConfig.instance().set_config(job.config)
+        monitors.append(sweep_monitor(job.task_cfg, job.config.hydra.sweeper.get("direction")))
+    try:
+        results = run_members([j.task_cfg for j in jobs], [j.out for j in jobs], label=label,
+                              max_members=launcher.max_members,
+                              before_open=lambda i: HydraConfig.instance().set_config(jobs[i].config))
+    except Exception as exc:  # as run_job keeps a task's exception: the other groups go on
+        log.exception("%s failed", label)
+        return {job.idx: end_job(job, launcher, exc, failed=True) for job in jobs}
+    finally:
+        for handler in handlers:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+    returns: dict[int, JobReturn] = {}
+    # Interrupted jobs last: the first of them ends the process (exit status 128 + signal), as the
+    # basic launcher's job would, after the others have been handed back.
+    order = sorted(range(len(jobs)), key=lambda i: isinstance(results[i], dict)
+                   and results[i]["status"] == "interrupted")
+    for i in order:
+        job, result = jobs[i], results[i]
+        HydraConfig.instance().set_config(job.config)
+        if isinstance(result, UserError):
+            log.error("job #%d: %s", job.idx, paragraph(str(result)))
+            returns[job.idx] = end_job(job, launcher, worst(monitors[i]))
+            continue
+        try:
+            value = job_value(result, job.task_cfg, job.out, multirun=True)
+        except Exception as exc:  # optuna.TrialPruned: the task function's exception, as run_job keeps it
+            returns[job.idx] = end_job(job, launcher, exc, failed=True)
+        else:
+            returns[job.idx] = end_job(job, launcher, value)
+    sys.stdout.flush()
+    return returns
+
+
+def group_log(jobs: list[Job]) -> list[logging.Handler]:
+    """The group's log lines in every member's `JOB_NAME.log` (Hydra's job log file), beside the
+    console. Returns the handlers added (removed when the group ends)."""
+    HydraConfig.instance().set_config(jobs[0].config)
+    configure_log(jobs[0].config.hydra.job_logging, jobs[0].config.hydra.verbose)
+    root = logging.getLogger()
+    files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+    added: list[logging.Handler] = []
+    for job in jobs[1:]:
+        handler = logging.FileHandler(job.out / f"{job.config.hydra.job.name}.log")
+        if files:
+            handler.setFormatter(files[0].formatter)
+            handler.setLevel(files[0].level)
+        root.addHandler(handler)
+        added.append(handler)
+    return added

@@ -1,0 +1,189 @@
+"""Every bad config value in one table: rejected before any work, with one paragraph that names the
+key and the fix (the allowed values, the range, or the override to use).
+
+Rows go in-process through what `python -m trainer` does with its arguments (the command-line key
+check, then `run(cfg)`) and through the paragraph it prints; a few rows also run the real command
+line, which must print exactly that paragraph, exit 2 and write no results. A new check gets a row
+here: its overrides as typed, and words its message must contain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from tests.conftest import cli, make_cfg
+from trainer.cli import paragraph
+from trainer.config import config_dir
+from trainer.errors import ConfigError
+from trainer.landscape import landscape
+from trainer.overrides import check_override_keys
+from trainer.run import run
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
+
+# (tool, overrides as typed, words the message contains). Words are matched with the paragraph's
+# line breaks undone.
+TABLE = [
+    # the model
+    ("trainer", "model.activation=relux", ("model.activation='relux' is not allowed", "did you mean relu?",
+                                           "'tanh'")),
+    ("trainer", "model.init=he", ("model.init='he' is not allowed",
+                                  "choose one of ['default', 'xavier', 'kaiming', 'normal']")),
+    ("trainer", "model.width=[8,8,8]", ("model.width lists 3 widths but model.depth=2",
+                                        "set model.depth=3 or give 2 widths")),
+    # the optimizer, its batches and its steps
+    ("trainer", "optimizer.lr=-1", ("optimizer.lr=-1 must be a positive",)),
+    ("trainer", "optimizer.lr=0", ("optimizer.lr=0 must be a positive",)),
+    ("trainer", "optimizer.lr=abc", ("optimizer.lr='abc' must be a positive",)),
+    ("trainer", "optimizer=momentum optimizer.momentum=-0.5",
+     ("optimizer=torch.optim.SGD cannot be built", "Invalid momentum value: -0.5",
+      "Fix or remove the optimizer.* value it names")),
+    ("trainer", "optimizer=adam optimizer.betas=[0.9,2.0]",
+     ("optimizer=torch.optim.Adam cannot be built", "Invalid beta parameter at index 1: 2.0",
+      "Fix or remove the optimizer.* value it names")),
+    ("trainer", "+optimizer.lrr=0.1", ("unexpected keyword argument 'lrr'",
+                                       "Fix or remove the optimizer.* value it names")),
+    ("trainer", "optimizer=lbfgs batch_size=64",
+     ("torch.optim.LBFGS is a full-batch method but batch_size=64", "set batch_size=full")),
+    ("trainer", "batch_size=0", ("batch_size=0 must be a positive whole number or 'full'",)),
+    ("trainer", "batch_size=ful", ("batch_size='ful' must be a positive whole number or 'full'",
+                                   "(did you mean full?)")),
+    ("trainer", "batch_size=5000", ("batch_size=5000 is larger than the training split (1258 samples)",
+                                    "use at most 1258 or batch_size=full")),
+    ("trainer", "epochs=0", ("epochs=0 must be a positive whole number",)),
+    ("trainer", "epochs=many", ("epochs='many' must be a positive whole number",)),
+    ("trainer", "max_steps=0", ("max_steps=0 must be a positive whole number",)),
+    ("trainer", "grad_clip=0", ("grad_clip=0 must be a positive",)),
+    # schedules and averaging
+    ("trainer", "warmup_steps=-1", ("warmup_steps=-1 must be a whole number >= 0",)),
+    ("trainer", "warmup_start_factor=0", ("warmup_start_factor=0 must be a number in (0, 1]",)),
+    ("trainer", "schedule.interval=batch", ("schedule.interval='batch' is not allowed",
+                                             "choose one of ['epoch', 'step']")),
+    ("trainer", "scheduler=plateau schedule.interval=step",
+     ("scheduler=plateau reads the validation loss once an epoch",
+      "schedule.interval='step' must be 'epoch'")),
+    ("trainer", "scheduler=step scheduler.step_size=zero", ("scheduler.step_size='zero' must be a number",)),
+    ("trainer", "averaging=poly averaging.gamma=-1", ("averaging.gamma=-1 must be a number >= 0",)),
+    ("trainer", "averaging=ema averaging.decay=1.5", ("averaging.decay=1.5 must be a number in [0, 1)",)),
+    ("trainer", "averaging=swa averaging.start_epoch=40",
+     ("averaging.start_epoch=40 is after the last epoch (epochs=30)", "lower it or raise epochs")),
+    ("trainer", "averaging=swa averaging.anneal_strategy=step",
+     ("averaging.anneal_strategy='step' is not allowed", "choose one of ['cos', 'linear']")),
+    ("trainer", "averaging=poly averaging.start_epoch=0",
+     ("averaging.start_epoch=0 must be a positive whole number",)),
+    ("trainer", "averaging.kind=mean", ("averaging.kind is now averaging=NAME (none, poly, ema, swa)",)),
+    ("trainer", "early_stopping.patience=0", ("early_stopping.patience=0 must be a positive whole number",)),
+    ("trainer", "early_stopping.min_delta=-1", ("early_stopping.min_delta=-1 must be a number >= 0",)),
+    # the data
+    ("trainer", "data.preprocess=zca", ("data.preprocess='zca' is not allowed", "'whiten_zca'")),
+    ("trainer", "data=regression data.preprocess=pca", ("data.preprocess='pca' is not allowed",
+                                                        "'whiten_pca', 'whiten_zca'")),
+    ("trainer", "data.val_fraction=0.5 data.test_fraction=0.6",
+     ("data.val_fraction=0.5 and data.test_fraction=0.6", "sum to less than 1")),
+    ("trainer", "data=csv data.task=labels", ("data.task='labels' is not allowed",
+                                              "choose one of ['auto', 'classification', 'regression']")),
+    ("trainer", "data=npz", ("data.path is required for data=npz", "data=npz data.path=my_data.npz")),
+    ("trainer", "data=regression data.whiten_eps=0", ("data.whiten_eps=0 must be a positive",)),
+    ("trainer", "data=regression data.n_samples=0", ("data.n_samples=0 must be a positive whole number",)),
+    ("trainer", "data=regression data.noise=-1", ("data.noise=-1 must be a number >= 0",)),
+    ("trainer", "data=regression data.dim=0", ("data.dim=0 must be a positive whole number",)),
+    ("trainer", "data=regression data.seed=-3", ("data.seed=-3 must be a whole number >= 0",)),
+    ("trainer", "data=spirals data.classes=1", ("data.classes=1 must be a whole number >= 2",)),
+    # what is monitored, tested, resumed
+    ("trainer", "monitor=train/loss", ("monitor='train/loss' is not allowed", "did you mean val/loss?")),
+    ("trainer", "monitor=val/accuracy", ("monitor='val/accuracy' is not allowed (did you mean val/acc?)",)),
+    ("trainer", "data=regression monitor=val/acc",
+     ("monitor=val/acc needs classes", "'regression' is a regression task",
+      "use monitor=val/loss or monitor=auto")),
+    ("trainer", "test_on=first", ("test_on='first' is not allowed", "choose one of ['best', 'last']")),
+    ("trainer", "resume=maybe", ("resume='maybe' must be true or false",)),
+    ("trainer", "checkpoint_every_n_epochs=0",
+     ("checkpoint_every_n_epochs=0 must be a positive whole number",)),
+    ("trainer", "ckpt=/no/such/checkpoint.pt", ("ckpt=/no/such/checkpoint.pt does not exist",
+                                                "RUN_DIR/checkpoints/last.pt")),
+    # the machine
+    ("trainer", "device=tpu", ("device='tpu' is not allowed", "did you mean cpu?", "'auto'")),
+    pytest.param("trainer", "device=cuda", ("device=cuda was asked for but CUDA is not available",
+                                            "use device=auto"), marks=NO_CUDA),
+    ("trainer", "precision=fp8", ("precision='fp8' is not allowed", "'bf16'")),
+    ("trainer", "precision=fp16 device=cpu", ("precision=fp16 needs CUDA", "use precision=bf16 on the CPU")),
+    ("trainer", "compile=yes", ("compile='yes' must be true or false",)),
+    ("trainer", "cuda_graphs=1", ("cuda_graphs=1 must be true or false",)),
+    # mistyped keys: the key probably meant
+    ("trainer", "optimzer.lr=0.1", ("optimzer.lr is not a config key", "did you mean optimizer.lr?",
+                                    "`python -m trainer --cfg job` shows the whole config")),
+    ("trainer", "model.widht=3",
+     ("model.widht is not a key of any model config", "did you mean model.width?")),
+    ("trainer", "early_stopping.patiense=3", ("early_stopping.patiense is not a key of early_stopping",
+                                              "did you mean early_stopping.patience?")),
+    ("trainer", "-m epoch=1,2", ("epoch is not a config key", "did you mean epochs?")),
+    # python -m trainer.landscape
+    ("landscape", "function=himmelblau", ("function='himmelblau' is not a known function",)),
+    ("landscape", "optimizers=[sgd,sgdd]", ("optimizers lists 'sgdd'",)),
+    ("landscape", "optimizers=[adam,adam]", ("names an optimizer twice",)),
+    ("landscape", "steps=0", ("steps=0 must be a positive whole number",)),
+    ("landscape", "steps=-3", ("steps=-3 must be a positive whole number",)),
+    ("landscape", "xlim=[2,1]", ("xlim=[2, 1] must be two numbers [low, high]",)),
+    ("landscape", "start=[9,9]", ("start=[9.0,9.0] lies outside the plot",)),
+    ("landscape", "optim.adam.lr=-1", ("optim.adam=torch.optim.Adam cannot be built",)),
+]
+# Checked once the run folder is locked (they need the data or the checkpoint): the lock file may
+# exist. Every other row fails before the run folder is made.
+AFTER_LOCK = {"batch_size=5000", "ckpt=/no/such/checkpoint.pt"}
+# Rows also run through the real command line: a check before Hydra starts, one of run()'s checks
+# before any work, and one made once the data is loaded.
+CLI_ROWS = ("optimzer.lr=0.1", "model.activation=relux", "batch_size=5000")
+
+
+def rejected(tool: str, overrides: str, out_dir: Path) -> str:
+    """The paragraph the command line prints for `python -m trainer[.landscape] OVERRIDES`."""
+    args = overrides.split()
+    with pytest.raises(ConfigError) as err:
+        if tool == "landscape":
+            with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+                cfg = compose(config_name="landscape", overrides=args)
+            landscape(cfg, out_dir)
+        else:
+            check_override_keys(args)  # as trainer/__main__.py does before Hydra
+            run(make_cfg(*(a for a in args if not a.startswith("-"))), out_dir=out_dir)
+    return paragraph(str(err.value))
+
+
+def written(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")} if folder.exists() else set()
+
+
+def row_id(row) -> str:
+    return f"{row[0]}:{row[1]}" if isinstance(row, tuple) else f"{row.values[0]}:{row.values[1]}"
+
+
+@pytest.mark.parametrize("tool,overrides,words", TABLE, ids=[row_id(r) for r in TABLE])
+def test_a_bad_value_is_one_paragraph_naming_the_key_and_the_fix(tmp_path, tool, overrides, words):
+    message = rejected(tool, overrides, tmp_path / "run")
+    flat = " ".join(message.split())
+    for word in words:
+        assert word in flat, (word, message)
+    assert message.startswith("error: ") and "\n\n" not in message
+    assert written(tmp_path / "run") <= ({".lock"} if overrides in AFTER_LOCK else set())
+
+
+def test_real_keys_additions_group_choices_and_hydra_keys_pass_the_key_check():
+    check_override_keys(["optimizer.lr=0.1", "+optimizer.fused=false", "hydra.run.dir=x",
+                         "hydra/launcher=parallel", "scheduler.tau=3", "data.path=a.csv", "epochs=2",
+                         "early_stopping.patience=3"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", CLI_ROWS)
+def test_the_command_line_prints_that_paragraph_exits_2_and_writes_no_results(tmp_path, overrides):
+    assert any(row[:2] == ("trainer", overrides) for row in TABLE)
+    expected = rejected("trainer", overrides, tmp_path / "in-process")
+    proc = cli(*overrides.split(), f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == expected + "\n"  # nothing else: no traceback, no Hydra hint
+    results = [p for p in written(tmp_path / "run") if p.startswith(("metrics", "checkpoints", "events"))]
+    assert results == []

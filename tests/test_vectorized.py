@@ -1,0 +1,142 @@
+"""The vectorized engine: each member trains as its own run would (weights, batches, curves),
+members end on their own, and their folders are ordinary run folders."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+
+import pytest
+import torch
+
+from tests.conftest import make_cfg, read_metrics, read_scalars
+from trainer.build import build_data, build_model
+from trainer.data import prepare_data
+from trainer.run import run, seed_everything
+from trainer.vectorized.group import Group
+from trainer.vectorized.member import Member
+from trainer.vectorized.runner import run_members
+
+SETTINGS = {
+    "momentum_b32": ["optimizer=momentum", "batch_size=32"],
+    "adam_inverse_time": ["optimizer=adam", "scheduler=inverse_time", "scheduler.tau=20"],
+    "poly_full_batch": ["optimizer=sgd", "averaging=poly", "batch_size=full"],
+}
+# (seed, lr) of each job: members differ in both.
+JOBS = {"momentum_b32": [(0, 0.01), (1, 0.05), (2, 0.02)],
+        "adam_inverse_time": [(0, 0.001), (1, 0.003), (2, 0.01)],
+        "poly_full_batch": [(0, 0.1), (1, 0.3), (2, 0.05)]}
+
+
+def job_cfgs(setting: str, epochs: int = 5) -> list:
+    return [make_cfg(*SETTINGS[setting], f"seed={seed}", f"optimizer.lr={lr}", f"epochs={epochs}")
+            for seed, lr in JOBS[setting]]
+
+
+def curve(run_dir, tag: str = "val/loss") -> list[float]:
+    return [v for _, v in read_scalars(run_dir)[tag]]
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_member_starts_as_its_run_and_draws_its_batches(setting, tmp_path):
+    cfgs = job_cfgs(setting)
+    splits, prep = prepare_data(build_data(cfgs[0].data), "cpu")
+    with contextlib.ExitStack() as stack:
+        members = [Member.open(c, tmp_path / str(i), splits, prep, torch.device("cpu"), stack)
+                   for i, c in enumerate(cfgs)]
+        group = Group(members, lambda: False, "test", False)
+        for k, cfg in enumerate(cfgs):  # what run() builds: seed, (data draws nothing), model
+            seed_everything(cfg.seed)
+            alone = build_model(cfg.model, splits.in_dim, splits.out_dim).state_dict()
+            for name, stacked in group.stacked.params.items():
+                assert torch.equal(stacked[k].detach(), alone[name])
+        group._start_epoch()
+        for k, cfg in enumerate(cfgs):  # fit()'s first epoch order: randperm of the run's generator
+            generator = torch.Generator().manual_seed(int(cfg.seed))
+            assert torch.equal(group.perms[k], torch.randperm(len(splits.x_train), generator=generator))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_members_match_sequential_runs(setting, tmp_path):
+    cfgs = job_cfgs(setting)
+    together = run_members(cfgs, [tmp_path / f"vec{i}" for i in range(len(cfgs))])
+    for i, cfg in enumerate(cfgs):
+        alone = run(cfg, out_dir=tmp_path / f"seq{i}")
+        mine = together[i]
+        assert mine.keys() == alone.keys()
+        assert mine["epochs"] == alone["epochs"] == 5 and mine["steps"] == alone["steps"]
+        seq, vec = curve(tmp_path / f"seq{i}"), curve(tmp_path / f"vec{i}")
+        assert len(seq) == len(vec) == 5
+        for a, b in zip(seq, vec, strict=True):
+            assert b == pytest.approx(a, rel=1e-3)
+        assert mine["test/acc"] == pytest.approx(alone["test/acc"], abs=2 / 360)
+        lrs_seq = read_scalars(tmp_path / f"seq{i}").get("lr", [])
+        lrs_vec = read_scalars(tmp_path / f"vec{i}").get("lr", [])
+        assert [s for s, _ in lrs_seq] == [s for s, _ in lrs_vec]
+        assert [v for _, v in lrs_vec] == pytest.approx([v for _, v in lrs_seq], rel=1e-6)
+
+
+def test_diverging_member_leaves_the_others_alone(tmp_path):
+    base = ["optimizer=sgd", "epochs=3", "divergence_factor=null"]
+    jobs = [["seed=0", "optimizer.lr=0.05"], ["seed=1", "optimizer.lr=0.1"]]
+    clean = run_members([make_cfg(*base, *j) for j in jobs], [tmp_path / "a0", tmp_path / "a1"])
+    blown = run_members([make_cfg(*base, *j) for j in [jobs[0], ["seed=2", "optimizer.lr=1e6"], jobs[1]]],
+                        [tmp_path / "b0", tmp_path / "bad", tmp_path / "b1"])
+    assert blown[1]["status"] == "diverged" and "not finite" in blown[1]["reason"]
+    assert read_metrics(tmp_path / "bad")["status"] == "diverged"
+    for a, b in ((clean[0], blown[0]), (clean[1], blown[2])):
+        assert b["status"] == "completed"
+        for key in ("val/loss", "val/acc", "test/loss", "test/acc", "train/loss", "best_epoch"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5)
+    assert curve(tmp_path / "b1") == pytest.approx(curve(tmp_path / "a1"), rel=1e-5)
+
+
+def test_members_end_on_their_own(tmp_path):
+    cfgs = [make_cfg("epochs=4", "seed=0"), make_cfg("epochs=2", "seed=1"),
+            make_cfg("epochs=4", "seed=2", "max_steps=30"),
+            make_cfg("epochs=4", "seed=3", "early_stopping.patience=1", "optimizer.lr=0.5")]
+    out = run_members(cfgs, [tmp_path / str(i) for i in range(4)])
+    assert [m["epochs"] for m in out[:3]] == [4, 2, 2]
+    assert out[2]["steps"] == 30 and out[2]["stopped_by"] == "max_steps"
+    assert out[3]["stopped_by"] in ("early_stopping", "epochs")
+    # member 0 trained on at full speed after the others left: its curve is its own run's
+    alone = run(cfgs[0], out_dir=tmp_path / "alone")
+    assert out[0]["val/loss"] == pytest.approx(alone["val/loss"], rel=1e-4)
+    assert len(curve(tmp_path / "1")) == 2 and math.isfinite(out[1]["test/acc"])
+
+
+def test_max_members_splits_a_group_into_parts(tmp_path, caplog):
+    cfgs = [make_cfg("epochs=2", f"seed={s}", "optimizer.lr=0.003") for s in range(3)]
+    caplog.set_level(logging.INFO, logger="trainer.vectorized")
+    parts = run_members(cfgs, [tmp_path / f"p{i}" for i in range(3)], max_members=2)
+    assert "group part 2/2: 1 jobs" in caplog.text
+    whole = run_members(cfgs, [tmp_path / f"w{i}" for i in range(3)])
+    for a, b in zip(parts, whole, strict=True):
+        assert a["status"] == b["status"] == "completed"
+        assert a["val/loss"] == pytest.approx(b["val/loss"], rel=1e-5)
+
+
+MORE = {  # per-member weight decay (coupled and decoupled), clipping, warm-up, plateau, EMA
+    "adamw_decay": (["optimizer=adamw"], [["optimizer.weight_decay=0.1"], ["optimizer.weight_decay=0.0",
+                                                                           "seed=1"]]),
+    "sgd_l2_clip": (["optimizer=nesterov"], [["optimizer.weight_decay=0.001", "grad_clip=0.5"],
+                                             ["seed=1", "optimizer.lr=0.05"]]),
+    "plateau_warmup_ema": (["optimizer=rmsprop", "scheduler=plateau", "scheduler.patience=0",
+                            "averaging=ema", "averaging.decay=0.9"],
+                           [["warmup_steps=30"], ["seed=1", "scheduler.factor=0.5"]]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", list(MORE))
+def test_member_options_match_sequential_runs(setting, tmp_path):
+    base, jobs = MORE[setting]
+    cfgs = [make_cfg(*base, *job, "epochs=3") for job in jobs]
+    together = run_members(cfgs, [tmp_path / f"vec{i}" for i in range(len(cfgs))])
+    for i, cfg in enumerate(cfgs):
+        alone = run(cfg, out_dir=tmp_path / f"seq{i}")
+        assert together[i]["steps"] == alone["steps"]
+        assert curve(tmp_path / f"vec{i}") == pytest.approx(curve(tmp_path / f"seq{i}"), rel=1e-3)
+        assert curve(tmp_path / f"vec{i}", "lr") == pytest.approx(curve(tmp_path / f"seq{i}", "lr"), rel=1e-6)

@@ -1,0 +1,145 @@
+"""`hydra/launcher=vectorized` from the command line: grouping, ordinary job folders, SIGTERM and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from tests.conftest import ROOT, cli, job_dirs, make_cfg, read_metrics
+from trainer.build import build_data
+from trainer.checkpoint import load_checkpoint
+from trainer.data import prepare_data
+from trainer.tb import read_hparams, read_scalars
+from trainer.vectorized.grouping import plan
+
+
+def resolved(*overrides: str) -> dict:
+    return OmegaConf.to_container(make_cfg(*overrides), resolve=True)
+
+
+def test_jobs_group_by_what_they_share_and_lbfgs_runs_alone():
+    grid = [(o, w, s) for o in ("sgd", "adam") for w in (32, 64) for s in (0, 1)]
+    tasks = [resolved(f"optimizer={o}", f"model.width={w}", f"seed={s}", "optimizer.lr=0.01")
+             for o, w, s in grid]
+    tasks.append(resolved("optimizer=lbfgs", "batch_size=full"))
+    steps = plan(tasks)
+    groups = [members for kind, members in steps if kind == "group"]
+    assert sorted(map(len, groups)) == [2, 2, 2, 2]
+    for members in groups:  # the two seeds of one optimizer and width
+        assert len({grid[i][:2] for i in members}) == 1 and {grid[i][2] for i in members} == {0, 1}
+    (reason, alone), = [step for step in steps if step[0] != "group"]
+    assert alone == [8] and "LBFGS" in reason
+    # what a member may have of its own keeps it in the group; anything else splits it
+    same = [resolved("optimizer.lr=0.1", "seed=3", "model.init=kaiming", "scheduler=step",
+                     "scheduler.gamma=0.5", "early_stopping.patience=2", "epochs=7", "grad_clip=1"),
+            resolved("optimizer.lr=0.2", "optimizer.weight_decay=0.01", "scheduler=step", "warmup_steps=5")]
+    assert [k for k, _ in plan(same)] == ["group"]
+    apart = [resolved(), resolved("batch_size=32"), resolved("model.activation=tanh"),
+             resolved("scheduler=exponential"), resolved("optimizer.betas=[0.8,0.999]")]
+    assert [len(m) for _, m in plan(apart)] == [1] * 5
+    assert plan([resolved("optimizer=rprop")])[0][0].startswith("Rprop")
+
+
+@pytest.mark.slow
+def test_vectorized_sweep_writes_ordinary_job_folders(tmp_path):
+    sweep = tmp_path / "sweep"
+    done = cli("-m", "hydra/launcher=vectorized", "optimizer=sgd,lbfgs", "batch_size=full", "seed=0,1",
+               "epochs=3", "progress=false", f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.stderr
+    assert "1 stacked groups (2 members), 2 on their own" in done.stderr + done.stdout
+    jobs = job_dirs(sweep)
+    assert sorted(jobs) == [0, 1, 2, 3]
+    vectorized, ordinary = jobs[0], jobs[1]  # optimizer=sgd seed=0, optimizer=lbfgs seed=0
+    for job in jobs.values():
+        assert (job / ".hydra" / "config.yaml").is_file() and (job / "process.json").is_file()
+        assert (job / "checkpoints" / "last.pt").is_file() and (job / "checkpoints" / "best.pt").is_file()
+        assert read_metrics(job)["status"] == "completed"
+    assert read_metrics(vectorized).keys() == read_metrics(ordinary).keys()
+    scalars = read_scalars(vectorized)
+    assert [s for s, _ in scalars["val/loss"]] == [1, 2, 3]
+    assert read_hparams(vectorized)["optimizer"] == "SGD" and read_hparams(vectorized)["seed"] == 0
+    assert "not vectorized" in done.stderr + done.stdout
+    assert "group 1/1 epoch 3: val/acc best" in done.stderr + done.stdout  # the group's epoch line
+    # the other tools read the folders as they read any job's
+    report = cli(str(sweep), module="trainer.report")
+    assert report.returncode == 0, report.stderr
+    assert "4 jobs (4 completed)" in report.stdout
+    out = tmp_path / "eval.json"
+    evaluated = cli(f"ckpt={vectorized / 'checkpoints' / 'best.pt'}", f"json={out}", module="trainer.eval")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(out.read_text())["test/acc"] == pytest.approx(read_metrics(vectorized)["test/acc"])
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_every_member_and_resume_finishes_them(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=vectorized", "optimizer.lr=0.001,0.01", "seed=0,1", "epochs=3",
+            "batch_size=4", "progress=false", f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not any((j / "checkpoints" / "last.pt").exists() for j in job_dirs(sweep).values()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.3)  # into epoch 2
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "resume=true" in stderr and "Traceback" not in stderr
+    jobs = job_dirs(sweep)
+    assert len(jobs) == 4
+    for job in jobs.values():
+        metrics = read_metrics(job)
+        assert metrics["status"] == "interrupted" and metrics["signal"] == "SIGTERM"
+        assert load_checkpoint(job / "checkpoints" / "last.pt")["fit"]["step"] == metrics["steps"]
+
+    again = cli(*args, "resume=true")
+    assert again.returncode == 0, again.stderr
+    per_epoch = -(-len(prepare_data(build_data(make_cfg().data))[0].x_train) // 4)  # updates of batch 4
+    finished = {}
+    for job in job_dirs(sweep).values():
+        metrics = finished[job] = read_metrics(job)
+        assert metrics["status"] == "completed" and metrics["steps"] == 3 * per_epoch
+        assert [s for s, _ in read_scalars(job)["val/loss"]] == [1, 2, 3]  # each epoch once
+    once_more = cli(*args, "resume=true")  # finished jobs are handed back as recorded, untouched
+    assert once_more.returncode == 0, once_more.stderr
+    assert all(read_metrics(job) == metrics for job, metrics in finished.items())
+
+
+@pytest.mark.slow
+def test_an_optuna_search_through_the_vectorized_launcher_prunes_and_completes(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    sweep = tmp_path / "search"
+    done = cli("-m", "hydra/launcher=vectorized", "hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}",
+               "data=spirals", "monitor=val/loss", "optimizer=sgd", "model.width=16", "batch_size=128",
+               "hydra/sweeper/sampler=grid", "hydra.sweeper.sampler.seed=0", "hydra.sweeper.study_name=lrs",
+               "hydra.sweeper.pruner=median", "+hydra.sweeper.pruner_args.n_startup_trials=2", "epochs=4",
+               "progress=false", "optimizer.lr=choice(0.1, 0.05, 0.03, 0.00001, 0.00002, 0.00003)")
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="lrs", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    states = {t.number: t.state for t in study.get_trials()}
+    assert len(states) == 6 and TrialState.PRUNED in states.values()
+    for number, job in job_dirs(sweep).items():
+        metrics = read_metrics(job)
+        assert metrics["status"] == ("pruned" if states[number] == TrialState.PRUNED else "completed")
+
+
+def test_members_of_one_group_do_not_supersede_each_other(tmp_path):
+    from trainer.jobs import record_process, superseded
+
+    first, second, later = (tmp_path / n for n in ("0", "1", "2"))
+    record_process(first, 1000.0)
+    record_process(second, 1000.0)  # the same group: trained at the same time, in one process
+    assert not superseded(first, [second])
+    record_process(later)  # a later group of the same process: the first group is over
+    assert superseded(first, [second, later])

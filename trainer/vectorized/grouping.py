@@ -1,0 +1,130 @@
+"""Which jobs can train as one stacked model, and how many members fit in memory.
+
+Two jobs share a group when their resolved configs are equal except in the keys of `MAY_DIFFER`
+(what a member can have of its own: seed, initialization, learning rate and weight decay, the
+schedule's numbers, warm-up, averaging options, clipping, early stopping, length, and how a job
+runs and logs). Everything else (data, architecture, batch size, optimizer class and its other
+arguments, scheduler class, precision, device, ...) is part of the group's key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from hydra.utils import get_object
+
+from trainer.logger import flatten_hparams
+from trainer.vectorized.stacked import LINEAR_IN_LR
+
+MAY_DIFFER_KEYS = ("seed", "model.init", "model.init_std", "model.bias_init", "optimizer.lr",
+                   "optimizer.weight_decay", "warmup_steps", "warmup_start_factor", "grad_clip",
+                   "epochs", "max_steps", "divergence_factor", "test_on", "resume", "ckpt", "progress",
+                   "log_every_n_steps", "nan_check_every_n_steps", "checkpoint_every_n_epochs")
+# Whole groups of keys a member may set for itself: early stopping, and the numbers of the
+# scheduler and the averaging (their classes, `scheduler` and `averaging`, flattened from their
+# `_target_`s, stay in the key, as does `schedule.*`, the interval).
+MAY_DIFFER_PREFIXES = ("early_stopping.", "scheduler.", "averaging.")
+SAME_IN_GROUP = ("scheduler", "averaging")
+
+
+def may_differ(key: str) -> bool:
+    if key in SAME_IN_GROUP:
+        return False
+    return key in MAY_DIFFER_KEYS or key.startswith(MAY_DIFFER_PREFIXES)
+
+
+def group_key(resolved: Mapping[str, Any]) -> str:
+    """A string equal for jobs that can train together (the resolved config without `MAY_DIFFER`)."""
+    flat = flatten_hparams(resolved)
+    return json.dumps({k: v for k, v in sorted(flat.items()) if not may_differ(k)}, default=str)
+
+
+def unsupported(resolved: Mapping[str, Any]) -> str | None:
+    """Why this job cannot train in a stacked group (it then runs as an ordinary job), or None."""
+    opt = resolved.get("optimizer", {})
+    try:
+        cls = get_object(opt["_target_"])
+    except Exception:  # a bad target: the ordinary run reports it
+        return f"optimizer._target_={opt.get('_target_')} cannot be imported"
+    if not (isinstance(cls, type) and issubclass(cls, LINEAR_IN_LR)):
+        return (f"{getattr(cls, '__name__', cls)}'s update is not linear in the learning rate "
+                f"(vectorized: {', '.join(c.__name__ for c in LINEAR_IN_LR)})")
+    for key in ("maximize", "differentiable", "capturable"):
+        if opt.get(key):
+            return f"optimizer.{key}=true is not vectorized"
+    if resolved.get("precision") != "fp32":
+        return f"precision={resolved.get('precision')} is not vectorized (fp32 only)"
+    for key in ("compile", "cuda_graphs"):
+        if resolved.get(key):
+            return f"{key}=true is not vectorized"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return "a distributed (torchrun) job is not vectorized"
+    return None
+
+
+def member_bytes(params: int, batch_size: int, widths: Sequence[int], out_dim: int) -> int:
+    """Memory one member needs, roughly: weights, gradient, scratch update, two optimizer states,
+    an averaged copy (6 copies of the parameters), and its batch's activations kept for backward."""
+    activations = batch_size * (sum(widths) * 3 + out_dim * 2)
+    return 4 * (6 * params + activations)
+
+
+def free_bytes(device: torch.device) -> int:
+    """Free memory on `device` (CUDA: free device memory; CPU: available RAM)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 8 << 30
+
+
+# On the CPU a stacked model's parameters stay at most this large (bytes, fp32 weights). Measured
+# with scripts/bench_sweep.py on this project's 2-core CPU (busy with other work): 784-256-10 nets
+# (0.8 MB each) trained 1.8x faster than the basic launcher at M = 4 and 1.4x at M = 16 (13 MB),
+# but 3.5x slower at M = 64 (52 MB; that run also had two threads, see runner.py). Past the caches,
+# the optimizer's and the matmuls' passes over the stack wait on memory, where one job's weights
+# stay in cache; 16 MB keeps a group within what was measured to be faster.
+CPU_STACK_BYTES = 16 << 20
+
+
+def fitting_members(max_members: int | None, per_member: int, device: torch.device,
+                    params: int = 0) -> int:
+    """`hydra.launcher.max_members`, or (null) as many members as half the free memory holds, and
+    on the CPU at most `CPU_STACK_BYTES` of stacked weights (`params` per member)."""
+    if max_members:
+        return int(max_members)
+    fits = max(1, free_bytes(device) // 2 // max(per_member, 1))
+    if device.type == "cpu" and params:
+        fits = min(fits, max(1, CPU_STACK_BYTES // (4 * params)))
+    return fits
+
+
+def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
+    """`items` split into consecutive groups of at most `size`, as equal in size as they can be."""
+    parts = -(-len(items) // max(size, 1))
+    size = -(-len(items) // max(parts, 1))
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def plan(tasks: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[int]]]:
+    """The order in which a batch of jobs (resolved task configs) trains: `("group", [i, ...])` for
+    jobs trained together, `("alone", [i])` with the reason for a job that cannot be vectorized;
+    in the order of each group's first job."""
+    steps: list[tuple[str, list[int]]] = []
+    groups: dict[str, list[int]] = {}
+    for i, task in enumerate(tasks):
+        reason = unsupported(task)
+        if reason is not None:
+            steps.append((reason, [i]))
+            continue
+        key = group_key(task)
+        if key not in groups:
+            groups[key] = []
+            steps.append(("group", groups[key]))
+        groups[key].append(i)
+    return steps

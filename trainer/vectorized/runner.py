@@ -1,0 +1,101 @@
+"""`run_members(cfgs, outs)`: what `run(cfg)` is for one job, for a group of jobs trained together.
+
+Used by the launcher (hydra_plugins/trainer_vectorized_launcher) and directly by tests. Returns, per
+job, its metrics (as `run()` returns them) or the `UserError` that stopped it before training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from models import resolve_widths
+from trainer import accel
+from trainer.build import batch_size_for, build_data
+from trainer.config import validate
+from trainer.data import prepare_data
+from trainer.device import resolve_device, set_threads
+from trainer.errors import ConfigError, UserError
+from trainer.signals import StopOnSignal
+from trainer.vectorized.group import train_group
+from trainer.vectorized.grouping import chunks, fitting_members, member_bytes
+from trainer.vectorized.member import Finished, Member
+
+log = logging.getLogger(__name__)
+
+Result = dict[str, Any] | UserError
+
+
+def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members: int | None = None,
+                label: str = "group", before_open: Callable[[int], None] = lambda i: None,
+                stop: StopOnSignal | None = None) -> list[Result]:
+    """Train the jobs `cfgs` (one group: `grouping.group_key` equal) into their folders `outs`.
+
+    `before_open(i)` runs before job i is set up (the launcher makes job i's Hydra config current
+    there, so its staged `.hydra` files and command line are the job's own). Members beyond
+    `max_members` (null: what fits in memory) train in further groups, one after another.
+    """
+    first = cfgs[0]
+    validate(first)
+    device = resolve_device(first.device)
+    accel.setup_backend(device, first.tf32)
+    splits, prep = prepare_data(build_data(first.data), device)
+    try:
+        batch_size = batch_size_for(first.batch_size, len(splits.x_train))
+    except ConfigError as error:
+        return [error for _ in cfgs]
+    widths = resolve_widths(first.model.depth, first.model.width)
+    dims = [splits.in_dim, *widths, splits.out_dim]
+    params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=True))
+    size = fitting_members(max_members, member_bytes(params, batch_size, widths, splits.out_dim), device,
+                           params)
+    results: list[Result | None] = [None] * len(cfgs)
+    own_stop = stop is None
+    with StopOnSignal() if own_stop else contextlib.nullcontext(stop) as stop:
+        parts = chunks(range(len(cfgs)), size)
+        for n, part in enumerate(parts):
+            if stop():
+                break
+            name = label if len(parts) == 1 else f"{label} part {n + 1}/{len(parts)}"
+            # threads=auto as each job alone would get it (one for a small net on the CPU): the only
+            # slower-than-basic measurement (grouping.CPU_STACK_BYTES) ran on two threads.
+            threads = set_threads(first.threads, params, batch_size, device)
+            log.info("%s: %d jobs as one stacked %s model (%d parameters each) on %s, %d CPU threads",
+                     name, len(part), "-".join(map(str, dims)), params, device, threads)
+            _train_part(cfgs, outs, part, splits, prep, device, before_open, stop, name, results)
+    return [r if r is not None else ConfigError("not started: the sweep was stopped by a signal first")
+            for r in results]
+
+
+def _train_part(cfgs: Sequence[DictConfig], outs: Sequence[Path], part: list[int], splits: Any, prep: Any,
+                device: Any, before_open: Callable[[int], None], stop: StopOnSignal, name: str,
+                results: list[Result | None]) -> None:
+    with contextlib.ExitStack() as stack:
+        members: dict[int, Member] = {}
+        for i in part:
+            before_open(i)
+            try:
+                members[i] = Member.open(cfgs[i], Path(outs[i]), splits, prep, device, stack)
+            except Finished as done:
+                results[i] = done.metrics
+            except UserError as exc:
+                log.error("job %s: %s", Path(outs[i]).name, exc)
+                results[i] = exc
+        try:
+            train_group(list(members.values()), stop, label=name,
+                        progress=bool(cfgs[part[0]].progress), signal=lambda: stop.received)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once, the last checkpoints stay
+            for m in members.values():
+                if m.metrics is None:
+                    m.state.status = "interrupted"
+                    m.state.reason = (f"stopped at once at step {m.state.step} (second Ctrl-C); a resume "
+                                      "continues from the last checkpoint")
+                    m.signal = "SIGINT"
+                    m.finish()
+        for i, m in members.items():
+            results[i] = m.metrics
