@@ -19,7 +19,9 @@ def _accumulator(run_dir: str | Path) -> Any:
 def scalar_events(run_dir: str | Path) -> dict[str, list[Any]]:
     """Every scalar series of a run directory: `{tag: [ScalarEvent(wall_time, step, value), ...]}`."""
     acc = _accumulator(run_dir)
-    return {tag: list(acc.Scalars(tag)) for tag in acc.Tags()["scalars"]}
+    # In the order they were written: TensorBoard reads a folder's files by name, and two files made
+    # in the same second (a run and its resume, in a test) are named in the order of their pids.
+    return {tag: sorted(acc.Scalars(tag), key=lambda e: e.wall_time) for tag in acc.Tags()["scalars"]}
 
 
 def read_scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
