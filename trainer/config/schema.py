@@ -249,16 +249,4 @@ def declared(schema: type) -> list[str]:
     return [f.name for f in fields(schema) if not f.name.startswith("_")]
 
 
-def hparam_keys() -> dict[str, Any]:
-    """Every key an option of a group's schema declares, `GROUP.KEY`, with the schema's check:
-    the columns the HParams dashboard shows for every run of a sweep."""
-    keys: dict[str, Any] = {}
-    for group, schemas in GROUP_SCHEMAS.items():
-        for schema in schemas.values():
-            for f in fields(schema):
-                if not f.name.startswith("_"):
-                    keys.setdefault(f"{group}.{f.name}", f.metadata.get("check"))
-    return keys
-
-
-__all__ = ["MONITORS", "Config", "declared", "hparam_keys", "register", "schema_of"]
+__all__ = ["MONITORS", "Config", "declared", "register", "schema_of"]

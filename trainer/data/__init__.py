@@ -11,7 +11,6 @@ from typing import Any
 
 _WHERE = {
     "Source": "trainer.data.base",
-    "SOURCES": "trainer.data.sources",
     "load_source": "trainer.data.sources",
     "Splits": "trainer.data.split",
     "make_splits": "trainer.data.split",

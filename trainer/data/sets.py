@@ -45,11 +45,6 @@ class DataSet:
     def load(self) -> Any:  # -> trainer.data.base.Source
         raise NotImplementedError(f"{type(self).__name__} does not say how to load its data")
 
-    def known_task(self) -> str | None:
-        """classification or regression when the config fixes it; None when the file decides."""
-        task = getattr(self, "task", "auto")
-        return task if task != "auto" else self.task_known
-
 
 @dataclass
 class Digits(DataSet):

@@ -13,10 +13,7 @@ from trainer.data.base import Source, check_source
 from trainer.data.sets import SCHEMAS, DataSet
 from trainer.errors import ConfigError
 
-__all__ = ["SOURCES", "Source", "load_digits", "load_set", "load_source"]
-
-SOURCES = SCHEMAS
-
+__all__ = ["Source", "load_digits", "load_set", "load_source"]
 
 def digits_file() -> Path | None:
     """The digits table scikit-learn ships (`sklearn/datasets/data/digits.csv.gz`), found without
