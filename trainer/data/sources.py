@@ -15,6 +15,7 @@ from trainer.errors import ConfigError
 
 __all__ = ["Source", "load_digits", "load_set", "load_source"]
 
+
 def digits_file() -> Path | None:
     """The digits table scikit-learn ships (`sklearn/datasets/data/digits.csv.gz`), found without
     importing scikit-learn (about a second of a run's start-up); None if this version moved it."""
