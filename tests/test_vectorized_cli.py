@@ -86,7 +86,7 @@ def test_sigterm_checkpoints_every_member_and_resume_finishes_them(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while not any((j / "checkpoints" / "last.pt").exists() for j in job_dirs(sweep).values()):
+    while not any((j / "checkpoints" / "group.pt").exists() for j in job_dirs(sweep).values()):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.05)
     time.sleep(0.3)  # into epoch 2
@@ -100,6 +100,7 @@ def test_sigterm_checkpoints_every_member_and_resume_finishes_them(tmp_path):
         metrics = read_metrics(job)
         assert metrics["status"] == "interrupted" and metrics["signal"] == "SIGTERM"
         assert load_checkpoint(job / "checkpoints" / "last.pt")["fit"]["step"] == metrics["steps"]
+        assert sorted(p.name for p in (job / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
     again = cli(*args, "resume=true")
     assert again.returncode == 0, again.stderr

@@ -150,16 +150,25 @@ class Checkpointer:
         return {**{k: v.state_dict() if v is not None else None for k, v in objects.items()},
                 "rng": rng_state(self.training.generator), **self.extras, "fit": state.state_dict()}
 
-    def __call__(self, state: FitState) -> None:
+    def due(self, state: FitState) -> dict[str, dict[str, Any]]:
+        """The checkpoints to write after `state`, by file name, in the order they are written."""
         mid_epoch = state.cursor is not None
         new_best = not mid_epoch and state.best_epoch == state.epoch and state.best_weights is not None
         if not (mid_epoch or new_best or state.status != "running" or state.epoch % self.every == 0):
-            return
-        self.before_write()
+            return {}
         ckpt = self.contents(state)
+        files = {}
         if new_best:
             best = {**ckpt, "model": state.best_weights}
             if ckpt.get("averaging") is not None:  # the evaluated (averaged) weights differ
                 best["trained_model"] = ckpt["model"]
-            save_checkpoint(best, self.folder / "best.pt")
-        save_checkpoint(ckpt, self.folder / "last.pt")
+            files["best.pt"] = best
+        files["last.pt"] = ckpt
+        return files
+
+    def __call__(self, state: FitState) -> None:
+        files = self.due(state)
+        if files:
+            self.before_write()
+        for name, ckpt in files.items():
+            save_checkpoint(ckpt, self.folder / name)

@@ -45,7 +45,12 @@ class Job:
 
 
 def compose(launcher: Any, overrides: Sequence[str], idx: int) -> Job:
-    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    loader = launcher.hydra_context.config_loader
+    # Usually the sweeper's check composed it already (vectorized_launcher.remember_compositions).
+    config = loader.composed.pop((id(launcher.config), tuple(overrides)), None)
+    if config is None:
+        config = loader.load_sweep_config(launcher.config, list(overrides))
+        loader.composed.clear()
     with open_dict(config):
         config.hydra.job.id = idx
         config.hydra.job.num = idx

@@ -25,6 +25,7 @@ class VectorizedLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        remember_compositions(hydra_context.config_loader)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from hydra_plugins.trainer_vectorized_launcher._launch import launch
@@ -35,6 +36,24 @@ class VectorizedLauncher(Launcher):
 
     def __repr__(self) -> str:  # shown by `--info plugins`
         return f"VectorizedLauncher(max_members={self.max_members!r})"
+
+
+def remember_compositions(loader: Any) -> None:
+    """Compose each job once, not twice: Hydra's sweepers compose every job of a batch to check it
+    (`Sweeper.validate_batch_is_legal`) and drop the result; the launcher then composes it again.
+    This keeps the sweeper's composition (the same call with the same arguments) for the launcher
+    to take (`loader.composed.pop(...)`), which saves about 0.1 s a job on a 2-core CPU."""
+    if hasattr(loader, "composed"):
+        return
+    compose = loader.load_sweep_config
+    loader.composed = {}
+
+    def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        config = compose(master_config, sweep_overrides)
+        loader.composed[(id(master_config), tuple(sweep_overrides))] = config
+        return config
+
+    loader.load_sweep_config = load_sweep_config
 
 
 __all__: Any = ["VectorizedLauncher"]

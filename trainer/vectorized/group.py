@@ -9,36 +9,50 @@ go on at the speed of a smaller group.
 
 from __future__ import annotations
 
+import copy
 import logging
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
 import torch
-from torch.nn import functional as F
 from tqdm import tqdm
 
 from trainer import accel
 from trainer.build import instantiate_checked
+from trainer.checkpoint import save_checkpoint
 from trainer.loop import EpochCursor, num_batches
 from trainer.stopping import mode_for
 from trainer.vectorized.member import Member
-from trainer.vectorized.stacked import MemberwiseOptimizer, StackedParams
+from trainer.vectorized.saving import GroupSaver, recover
+from trainer.vectorized.stacked import MemberwiseOptimizer, StackedParams, member_losses, stacked_validation
 
 log = logging.getLogger(__name__)
 
-SAVE_THREADS = 8  # checkpoints written at once at an epoch's end
+CPU_FUSED = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad)  # fused on the CPU
+
 PENDING_MAX = 1024  # batches of outputs kept before their correct predictions are counted
 
 
-def member_losses(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """(M,) mean loss of each member's batch: trainer.loop.loss_function per member."""
-    if task == "classification":
-        return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
-    return (out - y.view_as(out)).pow(2).flatten(1).mean(1)
+def snapshot(ckpt: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
+    """A member's checkpoint for the group file, which another thread writes while training goes on:
+    without the entries that never change, and with copies of those that may still refer to live
+    objects (the averaged weights, the schedule); `model`, `optimizer` and `rng` are copies already."""
+    fresh = ("model", "optimizer", "rng")
+    return {k: v if k in fresh else copy.deepcopy(v) for k, v in ckpt.items() if k not in extras}
+
+
+def cpu_fused(optimizer: Any) -> dict[str, Any]:
+    """`fused=True` for the group's update on the CPU where torch has a fused CPU kernel and the config
+    chose no implementation: one pass over the stacked tensors per update instead of about ten (at
+    M = 64 digits nets on this project's 2-core CPU, Adam's update 4.9 ms instead of 6.8 ms)."""
+    from hydra.utils import get_object
+
+    if "fused" in optimizer or "foreach" in optimizer or get_object(optimizer._target_) not in CPU_FUSED:
+        return {}
+    return {"fused": True}
 
 
 def starting(member: Member) -> bool:
@@ -86,6 +100,8 @@ class Group:
             m.initial_loss()
         self.stacked = StackedParams([m.model for m in members])
         fast = accel.optimizer_options(first.cfg.optimizer._target_, first.cfg.optimizer, self.device, False)
+        if self.device.type == "cpu":
+            fast = cpu_fused(first.cfg.optimizer)
         build = partial(instantiate_checked, first.cfg.optimizer, "optimizer", **fast, lr=1.0,
                         weight_decay=0.0)
         self.optimizer = MemberwiseOptimizer(lambda params: build(params), self.stacked)
@@ -94,6 +110,14 @@ class Group:
         self.batch_size, self.drop_last = first.batch_size, first.cfg.drop_last
         self.per_epoch = num_batches(len(self.splits.x_train), self.batch_size, self.drop_last)
         self.bar = tqdm(total=self.per_epoch, leave=False, disable=None if progress else True, unit="step")
+        for k, m in enumerate(members):
+            m.key = str(k)
+        self.saver = GroupSaver({m.key: m.out / "checkpoints" for m in members},
+                                {m.key: m.save.extras for m in members})
+        self.lasts: dict[str, dict[str, Any]] = {}  # the group file: each running member's newest state
+        # One batched validation pass for all members, where each member's evaluated weights are its
+        # rows of the stack (no averaged copy) and the forward is the MLP's own layers.
+        self.stacked_val = self.stacked.layers is not None and all(m.averaging is None for m in members)
 
     def _bind(self) -> None:
         """Each member's checkpoint reads its own row of the group's optimizer state."""
@@ -105,6 +129,8 @@ class Group:
         keep = [k for k, m in enumerate(self.active) if m not in gone]
         received = self.signal()  # recorded as run() does, whatever the member's end
         for m in gone:
+            self.lasts.pop(m.key, None)
+            self.saver.left(m.key)
             StackedParams.release(m.model)
             m.signal = received.name if received is not None else None
             m.finish()
@@ -160,10 +186,18 @@ class Group:
 
     def train(self) -> None:
         epoch = self.active[0].state.epoch + 1
-        while self.active:
-            self.active_epoch(epoch)
-            epoch += 1
-        self.bar.close()
+        try:
+            while self.active:
+                self.active_epoch(epoch)
+                epoch += 1
+        except BaseException:  # a crash or a second Ctrl-C: each member's newest state into its last.pt
+            self.saver.wait()
+            for m in self.active:
+                recover(m.out)
+            raise
+        finally:
+            self.bar.close()
+        self.saver.close()
 
     def active_epoch(self, epoch: int) -> None:
         """One epoch of the group; members that end are finished and dropped."""
@@ -190,6 +224,7 @@ class Group:
                     self._drop(bad)
             if self.stop():
                 self._cursors(i + 1)
+                self.saver.wait()  # the members' own files after the group's, never under them
                 for m in self.active:
                     m.state.status, m.state.reason = "interrupted", f"stopped at step {step}"
                     m.save(m.state)
@@ -198,6 +233,7 @@ class Group:
             capped = [m for m in self.active if m.max_steps is not None and m.state.step >= m.max_steps]
             if capped and i + 1 < last:  # their epoch ends here (fit's max_updates)
                 self._cursors(i + 1)
+                self.saver.wait()
                 seconds = time.perf_counter() - t0
                 for m in capped:
                     m.end_epoch(epoch, seconds, self.seen - seen0)
@@ -208,24 +244,52 @@ class Group:
         self.end_epoch(epoch, time.perf_counter() - t0, self.seen - seen0)
 
     def end_epoch(self, epoch: int, seconds: float, seen: int) -> None:
-        for m in self.active:
-            m.end_epoch(epoch, seconds, seen, save=False)
-        # The members' checkpoints in parallel threads: each is written and fsynced on its own
-        # (best.pt, then last.pt), and the disk's waits overlap instead of adding up M times.
-        saving = [m for m in self.active if m.state.status != "diverged"]
-        with ThreadPoolExecutor(max_workers=min(len(saving), SAVE_THREADS) or 1) as pool:
-            for future in [pool.submit(m.saved) for m in saving]:
-                future.result()
+        vals: list[Any] = [None] * len(self.active)
+        if self.stacked_val:
+            vals = stacked_validation(self.stacked, self.splits.x_val, self.splits.y_val, self.task)
+        for m, val in zip(self.active, vals, strict=True):
+            m.end_epoch(epoch, seconds, seen, save=False, val=val)
+        self.checkpoint(epoch)
         values = [m.state.last_metrics.get(m.monitor, float("nan")) for m in self.active
                   if m.state.status != "diverged"]
         done = [m for m in self.active if m.state.status != "running"]
         self._drop(done)
         if self.stop():
-            for m in self.active:
+            self.saver.wait()
+            for m in self.active:  # their own last.pt, as the stop path mid-epoch writes it
                 m.state.status, m.state.reason = "interrupted", f"stopped after epoch {epoch}"
+                m.save(m.state)
             self._drop(list(self.active))
         if values:
             monitor = done[0].monitor if done else self.active[0].monitor if self.active else "val/loss"
             ordered = sorted(values, reverse=mode_for(monitor) == "max")
             log.info("%s epoch %d: %s best %.4g  median %.4g  worst %.4g; %d running", self.label, epoch,
                      monitor, ordered[0], statistics.median(ordered), ordered[-1], len(self.active))
+
+    def checkpoint(self, epoch: int) -> None:
+        """The epoch's checkpoints, as each member's Checkpointer decides them: a member that ends
+        writes its own files now; the others' best.pt files and the group file go to the background
+        writer (`saving.GroupSaver`)."""
+        bests: dict[str, dict[str, Any]] = {}
+        own: list[tuple[Member, dict[str, dict[str, Any]]]] = []
+        for m in self.active:
+            if m.state.status == "diverged":
+                continue
+            files = m.save.due(m.state)
+            m.pruned_stop()
+            if m.state.status != "running":
+                own.append((m, files))
+                continue
+            if "best.pt" in files:
+                bests[m.key] = files["best.pt"]
+            if "last.pt" in files:
+                self.lasts[m.key] = snapshot(files["last.pt"], m.save.extras)
+            if files:
+                m.logger.flush()  # its events never lag its checkpoint (a resume truncates them there)
+        if own:
+            self.saver.wait()
+        for m, files in own:
+            m.logger.flush()
+            for name, ckpt in files.items():
+                save_checkpoint(ckpt, m.save.folder / name)
+        self.saver.submit(bests, self.lasts, epoch)

@@ -76,6 +76,7 @@ class Member:
         self.metrics: dict[str, Any] | None = None
         self.pruned = ""
         self.optimizer_state: Any = lambda: None  # set by the group: this member's slice of its state
+        self.key = ""  # set by the group: this member's name in the group's checkpoint file
 
     @classmethod
     def open(cls, cfg: DictConfig, out: Path, splits: Splits, prep: Any, device: torch.device,
@@ -161,15 +162,19 @@ class Member:
         self.lrs.clear()
 
     # ----------------------------------------------------------------------------- epoch end
-    def end_epoch(self, epoch: int, seconds: float, seen: int, save: bool = True) -> None:
-        """The tail of fit()'s epoch for this member: validate, divergence, schedule, best weights,
-        early stopping, checkpoint (unless `save` is False: the group then saves all members at
-        once). Sets `state.status` when the member is done."""
+    def end_epoch(self, epoch: int, seconds: float, seen: int, save: bool = True,
+                  val: dict[str, float] | None = None) -> None:
+        """The tail of fit()'s epoch for this member: validate (unless the group gives `val`, this
+        member's validation metrics), divergence, schedule, best weights, early stopping,
+        checkpoint (unless `save` is False: the group then saves all members at once). Sets
+        `state.status` when the member is done."""
         state, splits, cfg = self.state, self.splits, self.cfg
         self.write_lrs()
         stats = state.cursor.stats(splits.task == "classification")
         train = original_units({f"train/{k}": v.item() for k, v in stats.items()}, splits.loss_factor)
-        val = original_units(validation_metrics(self.model, self.averaging, splits), splits.loss_factor)
+        if val is None:
+            val = validation_metrics(self.model, self.averaging, splits)
+        val = original_units(val, splits.loss_factor)
         state.reason = diverged(train["train/loss"], val["val/loss"], state, cfg.divergence_factor, epoch)
         if state.reason:
             state.status = "diverged"
@@ -198,6 +203,9 @@ class Member:
     def saved(self) -> None:
         """Checkpoint the epoch's end, then stop a member that its search pruned (as fit() does)."""
         self.save(self.state)
+        self.pruned_stop()
+
+    def pruned_stop(self) -> None:
         if self.pruned and self.state.status == "running":
             self.state.status, self.state.reason = "pruned", self.pruned
 

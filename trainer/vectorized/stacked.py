@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.nn import functional as F
 
 from models.mlp import ACTIVATIONS
 
@@ -36,6 +37,9 @@ from models.mlp import ACTIVATIONS
 LINEAR_IN_LR = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax,
                 torch.optim.NAdam, torch.optim.RAdam, torch.optim.RMSprop, torch.optim.Adagrad,
                 torch.optim.Adadelta)
+
+
+VAL_CHUNK = 1 << 22  # elements of one layer's stacked activations in a validation pass (16 MB)
 
 
 def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -71,8 +75,8 @@ class StackedParams:
         for p in model.parameters():
             p.data = p.data.clone()
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # (M, B, D) -> (M, B, K)
-        self.shape_model.train()
+    def __call__(self, x: torch.Tensor, train: bool = True) -> torch.Tensor:  # (M, B, D) -> (M, B, K)
+        self.shape_model.train(train)  # train=False: dropout off, as a member's evaluate() has it
         if self.layers is None:
             return self.forward_fn(self.params, x)
         h = x
@@ -105,6 +109,37 @@ def _mlp_layers(model: nn.Module) -> list[Any] | None:
         else:
             return None
     return layers
+
+
+def member_losses(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """(M,) mean loss of each member's batch: trainer.loop.loss_function per member."""
+    if task == "classification":
+        return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+    return (out - y.view_as(out)).pow(2).flatten(1).mean(1)
+
+
+@torch.inference_mode()
+def stacked_validation(stacked: StackedParams, x: torch.Tensor, y: torch.Tensor,
+                       task: str) -> list[dict[str, float]]:
+    """Each member's `val/loss` (and `val/acc`) in one batched pass: what `trainer.loop.evaluate`
+    computes for one model, for all members (rows in chunks that keep M x rows x width small)."""
+    members = len(next(iter(stacked.params.values())))
+    widest = max(t.shape[1] for t in stacked.tensors if t.dim() == 3)
+    rows = max(1, VAL_CHUNK // (members * widest))
+    loss_sum = torch.zeros(members, device=x.device)
+    correct = torch.zeros(members, device=x.device, dtype=torch.int64)
+    for i in range(0, len(x), rows):
+        xb, yb = x[i:i + rows], y[i:i + rows]
+        out = stacked(xb.expand(members, *xb.shape), train=False)
+        ys = yb.expand(members, *yb.shape)
+        loss_sum += member_losses(out, ys, task).float() * len(xb)
+        if task == "classification":
+            correct += (out.argmax(-1) == ys).sum(1)
+    n = max(len(x), 1)
+    columns = {"val/loss": (loss_sum / n).tolist()}  # one host sync for the group
+    if task == "classification":
+        columns["val/acc"] = (correct / n).tolist()
+    return [{tag: column[k] for tag, column in columns.items()} for k in range(members)]
 
 
 class MemberwiseOptimizer:
@@ -150,7 +185,7 @@ class MemberwiseOptimizer:
         for u, p in zip(self.scratch, params, strict=True):
             if wd is not None and self.decoupled:
                 p.mul_(1 - _broadcast(lr * wd, p))
-            p.add_(_broadcast(lr, p) * u)
+            p.addcmul_(_broadcast(lr, p), u)
 
     def zero_grad(self) -> None:
         for p in self.stacked.tensors:
