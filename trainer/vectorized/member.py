@@ -36,6 +36,7 @@ from trainer.runinfo import run_meta
 from trainer.stopping import EarlyStopping, improved, mode_for, resolve_monitor
 from trainer.tb import truncate_events
 from trainer.trial import epoch_reporter
+from trainer.vectorized.saving import recover
 
 log = logging.getLogger(__name__)
 meta_once = functools.cache(run_meta)  # version and `git rev-parse` once per process, not per member
@@ -87,6 +88,8 @@ class Member:
         self = cls(cfg, out, name or out.name)
         folder = stack.enter_context(RunFolder(out))  # the lock, and Hydra's staged .hydra files
         seed_everything(cfg.seed)
+        if cfg.resume and not cfg.ckpt:
+            recover(out)  # a group killed without warning: its newest state is in the group file
         plan = plan_resume(out, device, self.resolved)
         if plan.finished is not None:
             raise Finished(plan.finished)

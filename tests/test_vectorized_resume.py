@@ -1,0 +1,76 @@
+"""The group's checkpoint file: a vectorized group that crashes, or is killed before it can write its
+members' own checkpoints, continues with `resume=true` to the numbers of an uninterrupted group."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.conftest import make_cfg, read_metrics, read_scalars
+from trainer.checkpoint import load_checkpoint
+from trainer.vectorized import group
+from trainer.vectorized.runner import run_members
+
+JOBS = [["seed=0", "optimizer.lr=0.003"], ["seed=1", "optimizer.lr=0.01"]]
+PER_EPOCH = 20  # updates of batch 64 on the digits' training split
+
+
+def cfgs(*extra: str) -> list:
+    return [make_cfg("epochs=3", *job, *extra) for job in JOBS]
+
+
+class CrashAt:
+    """A fault injected into the group's loop: the stop check raises at the n-th update."""
+
+    received = None
+
+    def __init__(self, step: int) -> None:
+        self.step, self.calls = step, 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        if self.calls == self.step:
+            raise RuntimeError("injected fault")
+        return False
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    return run_members(cfgs(), [out / str(i) for i in range(len(JOBS))]), out
+
+
+@pytest.mark.parametrize("spilled", [True, False], ids=["crash", "killed"])
+def test_a_stopped_group_resumes_to_the_uninterrupted_numbers(spilled, uninterrupted, tmp_path, monkeypatch,
+                                                              caplog):
+    whole, whole_dir = uninterrupted
+    outs = [tmp_path / str(i) for i in range(len(JOBS))]
+    if not spilled:  # killed without warning: nothing runs after the fault, as after a SIGKILL
+        monkeypatch.setattr(group, "recover", lambda out: False)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        run_members(cfgs(), outs, stop=CrashAt(PER_EPOCH + 5))  # in epoch 2
+    monkeypatch.undo()
+    for out in outs:
+        files = sorted(p.name for p in (out / "checkpoints").iterdir())
+        if spilled:  # the crash wrote each member's newest state (epoch 1) into its own last.pt
+            assert load_checkpoint(out / "checkpoints" / "last.pt")["fit"]["step"] == PER_EPOCH
+        else:  # only the group file (in the first member's folder) holds it
+            assert "last.pt" not in files and "in_group.pt" in files and "best.pt" in files
+    assert (outs[0] / "checkpoints" / "group.pt").is_file()
+
+    caplog.set_level(logging.INFO, logger="trainer.vectorized")
+    resumed = run_members(cfgs("resume=true"), outs)
+    assert ("was in the group file" in caplog.text) is not spilled
+    for i, out in enumerate(outs):
+        mine, alone = resumed[i], whole[i]
+        assert mine["status"] == "completed" and mine["steps"] == alone["steps"] == 3 * PER_EPOCH
+        assert mine["resume"].startswith("continued from") and f"step {PER_EPOCH}" in mine["resume"]
+        for key in ("val/loss", "val/acc", "test/loss", "test/acc", "train/loss", "best_epoch"):
+            assert mine[key] == pytest.approx(alone[key], rel=1e-5), key
+        val = read_scalars(out)["val/loss"]
+        assert [s for s, _ in val] == [1, 2, 3]
+        assert [v for _, v in val] == pytest.approx([v for _, v in read_scalars(whole_dir / str(i))["val/loss"]],
+                                                    rel=1e-5)
+        assert read_metrics(out)["status"] == "completed"
+        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
