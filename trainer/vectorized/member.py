@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainer import dashboard
 from trainer.build import build_averaging, build_model, build_optimizer, build_schedule
 from trainer.checkpoint import Checkpointer, remove_stale_temporaries, restore, write_json
-from trainer.config import check_monitor, validate
+from trainer.config import check_monitor
 from trainer.data import Splits
 from trainer.data.targets import original_units
 from trainer.fit import FitState, Training, diverged, validation_metrics
@@ -83,8 +83,8 @@ class Member:
     def open(cls, cfg: DictConfig, out: Path, splits: Splits, prep: Any, device: torch.device,
              stack: contextlib.ExitStack, name: str = "") -> Member:
         """The member of job `cfg` writing into `out`, as `run()` would set it up; raises `Finished`
-        for a finished run and `UserError` for a bad config or a refused resume."""
-        validate(cfg)
+        for a finished run and `UserError` for a refused resume; `cfg` is validated already
+        (`trainer.config.validate`, as `run_members` does)."""
         self = cls(cfg, out, name or out.name)
         folder = stack.enter_context(RunFolder(out))  # the lock, and Hydra's staged .hydra files
         seed_everything(cfg.seed)

@@ -40,24 +40,31 @@ def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members
     there, so its staged `.hydra` files and command line are the job's own). Members beyond
     `max_members` (null: what fits in memory) train in further groups, one after another.
     """
-    first = cfgs[0]
-    validate(first)
+    results: list[Result | None] = [None] * len(cfgs)
+    for i, cfg in enumerate(cfgs):  # a bad value of a member's own key is that job's error alone
+        try:
+            validate(cfg)
+        except UserError as error:
+            results[i] = error
+    ready = [i for i, r in enumerate(results) if r is None]
+    if not ready:
+        return [r for r in results if r is not None]
+    first = cfgs[ready[0]]
     device = resolve_device(first.device)
     accel.setup_backend(device, first.tf32)
-    splits, prep = prepare_data(build_data(first.data), device)
-    try:
+    try:  # the data and the batch size are the whole group's
+        splits, prep = prepare_data(build_data(first.data), device)
         batch_size = batch_size_for(first.batch_size, len(splits.x_train))
-    except ConfigError as error:
-        return [error for _ in cfgs]
+    except UserError as error:
+        return [r if r is not None else error for r in results]
     widths = resolve_widths(first.model.depth, first.model.width)
     dims = [splits.in_dim, *widths, splits.out_dim]
     params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=True))
     size = fitting_members(max_members, member_bytes(params, batch_size, widths, splits.out_dim), device,
                            params)
-    results: list[Result | None] = [None] * len(cfgs)
     own_stop = stop is None
     with StopOnSignal() if own_stop else contextlib.nullcontext(stop) as stop:
-        parts = chunks(range(len(cfgs)), size)
+        parts = chunks(ready, size)
         for n, part in enumerate(parts):
             if stop():
                 break
