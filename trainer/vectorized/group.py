@@ -130,10 +130,9 @@ class Group:
         received = self.signal()  # recorded as run() does, whatever the member's end
         for m in gone:
             self.lasts.pop(m.key, None)
-            self.saver.left(m.key)
             StackedParams.release(m.model)
             m.signal = received.name if received is not None else None
-            m.finish()
+        self.saver.each(self._leave, gone)
         self.active = [self.active[k] for k in keep]
         if not self.active:
             return
@@ -144,6 +143,10 @@ class Group:
         self.fold()
         self.perms, self.loss_sums, self.correct = (t.index_select(0, index) for t in
                                                      (self.perms, self.loss_sums, self.correct))
+
+    def _leave(self, m: Member) -> None:
+        self.saver.left(m.key)
+        m.finish()
 
     def fold(self) -> None:
         if self.pending:
@@ -224,19 +227,18 @@ class Group:
                     self._drop(bad)
             if self.stop():
                 self._cursors(i + 1)
-                self.saver.wait()  # the members' own files after the group's, never under them
                 for m in self.active:
                     m.state.status, m.state.reason = "interrupted", f"stopped at step {step}"
-                    m.save(m.state)
+                self.saver.each(lambda m: m.save(m.state), self.active)
                 self._drop(list(self.active))
                 return
             capped = [m for m in self.active if m.max_steps is not None and m.state.step >= m.max_steps]
             if capped and i + 1 < last:  # their epoch ends here (fit's max_updates)
                 self._cursors(i + 1)
-                self.saver.wait()
                 seconds = time.perf_counter() - t0
                 for m in capped:
-                    m.end_epoch(epoch, seconds, self.seen - seen0)
+                    m.end_epoch(epoch, seconds, self.seen - seen0, save=False)
+                self.saver.each(Member.saved, [m for m in capped if m.state.status != "diverged"])
                 self._drop(capped)
             if not self.active:
                 return
@@ -255,10 +257,9 @@ class Group:
         done = [m for m in self.active if m.state.status != "running"]
         self._drop(done)
         if self.stop():
-            self.saver.wait()
             for m in self.active:  # their own last.pt, as the stop path mid-epoch writes it
                 m.state.status, m.state.reason = "interrupted", f"stopped after epoch {epoch}"
-                m.save(m.state)
+            self.saver.each(lambda m: m.save(m.state), self.active)
             self._drop(list(self.active))
         if values:
             monitor = done[0].monitor if done else self.active[0].monitor if self.active else "val/loss"
@@ -286,10 +287,13 @@ class Group:
                 self.lasts[m.key] = snapshot(files["last.pt"], m.save.extras)
             if files:
                 m.logger.flush()  # its events never lag its checkpoint (a resume truncates them there)
-        if own:
-            self.saver.wait()
-        for m, files in own:
-            m.logger.flush()
-            for name, ckpt in files.items():
-                save_checkpoint(ckpt, m.save.folder / name)
+        self.saver.each(write_own, own)
         self.saver.submit(bests, self.lasts, epoch)
+
+
+def write_own(member_files: tuple[Member, dict[str, dict[str, Any]]]) -> None:
+    """A member's own checkpoint files (as its Checkpointer decided them), its events first."""
+    member, files = member_files
+    member.logger.flush()
+    for name, ckpt in files.items():
+        save_checkpoint(ckpt, member.save.folder / name)

@@ -20,16 +20,18 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
 GROUP_FILE = "group.pt"  # in the group's first member's checkpoints/: every running member's last state
+OWN_THREADS = 8  # threads writing members' own files at once
+T = TypeVar("T")
 POINTER = "in_group.pt"  # in each member's checkpoints/: where its group file is, and its fixed entries
 
 
@@ -43,6 +45,7 @@ class GroupSaver:
         self.path, self.token = first / GROUP_FILE, uuid.uuid4().hex
         self.path.unlink(missing_ok=True)  # a file of an earlier group: never taken for this one's
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-checkpoints")
+        self.own = ThreadPoolExecutor(max_workers=OWN_THREADS, thread_name_prefix="member-files")
         self.folders = dict(folders)
         pointers = {name: {"group": os.path.relpath(self.path, folder), "token": self.token, "name": name,
                            "extras": extras[name]} for name, folder in folders.items()}
@@ -71,6 +74,14 @@ class GroupSaver:
         if lasts:
             save_checkpoint({"token": self.token, "epoch": epoch, "members": lasts}, self.path)
 
+    def each(self, work: Callable[[T], Any], items: Iterable[T]) -> None:
+        """`work(item)` for every item on several threads, after what was submitted before: the
+        members' own files and ends (each fsynced: 64 members' last.pt and best.pt took 16 ms a file
+        one after another on this project's busy 2-core CPU, their waits overlap on threads)."""
+        self.wait()
+        for future in [self.own.submit(work, item) for item in items]:
+            future.result()
+
     def left(self, name: str) -> None:
         """A member's own last.pt is written: its pointer goes (the group file no longer speaks for it)."""
         (self.folders[name] / POINTER).unlink(missing_ok=True)
@@ -79,6 +90,7 @@ class GroupSaver:
         """After every member has left: the group file goes, the folders hold ordinary checkpoints."""
         self.wait()
         self.pool.shutdown()
+        self.own.shutdown()
         self.path.unlink(missing_ok=True)
 
 
