@@ -86,6 +86,9 @@ def test_diverging_member_leaves_the_others_alone(tmp_path):
                         [tmp_path / "b0", tmp_path / "bad", tmp_path / "b1"])
     assert blown[1]["status"] == "diverged" and "not finite" in blown[1]["reason"]
     assert read_metrics(tmp_path / "bad")["status"] == "diverged"
+    # as a run alone: no checkpoint before its first validated epoch; the others' ordinary files only
+    assert sorted(p.name for p in (tmp_path / "bad" / "checkpoints").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "b0" / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     for a, b in ((clean[0], blown[0]), (clean[1], blown[2])):
         assert b["status"] == "completed"
         for key in ("val/loss", "val/acc", "test/loss", "test/acc", "train/loss", "best_epoch"):

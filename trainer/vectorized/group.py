@@ -9,7 +9,6 @@ go on at the speed of a smaller group.
 
 from __future__ import annotations
 
-import copy
 import logging
 import statistics
 import time
@@ -22,7 +21,6 @@ from tqdm import tqdm
 
 from trainer import accel
 from trainer.build import instantiate_checked
-from trainer.checkpoint import save_checkpoint
 from trainer.loop import EpochCursor, num_batches
 from trainer.stopping import mode_for
 from trainer.vectorized.member import Member
@@ -34,14 +32,6 @@ log = logging.getLogger(__name__)
 CPU_FUSED = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad)  # fused on the CPU
 
 PENDING_MAX = 1024  # batches of outputs kept before their correct predictions are counted
-
-
-def snapshot(ckpt: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
-    """A member's checkpoint for the group file, which another thread writes while training goes on:
-    without the entries that never change, and with copies of those that may still refer to live
-    objects (the averaged weights, the schedule); `model`, `optimizer` and `rng` are copies already."""
-    fresh = ("model", "optimizer", "rng")
-    return {k: v if k in fresh else copy.deepcopy(v) for k, v in ckpt.items() if k not in extras}
 
 
 def cpu_fused(optimizer: Any) -> dict[str, Any]:
@@ -112,9 +102,7 @@ class Group:
         self.bar = tqdm(total=self.per_epoch, leave=False, disable=None if progress else True, unit="step")
         for k, m in enumerate(members):
             m.key = str(k)
-        self.saver = GroupSaver({m.key: m.out / "checkpoints" for m in members},
-                                {m.key: m.save.extras for m in members})
-        self.lasts: dict[str, dict[str, Any]] = {}  # the group file: each running member's newest state
+        self.saver = GroupSaver(members)
         # One batched validation pass for all members, where each member's evaluated weights are its
         # rows of the stack (no averaged copy) and the forward is the MLP's own layers.
         self.stacked_val = self.stacked.layers is not None and all(m.averaging is None for m in members)
@@ -129,7 +117,6 @@ class Group:
         keep = [k for k, m in enumerate(self.active) if m not in gone]
         received = self.signal()  # recorded as run() does, whatever the member's end
         for m in gone:
-            self.lasts.pop(m.key, None)
             StackedParams.release(m.model)
             m.signal = received.name if received is not None else None
         self.saver.each(self._leave, gone)
@@ -145,6 +132,8 @@ class Group:
                                                      (self.perms, self.loss_sums, self.correct))
 
     def _leave(self, m: Member) -> None:
+        if m.state.status == "diverged":
+            self.saver.stored_files(m)
         self.saver.left(m.key)
         m.finish()
 
@@ -229,7 +218,7 @@ class Group:
                 self._cursors(i + 1)
                 for m in self.active:
                     m.state.status, m.state.reason = "interrupted", f"stopped at step {step}"
-                self.saver.each(lambda m: m.save(m.state), self.active)
+                self.saver.each(self.saver.own_files, self.active)
                 self._drop(list(self.active))
                 return
             capped = [m for m in self.active if m.max_steps is not None and m.state.step >= m.max_steps]
@@ -238,7 +227,7 @@ class Group:
                 seconds = time.perf_counter() - t0
                 for m in capped:
                     m.end_epoch(epoch, seconds, self.seen - seen0, save=False)
-                self.saver.each(Member.saved, [m for m in capped if m.state.status != "diverged"])
+                self.saver.epoch_end(capped, epoch)  # they all end here (max_steps)
                 self._drop(capped)
             if not self.active:
                 return
@@ -251,7 +240,7 @@ class Group:
             vals = stacked_validation(self.stacked, self.splits.x_val, self.splits.y_val, self.task)
         for m, val in zip(self.active, vals, strict=True):
             m.end_epoch(epoch, seconds, seen, save=False, val=val)
-        self.checkpoint(epoch)
+        self.saver.epoch_end(self.active, epoch)
         values = [m.state.last_metrics.get(m.monitor, float("nan")) for m in self.active
                   if m.state.status != "diverged"]
         done = [m for m in self.active if m.state.status != "running"]
@@ -259,41 +248,10 @@ class Group:
         if self.stop():
             for m in self.active:  # their own last.pt, as the stop path mid-epoch writes it
                 m.state.status, m.state.reason = "interrupted", f"stopped after epoch {epoch}"
-            self.saver.each(lambda m: m.save(m.state), self.active)
+            self.saver.each(self.saver.own_files, self.active)
             self._drop(list(self.active))
         if values:
             monitor = done[0].monitor if done else self.active[0].monitor if self.active else "val/loss"
             ordered = sorted(values, reverse=mode_for(monitor) == "max")
             log.info("%s epoch %d: %s best %.4g  median %.4g  worst %.4g; %d running", self.label, epoch,
                      monitor, ordered[0], statistics.median(ordered), ordered[-1], len(self.active))
-
-    def checkpoint(self, epoch: int) -> None:
-        """The epoch's checkpoints, as each member's Checkpointer decides them: a member that ends
-        writes its own files now; the others' best.pt files and the group file go to the background
-        writer (`saving.GroupSaver`)."""
-        bests: dict[str, dict[str, Any]] = {}
-        own: list[tuple[Member, dict[str, dict[str, Any]]]] = []
-        for m in self.active:
-            if m.state.status == "diverged":
-                continue
-            files = m.save.due(m.state)
-            m.pruned_stop()
-            if m.state.status != "running":
-                own.append((m, files))
-                continue
-            if "best.pt" in files:
-                bests[m.key] = files["best.pt"]
-            if "last.pt" in files:
-                self.lasts[m.key] = snapshot(files["last.pt"], m.save.extras)
-            if files:
-                m.logger.flush()  # its events never lag its checkpoint (a resume truncates them there)
-        self.saver.each(write_own, own)
-        self.saver.submit(bests, self.lasts, epoch)
-
-
-def write_own(member_files: tuple[Member, dict[str, dict[str, Any]]]) -> None:
-    """A member's own checkpoint files (as its Checkpointer decided them), its events first."""
-    member, files = member_files
-    member.logger.flush()
-    for name, ckpt in files.items():
-        save_checkpoint(ckpt, member.save.folder / name)

@@ -1,31 +1,36 @@
 """The group's checkpoints: one file per epoch for all its running members, written in the background.
 
-A job alone writes `checkpoints/last.pt` every epoch, each write fsynced on its own. A group of M
-members writing M such files per epoch spent 5.7 s of a 24 s group on them at M = 64 digits nets
-(this project's 2-core CPU: the fsyncs do not overlap). So a group writes its running members'
-epoch-end states into one file, `GROUP_FILE` in its first member's `checkpoints/` (one atomic write,
-one fsync), on a background thread while the next epoch trains. Each member's folder gets once a
-`POINTER` to it (with the member's unchanging checkpoint entries: config, preprocessing, data
-fingerprint, version). A member's ordinary `last.pt` is written when it leaves the group: at its end,
-on a signal, or when the group fails; its `best.pt` at every improvement as a run alone writes it,
-before the group file, so that the best epoch a member's newest state records is on disk first.
+A job alone writes `checkpoints/last.pt` every epoch and `best.pt` at every improvement, each write
+fsynced on its own. A group of M members writing those files spent 5.7 s of a 24 s group on them at
+M = 64 digits nets on this project's 2-core CPU (the fsyncs of small files barely overlap). So a
+group writes its running members' epoch-end states, and the states of their best epochs, into one
+file, `GROUP_FILE` in its first member's `checkpoints/` (one atomic write, one fsync), on a
+background thread while the next epoch trains. Each member's folder gets once a `POINTER` to it
+(with the member's unchanging checkpoint entries: config, preprocessing, data fingerprint, version).
+A member's own `best.pt` and `last.pt` are written when it leaves the group: at its end, on a signal,
+or when the group fails (`recover`).
 
 A sweep killed without warning (SIGKILL, power loss) leaves members whose newest state is in the
-group file: `recover(out)`, which `Member.open` runs on `resume=true`, writes it out as that member's
-`last.pt`, and the ordinary resume goes on from there.
+group file: `recover(out)`, which `Member.open` and `run` call on `resume=true`, writes it out as that
+member's `best.pt` and `last.pt` (in that order, as a run writes them), and the resume goes on as
+from any checkpoint.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from trainer.checkpoint import load_checkpoint, save_checkpoint
+
+if TYPE_CHECKING:
+    from trainer.vectorized.member import Member
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +41,25 @@ POINTER = "in_group.pt"  # in each member's checkpoints/: where its group file i
 
 
 class GroupSaver:
-    """Writes a group's checkpoints in order on one background thread."""
+    """A group's checkpoints: the group file on one background thread, the members' own files on
+    several threads when they leave."""
 
-    def __init__(self, folders: Mapping[str, Path], extras: Mapping[str, dict[str, Any]]) -> None:
-        """`folders`: each member's checkpoints folder by member name (the first holds the group file);
-        `extras`: each member's checkpoint entries that never change during the run."""
-        first = next(iter(folders.values()))
-        self.path, self.token = first / GROUP_FILE, uuid.uuid4().hex
+    def __init__(self, members: Sequence[Member]) -> None:
+        self.folders = {m.key: m.out / "checkpoints" for m in members}
+        self.extras = {m.key: m.save.extras for m in members}
+        self.path, self.token = members[0].out / "checkpoints" / GROUP_FILE, uuid.uuid4().hex
         self.path.unlink(missing_ok=True)  # a file of an earlier group: never taken for this one's
+        self.lasts: dict[str, dict[str, Any]] = {}  # each running member's newest checkpoint
+        self.bests: dict[str, dict[str, Any]] = {}  # and the one of its best epoch
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-checkpoints")
         self.own = ThreadPoolExecutor(max_workers=OWN_THREADS, thread_name_prefix="member-files")
-        self.folders = dict(folders)
-        pointers = {name: {"group": os.path.relpath(self.path, folder), "token": self.token, "name": name,
-                           "extras": extras[name]} for name, folder in folders.items()}
+        pointers = {key: {"group": os.path.relpath(self.path, folder), "token": self.token, "name": key,
+                          "extras": self.extras[key]} for key, folder in self.folders.items()}
         self.pending: Future | None = self.pool.submit(self._point, pointers)
 
     def _point(self, pointers: dict[str, dict[str, Any]]) -> None:
-        for name, pointer in pointers.items():
-            save_checkpoint(pointer, self.folders[name] / POINTER)
+        for key, pointer in pointers.items():
+            save_checkpoint(pointer, self.folders[key] / POINTER)
 
     def wait(self) -> None:
         """Until everything submitted is on disk (raises what the writes raised)."""
@@ -61,18 +67,50 @@ class GroupSaver:
             pending, self.pending = self.pending, None
             pending.result()
 
-    def submit(self, bests: Mapping[str, dict[str, Any]], lasts: Mapping[str, dict[str, Any]],
-               epoch: int) -> None:
-        """Write the members' new best.pt files, then the group file of `lasts` (without the fixed
-        entries), after what was submitted before."""
+    def epoch_end(self, members: Sequence[Member], epoch: int) -> None:
+        """The epoch's checkpoints, as each member's Checkpointer decides them (and then a search's
+        pruning, as fit() does): a member that ends writes its own files now, the others' states go
+        into the group file."""
+        leaving = []
+        for m in members:
+            if m.state.status == "diverged":  # no checkpoint, as fit() writes none
+                continue
+            files = m.save.due(m.state)
+            m.pruned_stop()
+            if m.state.status != "running":
+                leaving.append((m, files))
+                continue
+            for name, entries in (("best.pt", self.bests), ("last.pt", self.lasts)):
+                if name in files:
+                    entries[m.key] = snapshot(files[name], self.extras[m.key])
+            if files:
+                m.logger.flush()  # its events never lag its checkpoint (a resume truncates them there)
+        self.each(lambda pair: self.own_files(*pair), leaving)
         self.wait()
-        self.pending = self.pool.submit(self._write, dict(bests), dict(lasts), epoch)
+        self.pending = self.pool.submit(self._write, dict(self.bests), dict(self.lasts), epoch)
 
     def _write(self, bests: dict[str, dict[str, Any]], lasts: dict[str, dict[str, Any]], epoch: int) -> None:
-        for name, ckpt in bests.items():
-            save_checkpoint(ckpt, self.folders[name] / "best.pt")
         if lasts:
-            save_checkpoint({"token": self.token, "epoch": epoch, "members": lasts}, self.path)
+            save_checkpoint({"token": self.token, "epoch": epoch, "members": lasts, "bests": bests},
+                            self.path)
+
+    def own_files(self, m: Member, files: dict[str, dict[str, Any]] | None = None) -> None:
+        """Member m's own checkpoint files as it leaves the group: what its Checkpointer decides now
+        (`files`, or decided here), with its best epoch's file first where only the group file held it."""
+        files = m.save.due(m.state) if files is None else files
+        best = self.bests.get(m.key)
+        if "best.pt" not in files and best is not None:
+            files = {"best.pt": {**best, **self.extras[m.key]}, **files}
+        m.logger.flush()
+        for name, ckpt in files.items():
+            save_checkpoint(ckpt, self.folders[m.key] / name)
+
+    def stored_files(self, m: Member) -> None:
+        """A member that leaves without a checkpoint of its own (it diverged) keeps the files a run
+        alone would hold then: those of its best and its last validated epoch, from the group file."""
+        for name, entries in (("best.pt", self.bests), ("last.pt", self.lasts)):
+            if m.key in entries:
+                save_checkpoint({**entries[m.key], **self.extras[m.key]}, self.folders[m.key] / name)
 
     def each(self, work: Callable[[T], Any], items: Iterable[T]) -> None:
         """`work(item)` for every item on several threads, after what was submitted before: the
@@ -82,9 +120,11 @@ class GroupSaver:
         for future in [self.own.submit(work, item) for item in items]:
             future.result()
 
-    def left(self, name: str) -> None:
-        """A member's own last.pt is written: its pointer goes (the group file no longer speaks for it)."""
-        (self.folders[name] / POINTER).unlink(missing_ok=True)
+    def left(self, key: str) -> None:
+        """Member `key` has left with its own files: the group file no longer speaks for it."""
+        self.lasts.pop(key, None)
+        self.bests.pop(key, None)
+        (self.folders[key] / POINTER).unlink(missing_ok=True)
 
     def close(self) -> None:
         """After every member has left: the group file goes, the folders hold ordinary checkpoints."""
@@ -94,9 +134,19 @@ class GroupSaver:
         self.path.unlink(missing_ok=True)
 
 
+def snapshot(ckpt: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
+    """A member's checkpoint for the group file, which another thread writes while training goes on:
+    without the entries that never change, and with copies of those that may still refer to live
+    objects (the averaged weights, the schedule); the weights, optimizer state and random states are
+    copies already."""
+    fresh = ("model", "optimizer", "rng")
+    return {k: v if k in fresh else copy.deepcopy(v) for k, v in ckpt.items() if k not in extras}
+
+
 def recover(out: Path) -> bool:
-    """Write the newest state of the member in `out` from its group file into its `last.pt`, when
-    the group file holds a later step than `last.pt` (a group killed without warning). True if so."""
+    """Write the newest state of the member in `out` from its group file into its `best.pt` and
+    `last.pt`, when the group file holds a later step than `last.pt` (a group killed without warning).
+    True if so."""
     pointer_path = out / "checkpoints" / POINTER
     if not pointer_path.is_file():
         return False
@@ -105,10 +155,12 @@ def recover(out: Path) -> bool:
     group = load_checkpoint(group_path) if group_path.is_file() else None
     if group is None or group["token"] != pointer["token"] or pointer["name"] not in group["members"]:
         return False
-    entry = group["members"][pointer["name"]]
+    entry, best = group["members"][pointer["name"]], group["bests"].get(pointer["name"])
     last = out / "checkpoints" / "last.pt"
     if last.is_file() and load_checkpoint(last)["fit"]["step"] >= entry["fit"]["step"]:
         return False
+    if best is not None:
+        save_checkpoint({**best, **pointer["extras"]}, out / "checkpoints" / "best.pt")
     save_checkpoint({**entry, **pointer["extras"]}, last)
     log.info("%s: its newest state (epoch %d) was in the group file %s: written to %s", out.name,
              group["epoch"], group_path, last)
