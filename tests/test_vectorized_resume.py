@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import make_cfg, read_metrics, read_scalars
 from trainer.checkpoint import load_checkpoint
-from trainer.vectorized import group
 from trainer.vectorized.runner import run_members
+from trainer.vectorized.saving import GroupSaver
 
 JOBS = [["seed=0", "optimizer.lr=0.003"], ["seed=1", "optimizer.lr=0.01"]]
 PER_EPOCH = 20  # updates of batch 64 on the digits' training split
@@ -47,13 +47,13 @@ def test_a_stopped_group_resumes_to_the_uninterrupted_numbers(spilled, uninterru
     whole, whole_dir = uninterrupted
     outs = [tmp_path / str(i) for i in range(len(JOBS))]
     if not spilled:  # killed without warning: nothing runs after the fault, as after a SIGKILL
-        monkeypatch.setattr(group, "recover", lambda out: False)
+        monkeypatch.setattr(GroupSaver, "stored_files", lambda self, member: None)
     with pytest.raises(RuntimeError, match="injected fault"):
         run_members(cfgs(), outs, stop=CrashAt(PER_EPOCH + 5))  # in epoch 2
     monkeypatch.undo()
     for out in outs:
         files = sorted(p.name for p in (out / "checkpoints").iterdir())
-        if spilled:  # the crash wrote each member's newest state (epoch 1) into its own last.pt
+        if spilled:  # the crash wrote each member's last epoch end (epoch 1) into its own files
             assert load_checkpoint(out / "checkpoints" / "last.pt")["fit"]["step"] == PER_EPOCH
         else:  # only the group file (in the first member's folder) holds it
             assert "in_group.pt" in files and "last.pt" not in files and "best.pt" not in files
@@ -70,7 +70,7 @@ def test_a_stopped_group_resumes_to_the_uninterrupted_numbers(spilled, uninterru
             assert mine[key] == pytest.approx(alone[key], rel=1e-5), key
         val = read_scalars(out)["val/loss"]
         assert [s for s, _ in val] == [1, 2, 3]
-        assert [v for _, v in val] == pytest.approx([v for _, v in read_scalars(whole_dir / str(i))["val/loss"]],
-                                                    rel=1e-5)
+        reference = [v for _, v in read_scalars(whole_dir / str(i))["val/loss"]]
+        assert [v for _, v in val] == pytest.approx(reference, rel=1e-5)
         assert read_metrics(out)["status"] == "completed"
         assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]

@@ -24,7 +24,7 @@ from trainer.build import instantiate_checked
 from trainer.loop import EpochCursor, num_batches
 from trainer.stopping import mode_for
 from trainer.vectorized.member import Member
-from trainer.vectorized.saving import GroupSaver, recover
+from trainer.vectorized.saving import GroupSaver
 from trainer.vectorized.stacked import MemberwiseOptimizer, StackedParams, member_losses, stacked_validation
 
 log = logging.getLogger(__name__)
@@ -182,10 +182,8 @@ class Group:
             while self.active:
                 self.active_epoch(epoch)
                 epoch += 1
-        except BaseException:  # a crash or a second Ctrl-C: each member's newest state into its last.pt
-            self.saver.wait()
-            for m in self.active:
-                recover(m.out)
+        except BaseException:  # a crash or a second Ctrl-C: each member's last epoch end in its files
+            self.saver.each(self.saver.stored_files, self.active)
             raise
         finally:
             self.bar.close()
