@@ -99,7 +99,7 @@ def end_job(job: Job, launcher: Any, value: Any, failed: bool = False) -> JobRet
     """`run_job` after the task call: the JobReturn and `on_job_end`."""
     current(job)
     ret = JobReturn()
-    ret.cfg, ret.hydra_cfg = job.task_cfg, copy.deepcopy(HydraConfig.instance().cfg)
+    ret.cfg, ret.hydra_cfg = job.task_cfg, job.hydra_cfg  # the job's own read-only copy (`current`)
     ret.overrides = OmegaConf.to_container(job.config.hydra.overrides.task)
     ret.working_dir = os.getcwd()
     ret.return_value = value

@@ -86,9 +86,13 @@ class Group:
         self.active, self.stop, self.label, self.signal = members, stop, label, signal
         first = members[0]
         self.splits, self.device, self.task = first.splits, first.device, first.splits.task
-        for m in members:
-            m.initial_loss()
         self.stacked = StackedParams([m.model for m in members])
+        # The untrained members' validation losses (divergence's yardstick) in one batched pass.
+        untrained: list[Any] = [None] * len(members)
+        if self.stacked.layers is not None and any(m.needs_initial_loss for m in members):
+            untrained = stacked_validation(self.stacked, self.splits.x_val, self.splits.y_val, self.task)
+        for m, val in zip(members, untrained, strict=True):
+            m.initial_loss(val)
         fast = accel.optimizer_options(first.cfg.optimizer._target_, first.cfg.optimizer, self.device, False)
         if self.device.type == "cpu":
             fast = cpu_fused(first.cfg.optimizer)

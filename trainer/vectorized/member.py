@@ -212,11 +212,16 @@ class Member:
         if self.pruned and self.state.status == "running":
             self.state.status, self.state.reason = "pruned", self.pruned
 
-    def initial_loss(self) -> None:
-        """Divergence's yardstick: the untrained model's validation loss (as fit() computes it)."""
-        if self.state.initial_loss is None and self.cfg.divergence_factor is not None:
-            self.state.initial_loss = original_units(validation_metrics(self.model, None, self.splits),
-                                                     self.splits.loss_factor)["val/loss"]
+    @property
+    def needs_initial_loss(self) -> bool:
+        return self.state.initial_loss is None and self.cfg.divergence_factor is not None
+
+    def initial_loss(self, val: dict[str, float] | None = None) -> None:
+        """Divergence's yardstick: the untrained model's validation loss (as fit() computes it), or
+        from `val`, its validation metrics that the group computed."""
+        if self.needs_initial_loss:
+            val = val if val is not None else validation_metrics(self.model, None, self.splits)
+            self.state.initial_loss = original_units(val, self.splits.loss_factor)["val/loss"]
 
     # ----------------------------------------------------------------------------- the end
     def finish(self) -> dict[str, Any]:
