@@ -148,7 +148,8 @@ def test_member_options_match_sequential_runs(setting, tmp_path):
 def test_a_bad_value_of_one_member_is_that_jobs_error_alone(tmp_path):
     from trainer.errors import ConfigError
 
-    out = run_members([make_cfg("epochs=0"), make_cfg("epochs=1", "seed=1")], [tmp_path / "bad", tmp_path / "ok"])
+    cfgs = [make_cfg("epochs=0"), make_cfg("epochs=1", "seed=1")]
+    out = run_members(cfgs, [tmp_path / "bad", tmp_path / "ok"])
     assert isinstance(out[0], ConfigError) and "epochs=0 must be a positive whole number" in str(out[0])
     assert out[1]["status"] == "completed" and read_metrics(tmp_path / "ok")["epochs"] == 1
     assert not (tmp_path / "bad" / "metrics.json").exists()

@@ -67,6 +67,10 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
     seed_everything(cfg.seed)
     accel.setup_backend(device, cfg.tf32)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    if cfg.resume and not cfg.ckpt and world.is_main:  # a job of a vectorized group killed without warning
+        from trainer.vectorized.saving import recover  # here: trainer.vectorized imports this module
+
+        recover(out)
     plan = plan_resume(out, device, resolved)
     if plan.finished is not None:
         return plan.finished

@@ -4,7 +4,7 @@ A job alone writes `checkpoints/last.pt` every epoch and `best.pt` at every impr
 fsynced on its own. A group of M members writing those files spent 5.7 s of a 24 s group on them at
 M = 64 digits nets on this project's 2-core CPU (the fsyncs of small files barely overlap). So a
 group writes its running members' epoch-end states, and the states of their best epochs, into one
-file, `GROUP_FILE` in its first member's `checkpoints/` (one atomic write, one fsync), on a
+file, `group_file()` beside its members' folders (one atomic write, one fsync), on a
 background thread while the next epoch trains, at most every `GROUP_SECONDS`. Each member's folder
 gets once a `POINTER` to it (with the member's unchanging checkpoint entries: config,
 preprocessing, data fingerprint, version).
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GROUP_FILE = "group.pt"  # in the group's first member's checkpoints/: every running member's last state
 # The group file is written at the first epoch's end, then at the first epoch end at least this many
 # seconds after the last write. At M = 64 digits nets the file is 29 MB (every member's last and best
 # state) and writing it every epoch took 6 to 12 s of a 26 s group on this project's busy 2-core CPU;
@@ -55,7 +54,7 @@ class GroupSaver:
     def __init__(self, members: Sequence[Member]) -> None:
         self.folders = {m.key: m.out / "checkpoints" for m in members}
         self.extras = {m.key: m.save.extras for m in members}
-        self.path, self.token = members[0].out / "checkpoints" / GROUP_FILE, uuid.uuid4().hex
+        self.path, self.token = group_file(members[0].out), uuid.uuid4().hex
         self.path.unlink(missing_ok=True)  # a file of an earlier group: never taken for this one's
         self.lasts: dict[str, dict[str, Any]] = {}  # each running member's newest checkpoint
         self.bests: dict[str, dict[str, Any]] = {}  # and the one of its best epoch
@@ -145,6 +144,12 @@ class GroupSaver:
         self.path.unlink(missing_ok=True)
 
 
+def group_file(first: Path) -> Path:
+    """The group file of the group whose first member writes into `first`: a hidden file beside the
+    members' folders (in the sweep's folder), so that the job folders hold only ordinary files."""
+    return first.parent / f".group-{first.name}.pt"
+
+
 def snapshot(ckpt: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
     """A member's checkpoint for the group file, which another thread writes while training goes on:
     without the entries that never change, and with copies of those that may still refer to live
@@ -169,10 +174,12 @@ def recover(out: Path) -> bool:
     entry, best = group["members"][pointer["name"]], group["bests"].get(pointer["name"])
     last = out / "checkpoints" / "last.pt"
     if last.is_file() and load_checkpoint(last)["fit"]["step"] >= entry["fit"]["step"]:
+        pointer_path.unlink()
         return False
     if best is not None:
         save_checkpoint({**best, **pointer["extras"]}, out / "checkpoints" / "best.pt")
     save_checkpoint({**entry, **pointer["extras"]}, last)
+    pointer_path.unlink()  # its own files speak for it now
     log.info("%s: its newest state (epoch %d) was in the group file %s: written to %s", out.name,
              group["epoch"], group_path, last)
     return True
