@@ -35,6 +35,8 @@ TABLE = [
                                   "choose one of ['default', 'xavier', 'kaiming', 'normal']")),
     ("trainer", "model.width=[8,8,8]", ("model.width lists 3 widths but model.depth=2",
                                         "set model.depth=3 or give 2 widths")),
+    ("trainer", "model.norm=batch batch_size=1",
+     ("model.norm=batch needs at least 2 samples in every batch",)),  # was a CLI test in test_norm.py
     # the optimizer, its batches and its steps
     ("trainer", "optimizer.lr=-1", ("optimizer.lr=-1 must be a positive",)),
     ("trainer", "optimizer.lr=0", ("optimizer.lr=0 must be a positive",)),
@@ -133,7 +135,7 @@ TABLE = [
 ]
 # Checked once the run folder is locked (they need the data or the checkpoint): the lock file may
 # exist. Every other row fails before the run folder is made.
-AFTER_LOCK = {"batch_size=5000", "ckpt=/no/such/checkpoint.pt"}
+AFTER_LOCK = {"batch_size=5000", "ckpt=/no/such/checkpoint.pt", "model.norm=batch batch_size=1"}
 # Rows also run through the real command line: a check before Hydra starts, one of run()'s checks
 # before any work, and one made once the data is loaded.
 CLI_ROWS = ("optimzer.lr=0.1", "model.activation=relux", "batch_size=5000")

@@ -2,7 +2,6 @@
 search, processes sharing one study, pruning, the report's study lines, the optuna-dashboard."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -17,7 +16,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from hydra_plugins.trainer_optuna_sweeper import _space
-from tests.conftest import ROOT, cli, cli_popen, job_dirs, kill_sweep_at_job, read_metrics
+from tests.conftest import cli, cli_popen, job_dirs, kill_sweep_at_job, read_metrics
+from trainer import report
 from trainer.errors import ConfigError
 from trainer.trial import make_pruner
 
@@ -108,14 +108,12 @@ def test_median_pruner_stops_bad_trials_early(pruned_search):
 
 
 @pytest.mark.slow
-def test_report_of_an_optuna_search_shows_pruned_jobs_best_trial_and_importances(pruned_search):
-    proc = subprocess.run([sys.executable, "-m", "trainer.report", str(pruned_search)], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
+def test_report_of_an_optuna_search_shows_pruned_jobs_best_trial_and_importances(pruned_search, capsys):
+    # `python -m trainer.report SWEEP` in-process (its own process: tests/test_vectorized_cli.py)
+    report.main([str(pruned_search)])
     study = load(pruned_search, "lrs")
     n_pruned = sum(t.state == TrialState.PRUNED for t in study.trials)
-    out = proc.stdout
+    out = capsys.readouterr().out
     assert sum(line.rstrip().endswith(" pruned") for line in out.splitlines()) == n_pruned
     assert f"study lrs in sqlite:///{pruned_search / 'optuna.db'}: 6 trials" in out
     best = study.best_trial
