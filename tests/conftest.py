@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -44,6 +46,15 @@ def make_job_cfg(*overrides: str) -> DictConfig:
 @pytest.fixture
 def cfg_factory() -> Callable[..., DictConfig]:
     return make_cfg
+
+
+def script(name: str) -> ModuleType:
+    """scripts/NAME.py imported as a module, to call its functions or its main(argv) in-process."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def read_metrics(run_dir: str | Path) -> dict:

@@ -1,17 +1,13 @@
 """scripts/claim_figures.py on a real sweep: the report's choice, diverged seeds counted, the notes'
 parameter estimate against the counted parameters."""
 
-import importlib.util
-
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, cli
+from tests.conftest import cli, script
 from trainer.run import run
 
-spec = importlib.util.spec_from_file_location("claim_figures", ROOT / "scripts" / "claim_figures.py")
-claim_figures = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(claim_figures)
+claim_figures = script("claim_figures")
 
 
 @pytest.mark.slow

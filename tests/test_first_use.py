@@ -3,7 +3,6 @@ layouts, mistyped keys, evaluation of a run folder, threads, per-arm sweep optio
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import shutil
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT, cli, read_metrics, read_scalars
+from tests.conftest import cli, read_metrics, read_scalars, script
 from trainer.checkpoint import load_checkpoint
 from trainer.data import load_source
 from trainer.device import set_threads
@@ -137,9 +136,7 @@ def test_per_arm_options_apply_to_the_arm_that_takes_them(cfg_factory, tmp_path)
 
 
 def test_bench_never_overwrites_the_committed_table_with_smoke_numbers(capsys):
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = script("bench")
     with pytest.raises(SystemExit) as exc:
         bench.main(["--quick", "--write"])
     assert exc.value.code == 2 and "--write replaces BENCHMARKS.md" in capsys.readouterr().err
