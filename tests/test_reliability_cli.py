@@ -15,6 +15,7 @@ from tests.conftest import ROOT, cli, make_cfg, read_metrics
 from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
 from trainer.data import prepare_data
+from trainer.hydra_callbacks import check_writable
 from trainer.run import run
 
 pytestmark = pytest.mark.slow
@@ -197,11 +198,14 @@ def test_a_second_process_on_a_run_folder_stops_at_once(tmp_path):
     assert run(make_cfg(*TINY, "epochs=1"), out_dir=tmp_path)["status"] == "completed"
 
 
-@pytest.mark.parametrize("where", ["file", "/proc/trainer-run"])
-def test_an_output_folder_that_cannot_be_written_is_a_clear_error(tmp_path, where):
-    target = tmp_path / "a_file" if where == "file" else Path(where)
-    if where == "file":
-        target.write_text("not a folder")
+def test_an_output_folder_that_cannot_be_written_is_a_clear_error(tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("not a folder")
     proc = cli("epochs=1", f"hydra.run.dir={target}")
     assert proc.returncode == 2, proc.stderr
     assert f"hydra.run.dir={target}" in proc.stderr and "Traceback" not in proc.stderr
+    # A folder that cannot be made (under /proc): the same check the command line's Hydra callback
+    # (trainer.hydra_callbacks.OutputDirCheck) makes before Hydra touches it, called in-process.
+    with pytest.raises(SystemExit) as exc:
+        check_writable(Path("/proc/trainer-run"), "hydra.run.dir")
+    assert exc.value.code == 2 and "hydra.run.dir=/proc/trainer-run" in capsys.readouterr().err
