@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 # The files that take the most CPU (real command lines in subprocesses), heaviest first, as measured
-# (CPU seconds of each file's tests and their subprocesses). `make test` runs a file per worker (--dist loadfile) in collection order
-# (--no-loadscope-reorder): starting these first keeps one of them from running alone at the end.
+# (CPU seconds of each file's tests and their subprocesses). `make test` runs a file per worker
+# (--dist loadfile) in collection order (--no-loadscope-reorder): starting these first keeps one of
+# them from running alone at the end.
 HEAVY_FIRST = ("test_reliability_cli.py", "test_optuna.py", "test_vectorized_cli.py", "test_readme.py",
                "test_dashboards.py", "test_bad_values.py", "test_cli.py", "test_landscape.py",
                "test_speed.py", "test_report_stats.py", "test_sweeps.py", "test_multirun_resume.py",
