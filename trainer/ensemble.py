@@ -169,9 +169,9 @@ def check_ensemble(cfg: DictConfig, task: str | None) -> None:
                           f"samples, but data {cfg.data.name!r} is a regression task; use ensemble=bagging "
                           "(it averages the members' predictions) or ensemble=none")
     if kind == "boosting" and cfg.epochs % node.rounds:
+        near = node.rounds * max(1, round(cfg.epochs / node.rounds))
         raise ConfigError(f"epochs={cfg.epochs} is not a multiple of ensemble.rounds={node.rounds}: each "
-                          f"round trains epochs/rounds epochs; set epochs="
-                          f"{node.rounds * max(1, round(cfg.epochs / node.rounds))} or change ensemble.rounds")
+                          f"round trains epochs/rounds epochs; set epochs={near} or change ensemble.rounds")
     if kind == "boosting" and cfg.early_stopping.patience is not None:
         raise ConfigError(f"{which} cannot stop early: within a round the ensemble's validation metric "
                           "does not change (the round's member joins at its end); leave "

@@ -77,7 +77,8 @@ class Stack:
         self.ensemble, self.members = ensemble, []
         fast = accel.optimizer_options(cfg.optimizer._target_, cfg.optimizer, device, False)
         # lr 1 and no decay: MemberwiseOptimizer scales the update and applies the decay itself
-        self.build = partial(instantiate_checked, cfg.optimizer, "optimizer", **fast, lr=1.0, weight_decay=0.0)
+        self.build = partial(instantiate_checked, cfg.optimizer, "optimizer", **fast, lr=1.0,
+                             weight_decay=0.0)
         self.params: StackedParams | None = None
         self.optimizer: MemberwiseOptimizer | None = None
 
@@ -108,7 +109,8 @@ class Stack:
         k = len(self.members)
         self.optimizer.clip_([grad_clip] * k)
         self.optimizer.step([lr] * k, [weight_decay] * k)
-        correct = ((out.argmax(-1) == y) & (weight > 0)).sum() if classification else y.new_zeros((), dtype=torch.long)
+        correct = (((out.argmax(-1) == y) & (weight > 0)).sum() if classification
+                   else y.new_zeros((), dtype=torch.long))
         return weighted.detach().sum(), correct
 
     def state_dict(self) -> dict[str, Any]:
