@@ -1,7 +1,7 @@
 """The figure and table of README "Ensembles experiment", from a finished `+experiment=digits_ensembles`
 sweep:
 
-    python scripts/ensemble_figure.py SWEEP_DIR [out=docs/digits_ensembles.png]
+    python scripts/ensemble_figure.py SWEEP_DIR [out=outputs/digits_ensembles.png]
 
 The choosing is the report's (`python -m trainer.report SWEEP_DIR select=experiment/ensemble_arm,arms.k`):
 for each arm and K, the learning rate with the best mean validation accuracy over the seeds; never

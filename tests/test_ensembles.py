@@ -18,6 +18,7 @@ from trainer.checkpoint import load_checkpoint
 from trainer.config import config_dir
 from trainer.data import prepare_data
 from trainer.ensemble import Ensemble, build_predictor, disjoint_parts, padded, samme_update
+from trainer.errors import ConfigError
 from trainer.eval import evaluate_checkpoint
 from trainer.run import run, seed_everything
 from trainer.vectorized.grouping import unsupported
@@ -209,3 +210,15 @@ def test_every_arm_of_the_ensembles_experiment_trains(tmp_path, arm):
     assert cfg.ensemble.kind == {"longer": "none"}.get(arm, arm.split("_")[0])
     metrics = run(cfg, out_dir=tmp_path)
     assert metrics["status"] == "completed" and len(metrics.get("members", [0, 0])) == 2
+
+
+def test_boosting_resumes_in_the_middle_of_a_round_only_with_its_epochs(tmp_path):
+    straight = run(make_cfg(*BOOSTING, "epochs=6"), out_dir=tmp_path / "straight")
+    # 20 updates an epoch, 2 epochs a round: max_steps ends the run after round 2's first epoch
+    first = run(make_cfg(*BOOSTING, "epochs=6", "max_steps=60"), out_dir=tmp_path / "resumed")
+    resumed = run(make_cfg(*BOOSTING, "epochs=6", "resume=true"), out_dir=tmp_path / "resumed")
+    assert first["epochs"] == 3 and resumed["resume"].startswith("continued from")
+    assert [r["alpha"] for r in resumed["members"]] == [r["alpha"] for r in straight["members"]]
+    assert resumed["test/acc"] == straight["test/acc"] and resumed["val/loss"] == straight["val/loss"]
+    with pytest.raises(ConfigError, match="trained 2 epochs per round"):
+        run(make_cfg(*BOOSTING, "epochs=12", "resume=true"), out_dir=tmp_path / "resumed")

@@ -47,8 +47,9 @@ class Sampling:
     """Each member's training samples, (M, L) indices into the train split, and their weights in
     the member's loss: 1 (bagging), 0 for a part's padding, n w_i (boosting: SAMME's w, summing to 1)."""
 
-    def __init__(self, index: torch.Tensor, weight: torch.Tensor) -> None:
+    def __init__(self, index: torch.Tensor, weight: torch.Tensor, per_round: int = 0) -> None:
         self.index, self.weight = index, weight
+        self.per_round = per_round  # boosting's epochs per round: a resume must keep it
 
     def start(self, generator: torch.Generator) -> EpochCursor:
         """An epoch's cursor: `perm` (M, L) is each member's own random order of its samples."""
@@ -62,9 +63,14 @@ class Sampling:
         return torch.stack([c.sum() for c in real.split(batch_size)]).tolist()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"index": self.index.cpu(), "weight": self.weight.cpu()}
+        return {"index": self.index.cpu(), "weight": self.weight.cpu(), "per_round": self.per_round}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("per_round", 0)
+        if saved != self.per_round:
+            raise ConfigError(f"this boosting run trained {saved} epochs per round (epochs / "
+                              f"ensemble.rounds); continuing it with {self.per_round} would move the ends of "
+                              "its rounds: resume with the epochs it was started with, or start a new run")
         device = self.index.device
         self.index, self.weight = state["index"].to(device), state["weight"].to(device)
 
@@ -149,7 +155,8 @@ def build_ensemble(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
     generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
     n, k = len(splits.x_train), size_of(cfg.ensemble)
     if kind == "boosting":
-        sampling = Sampling(torch.arange(n, device=device).unsqueeze(0), torch.ones(1, n, device=device))
+        sampling = Sampling(torch.arange(n, device=device).unsqueeze(0), torch.ones(1, n, device=device),
+                            per_round=cfg.epochs // k)
     elif cfg.ensemble.split == "parts":
         sampling = Sampling(*padded(disjoint_parts(n, k, generator)))
     else:
