@@ -4,6 +4,7 @@ on the digits (a few epochs each)."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
-from tests.conftest import make_cfg, read_scalars
+from tests.conftest import cli, make_cfg, read_scalars
 from trainer.build import build_data, build_model
 from trainer.checkpoint import load_checkpoint
 from trainer.config import config_dir
@@ -222,3 +223,13 @@ def test_boosting_resumes_in_the_middle_of_a_round_only_with_its_epochs(tmp_path
     assert resumed["test/acc"] == straight["test/acc"] and resumed["val/loss"] == straight["val/loss"]
     with pytest.raises(ConfigError, match="trained 2 epochs per round"):
         run(make_cfg(*BOOSTING, "epochs=12", "resume=true"), out_dir=tmp_path / "resumed")
+
+
+@pytest.mark.slow
+def test_the_eval_command_reproduces_the_ensembles_test_metrics(bagged, tmp_path):
+    out, metrics = bagged
+    proc = cli(f"ckpt={out}", f"json={tmp_path / 'eval.json'}", module="trainer.eval")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["test/acc"] == metrics["test/acc"] and evaluated["test/loss"] == metrics["test/loss"]
+    assert f"test/acc {metrics['test/acc']:.4f}" in proc.stdout
