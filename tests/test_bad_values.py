@@ -114,6 +114,9 @@ TABLE = [
     ("trainer", "ensemble=bagging optimizer=rprop",
      ("ensemble=bagging trains its members with a member-wise optimizer, which Rprop is not",
       "use one of sgd, adam")),
+    ("trainer", "data=xor data.n_samples=40 batch_size=full "
+                "ensemble=bagging ensemble.members=30 ensemble.split=parts",
+     ("ensemble.members=30 disjoint parts of a train split of 28 samples", "use at most 28 members")),
     ("trainer", "ensemble=bagging ensemble.members=8 ensemble.split=parts batch_size=200",
      ("batch_size=200 is larger than each member's part of the train split (158 samples",
       "use at most 158")),
@@ -158,7 +161,9 @@ TABLE = [
 # Checked once the run folder is locked (they need the data or the checkpoint): the lock file may
 # exist. Every other row fails before the run folder is made.
 AFTER_LOCK = {"batch_size=5000", "ckpt=/no/such/checkpoint.pt",
-              "ensemble=bagging ensemble.members=8 ensemble.split=parts batch_size=200"}
+              "ensemble=bagging ensemble.members=8 ensemble.split=parts batch_size=200",
+              "data=xor data.n_samples=40 batch_size=full "
+              "ensemble=bagging ensemble.members=30 ensemble.split=parts"}
 # Rows also run through the real command line: a check before Hydra starts, one of run()'s checks
 # before any work, and one made once the data is loaded.
 CLI_ROWS = ("optimzer.lr=0.1", "model.activation=relux", "batch_size=5000")

@@ -158,6 +158,10 @@ def build_ensemble(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
         sampling = Sampling(torch.arange(n, device=device).unsqueeze(0), torch.ones(1, n, device=device),
                             per_round=cfg.epochs // k)
     elif cfg.ensemble.split == "parts":
+        if k > n:
+            raise ConfigError(f"ensemble.members={k} disjoint parts of a train split of {n} samples "
+                              f"would leave members without data; use at most {n} members, or "
+                              "ensemble.split=bootstrap")
         sampling = Sampling(*padded(disjoint_parts(n, k, generator)))
     else:
         index = bootstrap_samples(n, k, generator)
