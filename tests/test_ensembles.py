@@ -21,6 +21,7 @@ from trainer.data import prepare_data
 from trainer.ensemble import Ensemble, build_predictor, disjoint_parts, padded, samme_update
 from trainer.errors import ConfigError
 from trainer.eval import evaluate_checkpoint
+from trainer.resume import check_config
 from trainer.run import run, seed_everything
 from trainer.vectorized.grouping import unsupported
 
@@ -192,6 +193,14 @@ def test_regression_bagging_is_the_mean_prediction(tmp_path):
         mean = torch.stack([mlp(splits.x_test) for mlp in members]).mean(0)
         assert torch.allclose(ensemble.eval()(splits.x_test), mean, atol=1e-6)
     assert evaluate_checkpoint(ckpt)["test/loss"] == pytest.approx(metrics["test/loss"])
+
+
+def test_a_checkpoint_from_before_ensembles_resumes_as_one_model(tmp_path):
+    now = OmegaConf.to_container(make_cfg(), resolve=True)
+    before = {k: v for k, v in now.items() if k != "ensemble"}
+    check_config(before, tmp_path / "last.pt", now)  # no ensemble key then: ensemble=none
+    with pytest.raises(ConfigError, match="ensemble.kind: 'none' -> 'bagging'"):
+        check_config(now, tmp_path / "last.pt", OmegaConf.to_container(make_cfg(*BAGGING), resolve=True))
 
 
 def test_the_vectorized_launcher_runs_an_ensemble_job_on_its_own():
