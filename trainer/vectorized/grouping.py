@@ -66,6 +66,9 @@ def unsupported(resolved: Mapping[str, Any]) -> str | None:
             return f"{key}=true is not vectorized"
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return "a distributed (torchrun) job is not vectorized"
+    kind = (resolved.get("ensemble") or {}).get("kind", "none")
+    if kind != "none":  # its members are already one stacked model (trainer.ensemble_fit)
+        return f"ensemble={kind} trains its own stacked members"
     return None
 
 
