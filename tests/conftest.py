@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# Before torch is imported: one torch thread per test process. The suite runs a pytest-xdist worker
+# per core, and their `python -m trainer` subprocesses inherit this; two threads each would
+# oversubscribe the cores (threads=auto keeps torch's default for larger steps, trainer/device.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import importlib.util
 import json
-import os
 import signal
 import subprocess
 import sys

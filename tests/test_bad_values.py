@@ -95,6 +95,33 @@ TABLE = [
     ("trainer", "data=regression data.dim=0", ("data.dim=0 must be a positive whole number",)),
     ("trainer", "data=regression data.seed=-3", ("data.seed=-3 must be a whole number >= 0",)),
     ("trainer", "data=spirals data.classes=1", ("data.classes=1 must be a whole number >= 2",)),
+    # ensembles
+    ("trainer", "ensemble=bagging ensemble.members=0",
+     ("ensemble.members=0 must be a positive whole number",)),
+    ("trainer", "ensemble=bagging ensemble.split=halves",
+     ("ensemble.split='halves' is not allowed", "choose one of ['bootstrap', 'parts']")),
+    ("trainer", "ensemble=boosting ensemble.rounds=0",
+     ("ensemble.rounds=0 must be a positive whole number",)),
+    ("trainer", "ensemble=boosting data=regression",
+     ("ensemble=boosting is multi-class AdaBoost (SAMME)", "'regression' is a regression task",
+      "use ensemble=bagging")),
+    ("trainer", "ensemble=boosting ensemble.rounds=4 epochs=30",
+     ("epochs=30 is not a multiple of ensemble.rounds=4", "set epochs=32 or change ensemble.rounds")),
+    ("trainer", "ensemble=boosting ensemble.rounds=2 early_stopping.patience=3",
+     ("ensemble=boosting cannot stop early", "leave early_stopping.patience=null")),
+    ("trainer", "ensemble=bagging averaging=swa",
+     ("ensemble=bagging cannot be combined with averaging=swa", "use averaging=none, or ensemble=none")),
+    ("trainer", "ensemble=bagging model.norm=batch",
+     ("ensemble=bagging cannot be combined with model.norm=batch", "use model.norm=layer or none")),
+    ("trainer", "ensemble=bagging optimizer=rprop",
+     ("ensemble=bagging trains its members with a member-wise optimizer, which Rprop is not",
+      "use one of sgd, adam")),
+    ("trainer", "data=xor data.n_samples=40 batch_size=full "
+                "ensemble=bagging ensemble.members=30 ensemble.split=parts",
+     ("ensemble.members=30 disjoint parts of a train split of 28 samples", "use at most 28 members")),
+    ("trainer", "ensemble=bagging ensemble.members=8 ensemble.split=parts batch_size=200",
+     ("batch_size=200 is larger than each member's part of the train split (158 samples",
+      "use at most 158")),
     # what is monitored, tested, resumed
     ("trainer", "monitor=train/loss", ("monitor='train/loss' is not allowed", "did you mean val/loss?")),
     ("trainer", "monitor=val/accuracy", ("monitor='val/accuracy' is not allowed (did you mean val/acc?)",)),
@@ -135,7 +162,10 @@ TABLE = [
 ]
 # Checked once the run folder is locked (they need the data or the checkpoint): the lock file may
 # exist. Every other row fails before the run folder is made.
-AFTER_LOCK = {"batch_size=5000", "ckpt=/no/such/checkpoint.pt", "model.norm=batch batch_size=1"}
+AFTER_LOCK = {"batch_size=5000", "ckpt=/no/such/checkpoint.pt", "model.norm=batch batch_size=1",
+              "ensemble=bagging ensemble.members=8 ensemble.split=parts batch_size=200",
+              "data=xor data.n_samples=40 batch_size=full "
+              "ensemble=bagging ensemble.members=30 ensemble.split=parts"}
 # Rows also run through the real command line: a check before Hydra starts, one of run()'s checks
 # before any work, and one made once the data is loaded.
 CLI_ROWS = ("optimzer.lr=0.1", "model.activation=relux", "batch_size=5000")

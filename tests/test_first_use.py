@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import read_metrics, read_scalars, script
+from trainer import device as device_module
 from trainer.checkpoint import load_checkpoint
 from trainer.data import load_source
 from trainer.device import set_threads
@@ -114,11 +115,15 @@ def test_slurm_without_sbatch_is_one_message(monkeypatch):
         check_launcher(["-m", "hydra/launcher=slurm"])
 
 
-def test_threads_auto_takes_one_for_small_models_on_the_cpu():
+def test_threads_auto_takes_one_for_a_small_step_and_the_default_for_a_large_one(monkeypatch):
+    monkeypatch.setattr(device_module, "DEFAULT_THREADS", 2)
     before = torch.get_num_threads()
     try:
-        assert set_threads("auto", 20_000, 64, torch.device("cpu")) == 1
-        assert set_threads(2, 20_000, 64, torch.device("cpu")) == 2
+        cpu = torch.device("cpu")
+        assert set_threads("auto", 203_530, 1, cpu) == 1       # 784-256-10 at batch 1
+        assert set_threads("auto", 203_530, 64, cpu) == 2      # ... at batch 64: back to the default
+        assert set_threads("auto", 15_000, 64, cpu) == 1
+        assert set_threads(2, 15_000, 64, cpu) == 2
     finally:
         torch.set_num_threads(before)
 

@@ -12,7 +12,7 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import ROOT, cli, job_dirs, make_cfg, read_metrics
+from tests.conftest import ROOT, cli, job_dirs, make_cfg, make_job_cfg, read_metrics
 from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
 from trainer.data import prepare_data
@@ -21,7 +21,8 @@ from trainer.vectorized.grouping import plan
 
 
 def resolved(*overrides: str) -> dict:
-    return OmegaConf.to_container(make_cfg(*overrides), resolve=True)
+    """A job's resolved config, as the launcher gets it (an experiment's per-arm rates resolve)."""
+    return OmegaConf.to_container(make_job_cfg(*overrides), resolve=True)
 
 
 def test_jobs_group_by_what_they_share_and_lbfgs_runs_alone():
@@ -45,6 +46,11 @@ def test_jobs_group_by_what_they_share_and_lbfgs_runs_alone():
              resolved("scheduler=exponential"), resolved("optimizer.betas=[0.8,0.999]")]
     assert [len(m) for _, m in plan(apart)] == [1] * 5
     assert plan([resolved("optimizer=rprop")])[0][0].startswith("Rprop")
+    # an experiment's rate table: arms.rate picks optimizer.lr, a member's own; the optimizer splits
+    arms = [resolved("+experiment=digits_optimizers", f"optimizer={o}", f"arms.rate={r}", f"seed={s}")
+            for o in ("sgd", "adam") for r in ("low", "mid", "high") for s in (0, 1)]
+    assert [len(m) for _, m in plan(arms)] == [6, 6]
+    assert len({arms[i]["optimizer"]["lr"] for i in plan(arms)[0][1]}) == 3
 
 
 @pytest.mark.slow

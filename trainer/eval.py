@@ -63,10 +63,11 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
     """Metrics of the checkpoint's model on a split of its data (rebuilt with the saved preprocessing)."""
     import torch
 
-    from trainer.build import build_data, build_model
+    from trainer.build import build_data
     from trainer.data import prepare_data
     from trainer.data.targets import original_units
     from trainer.device import resolve_device
+    from trainer.ensemble import build_predictor
     from trainer.loop import evaluate, loss_function
 
     if split not in SPLITS:
@@ -92,7 +93,8 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
         raise DataError(f"the data has {splits.in_dim} features and {splits.out_dim} outputs (classes) "
                         f"but the checkpoint's model maps {in_dim} to {out_dim}; evaluate it on data like "
                         "the data it was trained on")
-    model = build_model(cfg.model, splits.in_dim, splits.out_dim)
+    # an ensemble's checkpoint holds all its members and their alphas: it is evaluated as one model
+    model = build_predictor(cfg, splits.in_dim, splits.out_dim, splits.task == "classification")
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

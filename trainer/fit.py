@@ -69,6 +69,9 @@ class Training:
     averaging: WeightAverage | None = None
     stopping: EarlyStopping | None = None
     penalty: Penalty | None = None  # regularization, added in `step`; logged as train/penalty
+    # Trains and validates one epoch in place of `_train_and_validate` (an ensemble's stacked
+    # members: trainer.ensemble_fit), with the same arguments and result.
+    epoch: Callable[..., dict[str, float] | None] | None = None
 
     def stateful(self) -> dict[str, Any]:
         """The objects a checkpoint saves and restores, by checkpoint key (None: not configured)."""
@@ -183,7 +186,7 @@ def fit(training: Training, splits: Splits, options: FitOptions, hooks: FitHooks
             state.stopped_by = "max_steps"  # a resumed run that max_steps had already ended
             break
         on_step.epoch = epoch
-        metrics = _train_and_validate(training, splits, options, state, on_step, epoch)
+        metrics = (training.epoch or _train_and_validate)(training, splits, options, state, on_step, epoch)
         on_step.write_lrs()
         if metrics is None or state.status != "running":
             break

@@ -11,6 +11,7 @@ from models import count_parameters
 from trainer.averaging import WeightAverage
 from trainer.data import Splits
 from trainer.data.targets import original_units
+from trainer.ensemble import Ensemble, member_report
 from trainer.fit import FitState
 from trainer.loop import evaluate, loss_function
 
@@ -49,6 +50,8 @@ def run_metrics(seed: int, state: FitState, test: dict[str, float], model: nn.Mo
     })
     if state.reason:
         metrics["reason"] = state.reason
+    if test and isinstance(model, Ensemble):  # each member's own metrics beside the ensemble's
+        metrics["members"] = member_report(model, splits)
     if splits.task == "classification":
         metrics["train/acc"] = state.last_metrics.get("train/acc")
     return metrics

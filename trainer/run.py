@@ -29,6 +29,7 @@ from trainer.config import check_monitor, validate
 from trainer.data import Splits, prepare_data
 from trainer.device import resolve_device, set_threads
 from trainer.diagnostics import probe
+from trainer.ensemble import kind_of
 from trainer.fit import FitHooks, FitOptions, FitState, Training, fit
 from trainer.logger import NullLogger, RunLogger, run_hparams
 from trainer.loop import loss_function, num_batches
@@ -121,6 +122,10 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
 def build_training(cfg: DictConfig, splits: Splits, batch_size: int, device: torch.device,
                    world: distributed.World, monitor: str) -> Training:
     """The model and everything that updates it, built from the config."""
+    if kind_of(cfg) != "none":  # bagging's or boosting's members, trained as one stacked model
+        from trainer.ensemble_fit import build_ensemble  # it imports trainer.vectorized, which imports run
+
+        return build_ensemble(cfg, splits, batch_size, device, world, monitor)
     check_batch_norm(cfg.model.norm, len(splits.x_train), batch_size, cfg.drop_last, world.size)
     model = build_model(cfg.model, splits.in_dim, splits.out_dim).to(device)
     set_threads(cfg.threads, count_parameters(model), batch_size, device)

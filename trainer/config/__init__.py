@@ -129,6 +129,9 @@ def _check_relations(cfg: DictConfig) -> None:
         raise ConfigError(f"data.val_fraction={d.val_fraction} and data.test_fraction={d.test_fraction} "
                           "must sum to less than 1, leaving a training split")
     check_monitor(cfg.monitor, known_task(d), d.name)
+    from trainer.ensemble import check_ensemble  # torch: imported when a config is checked
+
+    check_ensemble(cfg, known_task(d))
     if "start_epoch" in avg and avg.start_epoch > cfg.epochs:
         raise ConfigError(f"averaging.start_epoch={avg.start_epoch} is after the last epoch "
                           f"(epochs={cfg.epochs}); nothing would be averaged: lower it or raise epochs")

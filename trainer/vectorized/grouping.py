@@ -3,8 +3,9 @@
 Two jobs share a group when their resolved configs are equal except in the keys of `MAY_DIFFER`
 (what a member can have of its own: seed, initialization, learning rate and weight decay, the
 schedule's numbers, warm-up, averaging options, clipping, early stopping, length, and how a job
-runs and logs). Everything else (data, architecture, batch size, optimizer class and its other
-arguments, scheduler class, precision, device, ...) is part of the group's key.
+runs and logs; an experiment's `arms` tables). Everything else (data, architecture, batch size,
+optimizer class and its other arguments, scheduler class, precision, device, ...) is part of the
+group's key.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ MAY_DIFFER_KEYS = ("seed", "model.init", "model.init_std", "model.bias_init", "o
 # Whole groups of keys a member may set for itself: early stopping, and the numbers of the
 # scheduler and the averaging (their classes, `scheduler` and `averaging`, flattened from their
 # `_target_`s, stay in the key, as does `schedule.*`, the interval).
-MAY_DIFFER_PREFIXES = ("early_stopping.", "scheduler.", "averaging.")
+# `arms.` (an experiment's per-arm tables, `arms.rate=low|mid|high`) is never read by training, only
+# through interpolations such as `optimizer.lr`, resolved before grouping, whose values are judged.
+MAY_DIFFER_PREFIXES = ("early_stopping.", "scheduler.", "averaging.", "arms.")
 SAME_IN_GROUP = ("scheduler", "averaging")
 
 
@@ -63,6 +66,9 @@ def unsupported(resolved: Mapping[str, Any]) -> str | None:
             return f"{key}=true is not vectorized"
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return "a distributed (torchrun) job is not vectorized"
+    kind = (resolved.get("ensemble") or {}).get("kind", "none")
+    if kind != "none":  # its members are already one stacked model (trainer.ensemble_fit)
+        return f"ensemble={kind} trains its own stacked members"
     return None
 
 
