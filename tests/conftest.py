@@ -39,7 +39,7 @@ HEAVY_FIRST = ("test_reliability_cli.py", "test_optuna.py", "test_vectorized_cli
                "test_dashboards.py", "test_bad_values.py", "test_cli.py", "test_landscape.py",
                "test_speed.py", "test_report_stats.py", "test_sweeps.py", "test_multirun_resume.py",
                "test_resume_guarantees.py", "test_vectorized.py", "test_experiments_13.py",
-               "test_first_use.py", "test_configs.py", "test_claim_figures.py")
+               "test_configs.py", "test_ensembles.py", "test_claim_figures.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
