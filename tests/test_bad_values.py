@@ -95,6 +95,16 @@ TABLE = [
     ("trainer", "data=regression data.dim=0", ("data.dim=0 must be a positive whole number",)),
     ("trainer", "data=regression data.seed=-3", ("data.seed=-3 must be a whole number >= 0",)),
     ("trainer", "data=spirals data.classes=1", ("data.classes=1 must be a whole number >= 2",)),
+    # the loss
+    ("trainer", "loss=hinge", ("loss='hinge' is not allowed",
+                               "choose one of ['auto', 'cross_entropy', 'nll', 'mse', 'l1', 'huber']")),
+    ("trainer", "loss=l1", ("loss=l1 is not a classification loss", "'digits' is a classification task",
+                            "choose loss=auto (the task's default, cross_entropy)")),
+    ("trainer", "data=regression loss=nll", ("loss=nll is not a regression loss",
+                                             "one of ['mse', 'l1', 'huber']")),
+    ("trainer", "data=regression loss=huber huber_delta=0", ("huber_delta=0 must be a positive number",)),
+    ("trainer", "ensemble=bagging ensemble.members=2 loss=mse",
+     ("ensemble=bagging cannot be combined with loss=mse", "use loss=auto")),
     # ensembles
     ("trainer", "ensemble=bagging ensemble.members=0",
      ("ensemble.members=0 must be a positive whole number",)),

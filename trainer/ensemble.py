@@ -131,11 +131,11 @@ def member_report(model: nn.Module, splits: Any) -> list[dict[str, float]]:
     """metrics.json's `members`: each member's own val/test metrics (and alpha), in the weights
     the ensemble was tested with."""
     from trainer.data.targets import original_units
-    from trainer.loop import evaluate, loss_function
+    from trainer.loop import evaluate
 
     if not isinstance(model, Ensemble):
         return []
-    loss_fn, classification = loss_function(splits.task), splits.task == "classification"
+    loss_fn, classification = splits.loss, splits.task == "classification"
     report = []
     for m, member in enumerate(model.members):
         row = {"alpha": float(model.alphas[m])}
@@ -200,6 +200,7 @@ def _check_unsupported(cfg: DictConfig, which: str) -> None:
         "regularization": (cfg.regularization.l1 > 0 or cfg.regularization.l2 > 0,
                            "regularization.l1=0 regularization.l2=0 (optimizer.weight_decay works)"),
         "log_layer_stats=true": (cfg.log_layer_stats, "log_layer_stats=false"),
+        f"loss={cfg.get('loss', 'auto')}": (cfg.get("loss", "auto") != "auto", "loss=auto"),
     }
     for what, (used, fix) in unsupported.items():
         if used:

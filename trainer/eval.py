@@ -68,7 +68,7 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
     from trainer.data.targets import original_units
     from trainer.device import resolve_device
     from trainer.ensemble import build_predictor
-    from trainer.loop import evaluate, loss_function
+    from trainer.loop import evaluate
 
     if split not in SPLITS:
         raise ConfigError(f"split={split!r} is not allowed; choose one of {list(SPLITS)}")
@@ -83,6 +83,7 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
     # A checkpoint from before targets were standardized has no "target": its targets were raw.
     splits, _ = prepare_data(build_data(cfg.data), prep_state=ckpt["preprocess"],
                              target_state=ckpt.get("target", {"kind": "none"}))
+    splits.loss_name, splits.huber_delta = cfg.get("loss", "auto"), float(cfg.get("huber_delta", 1.0))
     if split == "all":
         x = torch.cat([splits.x_train, splits.x_val, splits.x_test])
         y = torch.cat([splits.y_train, splits.y_val, splits.y_test])
@@ -101,7 +102,7 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
         raise DataError(f"the checkpoint's weights do not fit the model its config describes ({exc})"
                         ) from exc
     model.to(dev)
-    metrics = original_units(evaluate(model, loss_function(splits.task), x.to(dev), y.to(dev),
+    metrics = original_units(evaluate(model, splits.loss, x.to(dev), y.to(dev),
                                       classification=splits.task == "classification"), splits.loss_factor)
     return {**{f"{split}/{k}": v for k, v in metrics.items()}, "samples": len(x), "split": split,
             "epoch": (ckpt.get("fit") or {}).get("epoch", ckpt.get("epoch")), "data": cfg.data.name}

@@ -32,6 +32,7 @@ from trainer.checks import (
     key,
 )
 from trainer.data.sets import SCHEMAS as DATA_SCHEMAS
+from trainer.losses import LOSSES
 
 # What `monitor` may name: the validation metrics fit() produces (val/acc for classification only).
 MONITORS = ("auto", "val/loss", "val/acc")
@@ -204,6 +205,8 @@ class Config:
     batch_size: Any = key(Number(whole=True, low=0, low_open=True, words=("full",),
                                  hint=" (full-batch gradient descent)"))
     drop_last: Any = key(Flag())
+    loss: Any = key(OneOf(LOSSES))
+    huber_delta: Any = key(Number(low=0, low_open=True))
     monitor: Any = key(OneOf(MONITORS))
     test_on: Any = key(OneOf(("best", "last")))
     log_every_n_steps: Any = key(POSITIVE)
