@@ -24,9 +24,10 @@ run: $(STAMP)
 	$(PY) -m trainer $(ARGS)
 
 # The tests run on every core (pytest-xdist), a test file per worker (--dist loadfile), so that a
-# module-scoped fixture (one sweep read by several tests) runs once. WORKERS=0: in one process.
+# module-scoped fixture (one sweep read by several tests) runs once; files in collection order, the
+# heaviest first (tests/conftest.py HEAVY_FIRST). WORKERS=0: in one process.
 WORKERS ?= auto
-XDIST = -n $(WORKERS) --dist loadfile
+XDIST = -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)

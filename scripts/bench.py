@@ -41,7 +41,7 @@ from trainer.data import Splits  # noqa: E402
 from trainer.device import resolve_device  # noqa: E402
 from trainer.fit import FitHooks, FitOptions, Training, fit  # noqa: E402
 from trainer.logger import RunLogger  # noqa: E402
-from trainer.loop import loss_function  # noqa: E402
+from trainer.losses import Loss  # noqa: E402
 from trainer.schedules import Schedule  # noqa: E402
 
 EVAL_BATCH = 8192
@@ -120,7 +120,7 @@ def trainer_loop(b: Bench, epoch: int, batch: int, out: Path) -> Callable[[], No
     model = b.model()
     fast = accel.optimizer_options("torch.optim.Adam", {"lr": 1e-3}, b.device, cuda_graphs=False)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, **fast)
-    loss_fn = loss_function("classification")
+    loss_fn = Loss("auto", "classification")
     step = accel.make_step(model, opt, loss_fn, b.device)
     splits = Splits(b.x[:epoch], b.y[:epoch], b.x_val, b.y_val, b.x_val, b.y_val,
                     task="classification", num_classes=10)

@@ -9,6 +9,7 @@ import os
 # oversubscribe the cores (threads=auto keeps torch's default for larger steps, trainer/device.py).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -27,6 +29,22 @@ from trainer.jobs import job_number
 from trainer.tb import read_scalars  # noqa: F401  (tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# The files that take the most CPU (real command lines in subprocesses), heaviest first, as measured
+# (CPU seconds of each file's tests and their subprocesses). `make test` runs a file per worker
+# (--dist loadfile) in collection order (--no-loadscope-reorder): starting these first keeps one of
+# them from running alone at the end.
+HEAVY_FIRST = ("test_reliability_cli.py", "test_optuna.py", "test_vectorized_cli.py", "test_readme.py",
+               "test_dashboards.py", "test_bad_values.py", "test_cli.py", "test_landscape.py",
+               "test_speed.py", "test_report_stats.py", "test_sweeps.py", "test_multirun_resume.py",
+               "test_resume_guarantees.py", "test_vectorized.py", "test_experiments_13.py",
+               "test_configs.py", "test_ensembles.py", "test_claim_figures.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 def make_cfg(*overrides: str) -> DictConfig:
@@ -50,6 +68,15 @@ def make_job_cfg(*overrides: str) -> DictConfig:
 @pytest.fixture
 def cfg_factory() -> Callable[..., DictConfig]:
     return make_cfg
+
+
+def script(name: str) -> ModuleType:
+    """scripts/NAME.py imported as a module, to call its functions or its main(argv) in-process."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def read_metrics(run_dir: str | Path) -> dict:

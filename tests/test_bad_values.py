@@ -35,6 +35,8 @@ TABLE = [
                                   "choose one of ['default', 'xavier', 'kaiming', 'normal']")),
     ("trainer", "model.width=[8,8,8]", ("model.width lists 3 widths but model.depth=2",
                                         "set model.depth=3 or give 2 widths")),
+    ("trainer", "model.norm=batch batch_size=1",
+     ("model.norm=batch needs at least 2 samples in every batch",)),  # was a CLI test in test_norm.py
     # the optimizer, its batches and its steps
     ("trainer", "optimizer.lr=-1", ("optimizer.lr=-1 must be a positive",)),
     ("trainer", "optimizer.lr=0", ("optimizer.lr=0 must be a positive",)),
@@ -93,6 +95,43 @@ TABLE = [
     ("trainer", "data=regression data.dim=0", ("data.dim=0 must be a positive whole number",)),
     ("trainer", "data=regression data.seed=-3", ("data.seed=-3 must be a whole number >= 0",)),
     ("trainer", "data=spirals data.classes=1", ("data.classes=1 must be a whole number >= 2",)),
+    # the loss
+    ("trainer", "loss=hinge", ("loss='hinge' is not allowed",
+                               "choose one of ['auto', 'cross_entropy', 'nll', 'mse', 'l1', 'huber']")),
+    ("trainer", "loss=l1", ("loss=l1 is not a classification loss", "'digits' is a classification task",
+                            "choose loss=auto (the task's default, cross_entropy)")),
+    ("trainer", "data=regression loss=nll", ("loss=nll is not a regression loss",
+                                             "one of ['mse', 'l1', 'huber']")),
+    ("trainer", "data=regression loss=huber huber_delta=0", ("huber_delta=0 must be a positive number",)),
+    ("trainer", "ensemble=bagging ensemble.members=2 loss=mse",
+     ("ensemble=bagging cannot be combined with loss=mse", "use loss=auto")),
+    # ensembles
+    ("trainer", "ensemble=bagging ensemble.members=0",
+     ("ensemble.members=0 must be a positive whole number",)),
+    ("trainer", "ensemble=bagging ensemble.split=halves",
+     ("ensemble.split='halves' is not allowed", "choose one of ['bootstrap', 'parts']")),
+    ("trainer", "ensemble=boosting ensemble.rounds=0",
+     ("ensemble.rounds=0 must be a positive whole number",)),
+    ("trainer", "ensemble=boosting data=regression",
+     ("ensemble=boosting is multi-class AdaBoost (SAMME)", "'regression' is a regression task",
+      "use ensemble=bagging")),
+    ("trainer", "ensemble=boosting ensemble.rounds=4 epochs=30",
+     ("epochs=30 is not a multiple of ensemble.rounds=4", "set epochs=32 or change ensemble.rounds")),
+    ("trainer", "ensemble=boosting ensemble.rounds=2 early_stopping.patience=3",
+     ("ensemble=boosting cannot stop early", "leave early_stopping.patience=null")),
+    ("trainer", "ensemble=bagging averaging=swa",
+     ("ensemble=bagging cannot be combined with averaging=swa", "use averaging=none, or ensemble=none")),
+    ("trainer", "ensemble=bagging model.norm=batch",
+     ("ensemble=bagging cannot be combined with model.norm=batch", "use model.norm=layer or none")),
+    ("trainer", "ensemble=bagging optimizer=rprop",
+     ("ensemble=bagging trains its members with a member-wise optimizer, which Rprop is not",
+      "use one of sgd, adam")),
+    ("trainer", "data=xor data.n_samples=40 batch_size=full "
+                "ensemble=bagging ensemble.members=30 ensemble.split=parts",
+     ("ensemble.members=30 disjoint parts of a train split of 28 samples", "use at most 28 members")),
+    ("trainer", "ensemble=bagging ensemble.members=8 ensemble.split=parts batch_size=200",
+     ("batch_size=200 is larger than each member's part of the train split (158 samples",
+      "use at most 158")),
     # what is monitored, tested, resumed
     ("trainer", "monitor=train/loss", ("monitor='train/loss' is not allowed", "did you mean val/loss?")),
     ("trainer", "monitor=val/accuracy", ("monitor='val/accuracy' is not allowed (did you mean val/acc?)",)),
@@ -133,7 +172,10 @@ TABLE = [
 ]
 # Checked once the run folder is locked (they need the data or the checkpoint): the lock file may
 # exist. Every other row fails before the run folder is made.
-AFTER_LOCK = {"batch_size=5000", "ckpt=/no/such/checkpoint.pt"}
+AFTER_LOCK = {"batch_size=5000", "ckpt=/no/such/checkpoint.pt", "model.norm=batch batch_size=1",
+              "ensemble=bagging ensemble.members=8 ensemble.split=parts batch_size=200",
+              "data=xor data.n_samples=40 batch_size=full "
+              "ensemble=bagging ensemble.members=30 ensemble.split=parts"}
 # Rows also run through the real command line: a check before Hydra starts, one of run()'s checks
 # before any work, and one made once the data is loaded.
 CLI_ROWS = ("optimzer.lr=0.1", "model.activation=relux", "batch_size=5000")

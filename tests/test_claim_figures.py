@@ -1,17 +1,13 @@
 """scripts/claim_figures.py on a real sweep: the report's choice, diverged seeds counted, the notes'
 parameter estimate against the counted parameters."""
 
-import importlib.util
-
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, cli
+from tests.conftest import cli, script
 from trainer.run import run
 
-spec = importlib.util.spec_from_file_location("claim_figures", ROOT / "scripts" / "claim_figures.py")
-claim_figures = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(claim_figures)
+claim_figures = script("claim_figures")
 
 
 @pytest.mark.slow
@@ -30,17 +26,7 @@ def test_lr_sweep_figure_marks_diverged_seeds(tmp_path):
         assert image.format == "PNG" and image.size[0] > 500
 
 
-@pytest.mark.slow
-def test_optimizer_labels_give_the_rate_of_the_chosen_arm(tmp_path):
-    sweep = tmp_path / "opt"
-    proc = cli("-m", "+experiment=digits_optimizers", "optimizer=sgd,adam", "arms.rate=low,high",
-               "seed=0,1", "epochs=2", f"hydra.sweep.dir={sweep}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    choices = claim_figures.figure(sweep, tmp_path / "opt.png", ["optimizer"], ["epoch"], "curves")
-    rates = {"sgd": {"low": 0.1, "high": 1.0}, "adam": {"low": 0.001, "high": 0.01}}  # the table
-    for choice in choices:
-        name, rate = choice.value["optimizer"], choice.chosen.setting["arms.rate"]
-        assert claim_figures.label(choice) == f"{name} (lr={rates[name][rate]})"
+# The optimizer labels: tests/test_cli.py, on the sweep of digits_optimizers made there.
 
 
 def test_notes_estimate_leaves_out_the_biases(cfg_factory, tmp_path):

@@ -2,10 +2,11 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli, read_metrics, read_scalars
+from tests.conftest import ROOT, cli, read_metrics, read_scalars, script
 
 pytestmark = pytest.mark.slow
 
@@ -48,16 +49,33 @@ def test_installed_package_runs_from_any_folder_with_command_line_choices(tmp_pa
     assert metrics["val/acc"] > 0.3
 
 
-def test_multirun_experiment(tmp_path):
-    # Two arms and two of their rates out of the experiment's 120 jobs; one seed.
+@pytest.fixture(scope="module")
+def optimizers_sweep(tmp_path_factory) -> Path:
+    """Two arms and two of their rates out of the experiment's 120 jobs; one seed."""
+    sweep = tmp_path_factory.mktemp("optimizers")
     proc = cli("-m", "+experiment=digits_optimizers", "optimizer=sgd,adam", "arms.rate=low,high", "seed=0",
-               "epochs=1", f"hydra.sweep.dir={tmp_path}")
+               "epochs=1", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
-    jobs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
+    # the experiment trains through the vectorized launcher: a group per optimizer, its rates as members
+    assert "2 stacked groups (2, 2 members)" in proc.stderr + proc.stdout
+    return sweep
+
+
+def test_multirun_experiment(optimizers_sweep):
+    jobs = sorted(p.parent.name for p in optimizers_sweep.glob("*/metrics.json"))
     assert jobs == ["0_arms.rate=low,optimizer=sgd,seed=0", "1_arms.rate=high,optimizer=sgd,seed=0",
                     "2_arms.rate=low,optimizer=adam,seed=0", "3_arms.rate=high,optimizer=adam,seed=0"]
-    # Each arm's rate comes from its own row of the experiment's table (arms.lr); the experiment
-    # trains through the vectorized launcher (one group per optimizer, its rates as members).
-    assert "2 stacked groups (2, 2 members)" in proc.stderr + proc.stdout
-    rates = [read_scalars(tmp_path / job)["lr"][0][1] for job in jobs]
+    # Each arm's rate comes from its own row of the experiment's table (arms.lr).
+    rates = [read_scalars(optimizers_sweep / job)["lr"][0][1] for job in jobs]
     assert rates == pytest.approx([0.1, 1.0, 0.001, 0.01])
+
+
+def test_claim_figure_labels_give_the_rate_of_the_chosen_arm(optimizers_sweep, tmp_path):
+    """scripts/claim_figures.py on that sweep (was in test_claim_figures.py with its own sweep)."""
+    claim_figures = script("claim_figures")
+    choices = claim_figures.figure(optimizers_sweep, tmp_path / "opt.png", ["optimizer"], ["epoch"], "curves")
+    rates = {"sgd": {"low": 0.1, "high": 1.0}, "adam": {"low": 0.001, "high": 0.01}}  # the table
+    assert sorted(choice.value["optimizer"] for choice in choices) == ["adam", "sgd"]
+    for choice in choices:
+        name, rate = choice.value["optimizer"], choice.chosen.setting["arms.rate"]
+        assert claim_figures.label(choice) == f"{name} (lr={rates[name][rate]})"

@@ -121,7 +121,7 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
     assert declared_metrics(sweep / names[0]) == []  # folder; each job has only its own values
 
     capsys.readouterr()
-    report.main([str(sweep)])  # `python -m trainer.report SWEEP` (its own process: tests/test_optuna.py)
+    report.main([str(sweep)])  # `python -m trainer.report SWEEP` (its own process: test_vectorized_cli)
     lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("best  job"))
     assert "optimizer  optimizer.lr" in lines[header] and lines[header].endswith("status")

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import cli, read_metrics, read_scalars
+from tests.conftest import make_cfg, read_metrics, read_scalars
 from trainer.build import build_data, build_model
 from trainer.checkpoint import load_checkpoint
+from trainer.cli import paragraph
 from trainer.config import config_dir
 from trainer.data import load_source, make_splits, prepare_data
 from trainer.errors import DataError
@@ -85,21 +86,22 @@ def test_bad_file_stops_before_anything_is_written(cfg_factory, tmp_path):
     assert not list(out.glob("events.*"))
 
 
-@pytest.mark.slow
-def test_cli_bad_csv_exits_2_without_traceback(tmp_path):
+# The command line prints a UserError raised by run() as paragraph(message) and exits 2
+# (tests/test_bad_values.py runs it); these two check that paragraph for errors in the data.
+def test_bad_csv_is_one_paragraph_with_its_path_whole(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,y\n1,2,0\n3,oops,1\n")
-    proc = cli(f"hydra.run.dir={tmp_path / 'run'}", "data=csv", f"data.path={bad}", "data.target=y")
-    assert proc.returncode == 2
-    assert "line 3, column 'b': 'oops' is not a number" in " ".join(proc.stderr.split())
-    assert str(bad) in proc.stderr  # whole, not broken across lines
-    assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "metrics.json").exists()
+    with pytest.raises(DataError) as err:
+        run(make_cfg("data=csv", f"data.path={bad}", "data.target=y"), out_dir=tmp_path / "run")
+    message = paragraph(str(err.value))
+    assert "line 3, column 'b': 'oops' is not a number" in " ".join(message.split())
+    assert str(bad) in message  # whole, not broken across lines
+    assert not (tmp_path / "run" / "metrics.json").exists()
 
 
-@pytest.mark.slow
-def test_cli_mnist_without_files_or_network_exits_2(tmp_path):
-    proc = cli(f"hydra.run.dir={tmp_path / 'run'}", "data=mnist", "data.download=false",
-               env={"TRAINER_DATA": str(tmp_path / "data")})
-    assert proc.returncode == 2
-    assert str(tmp_path / "data" / "MNIST" / "raw") in proc.stderr
-    assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "checkpoints").exists()
+def test_mnist_without_files_or_network_names_the_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINER_DATA", str(tmp_path / "data"))
+    with pytest.raises(DataError) as err:
+        run(make_cfg("data=mnist", "data.download=false"), out_dir=tmp_path / "run")
+    assert str(tmp_path / "data" / "MNIST" / "raw") in paragraph(str(err.value))
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -4,19 +4,18 @@ script picks each arm's learning rate by validation accuracy, never by test accu
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import ROOT, cli
+from tests.conftest import cli, script
 from trainer.config import config_dir
 from trainer.run import run
+
+select_figure = script("select_figure")
 
 ARMS = sorted(p.stem for p in (Path(config_dir()) / "experiment" / "regularizer").glob("*.yaml"))
 
@@ -32,7 +31,7 @@ def test_every_regularizer_arm_trains(cfg_factory, tmp_path, arm):
 
 
 @pytest.mark.slow
-def test_select_figure_chooses_by_validation(tmp_path):
+def test_select_figure_chooses_by_validation(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     proc = cli("-m", "data=circles", "data.n_samples=200", "model.width=8", "epochs=2",
                "model.norm=none,layer", "optimizer.lr=0.001,0.1", "seed=0,1", f"hydra.sweep.dir={sweep}",
@@ -45,12 +44,10 @@ def test_select_figure_chooses_by_validation(tmp_path):
             metrics = json.loads((job / "metrics.json").read_text())
             by_hand[cfg.model.norm][str(cfg.optimizer.lr)].append(metrics)
     out = tmp_path / "fig.png"
-    proc = subprocess.run([sys.executable, "scripts/select_figure.py", str(sweep), "arm=model.norm",
-                           f"out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    select_figure.main([str(sweep), "arm=model.norm", f"out={out}"])  # in-process: the script's main
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
-            for line in proc.stdout.splitlines() if line.startswith("| none") or line.startswith("| layer")}
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| none") or line.startswith("| layer")}
     for norm, by_lr in by_hand.items():
         val = {lr: statistics.fmean(m["val/acc"] for m in runs) for lr, runs in by_lr.items()}
         chosen = rows[norm][1].removeprefix("optimizer.lr=")

@@ -3,7 +3,6 @@ layouts, mistyped keys, evaluation of a run folder, threads, per-arm sweep optio
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import shutil
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT, cli, read_metrics, read_scalars
+from tests.conftest import read_metrics, read_scalars, script
 from trainer import device as device_module
 from trainer.checkpoint import load_checkpoint
 from trainer.data import load_source
@@ -129,22 +128,26 @@ def test_threads_auto_takes_one_for_a_small_step_and_the_default_for_a_large_one
         torch.set_num_threads(before)
 
 
-def test_per_arm_options_apply_to_the_arm_that_takes_them(cfg_factory, tmp_path):
-    # The README's `+experiment=digits_schedules schedule.per_arm.tau=1000`, arm by arm.
-    common = ("+experiment=digits_schedules", "schedule.per_arm.tau=1000", "epochs=1", "model.width=16")
-    step = run(cfg_factory(*common, "scheduler=step"), out_dir=tmp_path / "step")
-    assert step["status"] == "completed"
-    inv = run(cfg_factory(*common, "scheduler=inverse_time"), out_dir=tmp_path / "inv")
-    lrs = dict(read_scalars(tmp_path / "inv")["lr"])
+def test_per_arm_options_apply_to_the_arm_that_takes_them(cfg_factory, tmp_path, caplog):
+    # The README's `python -m trainer -m +experiment=digits_schedules schedule.per_arm.tau=1000`,
+    # each of its four scheduler arms in-process (one seed, one rate, one epoch; this was also a
+    # CLI sweep of those four, test_cli_sweep_arms: the command line's sweeps are test_cli.py's).
+    common = ("+experiment=digits_schedules", "schedule.per_arm.tau=1000", "epochs=1", "model.width=16",
+              "averaging=none", "optimizer.lr=0.1", "seed=0")
+    for arm in ("none", "step", "inverse_time", "plateau"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="trainer.schedules"):
+            metrics = run(cfg_factory(*common, f"scheduler={arm}"), out_dir=tmp_path / arm)
+        assert metrics["status"] == "completed", arm
+        said = "schedule.per_arm.tau=1000" in caplog.text and "an option of another arm" in caplog.text
+        assert said == (arm in ("step", "plateau")), (arm, caplog.text)  # tau ignored, and said
+    lrs = dict(read_scalars(tmp_path / "inverse_time")["lr"])
     k = max(lrs)
     assert lrs[k] == pytest.approx(0.1 / (1 + k / 1000), rel=1e-5)  # tau=1000, not the default 100
-    assert inv["status"] == "completed"
 
 
 def test_bench_never_overwrites_the_committed_table_with_smoke_numbers(capsys):
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = script("bench")
     with pytest.raises(SystemExit) as exc:
         bench.main(["--quick", "--write"])
     assert exc.value.code == 2 and "--write replaces BENCHMARKS.md" in capsys.readouterr().err
@@ -155,16 +158,3 @@ def test_offline_download_leaves_no_folders(tmp_path):
     with pytest.raises(DataError, match="data.download=false"):
         load_source("mnist", root=str(root), download=False)
     assert not (root / "MNIST").exists()
-
-
-@pytest.mark.slow
-def test_cli_sweep_arms(tmp_path):
-    # (the mistyped key on the command line: tests/test_bad_values.py)
-    sweep = tmp_path / "sweep"
-    proc = cli("-m", "+experiment=digits_schedules", "schedule.per_arm.tau=1000", "epochs=1",
-               "model.width=16", "averaging=none", "optimizer.lr=0.1", "seed=0", f"hydra.sweep.dir={sweep}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    jobs = {d.name: d for d in sweep.iterdir() if (d / "metrics.json").is_file()}
-    assert [read_metrics(d)["status"] for d in jobs.values()] == ["completed"] * 4
-    step = next(d for name, d in jobs.items() if "scheduler=step" in name)
-    assert "schedule.per_arm.tau=1000" in (step / "trainer.log").read_text()  # step: ignored, and said

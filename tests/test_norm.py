@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models import MLP
-from tests.conftest import cli, read_metrics
+from tests.conftest import read_metrics
 from tests.test_reliability import assert_same_run
 from tests.test_speed import blobs, one_epoch
 from trainer import accel
@@ -179,12 +179,3 @@ def test_a_checkpoint_from_before_norm_and_regularization_resumes(cfg_factory, t
         run(cfg_factory("epochs=2", "model.width=16", "model.norm=batch", "resume=true"), out_dir=tmp_path)
     metrics = run(cfg_factory("epochs=2", "model.width=16", "resume=true"), out_dir=tmp_path)
     assert metrics["status"] == "completed" and metrics["epochs"] == 2
-
-
-@pytest.mark.slow
-def test_cli_refuses_batch_norm_with_batches_of_one(tmp_path):
-    proc = cli("model.norm=batch", "batch_size=1", f"hydra.run.dir={tmp_path}")
-    assert proc.returncode == 2
-    assert "error: model.norm=batch needs at least 2 samples in every batch" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "checkpoints").exists()

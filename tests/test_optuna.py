@@ -2,7 +2,6 @@
 search, processes sharing one study, pruning, the report's study lines, the optuna-dashboard."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -17,8 +16,10 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from hydra_plugins.trainer_optuna_sweeper import _space
-from tests.conftest import ROOT, cli, cli_popen, job_dirs, kill_sweep_at_job, read_metrics
+from tests.conftest import cli, cli_popen, job_dirs, kill_sweep_at_job, make_cfg, read_metrics
+from trainer import report
 from trainer.errors import ConfigError
+from trainer.run import run
 from trainer.trial import make_pruner
 
 TINY = ("data=spirals", "monitor=val/loss", "optimizer=sgd", "model.width=16", "batch_size=128")
@@ -67,8 +68,9 @@ def test_a_bad_search_setting_is_one_paragraph(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "grid sampler cannot enumerate optimizer.lr" in proc.stderr
     assert not (tmp_path / "s" / "optuna.db").exists() and not job_dirs(tmp_path / "s")  # no study, no job
-    proc = cli(*search(tmp_path / "s", "hydra.sweeper.pruner=mean"))
-    assert proc.returncode == 2 and "hydra.sweeper.pruner='mean' is not allowed" in proc.stderr
+    # A bad pruner stops the same try in OptunaSweeper.sweep, when the Search is built from the config.
+    with pytest.raises(ConfigError, match="hydra.sweeper.pruner='mean' is not allowed"):
+        make_search(tmp_path / "s", "hydra.sweeper.pruner=mean")
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +110,12 @@ def test_median_pruner_stops_bad_trials_early(pruned_search):
 
 
 @pytest.mark.slow
-def test_report_of_an_optuna_search_shows_pruned_jobs_best_trial_and_importances(pruned_search):
-    proc = subprocess.run([sys.executable, "-m", "trainer.report", str(pruned_search)], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
+def test_report_of_an_optuna_search_shows_pruned_jobs_best_trial_and_importances(pruned_search, capsys):
+    # `python -m trainer.report SWEEP` in-process (its own process: tests/test_vectorized_cli.py)
+    report.main([str(pruned_search)])
     study = load(pruned_search, "lrs")
     n_pruned = sum(t.state == TrialState.PRUNED for t in study.trials)
-    out = proc.stdout
+    out = capsys.readouterr().out
     assert sum(line.rstrip().endswith(" pruned") for line in out.splitlines()) == n_pruned
     assert f"study lrs in sqlite:///{pruned_search / 'optuna.db'}: 6 trials" in out
     best = study.best_trial
@@ -191,20 +191,20 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path):
 @pytest.mark.slow
 def test_two_processes_share_one_study(tmp_path):
     sweep = tmp_path / "search"
-    common = ["hydra/sweeper/sampler=random", "hydra.sweeper.n_trials=8", "hydra.sweeper.study_name=shared",
+    common = ["hydra/sweeper/sampler=random", "hydra.sweeper.n_trials=4", "hydra.sweeper.study_name=shared",
               "epochs=2", "optimizer.lr=tag(log, interval(0.01, 0.3))"]
     procs = [cli_popen(search(sweep, *common, f"hydra.sweeper.sampler.seed={seed}"), tmp_path / f"{seed}.log")
              for seed in (1, 2)]  # a seed each, or both would draw the same values
     for seed, proc in zip((1, 2), procs, strict=True):
         assert proc.wait(timeout=400) == 0, (tmp_path / f"{seed}.log").read_text()[-3000:]
     trials = load(sweep, "shared").trials
-    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
     jobs = job_dirs(sweep)
-    assert sorted(jobs) == list(range(8))  # one folder per trial, named by its number
+    assert sorted(jobs) == list(range(4))  # one folder per trial, named by its number
     for t in trials:
         assert read_metrics(jobs[t.number])["val/loss"] == pytest.approx(t.value)
     ran = [(tmp_path / f"{seed}.log").read_text().count("] trial ") for seed in (1, 2)]
-    assert sum(ran) == 8
+    assert sum(ran) == 4
 
 
 def make_search(sweep: Path, *overrides: str):
@@ -263,19 +263,20 @@ def test_the_search_direction_follows_the_monitor(tmp_path, monitor, direction):
         make_search(tmp_path, "hydra.sweeper.direction=up")
 
 
-@pytest.mark.slow
 def test_monitor_auto_on_a_file_follows_the_search_direction(tmp_path):
     """monitor=auto on a CSV is resolved only once the data is read; a minimizing search must get the
-    loss, never the accuracy of the classification task it turns out to be."""
+    loss, never the accuracy of the classification task it turns out to be. What `python -m trainer`
+    does with each job of a search, in-process: the monitor for the sweeper's direction, the run,
+    the value handed back to the sweeper (the searches above check that the study records it)."""
+    from trainer.__main__ import sweep_monitor
+    from trainer.sweep import objective
+
     table = tmp_path / "table.csv"
     table.write_text("a,b,label\n" + "\n".join(f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(120)) + "\n")
-    sweep = tmp_path / "sweep"
-    proc = cli("-m", "hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}", "data=csv", f"data.path={table}",
-               "monitor=auto", "hydra.sweeper.direction=minimize", "hydra.sweeper.n_trials=1",
-               "hydra/sweeper/sampler=random", "epochs=1", "model.width=8", "batch_size=16",
-               "optimizer.lr=interval(0.001, 0.01)")
-    assert proc.returncode == 0, proc.stderr
-    (job,) = job_dirs(sweep).values()
-    assert read_metrics(job)["monitor"] == "val/loss"
-    (trial,) = load(sweep, sweep.name).get_trials()
-    assert trial.value == pytest.approx(read_metrics(job)["val/loss"])
+    cfg = make_cfg("data=csv", f"data.path={table}", "monitor=auto", "epochs=1", "model.width=8",
+                   "batch_size=16", "optimizer.lr=0.005")
+    assert sweep_monitor(cfg, "minimize") == "val/loss" and cfg.monitor == "val/loss"
+    metrics = run(cfg, out_dir=tmp_path / "job")
+    assert "val/acc" in metrics  # a classification task: monitor=auto alone would take val/acc
+    assert read_metrics(tmp_path / "job")["monitor"] == metrics["monitor"] == "val/loss"
+    assert objective(metrics, metrics["monitor"]) == metrics["val/loss"]

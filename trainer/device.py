@@ -28,9 +28,11 @@ def resolve_device(name: str) -> torch.device:
 # threads=auto: one intra-op thread up to this many parameters x batch samples (a step's work,
 # roughly), torch's default above it. Measured on this project's idle 2-core CPU (SGD steps, µs per
 # step, 1 thread vs 2): 784-256-10 at batch 1 (work 2e5) 158 vs 174, at batch 16 (3e6) 309 vs 260,
-# at batch 64 732 vs 465; a 26k-parameter net at batch 64 (1.7e6) 259 vs 238. Below about 1e6 the
-# thread hand-offs cost more than the split matrix products gain.
-ONE_THREAD_WORK = 1e6
+# at batch 64 (1.3e7) 732 vs 465, at 1024 9,997 vs 5,355; a 26k-parameter net at batch 64 (1.7e6)
+# 259 vs 238, at 256 (6.7e6) 638 vs 532. The line sits above the digits-sized steps, which two
+# threads speed up by at most 16% on idle cores but slow down 3-4x when other work shares them (a
+# 3-epoch default run: 0.31 s on one thread, 1.34 s on two, at a load average of 4).
+ONE_THREAD_WORK = 4e6
 
 # torch's count before any run changed it: the cores, or OMP_NUM_THREADS where set (pytest's workers
 # and joblib's loky workers set it so that processes sharing the cores don't oversubscribe them).

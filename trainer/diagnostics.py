@@ -15,7 +15,6 @@ from torch import nn
 from models.mlp import ACTIVATIONS
 from trainer.data import Splits
 from trainer.logger import RunLogger
-from trainer.loop import loss_function
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -96,4 +95,4 @@ class LayerStats:
 def probe(model: nn.Module, splits: Splits, batch_size: int, every: int, logger: RunLogger) -> LayerStats:
     """Layer statistics on a fixed probe batch: the first `batch_size` samples of the train split."""
     x, y = splits.x_train[:batch_size], splits.y_train[:batch_size]
-    return LayerStats(model, loss_function(splits.task), x, y, every, logger)
+    return LayerStats(model, splits.loss, x, y, every, logger)

@@ -63,11 +63,12 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
     """Metrics of the checkpoint's model on a split of its data (rebuilt with the saved preprocessing)."""
     import torch
 
-    from trainer.build import build_data, build_model
+    from trainer.build import build_data
     from trainer.data import prepare_data
     from trainer.data.targets import original_units
     from trainer.device import resolve_device
-    from trainer.loop import evaluate, loss_function
+    from trainer.ensemble import build_predictor
+    from trainer.loop import evaluate
 
     if split not in SPLITS:
         raise ConfigError(f"split={split!r} is not allowed; choose one of {list(SPLITS)}")
@@ -82,6 +83,7 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
     # A checkpoint from before targets were standardized has no "target": its targets were raw.
     splits, _ = prepare_data(build_data(cfg.data), prep_state=ckpt["preprocess"],
                              target_state=ckpt.get("target", {"kind": "none"}))
+    splits.loss_name, splits.huber_delta = cfg.get("loss", "auto"), float(cfg.get("huber_delta", 1.0))
     if split == "all":
         x = torch.cat([splits.x_train, splits.x_val, splits.x_test])
         y = torch.cat([splits.y_train, splits.y_val, splits.y_test])
@@ -92,14 +94,15 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
         raise DataError(f"the data has {splits.in_dim} features and {splits.out_dim} outputs (classes) "
                         f"but the checkpoint's model maps {in_dim} to {out_dim}; evaluate it on data like "
                         "the data it was trained on")
-    model = build_model(cfg.model, splits.in_dim, splits.out_dim)
+    # an ensemble's checkpoint holds all its members and their alphas: it is evaluated as one model
+    model = build_predictor(cfg, splits.in_dim, splits.out_dim, splits.task == "classification")
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise DataError(f"the checkpoint's weights do not fit the model its config describes ({exc})"
                         ) from exc
     model.to(dev)
-    metrics = original_units(evaluate(model, loss_function(splits.task), x.to(dev), y.to(dev),
+    metrics = original_units(evaluate(model, splits.loss, x.to(dev), y.to(dev),
                                       classification=splits.task == "classification"), splits.loss_factor)
     return {**{f"{split}/{k}": v for k, v in metrics.items()}, "samples": len(x), "split": split,
             "epoch": (ckpt.get("fit") or {}).get("epoch", ckpt.get("epoch")), "data": cfg.data.name}

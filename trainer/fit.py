@@ -19,7 +19,7 @@ from trainer.data import Splits
 from trainer.data.targets import original_units
 from trainer.distributed import all_mean
 from trainer.logger import RunLogger
-from trainer.loop import EpochCursor, evaluate, loss_function, num_batches, train_epoch
+from trainer.loop import EpochCursor, evaluate, num_batches, train_epoch
 from trainer.regularization import Penalty
 from trainer.schedules import Schedule
 from trainer.stopping import EarlyStopping, improved, mode_for
@@ -69,6 +69,9 @@ class Training:
     averaging: WeightAverage | None = None
     stopping: EarlyStopping | None = None
     penalty: Penalty | None = None  # regularization, added in `step`; logged as train/penalty
+    # Trains and validates one epoch in place of `_train_and_validate` (an ensemble's stacked
+    # members: trainer.ensemble_fit), with the same arguments and result.
+    epoch: Callable[..., dict[str, float] | None] | None = None
 
     def stateful(self) -> dict[str, Any]:
         """The objects a checkpoint saves and restores, by checkpoint key (None: not configured)."""
@@ -107,7 +110,7 @@ class FitHooks:
 def validation_metrics(model: nn.Module, averaging: WeightAverage | None, splits: Splits) -> dict[str, float]:
     """`val/*` of the evaluated weights (the average once it has started) and, when averaging,
     `val_raw/*` of the trained ones."""
-    loss_fn, classification = loss_function(splits.task), splits.task == "classification"
+    loss_fn, classification = splits.loss, splits.task == "classification"
     raw = evaluate(model, loss_fn, splits.x_val, splits.y_val, classification=classification)
     if averaging is None:
         return {f"val/{k}": v for k, v in raw.items()}
@@ -183,7 +186,7 @@ def fit(training: Training, splits: Splits, options: FitOptions, hooks: FitHooks
             state.stopped_by = "max_steps"  # a resumed run that max_steps had already ended
             break
         on_step.epoch = epoch
-        metrics = _train_and_validate(training, splits, options, state, on_step, epoch)
+        metrics = (training.epoch or _train_and_validate)(training, splits, options, state, on_step, epoch)
         on_step.write_lrs()
         if metrics is None or state.status != "running":
             break
@@ -212,7 +215,7 @@ def _train_and_validate(training: Training, splits: Splits, options: FitOptions,
     t0, seen0 = time.perf_counter(), state.cursor.seen
     classification = splits.task == "classification"
     max_updates = None if options.max_steps is None else options.max_steps - state.step
-    if not train_epoch(training.model, training.optimizer, loss_function(splits.task), splits.x_train,
+    if not train_epoch(training.model, training.optimizer, splits.loss, splits.x_train,
                        splits.y_train, options.batch_size, state.cursor, drop_last=options.drop_last,
                        classification=classification, on_step=on_step, step=training.step,
                        shard=options.shard, max_updates=max_updates):

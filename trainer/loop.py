@@ -7,20 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from trainer.accel import Step, TrainStep
-
-
-def loss_function(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Cross-entropy for classification; the notes' quadratic loss (MSE) for regression."""
-    if task == "classification":
-        return F.cross_entropy
-
-    def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(out, y.view_as(out))
-
-    return mse
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool) -> int:

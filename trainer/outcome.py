@@ -11,8 +11,9 @@ from models import count_parameters
 from trainer.averaging import WeightAverage
 from trainer.data import Splits
 from trainer.data.targets import original_units
+from trainer.ensemble import Ensemble, member_report
 from trainer.fit import FitState
-from trainer.loop import evaluate, loss_function
+from trainer.loop import evaluate
 
 
 def test_metrics(test_on: str, model: nn.Module, averaging: WeightAverage | None, state: FitState,
@@ -22,7 +23,7 @@ def test_metrics(test_on: str, model: nn.Module, averaging: WeightAverage | None
         model.load_state_dict(state.best_weights)
     elif averaging is not None and averaging.count:  # test_on=last: the last averaged weights
         model.load_state_dict(averaging.weights())
-    test = evaluate(model, loss_function(splits.task), splits.x_test, splits.y_test,
+    test = evaluate(model, splits.loss, splits.x_test, splits.y_test,
                     classification=splits.task == "classification")
     return original_units(test, splits.loss_factor)  # regression: in the targets' own units
 
@@ -49,6 +50,8 @@ def run_metrics(seed: int, state: FitState, test: dict[str, float], model: nn.Mo
     })
     if state.reason:
         metrics["reason"] = state.reason
+    if test and isinstance(model, Ensemble):  # each member's own metrics beside the ensemble's
+        metrics["members"] = member_report(model, splits)
     if splits.task == "classification":
         metrics["train/acc"] = state.last_metrics.get("train/acc")
     return metrics

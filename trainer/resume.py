@@ -95,7 +95,8 @@ ABSENT = "<absent>"
 # Keys added inside existing nodes by later versions, with the value that trains as the versions
 # before them did: a checkpoint without the key resumes under that value.
 ADDED_KEYS = {"model.norm": "none", "model.norm_position": "pre", "regularization.l1": 0.0,
-              "regularization.l2": 0.0, "regularization.biases": False}
+              "regularization.l2": 0.0, "regularization.biases": False, "ensemble.kind": "none",
+              "loss": "auto", "huber_delta": 1.0}
 
 
 def _changes(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -29,9 +29,11 @@ from trainer.config import check_monitor, validate
 from trainer.data import Splits, prepare_data
 from trainer.device import resolve_device, set_threads
 from trainer.diagnostics import probe
+from trainer.ensemble import kind_of
 from trainer.fit import FitHooks, FitOptions, FitState, Training, fit
 from trainer.logger import NullLogger, RunLogger, run_hparams
-from trainer.loop import loss_function, num_batches
+from trainer.loop import num_batches
+from trainer.losses import check_loss
 from trainer.outcome import run_metrics, test_metrics
 from trainer.resume import Resumption, check_data, plan_resume
 from trainer.rundir import RunFolder
@@ -79,6 +81,8 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
     if plan.ckpt is not None:
         check_data(plan.ckpt, plan.path, splits.fingerprint)
     check_monitor(cfg.monitor, splits.task, cfg.data.name)  # a file's task is known only now
+    check_loss(cfg.loss, splits.task, cfg.data.name)
+    splits.loss_name, splits.huber_delta = cfg.loss, float(cfg.huber_delta)
     monitor = resolve_monitor(cfg.monitor, splits.task)
     batch_size = batch_size_for(cfg.batch_size, len(splits.x_train))
     training = build_training(cfg, splits, batch_size, device, world, monitor)
@@ -125,6 +129,10 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
 def build_training(cfg: DictConfig, splits: Splits, batch_size: int, device: torch.device,
                    world: distributed.World, monitor: str) -> Training:
     """The model and everything that updates it, built from the config."""
+    if kind_of(cfg) != "none":  # bagging's or boosting's members, trained as one stacked model
+        from trainer.ensemble_fit import build_ensemble  # it imports trainer.vectorized, which imports run
+
+        return build_ensemble(cfg, splits, batch_size, device, world, monitor)
     check_batch_norm(cfg.model.norm, len(splits.x_train), batch_size, cfg.drop_last, world.size)
     model = build_model(cfg.model, splits.in_dim, splits.out_dim).to(device)
     set_threads(cfg.threads, count_parameters(model), batch_size, device)
@@ -133,7 +141,7 @@ def build_training(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
     per_epoch = num_batches(len(splits.x_train), batch_size, cfg.drop_last)
     penalty = build_penalty(cfg.regularization, model)
     step = accel.make_step(accel.compile_model(distributed.wrap(model, world), cfg.compile), optimizer,
-                           loss_function(splits.task), device, precision=cfg.precision,
+                           splits.loss, device, precision=cfg.precision,
                            cuda_graphs=cfg.cuda_graphs, compiled=cfg.compile,
                            distributed=world.distributed, batch_size=batch_size // world.size,
                            grad_clip=cfg.grad_clip, penalty=penalty)

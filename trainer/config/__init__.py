@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from trainer.checks import did_you_mean
 from trainer.config.schema import Config, declared, register, schema_of
 from trainer.errors import ConfigError
+from trainer.losses import check_loss
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,10 @@ def _check_relations(cfg: DictConfig) -> None:
         raise ConfigError(f"data.val_fraction={d.val_fraction} and data.test_fraction={d.test_fraction} "
                           "must sum to less than 1, leaving a training split")
     check_monitor(cfg.monitor, known_task(d), d.name)
+    check_loss(cfg.loss, known_task(d), d.name)
+    from trainer.ensemble import check_ensemble  # torch: imported when a config is checked
+
+    check_ensemble(cfg, known_task(d))
     if "start_epoch" in avg and avg.start_epoch > cfg.epochs:
         raise ConfigError(f"averaging.start_epoch={avg.start_epoch} is after the last epoch "
                           f"(epochs={cfg.epochs}); nothing would be averaged: lower it or raise epochs")

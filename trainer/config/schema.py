@@ -32,6 +32,7 @@ from trainer.checks import (
     key,
 )
 from trainer.data.sets import SCHEMAS as DATA_SCHEMAS
+from trainer.losses import LOSSES
 
 # What `monitor` may name: the validation metrics fit() produces (val/acc for classification only).
 MONITORS = ("auto", "val/loss", "val/acc")
@@ -160,6 +161,31 @@ class Regularization:
 
 
 @dataclass
+class NoEnsemble:
+    """configs/ensemble/none.yaml: one model (the default)."""
+
+    kind: Any = key(OneOf(("none",)), "none")
+
+
+@dataclass
+class Bagging:
+    """configs/ensemble/bagging.yaml: `members` models, each on its own resample of the train split,
+    trained as one stacked model; their predicted probabilities averaged (trainer.ensemble)."""
+
+    kind: Any = key(OneOf(("bagging",)), "bagging")
+    members: Any = key(POSITIVE)
+    split: Any = key(OneOf(("bootstrap", "parts")), "bootstrap")  # resamples, or disjoint parts
+
+
+@dataclass
+class Boosting:
+    """configs/ensemble/boosting.yaml: `rounds` models in turn, SAMME's sample weights in the loss."""
+
+    kind: Any = key(OneOf(("boosting",)), "boosting")
+    rounds: Any = key(POSITIVE)
+
+
+@dataclass
 class Config:
     """configs/config.yaml: every top-level key; the groups have their own schemas."""
 
@@ -168,6 +194,7 @@ class Config:
     optimizer: Any = None
     scheduler: Any = None
     averaging: Any = None
+    ensemble: Any = None
     schedule: Schedule = field(default_factory=Schedule)
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
     regularization: Regularization = field(default_factory=Regularization)
@@ -178,6 +205,8 @@ class Config:
     batch_size: Any = key(Number(whole=True, low=0, low_open=True, words=("full",),
                                  hint=" (full-batch gradient descent)"))
     drop_last: Any = key(Flag())
+    loss: Any = key(OneOf(LOSSES))
+    huber_delta: Any = key(Number(low=0, low_open=True))
     monitor: Any = key(OneOf(MONITORS))
     test_on: Any = key(OneOf(("best", "last")))
     log_every_n_steps: Any = key(POSITIVE)
@@ -211,6 +240,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "model": {"mlp": MLP},
     "averaging": {"none": NoAveraging, "poly": PolyAveraging, "ema": EMAAveraging, "swa": SWAAveraging},
     "data": DATA_SCHEMAS,
+    "ensemble": {"none": NoEnsemble, "bagging": Bagging, "boosting": Boosting},
     "optimizer": {name: signature_schema(f"torch.optim.{name}") for name in OPTIMIZERS},
     "scheduler": {"none": NoScheduler,
                   **{target.rsplit(".", 1)[-1]: signature_schema(target) for target in SCHEDULERS}},

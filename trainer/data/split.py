@@ -10,6 +10,7 @@ import torch
 from trainer.data.base import Source
 from trainer.data.targets import TargetScaler
 from trainer.errors import DataError
+from trainer.losses import Loss
 
 
 @dataclass
@@ -30,11 +31,20 @@ class Splits:
     # Regression: the map that standardized the targets with train statistics (prepare_data);
     # None: targets as given.
     target: TargetScaler | None = None
+    # The config's `loss` (trainer.losses; auto: the task's default) and Huber's delta, set by the run.
+    loss_name: str = "auto"
+    huber_delta: float = 1.0
+
+    @property
+    def loss(self) -> Loss:
+        """The training and evaluation loss on these (standardized) targets."""
+        scale = self.target.scale if self.target is not None else 1.0
+        return Loss(self.loss_name, self.task, scale, self.huber_delta)
 
     @property
     def loss_factor(self) -> float:
         """A loss on these targets times this is in the targets' original units."""
-        return self.target.loss_factor if self.target is not None else 1.0
+        return self.loss.factor
 
     @property
     def in_dim(self) -> int:

@@ -44,11 +44,6 @@ class TargetScaler:
             return y
         return y * self.scale + self.mean.to(y.device)
 
-    @property
-    def loss_factor(self) -> float:
-        """What a squared error on standardized targets is multiplied by to be in original units."""
-        return self.scale ** 2
-
     def state_dict(self) -> dict[str, Any]:
         if self.mean is None:
             return {"kind": "none"}
@@ -62,7 +57,8 @@ class TargetScaler:
 
 
 def original_units(metrics: dict[str, float], loss_factor: float) -> dict[str, float]:
-    """Metrics with every `.../loss` (a mean squared error on standardized targets) in original units."""
+    """Metrics with every `.../loss` (a loss on standardized targets) in original units (`loss_factor`:
+    trainer.losses.Loss.factor)."""
     if loss_factor == 1.0:
         return metrics
     return {k: v * loss_factor if k.rsplit("/", 1)[-1] == "loss" else v for k, v in metrics.items()}

@@ -59,6 +59,8 @@ def unsupported(resolved: Mapping[str, Any]) -> str | None:
     for key in ("maximize", "differentiable", "capturable"):
         if opt.get(key):
             return f"optimizer.{key}=true is not vectorized"
+    if resolved.get("loss", "auto") != "auto":  # the stacked members train on the task's default loss
+        return f"loss={resolved['loss']} is not vectorized (loss=auto only)"
     if resolved.get("precision") != "fp32":
         return f"precision={resolved.get('precision')} is not vectorized (fp32 only)"
     for key in ("compile", "cuda_graphs"):
@@ -66,6 +68,9 @@ def unsupported(resolved: Mapping[str, Any]) -> str | None:
             return f"{key}=true is not vectorized"
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return "a distributed (torchrun) job is not vectorized"
+    kind = (resolved.get("ensemble") or {}).get("kind", "none")
+    if kind != "none":  # its members are already one stacked model (trainer.ensemble_fit)
+        return f"ensemble={kind} trains its own stacked members"
     return None
 
 
