@@ -112,7 +112,7 @@ def _mlp_layers(model: nn.Module) -> list[Any] | None:
 
 
 def member_losses(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """(M,) mean loss of each member's batch: the task's default loss (trainer.losses, loss=auto) per member."""
+    """(M,) mean loss of each member's batch: the task's default loss (trainer.losses) per member."""
     if task == "classification":
         return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
     return (out - y.view_as(out)).pow(2).flatten(1).mean(1)
