@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch.nn import functional as F
 
 from models import count_parameters
 from trainer import accel, distributed
@@ -40,7 +39,7 @@ from trainer.errors import ConfigError
 from trainer.fit import FitOptions, FitState, Training, diverged, validation_metrics
 from trainer.loop import EpochCursor, num_batches
 from trainer.stopping import EarlyStopping, mode_for
-from trainer.vectorized.stacked import MemberwiseOptimizer, StackedParams
+from trainer.vectorized.stacked import MemberwiseOptimizer, StackedParams, sample_losses
 
 
 class Sampling:
@@ -105,10 +104,7 @@ class Stack:
         losses and of the correct predictions (device tensors, not synced)."""
         self.optimizer.zero_grad()
         out = self.params(x)  # (M, b, K)
-        if classification:
-            losses = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
-        else:
-            losses = (out - y.view_as(out)).pow(2).flatten(2).mean(2)
+        losses = sample_losses(out, y, "classification" if classification else "regression")
         weighted = losses * weight  # (M, b)
         counted = (weight > 0).sum(1).clamp_min(1)
         (weighted.sum(1) / counted).sum().backward()  # member m's gradient is its own loss's

@@ -111,11 +111,18 @@ def _mlp_layers(model: nn.Module) -> list[Any] | None:
     return layers
 
 
+def sample_losses(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """(M, b) loss of each member's each sample: the task's default loss (trainer.losses)."""
+    if task == "classification":
+        return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+    return (out - y.view_as(out)).pow(2).flatten(2).mean(2)
+
+
 def member_losses(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
     """(M,) mean loss of each member's batch: the task's default loss (trainer.losses) per member."""
     if task == "classification":
-        return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
-    return (out - y.view_as(out)).pow(2).flatten(1).mean(1)
+        return sample_losses(out, y, task).mean(1)
+    return (out - y.view_as(out)).pow(2).flatten(1).mean(1)  # one mean over b x K, as a lone mse_loss
 
 
 @torch.inference_mode()
