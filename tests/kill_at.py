@@ -22,7 +22,7 @@ writes = 0
 save_checkpoint, replace = resume.save_checkpoint, os.replace
 
 
-def save(state: dict, path: os.PathLike) -> None:
+def save(state: dict, path: os.PathLike, **kwargs) -> None:
     global writes
     if Path(path).name == name:
         writes += 1
@@ -31,7 +31,7 @@ def save(state: dict, path: os.PathLike) -> None:
         if writes == n and moment == "sigint2":
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)
-    save_checkpoint(state, path)
+    save_checkpoint(state, path, **kwargs)
 
 
 def rename(src: str, dst: str) -> None:

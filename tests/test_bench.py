@@ -1,6 +1,7 @@
 """The benchmark script's smoke mode runs and writes its table (not the committed BENCHMARKS.md)."""
 
 import re
+import statistics
 import subprocess
 import sys
 
@@ -28,3 +29,22 @@ def test_bench_quick_writes_a_table(tmp_path):
             assert re.fullmatch(r"[\d,]+ \(\d+\.\d\d\)", cell), cell
         assert cells[6] == "n/a"
     assert ((ROOT / "BENCHMARKS.md").read_text() if before is not None else None) == before
+
+
+def test_bench_process_takes_epoch_time_from_outside():
+    """(wall of E epochs - wall of 1 epoch) / (E - 1) per contender, from the best and from the
+    median repeat; the ratio takes the faster of the bare loop's two thread counts."""
+    from tests.conftest import script
+
+    bench = script("bench_process")
+    times = {("bare", 1): [5.0, 4.0, 4.5], ("bare", 3): [8.0, 9.0, 8.4],  # best 2.0, median 1.95
+             ("bare_1t", 1): [4.2, 4.1, 4.3], ("bare_1t", 3): [9.1, 8.5, 9.0],  # best 2.2, median 2.4
+             ("trainer", 1): [6.0, 6.2, 6.1], ("trainer", 3): [10.0, 10.4, 9.8]}  # best 1.9, median 1.95
+    best = bench.epoch_seconds(times, 3, min)
+    median = bench.epoch_seconds(times, 3, statistics.median)
+    assert best == pytest.approx({"bare": 2.0, "bare_1t": 2.2, "trainer": 1.9})
+    assert median == pytest.approx({"bare": 1.95, "bare_1t": 2.4, "trainer": 1.95})
+    assert bench.ratio(best) == pytest.approx(2.0 / 1.9)
+    assert bench.ratio(median) == pytest.approx(1.0)
+    command = bench.trainer_command(ROOT / "d.npz", 64, 5, ROOT / "out")
+    assert command[1:3] == ["-m", "trainer"] and "batch_size=64" in command and "epochs=5" in command

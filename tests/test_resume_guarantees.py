@@ -39,12 +39,12 @@ def kill_at(monkeypatch, name: str, n: int) -> None:
     writes = {"n": 0}
     save = checkpoint_module.save_checkpoint
 
-    def dying_save(state, path):
+    def dying_save(state, path, **kwargs):
         if path.name == name:
             writes["n"] += 1
             if writes["n"] == n:
                 raise Killed
-        save(state, path)
+        save(state, path, **kwargs)
 
     monkeypatch.setattr(checkpoint_module, "save_checkpoint", dying_save)
 
@@ -238,10 +238,10 @@ def test_a_second_ctrl_c_during_a_checkpoint_write_leaves_metrics_and_the_last_c
         cfg_factory, tmp_path, monkeypatch):
     save = checkpoint_module.save_checkpoint
 
-    def interrupted_save(state, path):
+    def interrupted_save(state, path, **kwargs):
         if state["fit"]["epoch"] == 2:
             raise KeyboardInterrupt  # what the second SIGINT's handler raises mid-write
-        save(state, path)
+        save(state, path, **kwargs)
 
     monkeypatch.setattr(checkpoint_module, "save_checkpoint", interrupted_save)
     metrics = run(cfg_factory(*SMALL, "epochs=3"), out_dir=tmp_path)
@@ -304,3 +304,37 @@ def test_metrics_older_than_the_checkpoint_are_not_returned(cfg_factory, tmp_pat
     again = run(cfg_factory(*SMALL, "epochs=2", "resume=true"), out_dir=tmp_path)
     assert again["epochs"] == 3 and read_metrics(tmp_path)["epochs"] == 3
     assert ckpt_epoch(tmp_path, "best.pt") == again["best_epoch"]
+
+
+def test_background_checkpoints_hold_the_state_of_their_call_and_land_in_order(tmp_path, monkeypatch):
+    """A run's checkpoints are serialized when asked for and written on another thread while training
+    goes on: the file holds the weights of that moment, files land in the order given, and
+    wait() returns only once the file is on disk."""
+    import threading
+
+    writers = []
+    replace = os.replace
+
+    def recorded(src, dst):
+        writers.append((threading.current_thread().name, os.path.basename(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recorded)
+    writer = checkpoint_module.BackgroundWriter()
+    weights = torch.arange(6.0)
+    checkpoint_module.save_checkpoint({"w": weights}, tmp_path / "best.pt", writer=writer)
+    weights.add_(100)  # training goes on while the file is written
+    checkpoint_module.save_checkpoint({"w": weights}, tmp_path / "last.pt", writer=writer)
+    writer.close()
+    assert torch.equal(load_checkpoint(tmp_path / "best.pt")["w"], torch.arange(6.0))
+    assert torch.equal(load_checkpoint(tmp_path / "last.pt")["w"], torch.arange(6.0) + 100)
+    assert [name for _, name in writers] == ["best.pt", "last.pt"]
+    assert all(thread.startswith("checkpoint-writer") for thread, _ in writers)
+
+
+def test_a_background_write_that_fails_is_the_callers_error(tmp_path):
+    (tmp_path / "taken").write_text("a file where the folder should be")
+    writer = checkpoint_module.BackgroundWriter()
+    checkpoint_module.save_checkpoint({"w": 1}, tmp_path / "taken" / "last.pt", writer=writer)  # returns
+    with pytest.raises(StorageError, match=r"cannot write .*last\.pt"):
+        writer.close()

@@ -65,9 +65,11 @@ def test_graph_fallback_reasons():
     assert "capturable=True" in accel.graph_fallback_reason(gpu, adam, "fp32", False, False)
 
 
-def test_optimizer_options_only_on_cuda():
+def test_optimizer_options_fused_where_torch_has_the_kernel():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert accel.optimizer_options("torch.optim.Adam", {"lr": 0.01}, cpu, cuda_graphs=True) == {}
+    assert accel.optimizer_options("torch.optim.Adam", {"lr": 0.01}, cpu, cuda_graphs=True) == {"fused": True}
+    assert accel.optimizer_options("torch.optim.SGD", {"foreach": True}, cpu, cuda_graphs=False) == {}
+    assert accel.optimizer_options("torch.optim.RMSprop", {}, cpu, cuda_graphs=False) == {}  # no CPU kernel
     assert accel.optimizer_options("torch.optim.SGD", {"lr": 0.1}, gpu, cuda_graphs=False) == {"fused": True}
     assert accel.optimizer_options("torch.optim.SGD", {"foreach": False}, gpu, cuda_graphs=False) == {}
     assert accel.optimizer_options("torch.optim.LBFGS", {}, gpu, cuda_graphs=False) == {}  # no fused

