@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-fast lint bench bench-process bench-sweep clean
+.PHONY: venv run test test-fast lint bench bench-process bench-step bench-sweep clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: $(STAMP)
 # Single-run speed from outside the process: `python -m trainer` against a bare loop, wall times.
 bench-process: $(STAMP)
 	$(PY) scripts/bench_process.py $(ARGS)
+
+# One training step, variant by variant (fused or default SGD, gathers, in-place ReLU), in-process.
+bench-step: $(STAMP)
+	$(PY) scripts/bench_step.py $(ARGS)
 
 bench-sweep: $(STAMP)  # basic against vectorized launcher (README "Vectorized sweeps")
 	$(PY) scripts/bench.py --sweep $(ARGS)

@@ -1,4 +1,5 @@
-"""The benchmark script's smoke mode runs and writes its table (not the committed BENCHMARKS.md)."""
+"""The benchmark scripts: bench.py's smoke mode writes its table (not the committed BENCHMARKS.md);
+bench_process.py's arithmetic; bench_step.py's variants make the same update."""
 
 import re
 import statistics
@@ -6,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import ROOT
 
@@ -48,3 +50,28 @@ def test_bench_process_takes_epoch_time_from_outside():
     assert bench.ratio(median) == pytest.approx(1.0)
     command = bench.trainer_command(ROOT / "d.npz", 64, 5, ROOT / "out")
     assert command[1:3] == ["-m", "trainer"] and "batch_size=64" in command and "epochs=5" in command
+
+
+def test_bench_step_variants_make_the_same_update():
+    """Each speed variant of scripts/bench_step.py trains the same net to the same weights as the
+    bare loop (so their timings compare the same work), and measure() times every one of them."""
+    from tests.conftest import script
+
+    bench = script("bench_step")
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 784, generator=g), torch.randint(0, 10, (64,), generator=g)
+    batches = torch.randperm(64, generator=g).split(16)
+    trained = {}
+    for name, build in bench.variants().items():
+        step, net = build()
+        for idx in batches:
+            step(x, y, idx)
+        trained[name] = torch.cat([p.detach().flatten() for p in net.parameters()])
+    untrained = torch.cat([p.detach().flatten() for p in bench.model().parameters()])
+    assert not torch.equal(trained["bare"], untrained)
+    for name, weights in trained.items():
+        assert torch.allclose(weights, trained["bare"], atol=1e-6), name
+    assert torch.equal(trained["trainer"], trained["bare"])  # fused plain SGD and index_select: exact
+    bench.STEPS[4] = 3
+    times = bench.measure(4, repeats=1)
+    assert set(times) == set(trained) and all(0 < t < 1e6 for t in times.values())

@@ -1,0 +1,110 @@
+"""What one training step costs, variant by variant: the attempts to beat the bare loop on the CPU.
+
+Times a 784-256-10 SGD step in-process (µs per step, best of `--repeats` interleaved rounds, the
+same random data and batch order for every variant), one variant changed at a time against the
+bare loop of scripts/bench_process.py:
+
+- bare: `x[idx]`, `F.cross_entropy`, `zero_grad(set_to_none=True)`, `backward`, torch's default SGD;
+- trainer: the trainer's own step (`trainer.accel.TrainStep`, `index_select` gathers) as `run` builds
+  it: fused SGD;
+- trainer, default SGD: the same with torch's per-parameter SGD (`+optimizer.fused=false`);
+- trainer, x[idx]: the same with advanced-index gathers instead of `index_select`;
+- trainer, in-place ReLU: `nn.ReLU(inplace=True)`;
+- trainer, foreach SGD: `foreach=True` instead of fused.
+
+    python scripts/bench_step.py [--repeats 5] [--batches 1 64 1024] [--threads 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from trainer.accel import TrainStep  # noqa: E402
+
+STEPS = {1: 4000, 64: 600, 1024: 40}  # steps a round: about a second each on this CPU
+
+
+def model(inplace: bool = False) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(784, 256), nn.ReLU(inplace=inplace), nn.Linear(256, 10))
+
+
+Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object]
+
+
+def variants() -> dict[str, Callable[[], tuple[Step, nn.Module]]]:
+    """name -> a builder of (`step(x, y, idx)`, its model), built fresh (the same initial weights, a
+    new optimizer) each round; every variant makes the same update."""
+
+    def bare():
+        net = model()
+        opt = torch.optim.SGD(net.parameters(), lr=0.01)
+
+        def step(x, y, idx):
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step, net
+
+    def trainer(inplace=False, gather="index_select", **sgd):
+        def build():
+            net = model(inplace)
+            opt = torch.optim.SGD(net.parameters(), lr=0.01, **sgd)
+            train = TrainStep(net, opt, F.cross_entropy, torch.device("cpu"))
+            if gather == "index_select":
+                return (lambda x, y, idx: train(x.index_select(0, idx), y.index_select(0, idx))), net
+            return (lambda x, y, idx: train(x[idx], y[idx])), net
+        return build
+
+    return {"bare": bare, "trainer": trainer(fused=True), "trainer, default SGD": trainer(),
+            "trainer, x[idx]": trainer(gather="index", fused=True),
+            "trainer, in-place ReLU": trainer(inplace=True, fused=True),
+            "trainer, foreach SGD": trainer(foreach=True)}
+
+
+def measure(batch: int, repeats: int) -> dict[str, float]:
+    steps = STEPS.get(batch, 100)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(max(steps * batch, 10_000), 784, generator=g)
+    y = torch.randint(0, 10, (len(x),), generator=g)
+    batches = torch.randperm(len(x), generator=g)[: steps * batch].split(batch)
+    best = {name: float("inf") for name in variants()}
+    for r in range(repeats):
+        names = list(best)
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotating order
+            step, _ = variants()[name]()
+            step(x, y, batches[0])  # lazy state, allocator warm-up
+            t0 = time.perf_counter()
+            for idx in batches:
+                step(x, y, idx)
+            best[name] = min(best[name], (time.perf_counter() - t0) / len(batches) * 1e6)
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batches", type=int, nargs="+", default=sorted(STEPS))
+    p.add_argument("--threads", type=int, nargs="+", default=[1, torch.get_num_threads()])
+    args = p.parse_args(argv)
+    print(f"torch {torch.__version__}, µs per step (best of {args.repeats}); in brackets bare / variant")
+    for threads in dict.fromkeys(args.threads):
+        torch.set_num_threads(threads)
+        for batch in args.batches:
+            best = measure(batch, args.repeats)
+            cells = [f"{name} {us:,.1f} ({best['bare'] / us:.2f})" for name, us in best.items()]
+            print(f"threads {threads}, batch {batch}: " + "; ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
