@@ -10,17 +10,24 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import importlib.util
+import io
 import json
+import logging
+import runpy
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
@@ -90,6 +97,90 @@ def cli(*args: str, cwd: str | Path = ROOT, env: dict | None = None,
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def cli_in_process(*args: str, cwd: str | Path = ROOT,
+                   module: str = "trainer") -> subprocess.CompletedProcess:
+    """`python -m trainer ARGS` (or another `module`) run in this process, as cli() runs it in its own:
+    the module's `__main__` code with sys.argv set (Hydra's entry point, its sweepers, launchers and
+    job folders), without paying the imports again (~3 CPU s a command). Its exit status, stdout and
+    stderr come back as cli()'s do; what a run changes in the process is put back (process_kept).
+
+    Where the process itself is tested (signals, kills, concurrent processes, the process record of
+    a job, nothing else on stderr at exit), tests use cli() or cli_popen()."""
+    out, err = io.StringIO(), io.StringIO()
+    with process_kept(cwd):
+        sys.argv = [module, *args]
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as exc:  # as the interpreter turns it into the exit status
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            if exc.code is not None and not isinstance(exc.code, int):
+                print(exc.code, file=err)
+        except Exception:  # uncaught: the interpreter would print the traceback and exit 1
+            traceback.print_exc(file=err)
+            code = 1
+    return subprocess.CompletedProcess([sys.executable, "-m", module, *args], code, out.getvalue(),
+                                       err.getvalue())
+
+
+@contextmanager
+def process_kept(cwd: str | Path) -> Iterator[None]:
+    """Run in `cwd`, then put back what a command line changes in its process: the folder, sys.argv,
+    the environment, the SIGINT/SIGTERM handlers, torch's threads, the logging configuration
+    (Hydra's, of each job), the warning filters and Hydra's global state."""
+    import torch
+
+    folder, argv, environ = os.getcwd(), sys.argv, dict(os.environ)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    threads, hydra_cfg = torch.get_num_threads(), HydraConfig.instance().cfg
+    loggers = logging_state()
+    os.environ.pop("HYDRA_FULL_ERROR", None)  # as cli() leaves it out
+    GlobalHydra.instance().clear()
+    os.chdir(cwd)
+    try:
+        with warnings.catch_warnings():
+            # runpy's note on a module imported before (trainer.__main__ by a test): harmless here
+            warnings.filterwarnings("ignore", r".* found in sys\.modules", RuntimeWarning)
+            yield
+    finally:
+        os.chdir(folder)
+        sys.argv = argv
+        os.environ.clear()
+        os.environ.update(environ)
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        torch.set_num_threads(threads)
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = hydra_cfg
+        restore_logging(loggers)
+
+
+LoggingState = dict[str, tuple[list[logging.Handler], int, bool, bool]]
+
+
+def logging_state() -> LoggingState:
+    """Each logger's handlers, level, propagation and whether it is disabled ("" is the root)."""
+    named = {name: lg for name, lg in logging.root.manager.loggerDict.items()
+             if isinstance(lg, logging.Logger)}
+    return {name: (list(lg.handlers), lg.level, lg.propagate, lg.disabled)
+            for name, lg in {"": logging.root, **named}.items()}
+
+
+def restore_logging(before: LoggingState) -> None:
+    """Loggers as `before`; those made since as a new logger is; handlers added since, closed."""
+    kept = {id(h) for handlers, *_ in before.values() for h in handlers}
+    now = logging_state()
+    for name, (handlers, *_) in now.items():
+        for handler in handlers:
+            if id(handler) not in kept:
+                handler.close()
+        lg = logging.root if name == "" else logging.getLogger(name)
+        lg.handlers[:] = before[name][0] if name in before else []
+        lg.level, lg.propagate, lg.disabled = before.get(name, ([], logging.NOTSET, True, False))[1:]
+    logging.root.setLevel(logging.root.level)  # and the loggers' cached levels cleared
 
 
 def cli_popen(args: list[str], log: Path) -> subprocess.Popen:
