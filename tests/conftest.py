@@ -9,6 +9,8 @@ import os
 # oversubscribe the cores (threads=auto keeps torch's default for larger steps, trainer/device.py).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import copy
+import functools
 import importlib.util
 import io
 import json
@@ -54,18 +56,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
-def make_cfg(*overrides: str) -> DictConfig:
-    """The real config composed with command-line style overrides."""
+@functools.cache
+def composed(overrides: tuple[str, ...], hydra: bool = False) -> DictConfig:
+    """The real config composed with these overrides (with Hydra's node: `hydra`), once per test
+    process: a compose takes ~0.1 CPU s, and many tests start from the same overrides. Read it, or
+    deepcopy it to change it (make_cfg)."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=["progress=false", *overrides])
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    """The real config composed with command-line style overrides (a copy of its own to change)."""
+    return copy.deepcopy(composed(("progress=false", *overrides)))
 
 
 def make_job_cfg(*overrides: str) -> DictConfig:
     """make_cfg with Hydra's config of the job set, as Hydra sets it for each job it runs: an
     experiment's `${hydra:runtime.choices.optimizer}` (its per-arm rates) resolves."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["progress=false", *overrides],
-                      return_hydra_config=True)
+    cfg = copy.deepcopy(composed(("progress=false", *overrides), hydra=True))
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
