@@ -9,18 +9,27 @@ import os
 # oversubscribe the cores (threads=auto keeps torch's default for larger steps, trainer/device.py).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import copy
+import functools
 import importlib.util
+import io
 import json
+import logging
+import runpy
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
@@ -31,15 +40,15 @@ from trainer.tb import read_scalars  # noqa: F401  (tests import it from here)
 ROOT = Path(__file__).resolve().parent.parent
 
 
-# The files that take the most CPU (real command lines in subprocesses), heaviest first, as measured
-# (CPU seconds of each file's tests and their subprocesses). `make test` runs a file per worker
-# (--dist loadfile) in collection order (--no-loadscope-reorder): starting these first keeps one of
-# them from running alone at the end.
-HEAVY_FIRST = ("test_reliability_cli.py", "test_optuna.py", "test_vectorized_cli.py", "test_readme.py",
-               "test_dashboards.py", "test_bad_values.py", "test_cli.py", "test_landscape.py",
-               "test_speed.py", "test_report_stats.py", "test_sweeps.py", "test_multirun_resume.py",
-               "test_resume_guarantees.py", "test_vectorized.py", "test_experiments_13.py",
-               "test_configs.py", "test_ensembles.py", "test_claim_figures.py")
+# The files that take the longest, heaviest first, as measured (`make test` with --durations=0: the
+# seconds of each file's tests summed, their subprocesses included). `make test` runs a file per
+# worker (--dist loadfile) in collection order (--no-loadscope-reorder): starting these first keeps
+# one of them from running alone at the end.
+HEAVY_FIRST = ("test_readme.py", "test_reliability_cli.py", "test_optuna.py", "test_vectorized_cli.py",
+               "test_bad_values.py", "test_dashboards.py", "test_cli.py", "test_report_stats.py",
+               "test_vectorized.py", "test_landscape.py", "test_sweeps.py", "test_configs.py",
+               "test_multirun_resume.py", "test_resume_guarantees.py", "test_speed.py", "test_ensembles.py",
+               "test_experiments_13.py", "test_bench.py", "test_data_runs.py", "test_reliability.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,18 +56,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
-def make_cfg(*overrides: str) -> DictConfig:
-    """The real config composed with command-line style overrides."""
+@functools.cache
+def composed(overrides: tuple[str, ...], hydra: bool = False) -> DictConfig:
+    """The real config composed with these overrides (with Hydra's node: `hydra`), once per test
+    process: a compose takes ~0.1 CPU s, and many tests start from the same overrides. Read it, or
+    deepcopy it to change it (make_cfg)."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=["progress=false", *overrides])
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    """The real config composed with command-line style overrides (a copy of its own to change)."""
+    return copy.deepcopy(composed(("progress=false", *overrides)))
 
 
 def make_job_cfg(*overrides: str) -> DictConfig:
     """make_cfg with Hydra's config of the job set, as Hydra sets it for each job it runs: an
     experiment's `${hydra:runtime.choices.optimizer}` (its per-arm rates) resolves."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["progress=false", *overrides],
-                      return_hydra_config=True)
+    cfg = copy.deepcopy(composed(("progress=false", *overrides), hydra=True))
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
@@ -90,6 +105,90 @@ def cli(*args: str, cwd: str | Path = ROOT, env: dict | None = None,
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def cli_in_process(*args: str, cwd: str | Path = ROOT,
+                   module: str = "trainer") -> subprocess.CompletedProcess:
+    """`python -m trainer ARGS` (or another `module`) run in this process, as cli() runs it in its own:
+    the module's `__main__` code with sys.argv set (Hydra's entry point, its sweepers, launchers and
+    job folders), without paying the imports again (~3 CPU s a command). Its exit status, stdout and
+    stderr come back as cli()'s do; what a run changes in the process is put back (process_kept).
+
+    Where the process itself is tested (signals, kills, concurrent processes, the process record of
+    a job, nothing else on stderr at exit), tests use cli() or cli_popen()."""
+    out, err = io.StringIO(), io.StringIO()
+    with process_kept(cwd):
+        sys.argv = [module, *args]
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as exc:  # as the interpreter turns it into the exit status
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            if exc.code is not None and not isinstance(exc.code, int):
+                print(exc.code, file=err)
+        except Exception:  # uncaught: the interpreter would print the traceback and exit 1
+            traceback.print_exc(file=err)
+            code = 1
+    return subprocess.CompletedProcess([sys.executable, "-m", module, *args], code, out.getvalue(),
+                                       err.getvalue())
+
+
+@contextmanager
+def process_kept(cwd: str | Path) -> Iterator[None]:
+    """Run in `cwd`, then put back what a command line changes in its process: the folder, sys.argv,
+    the environment, the SIGINT/SIGTERM handlers, torch's threads, the logging configuration
+    (Hydra's, of each job), the warning filters and Hydra's global state."""
+    import torch
+
+    folder, argv, environ = os.getcwd(), sys.argv, dict(os.environ)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    threads, hydra_cfg = torch.get_num_threads(), HydraConfig.instance().cfg
+    loggers = logging_state()
+    os.environ.pop("HYDRA_FULL_ERROR", None)  # as cli() leaves it out
+    GlobalHydra.instance().clear()
+    os.chdir(cwd)
+    try:
+        with warnings.catch_warnings():
+            # runpy's note on a module imported before (trainer.__main__ by a test): harmless here
+            warnings.filterwarnings("ignore", r".* found in sys\.modules", RuntimeWarning)
+            yield
+    finally:
+        os.chdir(folder)
+        sys.argv = argv
+        os.environ.clear()
+        os.environ.update(environ)
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        torch.set_num_threads(threads)
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = hydra_cfg
+        restore_logging(loggers)
+
+
+LoggingState = dict[str, tuple[list[logging.Handler], int, bool, bool]]
+
+
+def logging_state() -> LoggingState:
+    """Each logger's handlers, level, propagation and whether it is disabled ("" is the root)."""
+    named = {name: lg for name, lg in logging.root.manager.loggerDict.items()
+             if isinstance(lg, logging.Logger)}
+    return {name: (list(lg.handlers), lg.level, lg.propagate, lg.disabled)
+            for name, lg in {"": logging.root, **named}.items()}
+
+
+def restore_logging(before: LoggingState) -> None:
+    """Loggers as `before`; those made since as a new logger is; handlers added since, closed."""
+    kept = {id(h) for handlers, *_ in before.values() for h in handlers}
+    now = logging_state()
+    for name, (handlers, *_) in now.items():
+        for handler in handlers:
+            if id(handler) not in kept:
+                handler.close()
+        lg = logging.root if name == "" else logging.getLogger(name)
+        lg.handlers[:] = before[name][0] if name in before else []
+        lg.level, lg.propagate, lg.disabled = before.get(name, ([], logging.NOTSET, True, False))[1:]
+    logging.root.setLevel(logging.root.level)  # and the loggers' cached levels cleared
 
 
 def cli_popen(args: list[str], log: Path) -> subprocess.Popen:

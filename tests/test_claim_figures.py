@@ -4,7 +4,7 @@ parameter estimate against the counted parameters."""
 import pytest
 from PIL import Image
 
-from tests.conftest import cli, script
+from tests.conftest import cli_in_process, script
 from trainer.run import run
 
 claim_figures = script("claim_figures")
@@ -13,8 +13,8 @@ claim_figures = script("claim_figures")
 @pytest.mark.slow
 def test_lr_sweep_figure_marks_diverged_seeds(tmp_path):
     sweep = tmp_path / "lr"
-    proc = cli("-m", "+experiment=digits_lr", "optimizer.lr=0.1,30.0", "seed=0,1", "epochs=2",
-               f"hydra.sweep.dir={sweep}")
+    proc = cli_in_process("-m", "+experiment=digits_lr", "optimizer.lr=0.1,30.0", "seed=0,1", "epochs=2",
+                          f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "lr.png"
     choices = claim_figures.figure(sweep, out, ["optimizer.lr"], ["epoch", "step"], "curves")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli, read_metrics, read_scalars, script
+from tests.conftest import ROOT, cli, cli_in_process, read_metrics, read_scalars, script
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +53,8 @@ def test_installed_package_runs_from_any_folder_with_command_line_choices(tmp_pa
 def optimizers_sweep(tmp_path_factory) -> Path:
     """Two arms and two of their rates out of the experiment's 120 jobs; one seed."""
     sweep = tmp_path_factory.mktemp("optimizers")
-    proc = cli("-m", "+experiment=digits_optimizers", "optimizer=sgd,adam", "arms.rate=low,high", "seed=0",
-               "epochs=1", f"hydra.sweep.dir={sweep}")
+    proc = cli_in_process("-m", "+experiment=digits_optimizers", "optimizer=sgd,adam", "arms.rate=low,high",
+                          "seed=0", "epochs=1", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     # the experiment trains through the vectorized launcher: a group per optimizer, its rates as members
     assert "2 stacked groups (2, 2 members)" in proc.stderr + proc.stdout

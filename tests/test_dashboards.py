@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import cli, make_cfg, read_metrics
+from tests.conftest import cli, cli_in_process, make_cfg, read_metrics
 from trainer import eval as trainer_eval
 from trainer import report
 from trainer.dashboard import FINAL, FINAL_METRICS, REPORT_IMAGES
@@ -160,8 +160,8 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
         assert value == pytest.approx(read_metrics(sweep / names[0])["test/acc"])
 
     # Relaunched with resume=true and more epochs: the same folders continue; eval reads them.
-    proc = cli("-m", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "epochs=2", "data=spirals",
-               "model.width=16", "resume=true", f"hydra.sweep.dir={sweep}")
+    proc = cli_in_process("-m", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "epochs=2", "data=spirals",
+                          "model.width=16", "resume=true", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [*names, "images"]
     assert [read_metrics(sweep / n)["epochs"] for n in names] == [2, 2, 2, 2]

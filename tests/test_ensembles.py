@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
-from tests.conftest import cli, make_cfg, read_scalars
+from tests.conftest import cli_in_process, make_cfg, read_scalars
 from trainer.build import build_data, build_model
 from trainer.checkpoint import load_checkpoint
 from trainer.config import config_dir
@@ -237,7 +237,7 @@ def test_boosting_resumes_in_the_middle_of_a_round_only_with_its_epochs(tmp_path
 @pytest.mark.slow
 def test_the_eval_command_reproduces_the_ensembles_test_metrics(bagged, tmp_path):
     out, metrics = bagged
-    proc = cli(f"ckpt={out}", f"json={tmp_path / 'eval.json'}", module="trainer.eval")
+    proc = cli_in_process(f"ckpt={out}", f"json={tmp_path / 'eval.json'}", module="trainer.eval")
     assert proc.returncode == 0, proc.stderr[-2000:]
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert evaluated["test/acc"] == metrics["test/acc"] and evaluated["test/loss"] == metrics["test/loss"]

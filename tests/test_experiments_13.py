@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import cli, script
+from tests.conftest import cli_in_process, script
 from trainer.config import config_dir
 from trainer.run import run
 
@@ -33,9 +33,9 @@ def test_every_regularizer_arm_trains(cfg_factory, tmp_path, arm):
 @pytest.mark.slow
 def test_select_figure_chooses_by_validation(tmp_path, capsys):
     sweep = tmp_path / "sweep"
-    proc = cli("-m", "data=circles", "data.n_samples=200", "model.width=8", "epochs=2",
-               "model.norm=none,layer", "optimizer.lr=0.001,0.1", "seed=0,1", f"hydra.sweep.dir={sweep}",
-               "progress=false")
+    proc = cli_in_process("-m", "data=circles", "data.n_samples=200", "model.width=8", "epochs=2",
+                          "model.norm=none,layer", "optimizer.lr=0.001,0.1", "seed=0,1",
+                          f"hydra.sweep.dir={sweep}", "progress=false")
     assert proc.returncode == 0, proc.stderr[-3000:]
     by_hand: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for job in sweep.iterdir():

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from PIL import Image
 
-from tests.conftest import cli
+from tests.conftest import cli_in_process
 from trainer.config import config_dir
 from trainer.landscape import FUNCTIONS, descend, landscape
 
@@ -118,14 +118,14 @@ def test_png_and_gif_are_images(tmp_path):
 
 @pytest.mark.slow
 def test_cli(tmp_path):
-    proc = cli("function=saddle", "optimizers=[sgd,adam]", "steps=20", "animate=true", "frames=4",
-               f"hydra.run.dir={tmp_path}", module="trainer.landscape")
+    proc = cli_in_process("function=saddle", "optimizers=[sgd,adam]", "steps=20", "animate=true", "frames=4",
+                          f"hydra.run.dir={tmp_path}", module="trainer.landscape")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "landscape_saddle.json").read_text())
     assert summary["optimizers"]["sgd"]["left_plot_at_step"] == 8
     assert (tmp_path / "landscape_saddle.png").is_file() and (tmp_path / "landscape_saddle.gif").is_file()
     assert "sgd: left the plot downhill at step 8" in (tmp_path / "landscape.log").read_text()
 
-    bad = cli("function=nope", f"hydra.run.dir={tmp_path / 'bad'}", module="trainer.landscape")
+    bad = cli_in_process("function=nope", f"hydra.run.dir={tmp_path / 'bad'}", module="trainer.landscape")
     assert bad.returncode == 2 and bad.stderr.startswith("error: function='nope'")
     assert "Traceback" not in bad.stderr and not (tmp_path / "bad" / "landscape_nope.png").exists()

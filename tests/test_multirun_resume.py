@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import cli, cli_popen, job_dirs, kill_sweep_at_job, read_metrics
+from tests.conftest import cli_in_process, cli_popen, job_dirs, kill_sweep_at_job, read_metrics
 from trainer import report
 
 
@@ -22,7 +22,7 @@ def test_a_killed_grid_multirun_resumes(tmp_path):
     done = {n: (jobs[n] / "metrics.json").read_text() for n in range(3)}
     mtimes = {n: (jobs[n] / "metrics.json").stat().st_mtime_ns for n in range(3)}
 
-    again = cli(*args, "resume=true")
+    again = cli_in_process(*args, "resume=true")
     assert again.returncode == 0, again.stderr
     jobs = job_dirs(sweep)
     assert sorted(jobs) == list(range(6))  # the same folders: every job once

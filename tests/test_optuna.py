@@ -16,7 +16,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from hydra_plugins.trainer_optuna_sweeper import _space
-from tests.conftest import cli, cli_popen, job_dirs, kill_sweep_at_job, make_cfg, read_metrics
+from tests.conftest import cli_in_process, cli_popen, job_dirs, kill_sweep_at_job, make_cfg, read_metrics
 from trainer import report
 from trainer.errors import ConfigError
 from trainer.run import run
@@ -64,7 +64,8 @@ def test_pruner_names_and_arguments_are_checked():
 
 @pytest.mark.slow
 def test_a_bad_search_setting_is_one_paragraph(tmp_path):
-    proc = cli(*search(tmp_path / "s", "hydra/sweeper/sampler=grid", "optimizer.lr=interval(0.01, 0.1)"))
+    proc = cli_in_process(*search(tmp_path / "s", "hydra/sweeper/sampler=grid",
+                                  "optimizer.lr=interval(0.01, 0.1)"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "grid sampler cannot enumerate optimizer.lr" in proc.stderr
     assert not (tmp_path / "s" / "optuna.db").exists() and not job_dirs(tmp_path / "s")  # no study, no job
@@ -77,10 +78,10 @@ def test_a_bad_search_setting_is_one_paragraph(tmp_path):
 def pruned_search(tmp_path_factory) -> Path:
     """A grid search of 6 learning rates, 3 of them far too small, with the median pruner."""
     sweep = tmp_path_factory.mktemp("pruned") / "search"
-    proc = cli(*search(sweep, "hydra/sweeper/sampler=grid", "hydra.sweeper.sampler.seed=0",
-                       "hydra.sweeper.study_name=lrs", "hydra.sweeper.pruner=median",
-                       "+hydra.sweeper.pruner_args.n_startup_trials=2", "epochs=4",
-                       "optimizer.lr=choice(0.1, 0.05, 0.03, 0.00001, 0.00002, 0.00003)"))
+    proc = cli_in_process(*search(sweep, "hydra/sweeper/sampler=grid", "hydra.sweeper.sampler.seed=0",
+                                  "hydra.sweeper.study_name=lrs", "hydra.sweeper.pruner=median",
+                                  "+hydra.sweeper.pruner_args.n_startup_trials=2", "epochs=4",
+                                  "optimizer.lr=choice(0.1, 0.05, 0.03, 0.00001, 0.00002, 0.00003)"))
     assert proc.returncode == 0, proc.stderr
     return sweep
 
@@ -167,7 +168,7 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path):
     before = {t.number: t.state for t in load(sweep, "killed").trials}
     assert before[3] == TrialState.RUNNING
 
-    again = cli(*args, "resume=true")
+    again = cli_in_process(*args, "resume=true")
     assert again.returncode == 0, again.stderr
     trials = load(sweep, "killed").trials
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

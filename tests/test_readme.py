@@ -29,6 +29,7 @@ composed and checked but not run. To keep a new example out of the slow tier, le
 
 from __future__ import annotations
 
+import copy
 import re
 import shlex
 import subprocess
@@ -42,7 +43,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
-from tests.conftest import ROOT, read_scalars
+from tests.conftest import ROOT, composed, read_scalars
 from trainer import eval as trainer_eval
 from trainer import report as trainer_report
 from trainer.build import check_optimization
@@ -146,24 +147,29 @@ def arms(args: list[str]) -> list[list[str]]:
 
 
 def compose_jobs(args: list[str]) -> list:
-    """Configs of every job the command would run, with the experiment's own sweep expanded."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        command_arms = arms(args)
-        swept: list[str] = []
-        if any(a.startswith("+") for a in args):  # an experiment's own sweep: hydra.sweeper.params
-            first = compose(config_name="config", overrides=command_arms[0], return_hydra_config=True)
-            params = first.hydra.sweeper.get("params")
-            params = OmegaConf.to_container(params, resolve=False) if params else {}
-            given = {o.split("=")[0].lstrip("+") for o in args}
-            swept = [f"{k}={v}" for k, v in params.items() if k not in given]
-        return [job_cfg([*extra, *overrides])
-                for overrides in command_arms for extra in (arms(swept) if swept else [[]])]
+    """Configs of every job the command would run, with the experiment's own sweep expanded.
+
+    The command's first arm is composed as typed, Hydra's own keys included (`hydra.sweep.dir=`,
+    `hydra/launcher=`: Hydra checks them as it composes); the jobs are composed without those keys,
+    which do not change a job's config, so that commands differing only there share composes."""
+    command_arms = arms(args)
+    first = composed(tuple(command_arms[0]), hydra=True)
+    swept: list[str] = []
+    if any(a.startswith("+") for a in args):  # an experiment's own sweep: hydra.sweeper.params
+        params = first.hydra.sweeper.get("params")
+        params = OmegaConf.to_container(params, resolve=False) if params else {}
+        given = {o.split("=")[0].lstrip("+") for o in args}
+        swept = [f"{k}={v}" for k, v in params.items() if k not in given]
+    job_keys = [[o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+                for overrides in command_arms]
+    return [job_cfg([*extra, *overrides])
+            for overrides in job_keys for extra in (arms(swept) if swept else [[]])]
 
 
 def job_cfg(overrides: list[str]):
     """A job's config as Hydra hands it to the job: `${hydra:...}` interpolations (an experiment's
     per-arm rates) resolved with that job's Hydra config."""
-    cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    cfg = copy.deepcopy(composed(tuple(overrides), hydra=True))  # commands share arms: composed once
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli, make_cfg, read_metrics
+from tests.conftest import ROOT, cli_in_process, make_cfg, read_metrics
 from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
 from trainer.data import prepare_data
@@ -84,8 +84,8 @@ def test_sigkill_during_a_checkpoint_write_leaves_a_readable_checkpoint(tmp_path
     assert ckpt["fit"]["epoch"] >= 1
     assert not (tmp_path / "metrics.json").exists()
 
-    done = cli(*args[1:-2], "epochs=" + str(ckpt["fit"]["epoch"] + 1), "progress=false",
-               f"hydra.run.dir={tmp_path}", "resume=true")
+    done = cli_in_process(*args[1:-2], "epochs=" + str(ckpt["fit"]["epoch"] + 1), "progress=false",
+                          f"hydra.run.dir={tmp_path}", "resume=true")
     assert done.returncode == 0, done.stderr
     metrics = read_metrics(tmp_path)
     assert metrics["status"] == "completed" and metrics["epochs"] == ckpt["fit"]["epoch"] + 1
@@ -93,15 +93,16 @@ def test_sigkill_during_a_checkpoint_write_leaves_a_readable_checkpoint(tmp_path
 
 
 def test_divergence_exits_with_message_and_a_sweep_goes_on(tmp_path):
-    proc = cli(*TINY, "optimizer=sgd", "optimizer.lr=1e12", "nan_check_every_n_steps=1",
-               f"hydra.run.dir={tmp_path / 'single'}")
+    proc = cli_in_process(*TINY, "optimizer=sgd", "optimizer.lr=1e12", "nan_check_every_n_steps=1",
+                          f"hydra.run.dir={tmp_path / 'single'}")
     assert proc.returncode == 3
     assert "diverged" in proc.stderr and "optimizer.lr" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert read_metrics(tmp_path / "single")["status"] == "diverged"
 
     sweep = tmp_path / "sweep"
-    proc = cli("-m", *TINY, "optimizer=sgd", "optimizer.lr=1e12,0.05", "epochs=2", f"hydra.sweep.dir={sweep}")
+    proc = cli_in_process("-m", *TINY, "optimizer=sgd", "optimizer.lr=1e12,0.05", "epochs=2",
+                          f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     assert read_metrics(sweep / "0_optimizer.lr=1000000000000.0")["status"] == "diverged"
     assert read_metrics(sweep / "1_optimizer.lr=0.05")["status"] == "completed"
@@ -170,12 +171,12 @@ def test_a_refused_resume_changes_nothing_in_the_run_folder(two_runs):
     args = (*TINY, "epochs=1", "progress=false", f"hydra.run.dir={run_dir}")
     records = ("trainer.log", "process.json")  # logs of each start, not the run's results
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name not in records}
-    proc = cli(*args, "resume=true", "optimizer.lr=0.5")
+    proc = cli_in_process(*args, "resume=true", "optimizer.lr=0.5")
     assert proc.returncode == 2 and "optimizer.lr: 0.001 -> 0.5" in proc.stderr
     assert "Traceback" not in proc.stderr
     after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name not in records}
     assert after == before  # .hydra/config.yaml included
-    ok = cli(*args, "resume=true", "epochs=2")  # an allowed change: accepted and recorded
+    ok = cli_in_process(*args, "resume=true", "epochs=2")  # an allowed change: accepted and recorded
     assert ok.returncode == 0, ok.stderr
     assert "epochs: 2" in (run_dir / ".hydra" / "config.yaml").read_text()
     assert not list((run_dir / ".hydra").glob("pending-*"))
@@ -203,7 +204,7 @@ def test_a_second_process_on_a_run_folder_stops_at_once(tmp_path):
 def test_an_output_folder_that_cannot_be_written_is_a_clear_error(tmp_path, capsys):
     target = tmp_path / "a_file"
     target.write_text("not a folder")
-    proc = cli("epochs=1", f"hydra.run.dir={target}")
+    proc = cli_in_process("epochs=1", f"hydra.run.dir={target}")
     assert proc.returncode == 2, proc.stderr
     assert f"hydra.run.dir={target}" in proc.stderr and "Traceback" not in proc.stderr
     # A folder that cannot be made (under /proc): the same check the command line's Hydra callback

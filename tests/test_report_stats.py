@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from tests.conftest import cli, make_cfg, read_metrics
+from tests.conftest import cli_in_process, make_cfg, read_metrics
 from tests.test_sweeps import fake_job
 from trainer import report
 from trainer.logger import RunLogger
@@ -47,8 +47,8 @@ def by_hand(values: list[float]) -> tuple[float, float]:
 def seeds_sweep(tmp_path_factory) -> Path:
     """A real multirun: 2 learning rates x 3 seeds on 300 spirals, 3 epochs."""
     sweep = tmp_path_factory.mktemp("seeds") / "sweep"
-    proc = cli("-m", *TINY, "optimizer.lr=0.1,0.01", "seed=0,1,2", f"hydra.sweep.dir={sweep}",
-               "progress=false")
+    proc = cli_in_process("-m", *TINY, "optimizer.lr=0.1,0.01", "seed=0,1,2", f"hydra.sweep.dir={sweep}",
+                          "progress=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return sweep
 

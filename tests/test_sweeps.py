@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import ROOT, cli, make_cfg, read_metrics
+from tests.conftest import ROOT, cli_in_process, make_cfg, read_metrics
 from trainer import eval as trainer_eval
 from trainer import report
 from trainer.config import config_dir
@@ -170,8 +170,8 @@ def test_imports_do_not_initialize_cuda():
 def test_optuna_search_of_three_trials_survives_a_diverged_one(tmp_path):
     sweep = tmp_path / "search"
     # With the search's sampler seed, trial 0 draws lr=1e12 and diverges; trials 1 and 2 train.
-    proc = cli("-m", "+hparams_search=digits_optuna", "hydra.sweeper.n_trials=3", "epochs=1", "optimizer=sgd",
-               "optimizer.lr=choice(0.05,1e12)", f"hydra.sweep.dir={sweep}")
+    proc = cli_in_process("-m", "+hparams_search=digits_optuna", "hydra.sweeper.n_trials=3", "epochs=1",
+                          "optimizer=sgd", "optimizer.lr=choice(0.05,1e12)", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     dirs = sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: job_number(p.name))
     assert [job_number(p.name) for p in dirs] == [0, 1, 2]  # named `N_batch_size=...,optimizer.lr=...`

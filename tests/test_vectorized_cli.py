@@ -11,7 +11,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import ROOT, cli, job_dirs, make_cfg, make_job_cfg, read_metrics
+from tests.conftest import ROOT, cli_in_process, job_dirs, make_cfg, make_job_cfg, read_metrics
 from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
 from trainer.data import prepare_data
@@ -55,8 +55,8 @@ def test_jobs_group_by_what_they_share_and_lbfgs_runs_alone():
 @pytest.mark.slow
 def test_vectorized_sweep_writes_ordinary_job_folders(tmp_path):
     sweep = tmp_path / "sweep"
-    done = cli("-m", "hydra/launcher=vectorized", "optimizer=sgd,lbfgs", "batch_size=full", "seed=0,1",
-               "epochs=3", "progress=false", f"hydra.sweep.dir={sweep}")
+    done = cli_in_process("-m", "hydra/launcher=vectorized", "optimizer=sgd,lbfgs", "batch_size=full",
+                          "seed=0,1", "epochs=3", "progress=false", f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, done.stderr
     assert "1 stacked groups (2 members), 2 on their own" in done.stderr + done.stdout
     jobs = job_dirs(sweep)
@@ -73,11 +73,12 @@ def test_vectorized_sweep_writes_ordinary_job_folders(tmp_path):
     assert "not vectorized" in done.stderr + done.stdout
     assert "group 1/1 epoch 3: val/acc best" in done.stderr + done.stdout  # the group's epoch line
     # the other tools read the folders as they read any job's
-    report = cli(str(sweep), module="trainer.report")
+    report = cli_in_process(str(sweep), module="trainer.report")
     assert report.returncode == 0, report.stderr
     assert "4 jobs (4 completed)" in report.stdout
     out = tmp_path / "eval.json"
-    evaluated = cli(f"ckpt={vectorized / 'checkpoints' / 'best.pt'}", f"json={out}", module="trainer.eval")
+    evaluated = cli_in_process(f"ckpt={vectorized / 'checkpoints' / 'best.pt'}", f"json={out}",
+                               module="trainer.eval")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(out.read_text())["test/acc"] == pytest.approx(read_metrics(vectorized)["test/acc"])
 
@@ -108,7 +109,7 @@ def test_sigterm_checkpoints_every_member_and_resume_finishes_them(tmp_path):
         assert load_checkpoint(job / "checkpoints" / "last.pt")["fit"]["step"] == metrics["steps"]
         assert sorted(p.name for p in (job / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
-    again = cli(*args, "resume=true")
+    again = cli_in_process(*args, "resume=true")
     assert again.returncode == 0, again.stderr
     per_epoch = -(-len(prepare_data(build_data(make_cfg().data))[0].x_train) // 4)  # updates of batch 4
     finished = {}
@@ -116,7 +117,7 @@ def test_sigterm_checkpoints_every_member_and_resume_finishes_them(tmp_path):
         metrics = finished[job] = read_metrics(job)
         assert metrics["status"] == "completed" and metrics["steps"] == 3 * per_epoch
         assert [s for s, _ in read_scalars(job)["val/loss"]] == [1, 2, 3]  # each epoch once
-    once_more = cli(*args, "resume=true")  # finished jobs are handed back as recorded, untouched
+    once_more = cli_in_process(*args, "resume=true")  # finished jobs are handed back as recorded, untouched
     assert once_more.returncode == 0, once_more.stderr
     assert all(read_metrics(job) == metrics for job, metrics in finished.items())
 
@@ -127,11 +128,12 @@ def test_an_optuna_search_through_the_vectorized_launcher_prunes_and_completes(t
     from optuna.trial import TrialState
 
     sweep = tmp_path / "search"
-    done = cli("-m", "hydra/launcher=vectorized", "hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}",
-               "data=spirals", "monitor=val/loss", "optimizer=sgd", "model.width=16", "batch_size=128",
-               "hydra/sweeper/sampler=grid", "hydra.sweeper.sampler.seed=0", "hydra.sweeper.study_name=lrs",
-               "hydra.sweeper.pruner=median", "+hydra.sweeper.pruner_args.n_startup_trials=2", "epochs=4",
-               "progress=false", "optimizer.lr=choice(0.1, 0.05, 0.03, 0.00001, 0.00002, 0.00003)")
+    done = cli_in_process(
+        "-m", "hydra/launcher=vectorized", "hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}", "data=spirals",
+        "monitor=val/loss", "optimizer=sgd", "model.width=16", "batch_size=128", "hydra/sweeper/sampler=grid",
+        "hydra.sweeper.sampler.seed=0", "hydra.sweeper.study_name=lrs", "hydra.sweeper.pruner=median",
+        "+hydra.sweeper.pruner_args.n_startup_trials=2", "epochs=4", "progress=false",
+        "optimizer.lr=choice(0.1, 0.05, 0.03, 0.00001, 0.00002, 0.00003)")
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="lrs", storage=f"sqlite:///{sweep / 'optuna.db'}")
     states = {t.number: t.state for t in study.get_trials()}
