@@ -121,3 +121,25 @@ def test_checkpoint_of_another_model_is_a_clear_error(cfg_factory, tmp_path):
     run(cfg_factory("epochs=1"), out_dir=tmp_path / "a")
     with pytest.raises(ConfigError, match=r"differs .*model.width: 128 -> 32"):
         run(cfg_factory("epochs=2", "model.width=32", f"ckpt={tmp_path / 'a'}"), out_dir=tmp_path / "b")
+
+
+def test_a_signal_is_announced_by_the_next_check_not_inside_its_handler(caplog):
+    """Logging inside a signal handler can re-enter a log stream that the interrupted code was writing
+    (RuntimeError: reentrant call, a traceback on stderr): the handler only records the signal, and
+    the loop's next check (or the end of the `with`) logs it, once."""
+    import signal
+
+    with caplog.at_level("WARNING", logger="trainer.signals"), StopOnSignal() as stop:
+        stop._handle(signal.SIGTERM, None)
+        assert stop.received == signal.SIGTERM and not caplog.records  # nothing logged by the handler
+        assert stop() and stop()
+    assert [r.getMessage() for r in caplog.records] == [
+        "SIGTERM received: finishing the current step, then saving a checkpoint (press Ctrl-C again to "
+        "stop at once)"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="trainer.signals"), StopOnSignal() as stop:
+        stop._handle(signal.SIGINT, None)  # after the last check
+    assert len(caplog.records) == 1 and caplog.records[0].getMessage().startswith("SIGINT received")
+    with StopOnSignal() as stop, pytest.raises(KeyboardInterrupt):
+        stop._handle(signal.SIGINT, None)
+        stop._handle(signal.SIGINT, None)  # the second Ctrl-C stops at once

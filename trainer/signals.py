@@ -20,16 +20,25 @@ class StopOnSignal:
     def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
         self.signals = signals
         self.received: signal.Signals | None = None
+        self._unannounced = False
         self._previous: dict[signal.Signals, object] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signal.Signals(signum)
-        log.warning("%s received: finishing the current step, then saving a checkpoint "
-                    "(press Ctrl-C again to stop at once)", self.received.name)
+        # Announced by the next check, not here: logging inside a handler re-enters a log stream that
+        # the interrupted code may be writing ("RuntimeError: reentrant call", a traceback on stderr).
+        self._unannounced = True
+
+    def _announce(self) -> None:
+        if self._unannounced:
+            self._unannounced = False
+            log.warning("%s received: finishing the current step, then saving a checkpoint "
+                        "(press Ctrl-C again to stop at once)", self.received.name)
 
     def __call__(self) -> bool:
+        self._announce()
         return self.received is not None
 
     def __enter__(self) -> StopOnSignal:
@@ -38,6 +47,7 @@ class StopOnSignal:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._announce()  # a signal that no check saw (it came after the last step)
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
