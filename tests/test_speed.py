@@ -115,6 +115,28 @@ def test_epoch_statistics_equal_the_weighted_batch_means():
     assert stats["acc"].item() == pytest.approx(sum(b[1] for b in batches) / n)
 
 
+def test_epoch_statistics_count_every_batch_across_a_stop_and_go():
+    """A stop after an update and a later call on the same cursor count each batch once (the
+    predictions are counted when each call ends)."""
+    x, y = blobs(n=300)
+    model = MLP(16, 3, [32])
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    plain = accel.TrainStep(model, opt, F.cross_entropy, torch.device("cpu"))
+    correct: list[int] = []
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, out = plain(xb, yb)
+        correct.append(int((out.argmax(1) == yb).sum()))
+        return loss, out
+
+    cursor = EpochCursor.start(len(x), x.device, None)
+    stop_after_two = lambda: len(correct) == 2  # noqa: E731
+    assert not train_epoch(model, opt, F.cross_entropy, x, y, 64, cursor, step=step, on_step=stop_after_two)
+    assert cursor.next_batch == 2 and int(cursor.correct) == sum(correct)
+    assert train_epoch(model, opt, F.cross_entropy, x, y, 64, cursor, step=step)
+    assert len(correct) == 5 and cursor.stats(True)["acc"].item() == pytest.approx(sum(correct) / 300)
+
+
 def test_shards_partition_each_global_batch_equally():
     batches = torch.arange(10).split(4)  # 4, 4, 2
     shards = [shard_batches(batches, rank, 2) for rank in range(2)]
