@@ -71,7 +71,8 @@ def test_bench_step_variants_make_the_same_update():
     assert not torch.equal(trained["bare"], untrained)
     for name, weights in trained.items():
         assert torch.allclose(weights, trained["bare"], atol=1e-6), name
-    assert torch.equal(trained["trainer"], trained["bare"])  # fused plain SGD and index_select: exact
+    assert torch.equal(trained["trainer"], trained["bare"])  # index_select gathers: exact
+    assert torch.equal(trained["trainer, fused SGD"], trained["bare"])  # plain SGD fused: exact too
     bench.STEPS[4] = 3
     times = bench.measure(4, repeats=1)
     assert set(times) == set(trained) and all(0 < t < 1e6 for t in times.values())

@@ -128,6 +128,39 @@ def test_threads_auto_takes_one_for_a_small_step_and_the_default_for_a_large_one
         torch.set_num_threads(before)
 
 
+def test_threads_auto_validates_on_all_threads_after_training_a_small_step_on_one(
+        cfg_factory, tmp_path, monkeypatch):
+    """A 64-256-10 net at batch 32 trains on one thread; its 8,192-row-sized validation passes (here
+    all of digits' validation rows) take torch's default count, which is back for the next epoch."""
+    from trainer import fit as fit_module
+
+    monkeypatch.setattr(device_module, "DEFAULT_THREADS", 2)
+    cpu = torch.device("cpu")
+    before = torch.get_num_threads()
+    assert set_threads("auto", 203_530, 1, cpu) == 1  # 784-256-10 trains at batch 1 on one thread
+    assert device_module.eval_threads("auto", 203_530, 10_000, cpu) == 2  # and validates on two
+    assert device_module.eval_threads(1, 203_530, 10_000, cpu) is None  # threads=N: N everywhere
+    assert device_module.eval_threads("auto", 203_530, 10, cpu) is None  # 10 rows: one thread too
+    seen: dict[str, set[int]] = {"train": set(), "val": set()}
+    validate, train = fit_module.validation_metrics, fit_module.train_epoch
+
+    def counted(kind, func):
+        def call(*args, **kwargs):
+            seen[kind].add(torch.get_num_threads())
+            return func(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(fit_module, "validation_metrics", counted("val", validate))
+    monkeypatch.setattr(fit_module, "train_epoch", counted("train", train))
+    try:
+        metrics = run(cfg_factory("model.width=256", "batch_size=32", "epochs=2", "device=cpu"),
+                      out_dir=tmp_path)
+    finally:
+        torch.set_num_threads(before)
+    assert metrics["status"] == "completed"
+    assert seen == {"train": {1}, "val": {2}}
+
+
 def test_per_arm_options_apply_to_the_arm_that_takes_them(cfg_factory, tmp_path, caplog):
     # The README's `python -m trainer -m +experiment=digits_schedules schedule.per_arm.tau=1000`,
     # each of its four scheduler arms in-process (one seed, one rate, one epoch; this was also a

@@ -69,6 +69,9 @@ def test_optimizer_options_fused_where_torch_has_the_kernel():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert accel.optimizer_options("torch.optim.Adam", {"lr": 0.01}, cpu, cuda_graphs=True) == {"fused": True}
     assert accel.optimizer_options("torch.optim.SGD", {"foreach": True}, cpu, cuda_graphs=False) == {}
+    momentum = accel.optimizer_options("torch.optim.SGD", {"momentum": 0.9}, cpu, cuda_graphs=False)
+    assert momentum == {"fused": True}  # plain SGD's default update is faster on the CPU; this one not
+    assert accel.optimizer_options("torch.optim.SGD", {"momentum": 0.0}, cpu, cuda_graphs=False) == {}
     assert accel.optimizer_options("torch.optim.RMSprop", {}, cpu, cuda_graphs=False) == {}  # no CPU kernel
     assert accel.optimizer_options("torch.optim.SGD", {"lr": 0.1}, gpu, cuda_graphs=False) == {"fused": True}
     assert accel.optimizer_options("torch.optim.SGD", {"foreach": False}, gpu, cuda_graphs=False) == {}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from trainer.errors import ConfigError
+from trainer.loop import EVAL_BATCH
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -39,13 +43,37 @@ ONE_THREAD_WORK = 4e6
 DEFAULT_THREADS = torch.get_num_threads()
 
 
+def auto_threads(params: int, batch_size: int, device: torch.device) -> int:
+    """threads=auto's count for a forward (and backward) pass of this size: 1 for a small one on the
+    CPU, else torch's default."""
+    return 1 if device.type == "cpu" and params * batch_size <= ONE_THREAD_WORK else DEFAULT_THREADS
+
+
 def set_threads(threads: int | str, params: int, batch_size: int, device: torch.device) -> int:
     """Set torch's intra-op CPU threads: `N`, or `auto` (1 for a small step on the CPU, else torch's
     default, also after an earlier job of the same process took 1). Returns the count in use."""
-    if threads != "auto":
-        torch.set_num_threads(int(threads))
-    elif device.type == "cpu" and params * batch_size <= ONE_THREAD_WORK:
-        torch.set_num_threads(1)
-    else:
-        torch.set_num_threads(DEFAULT_THREADS)
+    torch.set_num_threads(auto_threads(params, batch_size, device) if threads == "auto" else int(threads))
     return torch.get_num_threads()
+
+
+def eval_threads(threads: int | str, params: int, rows: int, device: torch.device) -> int | None:
+    """Under threads=auto, validation's count where it differs from the training step's (set by
+    set_threads): up to EVAL_BATCH rows at once is more work than a step of a few samples."""
+    if threads != "auto":
+        return None
+    n = auto_threads(params, min(rows, EVAL_BATCH), device)
+    return None if n == torch.get_num_threads() else n
+
+
+@contextlib.contextmanager
+def num_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op CPU threads set to `n` inside the block (None: left as they are)."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -10,6 +10,8 @@ from torch import nn
 
 from trainer.accel import Step, TrainStep
 
+EVAL_BATCH = 8192  # rows an evaluation forward pass takes at once
+
 
 def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
     """Optimizer updates per epoch over n samples."""
@@ -122,7 +124,7 @@ def evaluate(
     y: torch.Tensor,
     *,
     classification: bool = True,
-    batch_size: int = 8192,
+    batch_size: int = EVAL_BATCH,
 ) -> dict[str, float]:
     """Mean loss (and accuracy) over (x, y) in large batches; one host sync at the end."""
     was_training = model.training

@@ -27,7 +27,7 @@ from trainer.build import (
 from trainer.checkpoint import Checkpointer, remove_stale_temporaries, restore, write_json
 from trainer.config import check_monitor, validate
 from trainer.data import Splits, prepare_data
-from trainer.device import resolve_device, set_threads
+from trainer.device import eval_threads, resolve_device, set_threads
 from trainer.diagnostics import probe
 from trainer.ensemble import kind_of
 from trainer.fit import FitHooks, FitOptions, FitState, Training, fit
@@ -102,7 +102,9 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
                          max_steps=cfg.max_steps, divergence_factor=cfg.divergence_factor,
                          log_every_n_steps=cfg.log_every_n_steps,
                          nan_check_every_n_steps=cfg.nan_check_every_n_steps,
-                         progress=cfg.progress and world.is_main, shard=(world.rank, world.size))
+                         progress=cfg.progress and world.is_main, shard=(world.rank, world.size),
+                         eval_threads=eval_threads(cfg.threads, count_parameters(training.model),
+                                                     len(splits.x_val), device))
     # Signals are caught until metrics.json is written: one after the last epoch changes nothing,
     # a second Ctrl-C stops at once (KeyboardInterrupt) with the last checkpoint intact.
     with StopOnSignal() as stop:
