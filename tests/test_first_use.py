@@ -161,6 +161,7 @@ def test_threads_auto_validates_on_all_threads_after_training_a_small_step_on_on
     assert seen == {"train": {1}, "val": {2}}
 
 
+@pytest.mark.slow  # over a second on 2 cores
 def test_per_arm_options_apply_to_the_arm_that_takes_them(cfg_factory, tmp_path, caplog):
     # The README's `python -m trainer -m +experiment=digits_schedules schedule.per_arm.tau=1000`,
     # each of its four scheduler arms in-process (one seed, one rate, one epoch; this was also a

@@ -106,6 +106,7 @@ def test_escape_downhill_is_not_a_divergence():
     assert p.losses[-1] < p.losses[0] and not p.diverged
 
 
+@pytest.mark.slow  # over a second on 2 cores
 def test_png_and_gif_are_images(tmp_path):
     cfg = landscape_cfg("function=beale", "steps=10", "animate=true", "frames=5")
     files = landscape(cfg, tmp_path)["files"]

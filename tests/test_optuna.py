@@ -264,6 +264,7 @@ def test_the_search_direction_follows_the_monitor(tmp_path, monitor, direction):
         make_search(tmp_path, "hydra.sweeper.direction=up")
 
 
+@pytest.mark.slow  # over a second on 2 cores
 def test_monitor_auto_on_a_file_follows_the_search_direction(tmp_path):
     """monitor=auto on a CSV is resolved only once the data is read; a minimizing search must get the
     loss, never the accuracy of the classification task it turns out to be. What `python -m trainer`

@@ -118,6 +118,7 @@ def test_steps_and_samples_of_a_run_cut_by_max_steps(tmp_path, capsys):
     assert "x=samples: left out of report_curves.png: job 1: it has no metrics.json" in out
 
 
+@pytest.mark.slow  # over a second on 2 cores
 def test_time_axis_leaves_out_the_pause_of_a_resumed_run(tmp_path):
     first = RunLogger(tmp_path)  # the stopped process: epochs 1 and 2
     for epoch in (1, 2):
@@ -185,6 +186,7 @@ def test_select_chooses_on_validation_and_reports_test(protocol_sweep, tmp_path,
     assert_image(paths["select"])
 
 
+@pytest.mark.slow  # over a second on 2 cores
 def test_select_by_loss_minimizes_and_several_keys(tmp_path):
     sweep = tmp_path / "sweep"
     num = 0

@@ -30,6 +30,7 @@ def hparams_of(*overrides: str) -> dict:
     return run_hparams(OmegaConf.to_container(make_cfg(*overrides), resolve=True))
 
 
+@pytest.mark.slow  # over a second on 2 cores
 def test_every_optimizer_and_scheduler_writes_the_same_hparam_keys_and_types():
     # Every optimizer and every scheduler in some job (13 jobs, not all 104 pairs: the two groups
     # set keys of their own, so a key or a type that differs does so in any pair).

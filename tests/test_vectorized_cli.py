@@ -24,6 +24,7 @@ def resolved(*overrides: str) -> dict:
     return OmegaConf.to_container(make_job_cfg(*overrides), resolve=True)
 
 
+@pytest.mark.slow  # over a second on 2 cores
 def test_jobs_group_by_what_they_share_and_lbfgs_runs_alone():
     grid = [(o, w, s) for o in ("sgd", "adam") for w in (32, 64) for s in (0, 1)]
     tasks = [resolved(f"optimizer={o}", f"model.width={w}", f"seed={s}", "optimizer.lr=0.01")
