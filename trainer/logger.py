@@ -18,7 +18,11 @@ class RunLogger:
     """Writes one run's event files into `log_dir` (the run's own directory)."""
 
     def __init__(self, log_dir: str | Path) -> None:
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        # A queue that holds an epoch's learning rates (1,000 points at 10,000 batch-1 steps): with
+        # torch's default of 10, each add_scalar past the tenth waits for the writer thread, about
+        # 39 ms per 1,000 points against 25 with this queue, flushes included. flush() still drains
+        # it (before every checkpoint), so what is on disk is the same.
+        self.writer = SummaryWriter(log_dir=str(log_dir), max_queue=4096)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         for tag, value in values.items():
