@@ -52,11 +52,10 @@ def optimizer_options(target: str, given: Mapping[str, Any], device: torch.devic
     """Extra arguments for the optimizer `target` (a dotted path) configured with `given`.
 
     `fused=True` where the config chose no implementation and torch has a fused kernel: on CUDA
-    wherever the class accepts it, on the CPU for CPU_FUSED (one kernel per update instead of a few
-    ops per parameter: torch.optim's default CPU path is a Python loop over the parameters) except
-    SGD without momentum. For
-    CUDA graphs also `capturable=True` and a tensor learning rate, which schedulers then update in
-    place inside the graph's memory.
+    wherever the class accepts it, on the CPU for CPU_FUSED except SGD without momentum (one kernel
+    per update instead of a few ops per parameter: torch.optim's default CPU path is a Python loop
+    over the parameters). For CUDA graphs also `capturable=True` and a tensor learning rate, which
+    schedulers then update in place inside the graph's memory.
     """
     try:
         func = get_object(target)
