@@ -95,9 +95,7 @@ class FitOptions:
     nan_check_every_n_steps: int = 50
     progress: bool = False
     shard: tuple[int, int] = (0, 1)  # (rank, world): this rank's share of every batch (DDP)
-    # CPU threads for validation, when they differ from the training step's (threads=auto: a batch
-    # of one sample trains fastest on one thread, 8,192 validation rows evaluate faster on all)
-    eval_threads: int | None = None
+    eval_threads: int | None = None  # validation's CPU threads where not the step's (device.eval_threads)
 
 
 @dataclass
