@@ -98,13 +98,8 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
               "data": splits.fingerprint, "meta": meta}
     save = Checkpointer(out / "checkpoints", training, extras, cfg.checkpoint_every_n_epochs,
                         before_write=logger.flush, background=True)
-    options = FitOptions(epochs=cfg.epochs, batch_size=batch_size, monitor=monitor, drop_last=cfg.drop_last,
-                         max_steps=cfg.max_steps, divergence_factor=cfg.divergence_factor,
-                         log_every_n_steps=cfg.log_every_n_steps,
-                         nan_check_every_n_steps=cfg.nan_check_every_n_steps,
-                         progress=cfg.progress and world.is_main, shard=(world.rank, world.size),
-                         eval_threads=eval_threads(cfg.threads, count_parameters(training.model),
-                                                     len(splits.x_val), device))
+    threads = eval_threads(cfg.threads, count_parameters(training.model), len(splits.x_val), device)
+    options = fit_options(cfg, batch_size, monitor, world, threads)
     # Signals are caught until metrics.json is written: one after the last epoch changes nothing,
     # a second Ctrl-C stops at once (KeyboardInterrupt) with the last checkpoint intact.
     with StopOnSignal() as stop:
@@ -156,6 +151,17 @@ def build_training(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
                     stopping=EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
                                            mode_for(monitor)),
                     penalty=penalty)
+
+
+def fit_options(cfg: DictConfig, batch_size: int, monitor: str, world: distributed.World,
+                eval_threads: int | None) -> FitOptions:
+    """How `fit` trains, from the config."""
+    return FitOptions(epochs=cfg.epochs, batch_size=batch_size, monitor=monitor, drop_last=cfg.drop_last,
+                      max_steps=cfg.max_steps, divergence_factor=cfg.divergence_factor,
+                      log_every_n_steps=cfg.log_every_n_steps,
+                      nan_check_every_n_steps=cfg.nan_check_every_n_steps,
+                      progress=cfg.progress and world.is_main, shard=(world.rank, world.size),
+                      eval_threads=eval_threads)
 
 
 def resume_training(plan: Resumption, training: Training, device: torch.device) -> FitState:
