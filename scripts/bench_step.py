@@ -10,7 +10,7 @@ bare loop of scripts/bench_process.py:
 - trainer, fused SGD: the same with torch's fused CPU kernel (`+optimizer.fused=true`);
 - trainer, x[idx]: the same with advanced-index gathers instead of `index_select`;
 - trainer, in-place ReLU: `nn.ReLU(inplace=True)`;
-- trainer, foreach SGD: `foreach=True` instead of fused.
+- trainer, foreach SGD: `foreach=True` instead of the default update.
 
     python scripts/bench_step.py [--repeats 5] [--batches 1 64 1024] [--threads 1 2]
 """

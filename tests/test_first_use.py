@@ -136,11 +136,7 @@ def test_threads_auto_validates_on_all_threads_after_training_a_small_step_on_on
 
     monkeypatch.setattr(device_module, "DEFAULT_THREADS", 2)
     cpu = torch.device("cpu")
-    before = torch.get_num_threads()
-    assert set_threads("auto", 203_530, 1, cpu) == 1  # 784-256-10 trains at batch 1 on one thread
-    assert device_module.eval_threads("auto", 203_530, 10_000, cpu) == 2  # and validates on two
     assert device_module.eval_threads(1, 203_530, 10_000, cpu) is None  # threads=N: N everywhere
-    assert device_module.eval_threads("auto", 203_530, 10, cpu) is None  # 10 rows: one thread too
     seen: dict[str, set[int]] = {"train": set(), "val": set()}
     validate, train = fit_module.validation_metrics, fit_module.train_epoch
 
@@ -152,7 +148,11 @@ def test_threads_auto_validates_on_all_threads_after_training_a_small_step_on_on
 
     monkeypatch.setattr(fit_module, "validation_metrics", counted("val", validate))
     monkeypatch.setattr(fit_module, "train_epoch", counted("train", train))
+    before = torch.get_num_threads()
     try:
+        assert set_threads("auto", 203_530, 1, cpu) == 1  # 784-256-10 trains at batch 1 on one thread
+        assert device_module.eval_threads("auto", 203_530, 10_000, cpu) == 2  # and validates on two
+        assert device_module.eval_threads("auto", 203_530, 10, cpu) is None  # 10 rows: one too
         metrics = run(cfg_factory("model.width=256", "batch_size=32", "epochs=2", "device=cpu"),
                       out_dir=tmp_path)
     finally:

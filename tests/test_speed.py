@@ -70,7 +70,7 @@ def test_optimizer_options_fused_where_torch_has_the_kernel():
     assert accel.optimizer_options("torch.optim.Adam", {"lr": 0.01}, cpu, cuda_graphs=True) == {"fused": True}
     assert accel.optimizer_options("torch.optim.SGD", {"foreach": True}, cpu, cuda_graphs=False) == {}
     momentum = accel.optimizer_options("torch.optim.SGD", {"momentum": 0.9}, cpu, cuda_graphs=False)
-    assert momentum == {"fused": True}  # plain SGD's default update is faster on the CPU; this one not
+    assert momentum == {"fused": True}  # with momentum the fused update is the faster one on the CPU
     assert accel.optimizer_options("torch.optim.SGD", {"momentum": 0.0}, cpu, cuda_graphs=False) == {}
     assert accel.optimizer_options("torch.optim.RMSprop", {}, cpu, cuda_graphs=False) == {}  # no CPU kernel
     assert accel.optimizer_options("torch.optim.SGD", {"lr": 0.1}, gpu, cuda_graphs=False) == {"fused": True}
