@@ -5,12 +5,15 @@ same random data and batch order for every variant), one variant changed at a ti
 bare loop of scripts/bench_process.py:
 
 - bare: `x[idx]`, `F.cross_entropy`, `zero_grad(set_to_none=True)`, `backward`, torch's default SGD;
-- trainer: the trainer's own step (`trainer.accel.TrainStep`, `index_select` gathers) as `run` builds
-  it: torch's default (per-parameter) SGD, as for any SGD without momentum on the CPU;
-- trainer, fused SGD: the same with torch's fused CPU kernel (`+optimizer.fused=true`);
-- trainer, x[idx]: the same with advanced-index gathers instead of `index_select`;
-- trainer, in-place ReLU: `nn.ReLU(inplace=True)`;
-- trainer, foreach SGD: `foreach=True` instead of the default update.
+- trainer: the trainer's own step (`trainer.accel.make_step`, `index_select` gathers) as `run` builds
+  it: `models.MLP`, the loss of `loss=cross_entropy`, and `backprop=auto`, so the gradient by hand
+  and plain SGD's update without `optimizer.step()` (trainer.backprop);
+- trainer, autograd: the same step with `backprop=autograd`: autograd's backward, then torch's
+  default (per-parameter) SGD `step()`;
+- trainer, autograd, fused SGD: that with torch's fused CPU kernel (`+optimizer.fused=true`);
+- trainer, autograd, x[idx]: that with advanced-index gathers instead of `index_select`;
+- trainer, autograd, in-place ReLU: that with `nn.ReLU(inplace=True)`;
+- trainer, autograd, foreach SGD: that with `foreach=True` instead of the default update.
 
     python scripts/bench_step.py [--repeats 5] [--batches 1 64 1024] [--threads 1 2]
 """
@@ -28,14 +31,19 @@ from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from trainer.accel import TrainStep  # noqa: E402
+from models import MLP  # noqa: E402
+from trainer.accel import make_step  # noqa: E402
+from trainer.losses import Loss  # noqa: E402
 
 STEPS = {1: 4000, 64: 600, 1024: 40}  # steps a round: about a second each on this CPU
 
 
 def model(inplace: bool = False) -> nn.Module:
+    """784-256-10 with the same initial weights in every variant (MLP builds the same layers)."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(784, 256), nn.ReLU(inplace=inplace), nn.Linear(256, 10))
+    if inplace:
+        return nn.Sequential(nn.Linear(784, 256), nn.ReLU(inplace=True), nn.Linear(256, 10))
+    return MLP(784, 10, [256])
 
 
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object]
@@ -56,20 +64,22 @@ def variants() -> dict[str, Callable[[], tuple[Step, nn.Module]]]:
             opt.step()
         return step, net
 
-    def trainer(inplace=False, gather="index_select", **sgd):
+    def trainer(inplace=False, gather="index_select", backprop="autograd", **sgd):
         def build():
             net = model(inplace)
             opt = torch.optim.SGD(net.parameters(), lr=0.01, **sgd)
-            train = TrainStep(net, opt, F.cross_entropy, torch.device("cpu"))
+            train = make_step(net, opt, Loss("cross_entropy", "classification"), torch.device("cpu"),
+                              backprop=backprop)
             if gather == "index_select":
                 return (lambda x, y, idx: train(x.index_select(0, idx), y.index_select(0, idx))), net
             return (lambda x, y, idx: train(x[idx], y[idx])), net
         return build
 
-    return {"bare": bare, "trainer": trainer(), "trainer, fused SGD": trainer(fused=True),
-            "trainer, x[idx]": trainer(gather="index"),
-            "trainer, in-place ReLU": trainer(inplace=True),
-            "trainer, foreach SGD": trainer(foreach=True)}
+    return {"bare": bare, "trainer": trainer(backprop="auto"), "trainer, autograd": trainer(),
+            "trainer, autograd, fused SGD": trainer(fused=True),
+            "trainer, autograd, x[idx]": trainer(gather="index"),
+            "trainer, autograd, in-place ReLU": trainer(inplace=True),
+            "trainer, autograd, foreach SGD": trainer(foreach=True)}
 
 
 def measure(batch: int, repeats: int) -> dict[str, float]:

@@ -15,6 +15,8 @@ import torch
 from hydra.utils import get_object
 from torch import nn
 
+from trainer.backprop import ManualBackprop, manual_reason, sgd_update
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -91,7 +93,7 @@ class TrainStep:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
                  device: torch.device, precision: str = "fp32", grad_clip: float | None = None,
-                 penalty: Callable[[], torch.Tensor] | None = None) -> None:
+                 penalty: Callable[[], torch.Tensor] | None = None, manual: bool = False) -> None:
         self.closure = isinstance(optimizer, torch.optim.LBFGS)  # fp16 refused by trainer.config
         self.model, self.optimizer, self.loss_fn, self.penalty = model, optimizer, loss_fn, penalty
         self.autocast = partial(autocast, device, precision)
@@ -102,10 +104,27 @@ class TrainStep:
         # What optimizer.zero_grad(set_to_none=True) clears, cleared directly: its wrappers (a
         # dynamo guard, a profiler range) cost about a tenth of a 784-256-10 step at batch size 1.
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        # backprop=auto (trainer.backprop): a plain MLP's gradient by hand, and plain SGD's update
+        # without optimizer.step()'s overhead; the same numbers as autograd and torch.optim.SGD.
+        self.manual = ManualBackprop(model, loss_fn) if manual else None
+        self.sgd = sgd_update(optimizer) if manual and not self.scaled else None
 
     def gradient(self, xb: torch.Tensor, yb: torch.Tensor,
                  set_to_none: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's loss and outputs, with its (unscaled, clipped) gradient in the parameters."""
+        if self.manual is not None:  # sets every .grad (no penalty, no scaler: manual_reason)
+            loss, out = self.manual(xb, yb)
+            self.objective = loss
+        else:
+            loss, out = self.backward(xb, yb, set_to_none)
+        if self.clip is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            self.clip()
+        return loss, out
+
+    def backward(self, xb: torch.Tensor, yb: torch.Tensor,
+                 set_to_none: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward under autocast, then autograd's backward of the (scaled) penalized loss."""
         if set_to_none:
             for p in self.params:
                 p.grad = None
@@ -116,13 +135,13 @@ class TrainStep:
             loss = self.loss_fn(out, yb)
         self.objective = loss if self.penalty is None else loss + self.penalty()  # what is minimized
         (self.scaler.scale(self.objective) if self.scaled else self.objective).backward()
-        if self.clip is not None:
-            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
-            self.clip()
         return loss, out
 
     def update(self) -> None:
         """The optimizer's step (skipped by the scaler when fp16 gradients overflowed)."""
+        if self.sgd is not None:
+            self.sgd()
+            return
         if not self.scaled:
             self.optimizer.step()
             return
@@ -230,9 +249,15 @@ class GraphedStep:
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, device: torch.device,
               *, precision: str = "fp32", cuda_graphs: bool = False, compiled: bool = False,
               distributed: bool = False, batch_size: int = 0, grad_clip: float | None = None,
-              penalty: Callable[[], torch.Tensor] | None = None) -> Step:
-    """The training step for these options: captured in a CUDA graph when asked and possible."""
-    step = TrainStep(model, optimizer, loss_fn, device, precision, grad_clip, penalty)
+              penalty: Callable[[], torch.Tensor] | None = None, backprop: str = "auto") -> Step:
+    """The training step for these options: captured in a CUDA graph when asked and possible; with
+    `backprop=auto` a plain MLP's gradient is computed by hand (trainer.backprop) where it can be."""
+    manual = False
+    if backprop == "auto":
+        reason = manual_reason(model, precision, compiled, cuda_graphs, penalty)
+        manual = reason is None
+        log.debug("backprop: %s", "by hand (trainer.backprop)" if manual else f"autograd, as {reason}")
+    step = TrainStep(model, optimizer, loss_fn, device, precision, grad_clip, penalty, manual)
     if cuda_graphs:
         reason = graph_fallback_reason(device, optimizer, precision, compiled, distributed, grad_clip)
         if reason is None:

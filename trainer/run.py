@@ -144,7 +144,7 @@ def build_training(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
                            splits.loss, device, precision=cfg.precision,
                            cuda_graphs=cfg.cuda_graphs, compiled=cfg.compile,
                            distributed=world.distributed, batch_size=batch_size // world.size,
-                           grad_clip=cfg.grad_clip, penalty=penalty)
+                           grad_clip=cfg.grad_clip, penalty=penalty, backprop=cfg.backprop)
     return Training(model, optimizer, build_schedule(cfg, optimizer, per_epoch, averaging), step,
                     generator=torch.Generator(device=device).manual_seed(int(cfg.seed)),
                     averaging=averaging,

@@ -218,6 +218,7 @@ class Config:
     precision: Any = key(OneOf(_precisions))
     compile: Any = key(Flag())
     cuda_graphs: Any = key(Flag())
+    backprop: Any = key(OneOf(("auto", "autograd")))
     tf32: Any = key(Flag())
     warmup_steps: Any = key(WHOLE)
     warmup_start_factor: Any = key(Number(low=0, high=1, low_open=True, high_open=False))
