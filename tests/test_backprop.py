@@ -109,6 +109,9 @@ def test_sgd_update_is_torch_optim_sgds_step():
     for other in (torch.optim.SGD(p, lr=0.1, momentum=0.9), torch.optim.SGD(p, lr=0.1, maximize=True),
                   torch.optim.SGD(p, lr=torch.tensor(0.1)), torch.optim.Adam(p)):
         assert sgd_update(other) is None
+    hooked = torch.optim.SGD(p, lr=0.1)
+    hooked.register_step_post_hook(lambda *args: None)  # runs only through step()
+    assert sgd_update(hooked) is None
 
 
 def test_what_needs_autograd_says_why():

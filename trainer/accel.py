@@ -87,7 +87,8 @@ class TrainStep:
     norm `grad_clip` (no host sync), and the optimizer's update; L-BFGS gets the same body as the
     closure it re-evaluates during its line search. `penalty()` (regularization) is added to the loss
     that is differentiated, in fp32 outside autocast; `step(xb, yb)` returns the data loss and the
-    outputs, detached.
+    outputs, detached. With `manual=True` (`backprop=auto`, where `make_step` finds it possible) a
+    plain MLP's forward and backward are trainer.backprop's, with autograd's numbers.
     `GraphedStep` captures this same body in a CUDA graph.
     """
 

@@ -88,7 +88,7 @@ class ManualBackprop:
             return self.backprop(xb, yb)
 
     def backprop(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, saved = xb, []  # each hidden layer's input, pre-activation and output
+        h, saved = xb, []  # each hidden layer's (input, pre-activation); h its output, then the next's
         for weight, bias, f, _ in self.hidden:
             z = torch.addmm(bias, h, weight.t())
             saved.append((h, z))
@@ -129,7 +129,8 @@ def sgd_update(optimizer: torch.optim.Optimizer) -> Callable[[], None] | None:
     plain = all(not g["momentum"] and not g["maximize"] and not g.get("differentiable")
                 and not g.get("fused") and not g.get("foreach") and not isinstance(g["lr"], torch.Tensor)
                 for g in optimizer.param_groups)
-    if not plain or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
+    hooks = (getattr(optimizer, f"_optimizer_step_{when}_hooks", None) for when in ("pre", "post"))
+    if not plain or any(hooks):  # hooks of the optimizer's step() run only through step()
         return None
     stepped = False
 
