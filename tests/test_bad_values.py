@@ -152,6 +152,7 @@ TABLE = [
     ("trainer", "precision=fp16 device=cpu", ("precision=fp16 needs CUDA", "use precision=bf16 on the CPU")),
     ("trainer", "compile=yes", ("compile='yes' must be true or false",)),
     ("trainer", "cuda_graphs=1", ("cuda_graphs=1 must be true or false",)),
+    ("trainer", "backprop=manual", ("backprop='manual' is not allowed", "'autograd'")),
     # mistyped keys: the key probably meant
     ("trainer", "optimzer.lr=0.1", ("optimzer.lr is not a config key", "did you mean optimizer.lr?",
                                     "`python -m trainer --cfg job` shows the whole config")),
