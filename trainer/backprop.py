@@ -81,7 +81,7 @@ class ManualBackprop:
         self.out = (linears[-1].weight, linears[-1].bias)
         self.loss_fn = loss_fn
         self.softmax_loss = getattr(loss_fn, "kind", None) in SOFTMAX_LOSSES
-        self.one = torch.ones(())
+        self.one = torch.ones((), device=linears[-1].weight.device)  # dL/dL, autograd's seed
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
@@ -106,8 +106,6 @@ class ManualBackprop:
     def loss_and_grad(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's mean loss and dL/d(outputs)."""
         if self.softmax_loss:
-            if self.one.device != out.device:
-                self.one = self.one.to(out.device)
             logp = torch.log_softmax(out, 1)
             loss, total = aten.nll_loss_forward(logp, y, None, 1, -100)
             g = aten.nll_loss_backward(self.one, logp, y, None, 1, -100, total)
