@@ -50,3 +50,59 @@ def test_a_checkpoint_whose_config_names_no_targets_still_evaluates(tmp_path):
     ckpt["config"]["data"]["name"] = "gone"
     with pytest.raises(ConfigError, match="'gone' is not one this version knows"):
         trainer_eval.evaluate_checkpoint(ckpt, "test")
+
+
+def read_csv(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predictions_csv_holds_every_row_its_split_and_the_reported_accuracy(tmp_path, capsys):
+    table = write_table(tmp_path / "data.csv", 400, 3, seed=0)
+    metrics = run(make_cfg("data=csv", f"data.path={table}", "data.target=label", "epochs=8",
+                           "optimizer.lr=0.01"), tmp_path / "run")
+    out = tmp_path / "preds.csv"
+    trainer_eval.main([f"ckpt={tmp_path / 'run'}", "split=all", f"predictions={out}"])
+    assert f"wrote {out}" in capsys.readouterr().out
+    rows = read_csv(out)
+    assert list(rows[0]) == ["split", "part", "row", "target", "prediction", "prob_0", "prob_1"]
+    # every row of the file exactly once, in the run's split sizes
+    assert sorted(int(r["row"]) for r in rows) == list(range(400))
+    assert {r["part"] for r in rows} == {"data"}
+    sizes = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
+    assert sizes == {"train": 280, "val": 60, "test": 60}
+    # targets are the file's labels at those rows; the test rows give the run's test/acc
+    labels = np.loadtxt(table, delimiter=",", skiprows=1)[:, -1].astype(int)
+    assert all(int(r["target"]) == labels[int(r["row"])] for r in rows)
+    test = [r for r in rows if r["split"] == "test"]
+    acc = np.mean([r["target"] == r["prediction"] for r in test])
+    assert acc == pytest.approx(metrics["test/acc"], abs=1e-6)  # float32 in metrics.json
+    probs = np.array([[float(r["prob_0"]), float(r["prob_1"])] for r in rows])
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert all(int(r["prediction"]) == int(np.argmax(p)) for r, p in zip(rows, probs, strict=True))
+
+
+def test_regression_predictions_are_in_the_targets_units(tmp_path):
+    metrics = run(make_cfg("data=regression", "data.n_samples=300", "epochs=4"), tmp_path / "run")
+    out = tmp_path / "preds.csv"
+    trainer_eval.main([f"ckpt={tmp_path / 'run'}", f"predictions={out}"])  # the test split
+    rows = read_csv(out)
+    assert list(rows[0])[:5] == ["split", "part", "row", "target", "prediction"]
+    assert {r["split"] for r in rows} == {"test"} and len(rows) == 45
+    err = np.array([float(r["prediction"]) - float(r["target"]) for r in rows])
+    assert float(np.mean(err ** 2)) == pytest.approx(metrics["test/loss"], rel=1e-3)
+
+
+def test_a_data_set_with_its_own_test_part_names_it(tmp_path):
+    from trainer.data import Source, make_splits
+
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    src = Source(x=x, y=np.arange(20) % 2, task="classification", x_test=x[:6], y_test=np.arange(6) % 2)
+    s = make_splits(src, val_fraction=0.25, test_fraction=0.1, seed=0)
+    assert s.rows["test"][0] == "test" and list(s.rows["test"][1]) == list(range(6))
+    assert s.rows["val"][0] == s.rows["train"][0] == "data"
+    rows = np.concatenate([s.rows["train"][1], s.rows["val"][1]])
+    assert sorted(rows) == list(range(20))
+    assert np.array_equal(s.x_val.numpy(), x[s.rows["val"][1]])  # the rows named are the rows held

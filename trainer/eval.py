@@ -18,7 +18,7 @@ from trainer.cli import fail, parse_options
 from trainer.errors import ConfigError, DataError, UserError
 
 USAGE = ("python -m trainer.eval ckpt=PATH [split=test|val|train|all] [data.KEY=VALUE ...] "
-         "[data=FILE] [device=auto|cpu|cuda] [json=PATH]")
+         "[data=FILE] [device=auto|cpu|cuda] [json=PATH] [predictions=FILE.csv]")
 SPLITS = ("test", "val", "train", "all")
 NEEDED = ("model", "config", "preprocess")
 
@@ -58,20 +58,15 @@ def model_dims(state: dict[str, Any]) -> tuple[int, int]:
     return weights[0].shape[1], weights[-1].shape[0]
 
 
-def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_overrides: list[str] | None = None,
-                        device: str = "auto") -> dict[str, Any]:
-    """Metrics of the checkpoint's model on a split of its data (rebuilt with the saved preprocessing)."""
-    import torch
-
+def rebuild(ckpt: dict[str, Any], data_overrides: list[str] | None = None,
+            device: str = "auto") -> tuple[Any, Any, DictConfig]:
+    """(model, splits, config) of a checkpoint: its weights in the model its config describes, on
+    `device`, and its data rebuilt (the same split) with the saved preprocessing."""
     from trainer.build import build_data
     from trainer.data import prepare_data
-    from trainer.data.targets import original_units
     from trainer.device import resolve_device
     from trainer.ensemble import build_predictor
-    from trainer.loop import evaluate
 
-    if split not in SPLITS:
-        raise ConfigError(f"split={split!r} is not allowed; choose one of {list(SPLITS)}")
     cfg = with_targets(OmegaConf.create(ckpt["config"]))
     if data_overrides:
         try:
@@ -79,16 +74,10 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
         except Exception as exc:
             raise ConfigError(f"cannot apply {data_overrides} to the checkpoint's data config "
                               f"({exc}); write them as data.KEY=VALUE") from exc
-    dev = resolve_device(device)
     # A checkpoint from before targets were standardized has no "target": its targets were raw.
     splits, _ = prepare_data(build_data(cfg.data), prep_state=ckpt["preprocess"],
                              target_state=ckpt.get("target", {"kind": "none"}))
     splits.loss_name, splits.huber_delta = cfg.get("loss", "auto"), float(cfg.get("huber_delta", 1.0))
-    if split == "all":
-        x = torch.cat([splits.x_train, splits.x_val, splits.x_test])
-        y = torch.cat([splits.y_train, splits.y_val, splits.y_test])
-    else:
-        x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
     in_dim, out_dim = model_dims(ckpt["model"])
     if (splits.in_dim, splits.out_dim) != (in_dim, out_dim):
         raise DataError(f"the data has {splits.in_dim} features and {splits.out_dim} outputs (classes) "
@@ -101,11 +90,91 @@ def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_override
     except RuntimeError as exc:
         raise DataError(f"the checkpoint's weights do not fit the model its config describes ({exc})"
                         ) from exc
-    model.to(dev)
-    metrics = original_units(evaluate(model, splits.loss, x.to(dev), y.to(dev),
-                                      classification=splits.task == "classification"), splits.loss_factor)
+    return model.to(resolve_device(device)).eval(), splits, cfg
+
+
+def split_names(split: str) -> tuple[str, ...]:
+    if split not in SPLITS:
+        raise ConfigError(f"split={split!r} is not allowed; choose one of {list(SPLITS)}")
+    return ("train", "val", "test") if split == "all" else (split,)
+
+
+def evaluate_checkpoint(ckpt: dict[str, Any], split: str = "test", data_overrides: list[str] | None = None,
+                        device: str = "auto") -> dict[str, Any]:
+    """Metrics of the checkpoint's model on a split of its data (rebuilt with the saved preprocessing)."""
+    split_names(split)
+    return checkpoint_metrics(ckpt, *rebuild(ckpt, data_overrides, device), split)
+
+
+def checkpoint_metrics(ckpt: dict[str, Any], model: Any, splits: Any, cfg: DictConfig,
+                       split: str) -> dict[str, Any]:
+    """evaluate_checkpoint's metrics, of a model and data already rebuilt."""
+    import torch
+
+    from trainer.data.targets import original_units
+    from trainer.loop import evaluate
+
+    names = split_names(split)
+    dev = next(model.parameters()).device
+    x = torch.cat([getattr(splits, f"x_{n}") for n in names]).to(dev)
+    y = torch.cat([getattr(splits, f"y_{n}") for n in names]).to(dev)
+    raw = evaluate(model, splits.loss, x, y, classification=splits.task == "classification")
+    metrics = original_units(raw, splits.loss_factor)
     return {**{f"{split}/{k}": v for k, v in metrics.items()}, "samples": len(x), "split": split,
             "epoch": (ckpt.get("fit") or {}).get("epoch", ckpt.get("epoch")), "data": cfg.data.name}
+
+
+def prediction_table(model: Any, splits: Any, split: str) -> tuple[list[str], list[list[Any]]]:
+    """(header, rows) of the model's predictions on a split (or all three), one row per sample:
+    where the sample came from (`split`, `part` and `row` of the data set: trainer.data.split's
+    `Splits.rows`), its target and prediction in the data's own units, and for a classifier
+    trained with cross-entropy or NLL the class probabilities (softmax of the outputs; for mse on
+    one-hot codes, the raw outputs)."""
+    import torch
+
+    from trainer.loop import EVAL_BATCH
+
+    classification = splits.task == "classification"
+    dev = next(model.parameters()).device
+    header, rows = ["split", "part", "row"], []
+    for name in split_names(split):
+        x, y = getattr(splits, f"x_{name}"), getattr(splits, f"y_{name}")
+        with torch.no_grad():
+            out = torch.cat([model(x[i:i + EVAL_BATCH].to(dev)).float().cpu()
+                             for i in range(0, len(x), EVAL_BATCH)])
+        part, ids = splits.rows.get(name, ("data", range(len(x))))
+        if classification:
+            scores = out.softmax(dim=1) if splits.loss.kind in ("cross_entropy", "nll") else out
+            body = torch.cat([y.cpu().view(-1, 1).float(), out.argmax(dim=1).view(-1, 1).float(), scores], 1)
+        else:  # standardized targets and outputs, back in the data's units
+            target, pred = splits.target.inverse(y.cpu()), splits.target.inverse(out)
+            body = torch.cat([target.view(len(x), -1), pred.view(len(x), -1)], 1)
+        for i, values in zip(ids, body.tolist(), strict=True):
+            rows.append([name, part, int(i), *values])
+    width = out.shape[1]
+    if classification:
+        kind = "prob" if splits.loss.kind in ("cross_entropy", "nll") else "output"
+        header += ["target", "prediction", *(f"{kind}_{k}" for k in range(width))]
+        rows = [[*r[:3], int(r[3]), int(r[4]), *r[5:]] for r in rows]
+    elif width == 1:
+        header += ["target", "prediction"]
+    else:
+        header += [*(f"target_{k}" for k in range(width)), *(f"prediction_{k}" for k in range(width))]
+    return header, rows
+
+
+def write_predictions(path: str | Path, header: list[str], rows: list[list[Any]]) -> None:
+    """The table as CSV, written atomically (a partial file never stands under the name)."""
+    import csv
+    import io
+
+    from trainer.checkpoint import atomic_write
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in r] for r in rows])
+    atomic_write(Path(path), lambda f: f.write(text.getvalue().encode()))
 
 
 def with_targets(cfg: DictConfig) -> DictConfig:
@@ -142,14 +211,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         data_overrides = [a for a in args if a.startswith("data.")]
         opts = parse_options([a for a in args if not a.startswith("data.")],
-                             {"ckpt": None, "split": "", "data": "", "device": "auto", "json": ""}, USAGE)
+                             {"ckpt": None, "split": "", "data": "", "device": "auto", "json": "",
+                              "predictions": ""}, USAGE)
         if opts["data"]:  # a data file: the checkpoint's data set given another path, all of it by default
             data_overrides.append(f"data.path={opts['data']}")
         split = opts["split"] or ("all" if opts["data"] else "test")
         ckpt = load(opts["ckpt"])
         if opts["data"]:
             check_file_source(ckpt["config"]["data"]["name"], opts["data"])
-        metrics = evaluate_checkpoint(ckpt, split, data_overrides, opts["device"])
+        split_names(split)
+        model, splits, cfg = rebuild(ckpt, data_overrides, opts["device"])
+        metrics = checkpoint_metrics(ckpt, model, splits, cfg, split)
+        if opts["predictions"]:
+            write_predictions(opts["predictions"], *prediction_table(model, splits, split))
     except UserError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -160,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     if opts["json"]:
         write_json({**metrics, "checkpoint": str(opts["ckpt"])}, opts["json"])
         print(f"wrote {opts['json']}")
+    if opts["predictions"]:
+        print(f"wrote {opts['predictions']}: a row per sample of {split} (split, part, row, target, "
+              "prediction, and a classifier's class probabilities)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -34,6 +34,10 @@ class Splits:
     # The config's `loss` (trainer.losses; auto: the task's default) and Huber's delta, set by the run.
     loss_name: str = "auto"
     huber_delta: float = 1.0
+    # Where each split's rows came from: split -> (part of the source, row numbers in that part), the
+    # part being "data" (the data set's one table, or its training part) or the data set's own "val"
+    # or "test" part. `python -m trainer.eval predictions=FILE` writes them beside each prediction.
+    rows: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def loss(self) -> Loss:
@@ -80,18 +84,23 @@ def make_splits(source: Source, val_fraction: float, test_fraction: float, seed:
     """
     rng = np.random.default_rng(seed)
     x, y = source.x, source.y
+    ids = np.arange(len(x))  # the rows of source.x that x holds
     if source.x_test is not None:
         x_test, y_test = source.x_test, source.y_test
+        test_rows = ("test", np.arange(len(x_test)))
     else:
         rest, test = _carve(len(x), test_fraction, rng)
         x, y, x_test, y_test = x[rest], y[rest], x[test], y[test]
+        ids, test_rows = ids[rest], ("data", ids[test])
     if source.x_val is not None:
         x_val, y_val = source.x_val, source.y_val
+        val_rows = ("val", np.arange(len(x_val)))
     else:
         # val_fraction is of the whole data, so carve val_fraction / (1 - test_fraction) of the rest.
         share = val_fraction if source.x_test is not None else val_fraction / (1 - test_fraction)
         rest, val = _carve(len(x), share, rng)
         x, y, x_val, y_val = x[rest], y[rest], x[val], y[val]
+        ids, val_rows = ids[rest], ("data", ids[val])
     for name, part in (("train", x), ("validation", x_val), ("test", x_test)):
         if len(part) == 0:
             raise DataError(
@@ -118,4 +127,5 @@ def make_splits(source: Source, val_fraction: float, test_fraction: float, seed:
         y_test=target(y_test),
         task=source.task,
         num_classes=num_classes,
+        rows={"train": ("data", ids), "val": val_rows, "test": test_rows},
     )
