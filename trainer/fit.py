@@ -44,6 +44,13 @@ class FitState:
     reason: str = ""  # why it stopped, for the user
     stopped_by: str = "epochs"  # what ended a completed fit: epochs | early_stopping | max_steps
     initial_loss: float | None = None  # the untrained model's validation loss: divergence's yardstick
+    first_train_loss: float | None = None  # the first epoch's training loss: did training go backwards?
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """A validated epoch is done: it becomes the last one."""
+        self.epoch, self.last_metrics, self.cursor = epoch, metrics, None
+        if self.first_train_loss is None:
+            self.first_train_loss = metrics.get("train/loss")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything but the best weights (checkpointed on their own, in best.pt)."""
@@ -249,7 +256,7 @@ def _record_epoch(training: Training, options: FitOptions, hooks: FitHooks, stat
     hooks.logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)  # lr: per step
     if hooks.layer_stats is not None:
         hooks.layer_stats(epoch)
-    state.epoch, state.last_metrics, state.cursor = epoch, metrics, None
+    state.end_epoch(epoch, metrics)
     value = metrics[options.monitor]
     if improved(value, state.best_value, mode_for(options.monitor)):
         avg = training.averaging

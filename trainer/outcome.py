@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+import torch
 from torch import nn
 
 from models import count_parameters
@@ -14,6 +16,12 @@ from trainer.data.targets import original_units
 from trainer.ensemble import Ensemble, member_report
 from trainer.fit import FitState
 from trainer.loop import evaluate
+
+log = logging.getLogger(__name__)
+
+# A classifier whose best val/acc is within this of always answering the most frequent class
+# learned nothing worth reporting.
+CHANCE_MARGIN = 0.01
 
 
 def test_metrics(test_on: str, model: nn.Module, averaging: WeightAverage | None, state: FitState,
@@ -50,8 +58,32 @@ def run_metrics(seed: int, state: FitState, test: dict[str, float], model: nn.Mo
     })
     if state.reason:
         metrics["reason"] = state.reason
+    warning = suspicious(state, splits)
+    if warning:  # completed, exit 0, but not a result to trust: said in the log and metrics.json
+        log.warning("%s", warning)
+        metrics["warning"] = warning
     if test and isinstance(model, Ensemble):  # each member's own metrics beside the ensemble's
         metrics["members"] = member_report(model, splits)
     if splits.task == "classification":
         metrics["train/acc"] = state.last_metrics.get("train/acc")
     return metrics
+
+
+def suspicious(state: FitState, splits: Splits) -> str:
+    """Why a completed run's numbers should not be trusted, or "": its training loss ended above
+    its first epoch's (training went backwards), or its best val/acc is at chance (no better than
+    always predicting the validation split's most frequent class)."""
+    if state.status != "completed":
+        return ""
+    first, last = state.first_train_loss, state.last_metrics.get("train/loss")
+    if state.epoch >= 2 and first is not None and last is not None and last > first:
+        return (f"the training loss rose from {first:.4g} in epoch 1 to {last:.4g} in epoch {state.epoch}: "
+                "training went backwards, usually a learning rate too large for the batch size; "
+                "lower optimizer.lr")
+    acc = state.best_metrics.get("val/acc")
+    if acc is not None and len(splits.y_val):
+        chance = float(torch.bincount(splits.y_val.cpu()).max()) / len(splits.y_val)
+        if acc <= chance + CHANCE_MARGIN:
+            return (f"the best val/acc {acc:.4f} is at chance (always predicting the most frequent class "
+                    f"scores {chance:.4f}): the model learned nothing; lower optimizer.lr or train longer")
+    return ""

@@ -185,7 +185,7 @@ class Member:
         metrics = {**train, **val, "lr": self.lr, "throughput/samples_per_s": seen / max(seconds, 1e-9)}
         self.schedule.after_epoch(epoch, metrics.get("val_raw/loss", metrics["val/loss"]))
         self.logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)
-        state.epoch, state.last_metrics, state.cursor = epoch, metrics, None
+        state.end_epoch(epoch, metrics)
         if improved(metrics[self.monitor], state.best_value, mode_for(self.monitor)):
             state.best_value, state.best_epoch = metrics[self.monitor], epoch
             state.best_metrics = {k: v for k, v in metrics.items() if k.startswith(("val/", "val_raw/"))}
