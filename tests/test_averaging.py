@@ -130,3 +130,36 @@ def test_resume_restores_averaging_warmup_and_early_stopping(cfg_factory, tmp_pa
     a, b = (load_checkpoint(tmp_path / n / "checkpoints" / "last.pt") for n in ("full", "split"))
     assert a["early_stopping"] == b["early_stopping"] and a["scheduler"] == b["scheduler"]
     assert all(torch.equal(v, b["averaging"]["averaged"][k]) for k, v in a["averaging"]["averaged"].items())
+
+
+def test_swa_tests_averaged_weights_even_when_a_plain_epoch_validated_better(tmp_path):
+    from trainer.fit import FitState, keep_if_best
+
+    class Average:  # what keep_if_best reads of a WeightAverage
+        def __init__(self, start_epoch, count):
+            self.start_epoch, self.count = start_epoch, count
+            self.module = torch.nn.Linear(1, 1)
+
+    plain = torch.nn.Linear(1, 1)
+    state = FitState()
+    for epoch, loss in ((1, 0.5), (2, 0.1)):  # before averaging: plain weights, best kept as usual
+        state.epoch = epoch
+        keep_if_best(state, {"val/loss": loss}, "val/loss", plain, Average(3, 0))
+    assert state.best_epoch == 2 and state.best_value == 0.1
+    avg = Average(3, 5)
+    state.epoch = 3  # the first averaged epoch validates worse, and still becomes the best
+    keep_if_best(state, {"val/loss": 0.3, "val_raw/loss": 0.2}, "val/loss", plain, avg)
+    assert state.best_epoch == 3 and state.best_value == 0.3
+    assert torch.equal(state.best_weights["weight"], avg.module.weight)
+    state.epoch = 4  # from then on, only a better averaged epoch replaces it
+    keep_if_best(state, {"val/loss": 0.4}, "val/loss", plain, avg)
+    assert state.best_epoch == 3
+
+
+def test_a_swa_run_reports_its_averaged_weights(tmp_path):
+    from tests.conftest import make_cfg
+    from trainer.run import run
+
+    metrics = run(make_cfg("data=gaussians", "epochs=6", "averaging=swa", "averaging.start_epoch=5"),
+                  tmp_path / "run")
+    assert metrics["best_epoch"] >= 5 and "val_raw/loss" in metrics

@@ -30,6 +30,9 @@ def summary(metrics: dict, out_dir: Path) -> str:
         + (f" (stopped by {stopped.replace('_', ' ')})" if stopped != "epochs" else ""),
         "  " + "  ".join(f"{k} {metrics[k]:.4f}" for k in shown)
         + f"  (val at best epoch {metrics['best_epoch']})",
+        *(["  the trained weights without averaging at that epoch: " + "  ".join(
+            f"{k} {metrics[k]:.4f}" for k in ("val_raw/loss", "val_raw/acc") if k in metrics)]
+          if "val_raw/loss" in metrics else []),
         f"logs, checkpoints, metrics.json: {out_dir}",
         f"view with: tensorboard --logdir {out_dir}",
     ]

@@ -258,12 +258,7 @@ def _record_epoch(training: Training, options: FitOptions, hooks: FitHooks, stat
         hooks.layer_stats(epoch)
     state.end_epoch(epoch, metrics)
     value = metrics[options.monitor]
-    if improved(value, state.best_value, mode_for(options.monitor)):
-        avg = training.averaging
-        evaluated = avg.module if avg is not None and avg.count else training.model
-        state.best_value, state.best_epoch = value, epoch
-        state.best_metrics = {k: v for k, v in metrics.items() if k.startswith(("val/", "val_raw/"))}
-        state.best_weights = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
+    keep_if_best(state, metrics, options.monitor, training.model, training.averaging)
     log.info("epoch %d/%d  %s", epoch, options.epochs, "  ".join(
         f"{k} {v:.4g}" for k, v in metrics.items() if k != "throughput/samples_per_s")
         + f"  {metrics['throughput/samples_per_s']:,.0f} samples/s")
@@ -282,6 +277,22 @@ def _record_epoch(training: Training, options: FitOptions, hooks: FitHooks, stat
         state.status, state.reason = "pruned", pruned
     elif hooks.stop_requested():  # a signal during validation or checkpointing
         state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"
+
+
+def keep_if_best(state: FitState, metrics: dict[str, float], monitor: str, model: nn.Module,
+                 averaging: WeightAverage | None) -> None:
+    """Keep this epoch's evaluated weights as the best when its `monitor` improved. With weight
+    averaging the average is the result: the first epoch that has one replaces a best from before
+    averaging began (SWA's `start_epoch`), whatever its value, so the weights chosen and tested are
+    always averaged ones once averaging has started."""
+    averaged = averaging is not None and averaging.count > 0
+    first_average = averaged and state.best_epoch < averaging.start_epoch
+    if not (first_average or improved(metrics[monitor], state.best_value, mode_for(monitor))):
+        return
+    evaluated = averaging.module if averaged else model
+    state.best_value, state.best_epoch = metrics[monitor], state.epoch
+    state.best_metrics = {k: v for k, v in metrics.items() if k.startswith(("val/", "val_raw/"))}
+    state.best_weights = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
 
 
 def penalty_metrics(penalty: Penalty | None) -> dict[str, float]:

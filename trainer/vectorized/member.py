@@ -25,7 +25,7 @@ from trainer.checkpoint import Checkpointer, remove_stale_temporaries, restore, 
 from trainer.config import check_monitor
 from trainer.data import Splits
 from trainer.data.targets import original_units
-from trainer.fit import FitState, Training, diverged, validation_metrics
+from trainer.fit import FitState, Training, diverged, keep_if_best, validation_metrics
 from trainer.logger import RunLogger, run_hparams
 from trainer.loop import num_batches
 from trainer.outcome import run_metrics, test_metrics
@@ -33,7 +33,7 @@ from trainer.resume import check_data, plan_resume
 from trainer.run import seed_everything
 from trainer.rundir import RunFolder
 from trainer.runinfo import run_meta
-from trainer.stopping import EarlyStopping, improved, mode_for, resolve_monitor
+from trainer.stopping import EarlyStopping, mode_for, resolve_monitor
 from trainer.tb import truncate_events
 from trainer.trial import epoch_reporter
 from trainer.vectorized.saving import recover
@@ -186,12 +186,7 @@ class Member:
         self.schedule.after_epoch(epoch, metrics.get("val_raw/loss", metrics["val/loss"]))
         self.logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)
         state.end_epoch(epoch, metrics)
-        if improved(metrics[self.monitor], state.best_value, mode_for(self.monitor)):
-            state.best_value, state.best_epoch = metrics[self.monitor], epoch
-            state.best_metrics = {k: v for k, v in metrics.items() if k.startswith(("val/", "val_raw/"))}
-            averaging = self.averaging
-            evaluated = averaging.module if averaging is not None and averaging.count else self.model
-            state.best_weights = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
+        keep_if_best(state, metrics, self.monitor, self.model, self.averaging)
         log.debug("%s epoch %d  %s", self.name, epoch, "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         self.pruned = self.prune(epoch, metrics[self.monitor]) if self.prune is not None else ""
         if self.stopping.update(metrics[self.monitor]):
