@@ -1,7 +1,9 @@
 """The figures of README "The lectures' comparisons", from a finished sweep and the report's numbers.
 
-    python scripts/claim_figures.py SWEEP_DIR OUT.png select=KEY[,KEY] [x=epoch,step,time]
-        [kind=curves|capacity]
+    python scripts/claim_figures.py SWEEP_DIR select=KEY[,KEY] [x=epoch,step,time]
+        [kind=curves|capacity] [out=PATH.png]
+
+The figure goes into the sweep folder (SWEEP_DIR/claim.png) unless `out=` names another file.
 
 The choosing is the report's (`python -m trainer.report SWEEP_DIR select=KEY`): for each value of
 the select keys, the setting of the other swept keys (the learning rate) with the best mean
@@ -131,13 +133,14 @@ def figure(sweep: Path, out: Path, keys: list[str], axes: list[str], kind: str) 
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) < 3:
+    options = dict(a.split("=", 1) for a in argv[1:] if "=" in a)
+    if not argv or any("=" not in a for a in argv[1:]) or "select" not in options:
         sys.exit(__doc__)
-    options = dict(a.split("=", 1) for a in argv[2:])
     keys = options["select"].split(",")
     axes = options.get("x", "epoch").split(",")
-    figure(Path(argv[0]), Path(argv[1]), keys, axes, options.get("kind", "curves"))
-    print(f"wrote {argv[1]}")
+    out = Path(options.get("out", Path(argv[0]) / "claim.png"))
+    figure(Path(argv[0]), out, keys, axes, options.get("kind", "curves"))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

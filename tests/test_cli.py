@@ -79,3 +79,8 @@ def test_claim_figure_labels_give_the_rate_of_the_chosen_arm(optimizers_sweep, t
     for choice in choices:
         name, rate = choice.value["optimizer"], choice.chosen.setting["arms.rate"]
         assert claim_figures.label(choice) == f"{name} (lr={rates[name][rate]})"
+    # from the command line, the figure goes into the sweep folder unless out= names a file
+    claim_figures.main([str(optimizers_sweep), "select=optimizer"])
+    assert (optimizers_sweep / "claim.png").stat().st_size > 10_000
+    claim_figures.main([str(optimizers_sweep), "select=optimizer", f"out={tmp_path / 'b.png'}"])
+    assert (tmp_path / "b.png").is_file()
