@@ -257,6 +257,10 @@ def test_representative_commands_run_as_written(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_the_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    block = re.search(r"```python\n(.*?)```", README.read_text(), flags=re.S).group(1)
-    exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    section = README.read_text().split("## Using it from Python")[1].split("\n## ")[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the README's own examples
     assert (tmp_path / "outputs" / "from-python" / "metrics.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]  # Trainer's run: a temporary folder

@@ -64,8 +64,6 @@ def rebuild(ckpt: dict[str, Any], data_overrides: list[str] | None = None,
     `device`, and its data rebuilt (the same split) with the saved preprocessing."""
     from trainer.build import build_data
     from trainer.data import prepare_data
-    from trainer.device import resolve_device
-    from trainer.ensemble import build_predictor
 
     cfg = with_targets(OmegaConf.create(ckpt["config"]))
     if data_overrides:
@@ -83,14 +81,23 @@ def rebuild(ckpt: dict[str, Any], data_overrides: list[str] | None = None,
         raise DataError(f"the data has {splits.in_dim} features and {splits.out_dim} outputs (classes) "
                         f"but the checkpoint's model maps {in_dim} to {out_dim}; evaluate it on data like "
                         "the data it was trained on")
+    return load_model(ckpt, cfg, splits.task == "classification", device), splits, cfg
+
+
+def load_model(ckpt: dict[str, Any], cfg: DictConfig, classification: bool, device: str = "auto") -> Any:
+    """The checkpoint's model with its weights, on `device`, in eval mode."""
+    from trainer.device import resolve_device
+    from trainer.ensemble import build_predictor
+
+    in_dim, out_dim = model_dims(ckpt["model"])
     # an ensemble's checkpoint holds all its members and their alphas: it is evaluated as one model
-    model = build_predictor(cfg, splits.in_dim, splits.out_dim, splits.task == "classification")
+    model = build_predictor(cfg, in_dim, out_dim, classification)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise DataError(f"the checkpoint's weights do not fit the model its config describes ({exc})"
                         ) from exc
-    return model.to(resolve_device(device)).eval(), splits, cfg
+    return model.to(resolve_device(device)).eval()
 
 
 def split_names(split: str) -> tuple[str, ...]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
+import time
 from pathlib import Path
 
 import trainer
@@ -19,12 +21,13 @@ def git_commit() -> str:
 
 
 def hydra_output_dir() -> Path:
-    """The run's folder: Hydra's output directory, or the current one outside Hydra."""
+    """The run's folder: Hydra's output directory, or a new `outputs/DATE/TIME-ID` outside Hydra."""
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
-    return Path.cwd()
+    # run(cfg) from Python without out_dir: a new folder as the command line makes, never the current one
+    return Path("outputs") / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-{secrets.token_hex(3)}"
 
 
 def run_meta(device: object) -> dict[str, str]:
