@@ -39,6 +39,15 @@ def summary(metrics: dict, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def job_line(metrics: dict, out_dir: Path) -> str:
+    """A sweep job's one line: its folder, how it ended, and its numbers (the sweep's end says where
+    to look at all of them)."""
+    shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in ("val/loss", "val/acc", "test/loss", "test/acc")
+                      if k in metrics)
+    return (f"{out_dir.name}: {metrics['status']} in {metrics['wall_time_s']:.1f} s, "
+            f"{metrics['epochs']} epochs  {shown}  (best epoch {metrics['best_epoch']})")
+
+
 def sweep_monitor(cfg: DictConfig, direction: object) -> str:
     """The job's monitor, checked against the sweeper's direction (a wrong pair stops the sweep)."""
     try:
@@ -73,7 +82,7 @@ def job_value(metrics: dict, cfg: DictConfig, out: Path, multirun: bool) -> floa
             return worst(metrics["monitor"])
         fail(message, 3)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
-        print(summary(metrics, out))
+        print(job_line(metrics, out) if multirun else summary(metrics, out))
     if metrics["status"] == "pruned":  # only in an Optuna search: its sweeper marks the trial pruned
         import optuna
 

@@ -259,9 +259,7 @@ def _record_epoch(training: Training, options: FitOptions, hooks: FitHooks, stat
     state.end_epoch(epoch, metrics)
     value = metrics[options.monitor]
     keep_if_best(state, metrics, options.monitor, training.model, training.averaging)
-    log.info("epoch %d/%d  %s", epoch, options.epochs, "  ".join(
-        f"{k} {v:.4g}" for k, v in metrics.items() if k != "throughput/samples_per_s")
-        + f"  {metrics['throughput/samples_per_s']:,.0f} samples/s")
+    log.info("%s", epoch_line(epoch, options.epochs, metrics))
     pruned = hooks.prune(epoch, value) if hooks.prune is not None else ""  # every epoch, the last too
     if training.stopping is not None and training.stopping.update(value):
         state.stopped_by = "early_stopping"
@@ -277,6 +275,17 @@ def _record_epoch(training: Training, options: FitOptions, hooks: FitHooks, stat
         state.status, state.reason = "pruned", pruned
     elif hooks.stop_requested():  # a signal during validation or checkpointing
         state.status, state.reason = "interrupted", f"stopped after epoch {epoch}"
+
+
+def epoch_line(epoch: int, epochs: int, metrics: dict[str, float]) -> str:
+    """The console's line for an epoch: fixed decimals, so the columns of successive lines align."""
+    width = len(str(epochs))
+    values = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                       if k not in ("lr", "throughput/samples_per_s"))
+    rate = f"  lr {metrics['lr']:.3g}" if "lr" in metrics else ""
+    speed = metrics.get("throughput/samples_per_s")
+    return (f"epoch {epoch:>{width}}/{epochs}  {values}{rate}"
+            + (f"  {speed:,.0f} samples/s" if speed is not None else ""))
 
 
 def keep_if_best(state: FitState, metrics: dict[str, float], monitor: str, model: nn.Module,

@@ -210,6 +210,12 @@ class SweepCallback(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         record_process(config.hydra.runtime.output_dir)
 
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Where to look at the whole sweep, once, after the jobs' one line each."""
+        sweep = Path(str(config.hydra.sweep.dir))
+        print(f"sweep done: {sweep}\n  compare the jobs: python -m trainer.report {sweep}\n"
+              f"  view with: tensorboard --logdir {sweep}")
+
 
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("trainer_job_dir"):
