@@ -75,19 +75,32 @@ def _hparam_info(name: str, value: Any, differs: bool) -> Any:
     return api_pb2.HParamInfo(name=name, type=kind, differs=differs)
 
 
-def hparam_names(keys: set[str], hparams: Mapping[str, Any]) -> set[str]:
-    """The HParams columns of swept override keys: a group (`data`) is its `name` key, or its own
-    column (its `_target_`)."""
-    names = set()
+def config_choices() -> dict[str, str]:
+    """The config chosen in each group of this job (`optimizer: momentum`), from Hydra's runtime
+    config; empty outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    return {str(k): str(v) for k, v in HydraConfig.get().runtime.choices.items()
+            if v is not None and not str(k).startswith("hydra/")}
+
+
+def hparam_names(keys: list[str], hparams: Mapping[str, Any]) -> list[str]:
+    """The HParams columns of swept override keys, in their order: a key's own column, or for a
+    data set its `name` key."""
+    names: list[str] = []
     for key in keys:
-        match = [n for n in (f"{key}.name", key) if n in hparams]
-        names.update(match[:1])
+        match = [n for n in (key, f"{key}.name") if n in hparams and n not in names]
+        names.extend(match[:1])
     return names
 
 
-def write_sweep_experiment(sweep_dir: Path, config: DictConfig, swept: set[str]) -> Path:
-    """One HParams experiment for the whole sweep, in the sweep folder: every job's columns, the
-    swept ones marked as differing (TensorBoard lists those first), and the final metrics.
+def write_sweep_experiment(sweep_dir: Path, config: DictConfig, swept: list[str]) -> Path:
+    """One HParams experiment for the whole sweep, in the sweep folder: the swept keys' columns in
+    the command line's order, then the final metrics. Keys that hold one value in the whole sweep
+    are left out (every job's Text tab has its whole config), so TensorBoard's parallel coordinates,
+    which draw the first five columns, draw the swept keys and no all-empty axis.
 
     TensorBoard takes the first experiment summary it finds as the whole experiment; the jobs write
     only their own hyperparameters (session start info), so this one is the only one.
@@ -110,8 +123,7 @@ def write_sweep_experiment(sweep_dir: Path, config: DictConfig, swept: set[str])
         hparams = run_hparams(OmegaConf.to_container(task, resolve=True, throw_on_missing=False))
     finally:
         hydra_config.cfg = before
-    differs = hparam_names(swept, hparams)
-    infos = [_hparam_info(name, value, name in differs) for name, value in hparams.items()]
+    infos = [_hparam_info(name, hparams[name], True) for name in hparam_names(swept, hparams)]
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=FINAL + m), display_name=m)
                for m in FINAL_METRICS]
     for old in sweep_dir.glob("events.out.tfevents.*"):  # a relaunched sweep: one experiment only

@@ -39,8 +39,9 @@ class SweepKeys(metaclass=Singleton):
         self.fixed: list[str] = []
 
 
-def swept_keys(config: DictConfig) -> tuple[set[str], list[str]]:
-    """The keys a sweep varies and those it sets to one value, from its main config.
+def swept_keys(config: DictConfig) -> tuple[list[str], list[str]]:
+    """The keys a sweep varies (in the command line's order, then the sweep's params') and those it
+    sets to one value, from its main config.
 
     Varied: an override with sweep syntax (`optimizer=sgd,adam`, `range(...)`, `choice(...)`) or a key
     of `hydra.sweeper.params` (an experiment's sweep, Optuna's search space).
@@ -49,8 +50,8 @@ def swept_keys(config: DictConfig) -> tuple[set[str], list[str]]:
 
     overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
     params = config.hydra.sweeper.get("params") or {}
-    swept = {o.key_or_group for o in overrides if o.is_sweep_override()}
-    swept |= {str(k).lstrip("+~") for k in params}
+    swept = [o.key_or_group for o in overrides if o.is_sweep_override()]
+    swept = list(dict.fromkeys([*swept, *(str(k).lstrip("+~") for k in params)]))
     fixed = [o.key_or_group for o in overrides if o.key_or_group not in swept]
     return swept, fixed
 

@@ -103,10 +103,16 @@ def known_hparams() -> dict[str, HParamValue]:
     return known
 
 
-def run_hparams(resolved: Mapping[str, Any]) -> dict[str, HParamValue]:
+def run_hparams(resolved: Mapping[str, Any], choices: Mapping[str, str] | None = None
+                ) -> dict[str, HParamValue]:
     """A job's hyperparameters with the same keys in every job of a sweep: its own flattened
-    config, plus every key that another option of its config groups has, with a neutral value."""
+    config, plus every key that another option of its config groups has, with a neutral value.
+    `choices` (Hydra's `runtime.choices`: `optimizer: momentum`) names each group's column by the
+    config chosen, which tells `sgd` from `momentum` where the class (`SGD`) would not."""
     flat = flatten_hparams(resolved)
+    for group, choice in (choices or {}).items():
+        if group in flat and choice is not None:
+            flat[group] = str(choice)
     known = known_hparams()
     for key, value in flat.items():
         if value is None:  # null: the column's "not set", a NaN in a numeric column (cosine's T_max)

@@ -186,7 +186,7 @@ def open_logger(out: Path, world: distributed.World, plan: Resumption, resolved:
         truncate_events(out, state.epoch, state.step)
     logger = RunLogger(out)
     if not plan.same_folder:
-        logger.hparams(run_hparams(resolved))
+        logger.hparams(run_hparams(resolved, dashboard.config_choices()))
         logger.describe(dashboard.config_text(resolved), dashboard.command_line())
     return logger
 

@@ -130,7 +130,7 @@ class Member:
         self.logger = RunLogger(out)
         stack.callback(self.logger.close)
         if not plan.same_folder:
-            self.logger.hparams(run_hparams(self.resolved))
+            self.logger.hparams(run_hparams(self.resolved, dashboard.config_choices()))
             self.logger.describe(dashboard.config_text(self.resolved), dashboard.command_line())
         # Read every step: plain values, not DictConfig lookups (microseconds each, times M per step).
         self.grad_clip, self.max_steps = cfg.grad_clip, cfg.max_steps
