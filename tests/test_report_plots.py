@@ -1,0 +1,56 @@
+"""trainer.report_plots: what the report's figures draw, read back from the matplotlib objects."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from matplotlib.figure import Figure
+
+from trainer.report import Job
+from trainer.report_plots import axis_positions, mean_per_value, outside
+
+
+def job(name: str, lr: str, opt: str, seed: str, acc: float) -> Job:
+    return Job(name, {"optimizer.lr": lr, "optimizer": opt, "seed": seed}, "val/acc", "completed",
+               values={"val/acc": acc})
+
+
+JOBS = [job("0", "0.01", "sgd", "0", 0.5), job("1", "0.01", "sgd", "1", 0.7),
+        job("2", "0.1", "sgd", "0", 0.9), job("3", "0.1", "sgd", "1", 0.8),
+        job("4", "0.01", "adam", "0", 0.95), job("5", "0.1", "adam", "0", 0.92)]
+
+
+def test_mean_and_sample_std_per_value_in_x_order():
+    ax = Figure().add_subplot()
+    sgd = [j for j in JOBS if j.overrides["optimizer"] == "sgd"]
+    position = axis_positions(ax, [j.overrides["optimizer.lr"] for j in sgd])
+    assert position == {"0.01": 0.01, "0.1": 0.1} and ax.get_xscale() == "log"  # a factor of 10: log
+    xs, means, stds = mean_per_value(sgd, "optimizer.lr", position, "val/acc")
+    assert xs == [0.01, 0.1] and means == pytest.approx([0.6, 0.85])
+    assert stds == pytest.approx([statistics.stdev([0.5, 0.7]), statistics.stdev([0.9, 0.8])])
+    ax = Figure().add_subplot()
+    assert axis_positions(ax, ["sgd", "adam", "sgd"]) == {"sgd": 0.0, "adam": 1.0}  # categories
+
+
+def test_params_figure_has_one_line_per_hue_and_no_seed_panel(tmp_path, monkeypatch):
+    import trainer.report_plots as plots
+
+    saved = {}
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, dpi: saved.update(fig=fig))
+    plots.plot_params(JOBS, ["optimizer.lr", "optimizer", "seed"], JOBS[4], "val/acc", tmp_path / "p.png")
+    axes = saved["fig"].axes
+    assert [a.get_xlabel() for a in axes] == ["optimizer.lr", "optimizer"]  # seeds are averaged
+    legend = axes[0].get_legend()
+    assert legend.get_title().get_text() == "optimizer"
+    assert sorted(t.get_text() for t in legend.get_texts()) == ["adam", "best (job 4)", "sgd"]
+    sgd_line = axes[0].lines[0]
+    assert list(sgd_line.get_ydata()) == pytest.approx([0.6, 0.85])
+
+
+def test_legends_beyond_five_entries_go_outside_the_axes():
+    ax = Figure().add_subplot()
+    for i in range(8):
+        ax.plot([0, 1], [i, i], label=str(i))
+    outside(ax, 8)
+    assert ax.get_legend()._loc != 0 and ax.get_legend().get_bbox_to_anchor().x0 > ax.bbox.x1 - 1
