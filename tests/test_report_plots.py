@@ -54,3 +54,18 @@ def test_legends_beyond_five_entries_go_outside_the_axes():
         ax.plot([0, 1], [i, i], label=str(i))
     outside(ax, 8)
     assert ax.get_legend()._loc != 0 and ax.get_legend().get_bbox_to_anchor().x0 > ax.bbox.x1 - 1
+
+
+def test_a_table_wider_than_the_terminal_leaves_out_constant_columns_then_ranges():
+    from trainer.report_print import format_table
+
+    table = [{"best": "*" if i == 0 else "", "job": str(i), "n": 5, "val/acc": f"0.9{i}00 ± 0.0100",
+              "val/acc min..max": "0.9000..0.9500", "test/acc": f"0.8{i}00 ± 0.0200",
+              "test/acc min..max": "0.8000..0.8500", "status": "completed"} for i in range(3)]
+    full = format_table(table)
+    assert "min..max" in full and max(len(line) for line in full.splitlines()) > 80
+    fitted = format_table(table, width=80).splitlines()
+    assert all(len(line) <= 80 for line in fitted[:-1])
+    assert fitted[0].split() == ["best", "job", "val/acc", "test/acc", "test/acc", "min..max", "status"]
+    assert fitted[-1].startswith("(left out to fit the terminal's 80 columns: n, val/acc min..max;")
+    assert format_table(table, width=500) == full  # wide enough: everything

@@ -31,12 +31,52 @@ def rows(jobs: list[Job], keys: list[str], best: Job | None) -> list[dict[str, o
     return out
 
 
-def format_table(table: list[dict[str, object]]) -> str:
-    """Aligned columns, one line per job."""
+def format_table(table: list[dict[str, object]], width: int | None = None) -> str:
+    """Aligned columns, one line per job; within `width` characters when given, by leaving out
+    columns (fit_columns) and saying which."""
     header = list(table[0])
     cells = [header] + [[cell(row[k]) for k in header] for row in table]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+    kept = fit_columns(header, cells, widths, width) if width else header
+    index = [header.index(k) for k in kept]
+    text = "\n".join("  ".join(r[i].ljust(widths[i]) for i in index).rstrip() for r in cells)
+    left_out = [k for k in header if k not in kept]
+    if left_out:
+        text += (f"\n(left out to fit the terminal's {width} columns: {', '.join(left_out)}; "
+                 "all are in the CSV)")
+    return text
+
+
+# Left out first when a table is wider than the terminal: ranges, then the jobs' numbers, then the
+# training metrics (the report chooses and compares on validation and test).
+DROP_ORDER = ("min..max", "jobs", "train/", "wall_s", "epochs")
+
+
+def fit_columns(header: list[str], cells: list[list[str]], widths: list[int], width: int) -> list[str]:
+    """The columns to print within `width`: first without those that hold one value in every row,
+    then without the DROP_ORDER kinds in turn, until the table fits (or nothing more can go)."""
+    kept = list(header)
+
+    def total() -> int:
+        return sum(widths[header.index(k)] + 2 for k in kept) - 2
+
+    constant = [k for i, k in enumerate(header) if k not in ("best", "job", "status")
+                and len({r[i] for r in cells[1:]}) == 1]
+    for group in [constant, *([k for k in header if kind in k] for kind in DROP_ORDER)]:
+        for key in group:
+            if total() <= width:
+                return kept
+            if key in kept:
+                kept.remove(key)
+    return kept
+
+
+def terminal_width() -> int | None:
+    """The terminal's width when the report prints to one; None (no limit) in a file or a pipe."""
+    import shutil
+    import sys
+
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
 def write_csv(table: list[dict[str, object]], path: Path) -> None:
@@ -49,7 +89,7 @@ def write_csv(table: list[dict[str, object]], path: Path) -> None:
 def print_jobs(jobs: list[Job], keys: list[str], best: Job | None, monitor: str, csv_path: Path) -> None:
     """One row per job (a sweep without repeated seeds), the best marked."""
     table = rows(jobs, keys, best)
-    print("\n" + format_table(table))
+    print("\n" + format_table(table, terminal_width()))
     if best is not None:
         print(f"\nbest on {monitor}: job {best.name} ({label(best, keys).split(': ', 1)[1]}) "
               f"{monitor} {best.score(monitor):.4f}")
@@ -61,7 +101,7 @@ def print_groups(groups: list[Group], averaged: list[str], best: Group | None, m
     """One row per setting: n and mean ± std over its completed jobs (report.csv: the numbers)."""
     print(f"one row per setting: n completed jobs over {','.join(averaged)}; mean ± std (sample std, "
           "n - 1) and min..max over them; per job: report_jobs.csv\n")
-    print(format_table(group_rows(groups, METRICS, best, printed=True)))
+    print(format_table(group_rows(groups, METRICS, best, printed=True), terminal_width()))
     if best is not None:
         print(f"\nbest on mean {monitor}: {best.title()} {monitor} {best.stats(monitor).text()} "
               f"(n={len(best.completed)})")
@@ -73,7 +113,7 @@ def print_select(choices: list[Choice], keys: list[str], monitor: str, csv_path:
     test = test_metric(monitor)
     print(f"\nselect={','.join(keys)}: for each value, the setting with the best mean {monitor} "
           f"(settings whose jobs all completed); {test} of that setting, never used to choose\n")
-    print(format_table(select_rows(choices, keys, monitor, printed=True)))
+    print(format_table(select_rows(choices, keys, monitor, printed=True), terminal_width()))
     write_csv(select_rows(choices, keys, monitor, printed=False), csv_path)
 
 
