@@ -24,7 +24,7 @@ from pathlib import Path
 
 from trainer.report import read_sweep, sweep_monitor, swept_keys
 from trainer.report_axes import AXIS_LABELS, group_series
-from trainer.report_stats import Choice, group_jobs, select, test_metric
+from trainer.report_stats import ARM_KEY, Choice, group_jobs, resolved_lr, select, test_metric
 
 DIGITS_IN, DIGITS_OUT = 64, 10  # the notes' d and K for the 8x8 digits
 
@@ -35,16 +35,16 @@ def notes_estimate(depth: int, width: int, d: int = DIGITS_IN, k: int = DIGITS_O
 
 
 def label(choice: Choice) -> str:
-    """The value and its chosen setting; `arms.rate=high` as the rate it picks from the
-    experiment's table (`arms.lr`, keyed by the value: configs/experiment/digits_optimizers.yaml)."""
+    """The value and its chosen setting; `arms.rate=high` as the rate it stands for in the
+    experiment's table (`arms.lr`: configs/experiment/digits_optimizers.yaml)."""
     chosen = choice.chosen
     if chosen is None:
         return ", ".join(choice.value.values())
     others = chosen.others(list(choice.value))
-    table = chosen.jobs[0].config.get("arms") or {}
-    if "arms.rate" in others and len(choice.value) == 1:
-        rates = table.get("lr", {}).get(next(iter(choice.value.values())), {})
-        others["lr"] = str(rates.get(others.pop("arms.rate"), "?"))
+    lr = resolved_lr(chosen.jobs[0]) if ARM_KEY in others else None
+    if lr is not None:
+        del others[ARM_KEY]
+        others["lr"] = f"{lr:g}"
     rate = " ".join(f"{k}={v}" for k, v in others.items())
     return ", ".join(choice.value.values()) + (f" ({rate})" if rate else "")
 

@@ -78,9 +78,26 @@ def test_claim_figure_labels_give_the_rate_of_the_chosen_arm(optimizers_sweep, t
     assert sorted(choice.value["optimizer"] for choice in choices) == ["adam", "sgd"]
     for choice in choices:
         name, rate = choice.value["optimizer"], choice.chosen.setting["arms.rate"]
-        assert claim_figures.label(choice) == f"{name} (lr={rates[name][rate]})"
+        assert claim_figures.label(choice) == f"{name} (lr={rates[name][rate]:g})"
     # from the command line, the figure goes into the sweep folder unless out= names a file
     claim_figures.main([str(optimizers_sweep), "select=optimizer"])
     assert (optimizers_sweep / "claim.png").stat().st_size > 10_000
     claim_figures.main([str(optimizers_sweep), "select=optimizer", f"out={tmp_path / 'b.png'}"])
     assert (tmp_path / "b.png").is_file()
+
+
+def test_select_names_the_rate_an_arm_chose_and_a_choice_at_the_grid_edge(optimizers_sweep, capsys):
+    from trainer import report
+
+    report.main([str(optimizers_sweep), "select=optimizer", f"out={optimizers_sweep / 'sel'}"])
+    out = capsys.readouterr().out
+    rates = {"sgd": {"low": 0.1, "high": 1.0}, "adam": {"low": 0.001, "high": 0.01}}  # the table
+    table = out.split("never used to choose\n\n")[1].splitlines()
+    for name in ("sgd", "adam"):
+        row = next(line for line in table if line.startswith(name + " "))
+        rate = row.split("(arms.rate=")[1].split(")")[0]
+        assert f"optimizer.lr={rates[name][rate]:g} (arms.rate={rate})" in row
+        # two rates tried per arm: whichever was chosen is at an edge, and the report says so
+        side = "highest" if rate == "high" else "lowest"
+        assert f"{name}: optimizer.lr={rates[name][rate]:g} is the {side} of the 2 values tried: " \
+               "at the edge of the grid, widen it" in out

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from trainer.report_axes import group_series
 from trainer.report_plots import cell, label, plot_curves
-from trainer.report_stats import METRICS, Choice, Group, group_rows, select_rows, test_metric
+from trainer.report_stats import METRICS, Choice, Group, grid_edge, group_rows, select_rows, test_metric
 
 if TYPE_CHECKING:
     from trainer.report import Job
@@ -114,6 +114,9 @@ def print_select(choices: list[Choice], keys: list[str], monitor: str, csv_path:
     print(f"\nselect={','.join(keys)}: for each value, the setting with the best mean {monitor} "
           f"(settings whose jobs all completed); {test} of that setting, never used to choose\n")
     print(format_table(select_rows(choices, keys, monitor, printed=True), terminal_width()))
+    for choice in choices:
+        for note in grid_edge(choice, keys):
+            print(f"{' '.join(cell(v) for v in choice.value.values())}: {note}")
     write_csv(select_rows(choices, keys, monitor, printed=False), csv_path)
 
 

@@ -71,6 +71,17 @@ class Group:
     def title(self) -> str:
         return " ".join(f"{k}={cell(v)}" for k, v in self.setting.items()) or "all jobs"
 
+    def shown(self, keys: list[str]) -> dict[str, str]:
+        """`others(keys)` as a reader wants it: an experiment's `arms.rate=high` as the rate it
+        stands for, `optimizer.lr=0.1 (arms.rate=high)`."""
+        shown = self.others(keys)
+        rate = shown.get(ARM_KEY)
+        lr = resolved_lr(self.jobs[0]) if rate is not None and self.jobs else None
+        if lr is not None:
+            del shown[ARM_KEY]
+            shown["optimizer.lr"] = f"{lr:g} ({ARM_KEY}={rate})"
+        return shown
+
 
 def check_keys(option: str, given: list[str], swept: list[str], averaged: list[str] | None = None) -> None:
     """Keys named by `over=` or `select=` must be swept keys of the sweep (for select=, not averaged)."""
@@ -173,7 +184,7 @@ def select_rows(choices: list[Choice], keys: list[str], monitor: str,
         if chosen is None:
             row["chosen"] = f"none of {len(choice.candidates)} settings has every job completed"
         else:
-            row["chosen"] = " ".join(f"{k}={cell(v)}" for k, v in chosen.others(keys).items()) or "-"
+            row["chosen"] = " ".join(f"{k}={cell(v)}" for k, v in chosen.shown(keys).items()) or "-"
         row.update({"settings": len(choice.candidates), "n": len(chosen.completed) if chosen else ""})
         for metric in (monitor, test):
             found = chosen.stats(metric) if chosen is not None else None
@@ -186,3 +197,67 @@ def select_rows(choices: list[Choice], keys: list[str], monitor: str,
             row[f"{test} min..max"] = f"{cell(found.lo)}..{cell(found.hi)}" if found else ""
         out.append(row)
     return out
+
+
+# An experiment's per-arm rate tables (configs/experiment/*.yaml): `arms.rate` picks a row of `arms.lr`.
+ARM_KEY = "arms.rate"
+
+
+def resolved_lr(job: Job) -> float | None:
+    """The learning rate a job trained with, from its saved config, where the config computes it
+    (an experiment's `optimizer.lr: ${arms.lr...${arms.rate}}`); None when it cannot tell."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    raw = (job.config.get("optimizer") or {}).get("lr")
+    if not isinstance(raw, str) or "${" not in raw:
+        return None
+    # Hydra's `${hydra:runtime.choices.GROUP}` is known only in the job's process: the choice is in
+    # the job's overrides, or in its .hydra/hydra.yaml.
+    text = re.sub(r"\$\{hydra:runtime\.choices\.([\w/]+)\}", lambda m: group_choice(job, m.group(1)), raw)
+    try:
+        config = OmegaConf.create({**job.config, "optimizer": {**job.config["optimizer"], "lr": text}})
+        return float(config.optimizer.lr)
+    except Exception:  # a config this report does not understand: show the setting as it is
+        return None
+
+
+def group_choice(job: Job, group: str) -> str:
+    if group in job.overrides:
+        return str(job.overrides[group])
+    from omegaconf import OmegaConf
+
+    hydra_yaml = job.path / ".hydra" / "hydra.yaml" if job.path is not None else None
+    if hydra_yaml is None or not hydra_yaml.is_file():
+        return ""
+    return str(OmegaConf.load(hydra_yaml).hydra.runtime.choices.get(group, ""))
+
+
+def grid_edge(choice: Choice, keys: list[str]) -> list[str]:
+    """For a chosen setting, each numeric swept value (or arm's rate) that is the lowest or highest
+    of those tried for this value of `keys`: the best may lie beyond the grid."""
+    chosen = choice.chosen
+    if chosen is None or len(choice.candidates) < 2:
+        return []
+    notes = []
+    for key in chosen.others(keys):
+        def number(group: Group, key: str = key) -> float | None:
+            if key == ARM_KEY and group.jobs:
+                return resolved_lr(group.jobs[0])
+            try:
+                return float(group.setting[key])
+            except ValueError:
+                return None
+
+        tried = {number(g) for g in choice.candidates if all(g.setting[k] == chosen.setting[k]
+                                                              for k in chosen.others(keys) if k != key)}
+        value = number(chosen)
+        if value is None or None in tried or len(tried) < 2:
+            continue
+        name = "optimizer.lr" if key == ARM_KEY else key
+        if value in (min(tried), max(tried)):
+            side = "highest" if value == max(tried) else "lowest"
+            notes.append(f"{name}={value:g} is the {side} of the {len(tried)} values tried: "
+                         "at the edge of the grid, widen it")
+    return notes
