@@ -46,10 +46,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # worker (--dist loadfile) in collection order (--no-loadscope-reorder): starting these first keeps
 # one of them from running alone at the end.
 HEAVY_FIRST = ("test_readme.py", "test_reliability_cli.py", "test_optuna.py", "test_vectorized_cli.py",
-               "test_bad_values.py", "test_dashboards.py", "test_packaging.py", "test_cli.py", "test_report_stats.py",
-               "test_vectorized.py", "test_landscape.py", "test_sweeps.py", "test_configs.py",
-               "test_multirun_resume.py", "test_resume_guarantees.py", "test_speed.py", "test_ensembles.py",
-               "test_experiments_13.py", "test_bench.py", "test_data_runs.py", "test_reliability.py")
+               "test_bad_values.py", "test_dashboards.py", "test_packaging.py", "test_cli.py",
+               "test_report_stats.py", "test_vectorized.py", "test_landscape.py", "test_sweeps.py",
+               "test_configs.py", "test_multirun_resume.py", "test_resume_guarantees.py", "test_speed.py",
+               "test_ensembles.py", "test_experiments_13.py", "test_bench.py", "test_data_runs.py",
+               "test_reliability.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
