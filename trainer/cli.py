@@ -42,12 +42,16 @@ def expose_hydra_plugins() -> None:
     current folder is on sys.path. So, when a plugin's `hydra_plugins/` folder is not a listed entry,
     the folder that holds it goes at the end of sys.path (nothing installed is shadowed), and Python
     recomputes a namespace package's `__path__` when sys.path changes. Call it before Hydra's first
-    plugin scan (the start of an entry point); with a real install it changes nothing. We chose this
-    over `pip install -e . --config-settings editable_mode=compat` in the Makefile, which puts the
-    repository root on sys.path too, because it also fixes a user's own plain `pip install -e .`.
+    plugin scan (the start of an entry point); with a real install it changes nothing. Rather than
+    `pip install -e . --config-settings editable_mode=compat` in the Makefile (a .pth line with the
+    repository root, which lists too): that fixes only `make`'s venv, not a user's own plain
+    `pip install -e .`, and setuptools marks the compat mode deprecated.
     """
     for name in PLUGINS:
-        spec = importlib.util.find_spec(name)
+        try:
+            spec = importlib.util.find_spec(name)
+        except ModuleNotFoundError:  # no hydra_plugins at all: Hydra says what is missing
+            continue
         if spec is None or spec.origin is None:
             continue
         folder = Path(spec.origin).resolve().parent.parent  # .../hydra_plugins
