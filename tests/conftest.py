@@ -19,6 +19,7 @@ import runpy
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -45,10 +46,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # worker (--dist loadfile) in collection order (--no-loadscope-reorder): starting these first keeps
 # one of them from running alone at the end.
 HEAVY_FIRST = ("test_readme.py", "test_reliability_cli.py", "test_optuna.py", "test_vectorized_cli.py",
-               "test_bad_values.py", "test_dashboards.py", "test_cli.py", "test_report_stats.py",
-               "test_vectorized.py", "test_landscape.py", "test_sweeps.py", "test_configs.py",
-               "test_multirun_resume.py", "test_resume_guarantees.py", "test_speed.py", "test_ensembles.py",
-               "test_experiments_13.py", "test_bench.py", "test_data_runs.py", "test_reliability.py")
+               "test_bad_values.py", "test_dashboards.py", "test_packaging.py", "test_cli.py",
+               "test_report_stats.py", "test_vectorized.py", "test_landscape.py", "test_sweeps.py",
+               "test_configs.py", "test_multirun_resume.py", "test_resume_guarantees.py", "test_speed.py",
+               "test_ensembles.py", "test_experiments_13.py", "test_bench.py", "test_data_runs.py",
+               "test_reliability.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -98,16 +100,41 @@ def read_metrics(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
 
 
-def cli(*args: str, cwd: str | Path = ROOT, env: dict | None = None,
-        timeout: float = 300, module: str = "trainer") -> subprocess.CompletedProcess:
-    """Run `python -m trainer ARGS` (or another `module`) in a subprocess, as a user would."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+_SESSION_TMP: list[Path] = []  # a folder of pytest's temporary folder for this test process
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _SESSION_TMP.append(tmp_path_factory.mktemp("cwd"))
+
+
+def outside() -> Path:
+    """A fresh empty folder outside the repository: where the CLI helpers run a command unless told
+    (`cwd=`), as a user runs it from a folder of their own. From the repository root, the current
+    folder on sys.path would find the checkout's packages and Hydra plugins, and hide a broken
+    installation."""
+    return Path(tempfile.mkdtemp(prefix="run-", dir=_SESSION_TMP[0]))
+
+
+def subprocess_env(env: dict | None = None) -> dict:
+    """The environment of a CLI subprocess: this one's, without HYDRA_FULL_ERROR (as a user has it)
+    and without PYTHONPATH, so that the installed package (the editable install of `make`) runs."""
+    full_env = {**os.environ, **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    if "PYTHONPATH" not in (env or {}):
+        full_env.pop("PYTHONPATH", None)
+    return full_env
 
 
-def cli_in_process(*args: str, cwd: str | Path = ROOT,
+def cli(*args: str, cwd: str | Path | None = None, env: dict | None = None,
+        timeout: float = 300, module: str = "trainer") -> subprocess.CompletedProcess:
+    """Run `python -m trainer ARGS` (or another `module`) in a subprocess, as a user would, in `cwd`
+    (a fresh folder outside the repository unless given)."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or outside(),
+                          env=subprocess_env(env), capture_output=True, text=True, timeout=timeout)
+
+
+def cli_in_process(*args: str, cwd: str | Path | None = None,
                    module: str = "trainer") -> subprocess.CompletedProcess:
     """`python -m trainer ARGS` (or another `module`) run in this process, as cli() runs it in its own:
     the module's `__main__` code with sys.argv set (Hydra's entry point, its sweepers, launchers and
@@ -117,7 +144,7 @@ def cli_in_process(*args: str, cwd: str | Path = ROOT,
     Where the process itself is tested (signals, kills, concurrent processes, the process record of
     a job, nothing else on stderr at exit), tests use cli() or cli_popen()."""
     out, err = io.StringIO(), io.StringIO()
-    with process_kept(cwd):
+    with process_kept(cwd or outside()):
         sys.argv = [module, *args]
         try:
             with redirect_stdout(out), redirect_stderr(err):
@@ -191,12 +218,11 @@ def restore_logging(before: LoggingState) -> None:
     logging.root.setLevel(logging.root.level)  # and the loggers' cached levels cleared
 
 
-def cli_popen(args: list[str], log: Path) -> subprocess.Popen:
-    """Start `python -m trainer ARGS` in the background, its output into `log` (to kill it midway)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=ROOT, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+def cli_popen(args: list[str], log: Path, cwd: str | Path | None = None) -> subprocess.Popen:
+    """Start `python -m trainer ARGS` in the background, its output into `log` (to kill it midway), in
+    `cwd` (a fresh folder outside the repository unless given)."""
+    return subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=cwd or outside(),
+                            env=subprocess_env(), stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 def job_dirs(sweep: Path) -> dict[int, Path]:

@@ -16,8 +16,8 @@ from tests.conftest import ROOT
 def test_bench_quick_writes_a_table(tmp_path):
     out = tmp_path / "bench.md"
     before = (ROOT / "BENCHMARKS.md").read_text() if (ROOT / "BENCHMARKS.md").exists() else None
-    proc = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--no-lightning",
-                           "--threads", "1", "--output", str(out)], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--no-lightning",
+                           "--threads", "1", "--output", str(out)], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()

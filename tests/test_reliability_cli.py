@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli_in_process, make_cfg, read_metrics
+from tests.conftest import ROOT, cli_in_process, make_cfg, outside, read_metrics, subprocess_env
 from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
 from trainer.data import prepare_data
@@ -26,10 +25,9 @@ TINY_DATA = ("data=spirals", "data.n_samples=300")
 TINY = (*TINY_DATA, "model.width=16")
 
 
-def start(*args: str, cwd: Path = ROOT) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(*args: str, cwd: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=cwd or outside(),
+                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for(predicate, timeout: float = 120.0, every: float = 0.001) -> None:
@@ -125,9 +123,9 @@ def test_two_runs_started_together_get_their_own_directories(two_runs):
 
 def kill_run(moment: str, name: str, n: int, *args: str) -> subprocess.CompletedProcess:
     """The CLI, signalled at the n-th write of checkpoints/`name` (see tests/kill_at.py)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(ROOT / "tests" / "kill_at.py"), moment, name, str(n), "--",
-                           *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                           *args], cwd=outside(), env=subprocess_env(), capture_output=True, text=True,
+                          timeout=300)
 
 
 def steps_of(run_dir: Path) -> dict[str, list[int]]:
@@ -186,7 +184,7 @@ def test_a_second_process_on_a_run_folder_stops_at_once(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; from trainer.rundir import "
          "RunFolder\nwith RunFolder(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
-         str(tmp_path)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+         str(tmp_path)], cwd=outside(), env=subprocess_env(), stdout=subprocess.PIPE,
         text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

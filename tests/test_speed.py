@@ -189,16 +189,14 @@ def test_fused_optimizer_on_cuda():
 
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_match_one_process(cfg_factory, tmp_path):
-    import os
     import subprocess
     import sys
 
-    from tests.conftest import ROOT, read_metrics
+    from tests.conftest import read_metrics, subprocess_env
     from trainer.checkpoint import load_checkpoint
 
     args = ["epochs=2", "data=spirals", "device=cpu", "drop_last=true", "batch_size=64"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
+    env = subprocess_env({"OMP_NUM_THREADS": "1"})
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc_per_node=2", "-m", "trainer", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)

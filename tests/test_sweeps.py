@@ -3,7 +3,6 @@
 import csv
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import ROOT, cli_in_process, make_cfg, read_metrics
+from tests.conftest import cli_in_process, make_cfg, outside, read_metrics, subprocess_env
 from trainer import eval as trainer_eval
 from trainer import report
 from trainer.config import config_dir
@@ -162,8 +161,8 @@ def test_imports_do_not_initialize_cuda():
     """Launchers fork or spawn workers: importing the trainer must leave CUDA alone."""
     code = ("import trainer.run, trainer.report, trainer.eval, trainer.sweep, torch; "
             "assert not torch.cuda.is_initialized()")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=outside(), capture_output=True, text=True,
+                          env=subprocess_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import ROOT, cli_in_process, job_dirs, make_cfg, make_job_cfg, read_metrics
+from tests.conftest import cli_in_process, job_dirs, make_cfg, make_job_cfg, read_metrics, subprocess_env
 from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
 from trainer.data import prepare_data
@@ -89,8 +88,7 @@ def test_sigterm_checkpoints_every_member_and_resume_finishes_them(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=vectorized", "optimizer.lr=0.001,0.01", "seed=0,1", "epochs=3",
             "batch_size=4", "progress=false", f"hydra.sweep.dir={sweep}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=tmp_path, env=subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in proc.stdout:  # until the group's first epoch ends: the signal lands in epoch 2

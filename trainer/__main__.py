@@ -122,6 +122,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    from trainer.cli import expose_hydra_plugins
     from trainer.distributed import hydra_overrides
     from trainer.overrides import check_launcher, check_override_keys
 
@@ -131,4 +132,5 @@ if __name__ == "__main__":
     except UserError as exc:
         fail(str(exc), 2)
     sys.argv += hydra_overrides()
+    expose_hydra_plugins()  # before Hydra scans its plugins, from any folder: see there
     main()

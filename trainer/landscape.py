@@ -212,4 +212,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from trainer.cli import expose_hydra_plugins
+
+    expose_hydra_plugins()  # before Hydra scans its plugins: see there
     main()
