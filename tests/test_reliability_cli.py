@@ -104,6 +104,9 @@ def test_divergence_exits_with_message_and_a_sweep_goes_on(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert read_metrics(sweep / "0_optimizer.lr=1000000000000.0")["status"] == "diverged"
     assert read_metrics(sweep / "1_optimizer.lr=0.05")["status"] == "completed"
+    # a diverged job is a result of the sweep: a warning in its log, never an ERROR line
+    log = (sweep / "0_optimizer.lr=1000000000000.0" / "trainer.log").read_text()
+    assert "[WARNING] - 0_optimizer.lr=1000000000000.0: the run diverged" in log and "[ERROR]" not in log
 
 
 @pytest.fixture(scope="module")

@@ -77,8 +77,9 @@ def job_value(metrics: dict, cfg: DictConfig, out: Path, multirun: bool) -> floa
     if metrics["status"] == "diverged":
         message = (f"the run diverged: {metrics['reason']}. Lower "
                    f"optimizer.lr (now {cfg.optimizer.get('lr')}), or clip gradients; logs in {out}")
-        if multirun:  # a failed trial: the worst value, since Optuna's sweeper crashes on NaN
-            log.error(paragraph(message))
+        if multirun:  # a result of the sweep, not an error of the tool: a warning, and the worst
+            # value for the sweeper (Optuna's crashes on NaN)
+            log.warning("%s: %s", out.name, message)
             return worst(metrics["monitor"])
         fail(message, 3)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
