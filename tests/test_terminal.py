@@ -16,7 +16,7 @@ import pyte
 import pytest
 
 BAR = re.compile(r"\d+%\||step/s|it/s")
-EPOCH = re.compile(r"epoch +\d+/\d+ +train/loss")
+EPOCH = re.compile(r"epoch +\d+/\d+ +train loss")
 
 
 def in_terminal(args: list[str], cwd: Path, cols: int = 120, rows: int = 400,
@@ -58,7 +58,9 @@ def test_epoch_lines_never_share_a_row_with_the_progress_bar(tmp_path):
         assert not (EPOCH.search(row) and BAR.search(row)), row
     assert not any(BAR.search(r) for r in rows), rows  # the bar is gone once the run has ended
     # a terminal's short prefix: the time, then the line
-    assert all(re.match(r"\d\d:\d\d:\d\d epoch \d/4  train/loss \d\.\d{4}  ", r) for r in epochs), epochs
+    assert all(re.match(r"\d\d:\d\d:\d\d epoch \d/4  train loss \d\.\d{4} acc \d\.\d{4}  val loss ", r)
+               for r in epochs), epochs
+    assert all(len(r) <= 110 for r in epochs)  # the time, then a line of about 100 characters
     assert any(r.startswith("run completed in") for r in rows)
 
 
