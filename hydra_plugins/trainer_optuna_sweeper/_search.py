@@ -29,7 +29,7 @@ from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from hydra_plugins.trainer_optuna_sweeper import _space
+from hydra_plugins.trainer_optuna_sweeper import _check, _space
 from trainer.config import static_monitor
 from trainer.errors import ConfigError
 from trainer.jobs import job_number
@@ -88,7 +88,7 @@ class Search:
     def __init__(self, config: DictConfig, launcher: Any, *, sampler: Any, direction: str | None,
                  storage: str | None, study_name: str | None, n_trials: int, n_jobs: int,
                  max_failure_rate: float, params: dict[str, str] | None, pruner: str,
-                 pruner_args: dict[str, Any], heartbeat_interval: int) -> None:
+                 pruner_args: dict[str, Any], heartbeat_interval: int, config_loader: Any = None) -> None:
         if direction is None:  # the run's monitor decides (monitor=auto on a file of unknown task: a loss)
             direction = direction_of(static_monitor(config) or "val/loss")
         if direction not in ("minimize", "maximize"):
@@ -102,6 +102,7 @@ class Search:
         self.max_failure_rate, self.params = max_failure_rate, dict(params or {})
         self.pruner = make_pruner(pruner, dict(pruner_args or {}))
         self.heartbeat_interval = heartbeat_interval
+        self.config_loader = config_loader  # Hydra's: the space and each trial are composed as jobs are
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.url = storage_url(storage, self.sweep_dir)
         self.study_name = study_name or self.sweep_dir.name
@@ -189,6 +190,21 @@ class Search:
                 start = end
         return returns
 
+    def fail_uncomposable(self, study: optuna.Study, trials: list[Trial],
+                          fixed: dict[str, str]) -> list[Trial]:
+        """The trials whose config composes; the others are marked failed (not retried: their values
+        would fail again) and the study goes on."""
+        kept = []
+        for trial in trials:
+            why = (None if self.config_loader is None
+                   else _check.composable(self.config_loader, self.config, trial.params, fixed))
+            if why is None:
+                kept.append(trial)
+                continue
+            log.warning("trial %d failed: its config cannot be composed: %s", trial.number, why)
+            study.tell(trial, None, state=TrialState.FAIL)
+        return kept
+
     def tell(self, study: optuna.Study, trials: list[Trial], returns: list[Any]) -> None:
         failures = []
         for trial, ret in zip(trials, returns, strict=True):
@@ -223,6 +239,8 @@ class Search:
         # Optuna's heartbeat thread runs only in Study.optimize; ours (Heartbeat) does it for ask/tell.
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         space, fixed = _space.parse([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
+        if self.config_loader is not None:  # before anything is written
+            _check.check_space(space, fixed, self.config_loader, self.config)
         if isinstance(self.sampler, partial):  # the grid sampler: its points come from the params
             points = _space.grid(space)
             self.sampler = self.sampler(points)
@@ -245,6 +263,9 @@ class Search:
                 if finished >= self.n_trials:
                     break
                 time.sleep(min(self.heartbeat_interval, 5))  # other processes run the last trials
+                continue
+            trials = self.fail_uncomposable(study, trials, fixed)
+            if not trials:
                 continue
             with Heartbeat(self.storage, [self.trial_id(t.number) for t in trials], self.heartbeat_interval):
                 returns = self.launch(trials, fixed)
