@@ -170,6 +170,39 @@ TABLE = [
     ("landscape", "xlim=[2,1]", ("xlim=[2, 1] must be two numbers [low, high]",)),
     ("landscape", "start=[9,9]", ("start=[9.0,9.0] lies outside the plot",)),
     ("landscape", "optim.adam.lr=-1", ("optim.adam=torch.optim.Adam cannot be built",)),
+    # an Optuna search space (hydra/sweeper=optuna), checked before the first trial
+    ("optuna", "optimizer=choice(sgd,adamm)",
+     ("the search space of optimizer cannot be searched: its choices include optimizer=adamm",
+      "Could not find 'optimizer/adamm' (did you mean adam?)", "'nesterov'", "hydra.sweeper.params")),
+    ("optuna", "optimizer.lr=tag(log,interval(0,1))",
+     ("optimizer.lr=tag(log,interval(0,1)) cannot be searched: a log scale needs bounds above 0",
+      "tag(log, interval(1e-05, 1))")),
+    ("optuna", "optimizer.lr=tag(log,interval(-1,-0.1))", ("a log scale needs bounds above 0",)),
+    ("optuna", "optimizer.lr=interval(1,0.1)",
+     ("its low bound 1 is above its high bound 0.1: write interval(low, high)",)),
+    ("optuna", "optimizer.lr=interval(0,1)",
+     ("its values include optimizer.lr=0.0, which a run rejects", "optimizer.lr=0.0 must be a positive")),
+    ("optuna", "model.width=tag(int,interval(8.5,64))",
+     ("tag(int, ...) draws whole numbers, so its bounds must be whole numbers, not 8.5 and 64",)),
+    ("optuna", "model.width=tag(int,interval(0,64))",
+     ("its values include model.width=0", "model.width=0 must be a positive whole number")),
+    ("optuna", "batch_size=range(0,64,16)",
+     ("its values include batch_size=0", "batch_size=0 must be a positive whole number or 'full'")),
+    ("optuna", "batch_size=range(1,10,0)", ("its step is 0",)),
+    ("optuna", "batch_size=range(10,1)", ("batch_size=range(10,1) is empty",)),
+    ("optuna", "model.width=choice()", ("hydra.sweeper.params cannot be read", "empty choice")),
+    ("optuna", "optimizer.lr=interval(a,b)", ("hydra.sweeper.params cannot be read",)),
+    ("optuna", "model.activation=choice(relu,relux)",
+     ("its choices include model.activation=relux", "model.activation='relux' is not allowed")),
+    ("optuna", "epochs=range(0,4)", ("its values include epochs=0", "epochs=0 must be a positive")),
+    ("optuna", "model.widht=choice(8,16)", ("the search space of model.widht cannot be searched",
+                                             "Could not override 'model.widht'")),
+    ("optuna", "optimizer=momentum optimizer.momentum=interval(-1,0.9)",
+     ("its values include optimizer.momentum=-1.0", "Invalid momentum value: -1.0")),
+    ("optuna", "optimizer.lr=interval(0.01,0.1) batch_size=0",  # a fixed value: the run's own words
+     ("batch_size=0 must be a positive whole number or 'full'",)),
+    ("optuna", "hydra/sweeper/sampler=grid optimizer.lr=interval(0.01,0.1)",
+     ("grid sampler cannot enumerate optimizer.lr",)),
 ]
 # Checked once the run folder is locked (they need the data or the checkpoint): the lock file may
 # exist. Every other row fails before the run folder is made.
@@ -188,7 +221,9 @@ def rejected(tool: str, overrides: str, out_dir: Path) -> str:
     """The paragraph the command line prints for `python -m trainer[.landscape] OVERRIDES`."""
     args = overrides.split()
     with pytest.raises(ConfigError) as err:
-        if tool == "landscape":
+        if tool == "optuna":
+            search_space(args, out_dir)
+        elif tool == "landscape":
             with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
                 cfg = compose(config_name="landscape", overrides=args)
             landscape(cfg, out_dir)
@@ -196,6 +231,25 @@ def rejected(tool: str, overrides: str, out_dir: Path) -> str:
             check_override_keys(args)  # as trainer/__main__.py does before Hydra
             run(make_cfg(*(a for a in args if not a.startswith("-"))), out_dir=out_dir)
     return paragraph(str(err.value))
+
+
+def search_space(args: list[str], sweep_dir: Path) -> tuple[dict, dict]:
+    """What `python -m trainer -m hydra/sweeper=optuna ARGS` does with its search space before the
+    first trial: its space and fixed values (hydra... and +hparams_search=... arguments compose the
+    sweeper's own config)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from hydra_plugins.trainer_optuna_sweeper._search import Search
+
+    hydra_args = [a for a in args if a.startswith(("hydra", "+hparams_search"))]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", ["hydra/sweeper=optuna", f"hydra.sweep.dir={sweep_dir}", *hydra_args],
+                      return_hydra_config=True)
+        options = {k: v for k, v in cfg.hydra.sweeper.items() if k != "_target_"}
+        options["sampler"] = instantiate(cfg.hydra.sweeper.sampler)
+        search = Search(cfg, None, **options, config_loader=GlobalHydra.instance().config_loader())
+        return search.prepare([a for a in args if a not in hydra_args])
 
 
 def written(folder: Path) -> set[str]:

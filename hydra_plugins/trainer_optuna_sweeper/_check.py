@@ -113,12 +113,8 @@ def check_space(space: dict[str, BaseDistribution], fixed: dict[str, str], loade
             if why == base:  # the command line's fixed values are wrong for every trial
                 raise ConfigError(why)
             shown = _space.as_overrides({key: value}, {})[0]
-            if isinstance(dist, CategoricalDistribution):
-                where = f"its choices include {shown}"
-            elif len(values) > 2 or getattr(dist, "step", None) is not None:
-                where = f"its range includes {shown}"
-            else:
-                where = f"its interval includes {shown}"
+            kind = "choices" if isinstance(dist, CategoricalDistribution) else "values"
+            where = f"its {kind} include {shown}"
             why = why.removeprefix("error: ") + group_hint(loader, key, value)
             raise ConfigError(f"the search space of {key} cannot be searched: {where}, which a run "
                               f"rejects: {why}; {FIX}")

@@ -51,6 +51,14 @@ def alive(pid: int) -> bool:
     return True
 
 
+def told(study: optuna.Study, trial: Trial, value: float | None, state: TrialState) -> None:
+    try:
+        study.tell(trial, value, state=state)
+    except RuntimeError as exc:  # the grid sampler calls study.stop() on its last point
+        if "Study.stop" not in str(exc):
+            raise
+
+
 @contextmanager
 def locked(folder: Path) -> Iterator[None]:
     """Only one process of the search counts and asks trials at a time."""
@@ -202,7 +210,7 @@ class Search:
                 kept.append(trial)
                 continue
             log.warning("trial %d failed: its config cannot be composed: %s", trial.number, why)
-            study.tell(trial, None, state=TrialState.FAIL)
+            told(study, trial, None, TrialState.FAIL)
         return kept
 
     def tell(self, study: optuna.Study, trials: list[Trial], returns: list[Any]) -> None:
@@ -220,11 +228,7 @@ class Search:
                 state = TrialState.FAIL
                 failures.append(ret)
                 log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-            try:
-                study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-            except RuntimeError as exc:  # the grid sampler calls study.stop() on its last point
-                if "Study.stop" not in str(exc):
-                    raise
+            told(study, trial, value if state == TrialState.COMPLETE else None, state)
             shown = f"{value:.4g}" if value is not None else state.name.lower()
             values = " ".join(f"{k}={v}" for k, v in trial.params.items())
             log.info("trial %d: %s -> %s", trial.number, values, shown)
