@@ -302,7 +302,8 @@ def test_a_trial_whose_config_cannot_be_composed_is_failed_and_the_study_goes_on
     """Each value composes (momentum with sgd), a pair does not (adam has no momentum): those trials
     are marked failed, not retried, and the others run."""
     sweep = tmp_path / "s"
-    proc = cli_in_process(*search(sweep, "hydra/sweeper/sampler=grid", "epochs=1", "optimizer=choice(adam,sgd)",
+    proc = cli_in_process(*search(sweep, "hydra/sweeper/sampler=grid", "epochs=1",
+                                  "optimizer=choice(adam,sgd)",
                                   "optimizer.momentum=choice(0.5,0.9)"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = load(sweep, "s").trials

@@ -25,7 +25,7 @@ from trainer.jobs import NEVER_IN_NAMES, job_number, order_key, planned_jobs, su
 from trainer.report_axes import AXES, BANDS
 from trainer.report_plots import plot_params, plot_select
 from trainer.report_print import draw_curves, print_groups, print_jobs, print_select, rows, write_csv
-from trainer.report_stats import METRICS, Group, best_group, check_keys, group_jobs, select
+from trainer.report_stats import METRICS, Group, best_group, check_keys, group_jobs, retried, select
 from trainer.sweep import direction_of
 from trainer.trial import study_summary
 
@@ -196,6 +196,9 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     check_choice("x", x, AXES)
     check_choice("band", band, BANDS)
     jobs = read_sweep(sweep_dir, stale_s)
+    retries = retried(jobs, NEVER_IN_NAMES)  # a killed attempt: its retry counts, it does not
+    attempts = {j.name: j.status for j in jobs if j.name in retries}
+    jobs = [j for j in jobs if j.name not in retries]
     keys, monitor = swept_keys(jobs), sweep_monitor(jobs)
     if over is not None:
         check_keys("over", over, keys)
@@ -210,6 +213,8 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     common = {k: v for k, v in jobs[0].overrides.items() if k not in keys}
     counts = Counter(j.status for j in jobs)
     print(f"sweep {sweep_dir}: {len(jobs)} jobs (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")")
+    for name, retry in retries.items():
+        print(f"job {name} ({attempts[name]}) was run again as job {retry}, which stands for it below")
     if common:
         print("same in every job: " + " ".join(f"{k}={v}" for k, v in common.items()))
     print("val/* at each job's best epoch on its monitor; test/* with those weights")
