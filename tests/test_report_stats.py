@@ -240,15 +240,16 @@ def test_a_retried_job_stands_for_its_killed_attempt(tmp_path, capsys, killed):
     sweep = tmp_path / "sweep"
     losses = {0: 0.30, 1: 0.20, 2: 0.15, 3: 0.0959}
     for num, loss in losses.items():
-        fake_finished(sweep, num, [f"optimizer.lr={num / 100 + 0.01}"], {"val/loss": loss}, monitor="val/loss")
+        fake_finished(sweep, num, [f"optimizer.lr={num / 100 + 0.01}"], {"val/loss": loss},
+                      monitor="val/loss")
     attempt = ["optimizer.lr=0.05"]
     if killed == "interrupted":  # SIGTERM: its metrics.json says so
         fake_finished(sweep, 4, attempt, {"val/loss": 0.5}, status="interrupted", monitor="val/loss")
     else:  # SIGKILL: no metrics.json, an error in its log
         job = fake_job(sweep, 4, attempt)
         (job / "trainer.log").write_text("[2026-01-01 00:00:00,000][trainer][ERROR] - killed\n")
-    fake_finished(sweep, 5, [*attempt, f"ckpt={sweep / '4' / 'checkpoints' / 'last.pt'}"], {"val/loss": 0.0821},
-                  monitor="val/loss")
+    retry = [*attempt, f"ckpt={sweep / '4' / 'checkpoints' / 'last.pt'}"]  # as the sweeper adds it
+    fake_finished(sweep, 5, retry, {"val/loss": 0.0821}, monitor="val/loss")
     paths = report.report(sweep, tmp_path / "out")
     out = capsys.readouterr().out
     rows = read_csv(paths["csv"])
