@@ -20,7 +20,7 @@ from trainer.cli import paragraph
 from trainer.config import config_dir
 from trainer.errors import ConfigError
 from trainer.landscape import landscape
-from trainer.overrides import check_override_keys
+from trainer.overrides import check_launcher, check_override_keys
 from trainer.run import run
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
@@ -170,6 +170,12 @@ TABLE = [
     ("landscape", "xlim=[2,1]", ("xlim=[2, 1] must be two numbers [low, high]",)),
     ("landscape", "start=[9,9]", ("start=[9.0,9.0] lies outside the plot",)),
     ("landscape", "optim.adam.lr=-1", ("optim.adam=torch.optim.Adam cannot be built",)),
+    # the vectorized launcher (checked before Hydra starts, as python -m trainer does)
+    ("launcher", "hydra/launcher=vectorized hydra.launcher.max_members=abc",
+     ("hydra.launcher.max_members='abc' must be a whole number >= 1", "or null")),
+    ("launcher", "hydra.launcher.max_members=0", ("hydra.launcher.max_members=0 must be a whole number",)),
+    ("launcher", "hydra.launcher.max_members=-2", ("hydra.launcher.max_members=-2 must be a whole number",)),
+    ("launcher", "hydra.launcher.max_members=2.5", ("hydra.launcher.max_members='2.5' must be a whole",)),
     # an Optuna search space (hydra/sweeper=optuna), checked before the first trial
     ("optuna", "optimizer=choice(sgd,adamm)",
      ("the search space of optimizer cannot be searched: its choices include optimizer=adamm",
@@ -223,6 +229,8 @@ def rejected(tool: str, overrides: str, out_dir: Path) -> str:
     with pytest.raises(ConfigError) as err:
         if tool == "optuna":
             search_space(args, out_dir)
+        elif tool == "launcher":
+            check_launcher(args)
         elif tool == "landscape":
             with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
                 cfg = compose(config_name="landscape", overrides=args)
@@ -287,3 +295,12 @@ def test_the_command_line_prints_that_paragraph_exits_2_and_writes_no_results(tm
     assert proc.stderr == expected + "\n"  # nothing else: no traceback, no Hydra hint
     results = [p for p in written(tmp_path / "run") if p.startswith(("metrics", "checkpoints", "events"))]
     assert results == []
+
+
+def test_max_members_from_a_config_file_is_checked_when_the_launcher_is_set_up():
+    from hydra_plugins.trainer_vectorized_launcher.vectorized_launcher import VectorizedLauncher
+
+    with pytest.raises(SystemExit) as exc:
+        VectorizedLauncher(max_members=0).setup(hydra_context=None, task_function=None, config=None)
+    assert exc.value.code == 2
+    check_launcher(["hydra.launcher.max_members=4", "hydra.launcher.max_members=null"])  # allowed
