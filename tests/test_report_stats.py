@@ -223,6 +223,9 @@ def test_a_sweep_without_repeated_seeds_has_one_row_per_job(tmp_path, capsys):
     (["select=optimizer.momentum"], "select=optimizer.momentum: optimizer.momentum is not a swept key"),
     (["select=seed"], "select=seed: seed is not a swept key"),
     (["over=sed"], "over=sed: sed is not a swept key"),
+    (["stale=-5"], "stale='-5' must be a positive number of seconds"),
+    (["stale=abc"], "stale='abc' must be a positive number of seconds"),
+    (["out=/proc/x"], "out=/proc/x cannot hold the report's files: No such file or directory"),
 ])
 def test_bad_report_options_are_one_paragraph(protocol_sweep, tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exc:
