@@ -319,3 +319,19 @@ def test_the_shipped_search_space_passes_the_check(tmp_path):
 
     space, fixed = search_space(["+hparams_search=digits_optuna"], tmp_path / "s")
     assert set(space) >= {"optimizer", "optimizer.lr"} and (tmp_path / "s").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("content", [b"\x8f\x01 not sqlite at all " * 100,
+                                     b"SQLite format 3\x00" + b"\x00" * 90])
+def test_a_damaged_study_file_is_named_as_damaged(tmp_path, content):
+    """A damaged optuna.db gets its own paragraph (issue 29: it got advice about database URLs)."""
+    sweep = tmp_path / "s"
+    sweep.mkdir()
+    (sweep / "optuna.db").write_bytes(content)
+    proc = cli_in_process(*search(sweep, "hydra.sweeper.n_trials=1"), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    flat = " ".join(proc.stderr.split())
+    assert flat.startswith(f"error: {sweep / 'optuna.db'} is damaged: SQLite cannot read it")
+    assert f"mv {sweep / 'optuna.db'} {sweep / 'optuna.db'}.damaged" in flat and "SQLAlchemy URL" not in flat
+    assert (sweep / "optuna.db").read_bytes() == content and not job_dirs(sweep)  # left as it was
