@@ -132,6 +132,11 @@ def _check_relations(cfg: DictConfig) -> None:
     if isinstance(m.width, ListConfig) and len(m.width) != m.depth:
         raise ConfigError(f"model.width lists {len(m.width)} widths but model.depth={m.depth}; "
                           f"set model.depth={len(m.width)} or give {m.depth} widths")
+    if m.depth == 0:  # a linear model: no hidden layer for a norm or dropout to act on
+        for key, off in (("norm", "none"), ("dropout", 0)):
+            if m.get(key, off) != off:
+                raise ConfigError(f"model.{key}={m[key]} acts on hidden layers, but model.depth=0 is a "
+                                  f"linear model without any; set model.{key}={off} or model.depth>=1")
     if not d.val_fraction + d.test_fraction < 1:
         raise ConfigError(f"data.val_fraction={d.val_fraction} and data.test_fraction={d.test_fraction} "
                           "must sum to less than 1, leaving a training split")
