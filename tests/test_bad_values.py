@@ -115,15 +115,11 @@ TABLE = [
      ("ensemble=bagging cannot be combined with loss=mse", "use loss=auto")),
     # ensembles
     ("trainer", "ensemble=bagging ensemble.members=0",
-     ("ensemble.members=0 must be a whole number >= 2",)),
-    ("trainer", "ensemble=bagging ensemble.members=1",
-     ("ensemble.members=1 must be a whole number >= 2 (one member is one model: use ensemble=none)",)),
+     ("ensemble.members=0 must be a positive whole number",)),
     ("trainer", "ensemble=bagging ensemble.split=halves",
      ("ensemble.split='halves' is not allowed", "choose one of ['bootstrap', 'parts']")),
     ("trainer", "ensemble=boosting ensemble.rounds=0",
-     ("ensemble.rounds=0 must be a whole number >= 2",)),
-    ("trainer", "ensemble=boosting ensemble.rounds=1",
-     ("ensemble.rounds=1 must be a whole number >= 2 (one round is one model: use ensemble=none)",)),
+     ("ensemble.rounds=0 must be a positive whole number",)),
     ("trainer", "ensemble=boosting data=regression",
      ("ensemble=boosting is multi-class AdaBoost (SAMME)", "'regression' is a regression task",
       "use ensemble=bagging")),
@@ -317,3 +313,21 @@ def test_max_members_from_a_config_file_is_checked_when_the_launcher_is_set_up()
         VectorizedLauncher(max_members=0).setup(hydra_context=None, task_function=None, config=None)
     assert exc.value.code == 2
     check_launcher(["hydra.launcher.max_members=4", "hydra.launcher.max_members=null"])  # allowed
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    (["ensemble=bagging", "ensemble.members=1"],
+     "ensemble=bagging with ensemble.members=1 trains a single member: one model on a bootstrap resample"),
+    (["ensemble=boosting", "ensemble.rounds=1"],
+     "ensemble=boosting with ensemble.rounds=1 trains a single member: one model on the whole train split"),
+])
+def test_an_ensemble_of_one_member_says_it_is_one_model(overrides, words, caplog):
+    """Allowed (the K = 1 point of the ensembles experiment's curves), but never silently."""
+    from trainer.config import validate
+
+    with caplog.at_level("WARNING"):
+        validate(make_cfg(*overrides))
+    assert words in caplog.text and "use ensemble=none for a plain run" in caplog.text
+    caplog.clear()
+    validate(make_cfg("ensemble=bagging", "ensemble.members=2"))
+    assert "single member" not in caplog.text

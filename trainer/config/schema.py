@@ -173,7 +173,7 @@ class Bagging:
     trained as one stacked model; their predicted probabilities averaged (trainer.ensemble)."""
 
     kind: Any = key(OneOf(("bagging",)), "bagging")
-    members: Any = key(Number(whole=True, low=2, hint=" (one member is one model: use ensemble=none)"))
+    members: Any = key(POSITIVE)
     split: Any = key(OneOf(("bootstrap", "parts")), "bootstrap")  # resamples, or disjoint parts
 
 
@@ -182,7 +182,7 @@ class Boosting:
     """configs/ensemble/boosting.yaml: `rounds` models in turn, SAMME's sample weights in the loss."""
 
     kind: Any = key(OneOf(("boosting",)), "boosting")
-    rounds: Any = key(Number(whole=True, low=2, hint=" (one round is one model: use ensemble=none)"))
+    rounds: Any = key(POSITIVE)
 
 
 @dataclass
