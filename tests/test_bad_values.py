@@ -185,6 +185,9 @@ TABLE = [
     ("launcher", "hydra.launcher.max_members=0", ("hydra.launcher.max_members=0 must be a whole number",)),
     ("launcher", "hydra.launcher.max_members=-2", ("hydra.launcher.max_members=-2 must be a whole number",)),
     ("launcher", "hydra.launcher.max_members=2.5", ("hydra.launcher.max_members='2.5' must be a whole",)),
+    ("launcher", "hydra/sweeper=optuna hydra.sweeper.n_trials=abc",
+     ("hydra.sweeper.n_trials='abc' must be a whole number >= 1",)),
+    ("launcher", "hydra.sweeper.n_jobs=2.5", ("hydra.sweeper.n_jobs='2.5' must be a whole number >= 1",)),
     # an Optuna search space (hydra/sweeper=optuna), checked before the first trial
     ("optuna", "optimizer=choice(sgd,adamm)",
      ("the search space of optimizer cannot be searched: its choices include optimizer=adamm",
@@ -216,6 +219,12 @@ TABLE = [
      ("its values include optimizer.momentum=-1.0", "Invalid momentum value: -1.0")),
     ("optuna", "optimizer.lr=interval(0.01,0.1) batch_size=0",  # a fixed value: the run's own words
      ("batch_size=0 must be a positive whole number or 'full'",)),
+    ("optuna", "hydra.sweeper.max_failure_rate=2 optimizer.lr=interval(0.01,0.1)",
+     ("hydra.sweeper.max_failure_rate=2.0 must be a number in [0, 1]",)),
+    ("optuna", "hydra.sweeper.max_failure_rate=-1 optimizer.lr=interval(0.01,0.1)",
+     ("hydra.sweeper.max_failure_rate=-1.0 must be a number in [0, 1]",)),
+    ("optuna", "optimizer.lr=choice(0.1,-1)", ("its choices include optimizer.lr=-1",)),
+    ("optuna", "batch_size=choice(full,0)", ("its choices include batch_size=0",)),
     ("optuna", "hydra/sweeper/sampler=grid optimizer.lr=interval(0.01,0.1)",
      ("grid sampler cannot enumerate optimizer.lr",)),
 ]

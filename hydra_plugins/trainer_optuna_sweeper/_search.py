@@ -105,6 +105,9 @@ class Search:
                                 ("heartbeat_interval", heartbeat_interval, 1)):
             if not isinstance(value, int) or value < low:
                 raise ConfigError(f"hydra.sweeper.{key}={value!r} must be a whole number >= {low}")
+        if isinstance(max_failure_rate, bool) or not 0 <= max_failure_rate <= 1:
+            raise ConfigError(f"hydra.sweeper.max_failure_rate={max_failure_rate!r} must be a number in "
+                              "[0, 1]: the share of a batch's trials that may fail before the search stops")
         self.config, self.launcher, self.sampler = config, launcher, sampler
         self.direction, self.n_trials, self.n_jobs = direction, n_trials, n_jobs
         self.max_failure_rate, self.params = max_failure_rate, dict(params or {})
