@@ -9,7 +9,7 @@ trials that draw both, and such a trial's job logs the error and the study goes 
 
 from __future__ import annotations
 
-import logging
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +20,6 @@ from hydra_plugins.trainer_optuna_sweeper import _space
 from trainer.checks import did_you_mean
 from trainer.errors import ConfigError, UserError
 
-log = logging.getLogger(__name__)
 FIX = "fix it in hydra.sweeper.params or on the command line"
 
 
@@ -79,34 +78,53 @@ def partners(space: dict[str, BaseDistribution], key: str) -> Iterator[dict[str,
 
 def group_hint(loader: Any, key: str, value: Any) -> str:
     """`(did you mean adam?)` and the options, where `key` is a config group."""
-    try:
-        options = loader.get_group_options(key.lstrip("+~"))
-    except Exception:  # not a group
-        return ""
+    options = group_options(loader, key)
     if not options:
         return ""
     return f"{did_you_mean(value, options)}; the configs of {key} are {sorted(options)}"
 
 
+def group_options(loader: Any, key: str) -> list[str]:
+    """The configs of the group `key` names (`optimizer`, `+experiment/arm`); empty for a value key."""
+    try:
+        return list(loader.get_group_options(key.lstrip("+~")))
+    except Exception:  # not a group
+        return []
+
+
+def with_value(base: DictConfig | None, key: str, value: Any) -> DictConfig | None:
+    """`base` with one value key set, as composing it would set it (None where only composing can
+    tell: no base, a key the base does not have, a typed key that refuses the value)."""
+    path = key.lstrip("+")
+    if base is None or key.startswith("~") or OmegaConf.select(base, path, default=_ABSENT) is _ABSENT:
+        return None
+    try:
+        OmegaConf.update(base, path, value, merge=False)
+    except Exception:
+        return None
+    return base
+
+
+_ABSENT = object()
+
+
 def check_space(space: dict[str, BaseDistribution], fixed: dict[str, str], loader: Any,
                 master: DictConfig) -> None:
-    """Raise ConfigError, naming the key and the value, if a trial could draw a value no run accepts."""
-    base = problem(loader, master, {}, fixed)
+    """Raise ConfigError, naming the key and the value, if a trial could draw a value no run accepts.
+
+    The command line's config is composed once; a value key's values are set into a copy of it, and
+    only a group's choices (`optimizer=adam`) are composed each (about 0.2 s each on a 2-core CPU)."""
+    try:
+        base_cfg: DictConfig | None = compose(loader, master, _space.as_overrides({}, fixed))
+    except ConfigError:
+        base_cfg = None
+    base = problem(loader, master, {}, fixed, base_cfg)
     for key, dist in space.items():
         values = drawn(dist)
-        numbers = None  # a numeric key: composed once, each point of a range set into that config
-        if not isinstance(dist, CategoricalDistribution):
-            try:
-                numbers = compose(loader, master, _space.as_overrides({key: values[0]}, fixed))
-            except ConfigError:
-                pass  # said below, with the value
+        own = None if group_options(loader, key) or base_cfg is None else copy.deepcopy(base_cfg)
         for value in values:
-            if numbers is not None:
-                try:
-                    OmegaConf.update(numbers, key.lstrip("+"), value, force_add=True)
-                except Exception:  # a typed key refuses it: composed below, as the launcher would
-                    numbers = None
-            why = problem(loader, master, {key: value}, fixed, numbers)
+            cfg = with_value(own, key, value)
+            why = problem(loader, master, {key: value}, fixed, cfg)
             if why is None or any(problem(loader, master, {key: value, **p}, fixed) is None
                                   for p in partners(space, key)):
                 continue
@@ -114,10 +132,9 @@ def check_space(space: dict[str, BaseDistribution], fixed: dict[str, str], loade
                 raise ConfigError(why)
             shown = _space.as_overrides({key: value}, {})[0]
             kind = "choices" if isinstance(dist, CategoricalDistribution) else "values"
-            where = f"its {kind} include {shown}"
             why = why.removeprefix("error: ") + group_hint(loader, key, value)
-            raise ConfigError(f"the search space of {key} cannot be searched: {where}, which a run "
-                              f"rejects: {why}; {FIX}")
+            raise ConfigError(f"the search space of {key} cannot be searched: its {kind} include {shown}, "
+                              f"which a run rejects: {why}; {FIX}")
 
 
 def composable(loader: Any, master: DictConfig, params: dict[str, Any], fixed: dict[str, str]) -> str | None:
