@@ -1,6 +1,7 @@
 """The Optuna sweeper (hydra/sweeper=optuna): search space, database storage, continuing a killed
 search, processes sharing one study, pruning, the report's study lines, the optuna-dashboard."""
 
+import csv
 import json
 import socket
 import subprocess
@@ -187,6 +188,12 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path):
     for number, mtime in finished.items():  # finished jobs were not run again
         assert (jobs[number] / "metrics.json").stat().st_mtime_ns == mtime
     assert all(read_metrics(jobs[t.number])["val/loss"] == pytest.approx(t.value) for t in complete)
+    # The report counts the retry, not the killed attempt, and its best is the study's (issue 29)
+    paths = report.report(sweep, tmp_path / "report")
+    rows = {r["job"]: r for r in csv.DictReader(open(paths["csv"]))}
+    assert sorted(rows, key=int) == sorted(str(t.number) for t in complete)
+    best = load(sweep, "killed").best_trial.number
+    assert [j for j, r in rows.items() if r["best"] == "*"] == [str(best)]
 
 
 @pytest.mark.slow

@@ -268,3 +268,12 @@ def test_a_finished_job_is_not_replaced_by_a_later_one_with_its_values(tmp_path)
     for num, loss in enumerate((0.2, 0.1)):  # the same values twice: two results of one setting
         fake_finished(sweep, num, ["optimizer.lr=0.1"], {"val/loss": loss}, monitor="val/loss")
     assert report_stats.retried(report.read_sweep(sweep), ("ckpt",)) == {}
+
+
+def test_a_retry_killed_too_is_stood_for_by_the_last_retry(tmp_path):
+    sweep = tmp_path / "sweep"
+    for num in (0, 1):  # killed twice: an error in the log, no metrics.json
+        job = fake_job(sweep, num, ["optimizer.lr=0.1"])
+        (job / "trainer.log").write_text("[2026-01-01 00:00:00,000][trainer][ERROR] - killed\n")
+    fake_finished(sweep, 2, ["optimizer.lr=0.1", "ckpt=x.pt"], {"val/loss": 0.1}, monitor="val/loss")
+    assert report_stats.retried(report.read_sweep(sweep), ("ckpt",)) == {"0": "2", "1": "2"}

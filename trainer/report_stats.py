@@ -98,6 +98,9 @@ def retried(jobs: list[Job], ignored: tuple[str, ...]) -> dict[str, str]:
         later = next((j for j in jobs[i + 1:] if j.path is not None and values(j) == values(job)), None)
         if later is not None:
             out[job.name] = later.name
+    for name in out:  # a retry killed too: its own retry stands for both
+        while out[name] in out:
+            out[name] = out[out[name]]
     return out
 
 
