@@ -38,24 +38,32 @@ def drawn(dist: BaseDistribution) -> list[Any]:
 
 
 def compose(loader: Any, master: DictConfig, overrides: list[str]) -> DictConfig:
-    """The job's config as the launcher composes it (without its `hydra` node); ConfigError if it
-    cannot be composed (a group option or a key that does not exist)."""
+    """The job's config as the launcher composes it; ConfigError if it cannot be composed (a group
+    option or a key that does not exist)."""
     try:
-        cfg = loader.load_sweep_config(master, overrides)
+        return loader.load_sweep_config(master, overrides)
     except Exception as exc:  # Hydra's ConfigCompositionException and its kin: their first line says why
         raise ConfigError(str(exc).strip().split("\n")[0]) from None
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 def check_config(cfg: DictConfig) -> None:
-    """What a command-line value must pass on its own (no check that relates two keys)."""
+    """What a command-line value must pass on its own (no check that relates two keys), with the
+    job's own Hydra config in place, as the job sees it (`${hydra:runtime.choices.optimizer}`)."""
+    from hydra.core.hydra_config import HydraConfig
+
     from trainer.build import check_optimization
     from trainer.config import check_values
 
-    check_values(cfg)
-    check_optimization(cfg)
+    saved = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        job = copy.deepcopy(cfg)
+        with open_dict(job):
+            del job["hydra"]
+        check_values(job)
+        check_optimization(job)
+    finally:
+        HydraConfig.instance().cfg = saved
 
 
 def problem(loader: Any, master: DictConfig, params: dict[str, Any], fixed: dict[str, str],
