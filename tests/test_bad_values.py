@@ -20,7 +20,7 @@ from trainer.cli import paragraph
 from trainer.config import config_dir
 from trainer.errors import ConfigError
 from trainer.landscape import landscape
-from trainer.overrides import check_override_keys
+from trainer.overrides import check_launcher, check_override_keys
 from trainer.run import run
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
@@ -35,6 +35,11 @@ TABLE = [
                                   "choose one of ['default', 'xavier', 'kaiming', 'normal']")),
     ("trainer", "model.width=[8,8,8]", ("model.width lists 3 widths but model.depth=2",
                                         "set model.depth=3 or give 2 widths")),
+    ("trainer", "model.norm=layer model.depth=0",
+     ("model.norm=layer acts on hidden layers, but model.depth=0 is a linear model",
+      "set model.norm=none or model.depth>=1")),
+    ("trainer", "model.dropout=0.5 model.depth=0",
+     ("model.dropout=0.5 acts on hidden layers, but model.depth=0", "set model.dropout=0 or model.depth>=1")),
     ("trainer", "model.norm=batch batch_size=1",
      ("model.norm=batch needs at least 2 samples in every batch",)),  # was a CLI test in test_norm.py
     # the optimizer, its batches and its steps
@@ -44,6 +49,9 @@ TABLE = [
     ("trainer", "optimizer=momentum optimizer.momentum=-0.5",
      ("optimizer=torch.optim.SGD cannot be built", "Invalid momentum value: -0.5",
       "Fix or remove the optimizer.* value it names")),
+    ("trainer", "optimizer=momentum optimizer.momentum=2",
+     ("optimizer.momentum=2 must be below 1 (e.g. 0.9)", "whatever the learning rate")),
+    ("trainer", "optimizer=rmsprop optimizer.momentum=1.0", ("optimizer.momentum=1.0 must be below 1",)),
     ("trainer", "optimizer=adam optimizer.betas=[0.9,2.0]",
      ("optimizer=torch.optim.Adam cannot be built", "Invalid beta parameter at index 1: 2.0",
       "Fix or remove the optimizer.* value it names")),
@@ -170,6 +178,55 @@ TABLE = [
     ("landscape", "xlim=[2,1]", ("xlim=[2, 1] must be two numbers [low, high]",)),
     ("landscape", "start=[9,9]", ("start=[9.0,9.0] lies outside the plot",)),
     ("landscape", "optim.adam.lr=-1", ("optim.adam=torch.optim.Adam cannot be built",)),
+    ("landscape", "optim.sgd.momentum=2", ("optim.sgd.momentum=2 must be below 1",)),
+    # the vectorized launcher (checked before Hydra starts, as python -m trainer does)
+    ("launcher", "hydra/launcher=vectorized hydra.launcher.max_members=abc",
+     ("hydra.launcher.max_members='abc' must be a whole number >= 1", "or null")),
+    ("launcher", "hydra.launcher.max_members=0", ("hydra.launcher.max_members=0 must be a whole number",)),
+    ("launcher", "hydra.launcher.max_members=-2", ("hydra.launcher.max_members=-2 must be a whole number",)),
+    ("launcher", "hydra.launcher.max_members=2.5", ("hydra.launcher.max_members='2.5' must be a whole",)),
+    ("launcher", "hydra/sweeper=optuna hydra.sweeper.n_trials=abc",
+     ("hydra.sweeper.n_trials='abc' must be a whole number >= 1",)),
+    ("launcher", "hydra.sweeper.n_jobs=2.5", ("hydra.sweeper.n_jobs='2.5' must be a whole number >= 1",)),
+    # an Optuna search space (hydra/sweeper=optuna), checked before the first trial
+    ("optuna", "optimizer=choice(sgd,adamm)",
+     ("the search space of optimizer cannot be searched: its choices include optimizer=adamm",
+      "Could not find 'optimizer/adamm' (did you mean adam?)", "'nesterov'", "hydra.sweeper.params")),
+    ("optuna", "optimizer.lr=tag(log,interval(0,1))",
+     ("optimizer.lr=tag(log,interval(0,1)) cannot be searched: a log scale needs bounds above 0",
+      "tag(log, interval(1e-05, 1))")),
+    ("optuna", "optimizer.lr=tag(log,interval(-1,-0.1))", ("a log scale needs bounds above 0",)),
+    ("optuna", "optimizer.lr=interval(1,0.1)",
+     ("its low bound 1 is above its high bound 0.1: write interval(low, high)",)),
+    ("optuna", "optimizer.lr=interval(0,1)",
+     ("its values include optimizer.lr=0.0, which a run rejects", "optimizer.lr=0.0 must be a positive")),
+    ("optuna", "model.width=tag(int,interval(8.5,64))",
+     ("tag(int, ...) draws whole numbers, so its bounds must be whole numbers, not 8.5 and 64",)),
+    ("optuna", "model.width=tag(int,interval(0,64))",
+     ("its values include model.width=0", "model.width=0 must be a positive whole number")),
+    ("optuna", "batch_size=range(0,64,16)",
+     ("its values include batch_size=0", "batch_size=0 must be a positive whole number or 'full'")),
+    ("optuna", "batch_size=range(1,10,0)", ("its step is 0",)),
+    ("optuna", "batch_size=range(10,1)", ("batch_size=range(10,1) is empty",)),
+    ("optuna", "model.width=choice()", ("hydra.sweeper.params cannot be read", "empty choice")),
+    ("optuna", "optimizer.lr=interval(a,b)", ("hydra.sweeper.params cannot be read",)),
+    ("optuna", "model.activation=choice(relu,relux)",
+     ("its choices include model.activation=relux", "model.activation='relux' is not allowed")),
+    ("optuna", "epochs=range(0,4)", ("its values include epochs=0", "epochs=0 must be a positive")),
+    ("optuna", "model.widht=choice(8,16)", ("the search space of model.widht cannot be searched",
+                                             "Could not override 'model.widht'")),
+    ("optuna", "optimizer=momentum optimizer.momentum=interval(-1,0.9)",
+     ("its values include optimizer.momentum=-1.0", "Invalid momentum value: -1.0")),
+    ("optuna", "optimizer.lr=interval(0.01,0.1) batch_size=0",  # a fixed value: the run's own words
+     ("batch_size=0 must be a positive whole number or 'full'",)),
+    ("optuna", "hydra.sweeper.max_failure_rate=2 optimizer.lr=interval(0.01,0.1)",
+     ("hydra.sweeper.max_failure_rate=2.0 must be a number in [0, 1]",)),
+    ("optuna", "hydra.sweeper.max_failure_rate=-1 optimizer.lr=interval(0.01,0.1)",
+     ("hydra.sweeper.max_failure_rate=-1.0 must be a number in [0, 1]",)),
+    ("optuna", "optimizer.lr=choice(0.1,-1)", ("its choices include optimizer.lr=-1",)),
+    ("optuna", "batch_size=choice(full,0)", ("its choices include batch_size=0",)),
+    ("optuna", "hydra/sweeper/sampler=grid optimizer.lr=interval(0.01,0.1)",
+     ("grid sampler cannot enumerate optimizer.lr",)),
 ]
 # Checked once the run folder is locked (they need the data or the checkpoint): the lock file may
 # exist. Every other row fails before the run folder is made.
@@ -188,7 +245,11 @@ def rejected(tool: str, overrides: str, out_dir: Path) -> str:
     """The paragraph the command line prints for `python -m trainer[.landscape] OVERRIDES`."""
     args = overrides.split()
     with pytest.raises(ConfigError) as err:
-        if tool == "landscape":
+        if tool == "optuna":
+            search_space(args, out_dir)
+        elif tool == "launcher":
+            check_launcher(args)
+        elif tool == "landscape":
             with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
                 cfg = compose(config_name="landscape", overrides=args)
             landscape(cfg, out_dir)
@@ -196,6 +257,25 @@ def rejected(tool: str, overrides: str, out_dir: Path) -> str:
             check_override_keys(args)  # as trainer/__main__.py does before Hydra
             run(make_cfg(*(a for a in args if not a.startswith("-"))), out_dir=out_dir)
     return paragraph(str(err.value))
+
+
+def search_space(args: list[str], sweep_dir: Path) -> tuple[dict, dict]:
+    """What `python -m trainer -m hydra/sweeper=optuna ARGS` does with its search space before the
+    first trial: its space and fixed values (hydra... and +hparams_search=... arguments compose the
+    sweeper's own config)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from hydra_plugins.trainer_optuna_sweeper._search import Search
+
+    hydra_args = [a for a in args if a.startswith(("hydra", "+hparams_search"))]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", ["hydra/sweeper=optuna", f"hydra.sweep.dir={sweep_dir}", *hydra_args],
+                      return_hydra_config=True)
+        options = {k: v for k, v in cfg.hydra.sweeper.items() if k != "_target_"}
+        options["sampler"] = instantiate(cfg.hydra.sweeper.sampler)
+        search = Search(cfg, None, **options, config_loader=GlobalHydra.instance().config_loader())
+        return search.prepare([a for a in args if a not in hydra_args])
 
 
 def written(folder: Path) -> set[str]:
@@ -233,3 +313,30 @@ def test_the_command_line_prints_that_paragraph_exits_2_and_writes_no_results(tm
     assert proc.stderr == expected + "\n"  # nothing else: no traceback, no Hydra hint
     results = [p for p in written(tmp_path / "run") if p.startswith(("metrics", "checkpoints", "events"))]
     assert results == []
+
+
+def test_max_members_from_a_config_file_is_checked_when_the_launcher_is_set_up():
+    from hydra_plugins.trainer_vectorized_launcher.vectorized_launcher import VectorizedLauncher
+
+    with pytest.raises(SystemExit) as exc:
+        VectorizedLauncher(max_members=0).setup(hydra_context=None, task_function=None, config=None)
+    assert exc.value.code == 2
+    check_launcher(["hydra.launcher.max_members=4", "hydra.launcher.max_members=null"])  # allowed
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    (["ensemble=bagging", "ensemble.members=1"],
+     "ensemble=bagging with ensemble.members=1 trains a single member: one model on a bootstrap resample"),
+    (["ensemble=boosting", "ensemble.rounds=1"],
+     "ensemble=boosting with ensemble.rounds=1 trains a single member: one model on the whole train split"),
+])
+def test_an_ensemble_of_one_member_says_it_is_one_model(overrides, words, caplog):
+    """Allowed (the K = 1 point of the ensembles experiment's curves), but never silently."""
+    from trainer.config import validate
+
+    with caplog.at_level("WARNING"):
+        validate(make_cfg(*overrides))
+    assert words in caplog.text and "use ensemble=none for a plain run" in caplog.text
+    caplog.clear()
+    validate(make_cfg("ensemble=bagging", "ensemble.members=2"))
+    assert "single member" not in caplog.text

@@ -1,6 +1,7 @@
 """The Optuna sweeper (hydra/sweeper=optuna): search space, database storage, continuing a killed
 search, processes sharing one study, pruning, the report's study lines, the optuna-dashboard."""
 
+import csv
 import json
 import socket
 import subprocess
@@ -187,6 +188,12 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path):
     for number, mtime in finished.items():  # finished jobs were not run again
         assert (jobs[number] / "metrics.json").stat().st_mtime_ns == mtime
     assert all(read_metrics(jobs[t.number])["val/loss"] == pytest.approx(t.value) for t in complete)
+    # The report counts the retry, not the killed attempt, and its best is the study's (issue 29)
+    paths = report.report(sweep, tmp_path / "report")
+    rows = {r["job"]: r for r in csv.DictReader(open(paths["csv"]))}
+    assert sorted(rows, key=int) == sorted(str(t.number) for t in complete)
+    best = load(sweep, "killed").best_trial.number
+    assert [j for j, r in rows.items() if r["best"] == "*"] == [str(best)]
 
 
 @pytest.mark.slow
@@ -282,3 +289,56 @@ def test_monitor_auto_on_a_file_follows_the_search_direction(tmp_path):
     assert "val/acc" in metrics  # a classification task: monitor=auto alone would take val/acc
     assert read_metrics(tmp_path / "job")["monitor"] == metrics["monitor"] == "val/loss"
     assert objective(metrics, metrics["monitor"]) == metrics["val/loss"]
+
+
+@pytest.mark.slow
+def test_a_space_with_a_value_no_run_accepts_stops_before_the_study_every_time(tmp_path):
+    """An unknown config of a group (issue 29: trial 0 was left running, and every rerun stalled on
+    it): one paragraph, exit 2, no sweep folder; the same again on a rerun."""
+    sweep = tmp_path / "s"
+    for _ in range(2):
+        proc = cli_in_process(*search(sweep, "optimizer=choice(sgd,adamm)"), cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.startswith("error: the search space of optimizer cannot be searched: its choices "
+                                      "include optimizer=adamm")
+        assert not sweep.exists()  # no study, no job, not even the sweep's HParams file
+
+
+@pytest.mark.slow
+def test_a_trial_whose_config_cannot_be_composed_is_failed_and_the_study_goes_on(tmp_path):
+    """Each value composes (momentum with sgd), a pair does not (adam has no momentum): those trials
+    are marked failed, not retried, and the others run."""
+    sweep = tmp_path / "s"
+    proc = cli_in_process(*search(sweep, "hydra/sweeper/sampler=grid", "epochs=1",
+                                  "optimizer=choice(adam,sgd)",
+                                  "optimizer.momentum=choice(0.5,0.9)"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = load(sweep, "s").trials
+    assert len(trials) == 4
+    for t in trials:
+        assert t.state == (TrialState.FAIL if t.params["optimizer"] == "adam" else TrialState.COMPLETE)
+        assert (t.number in job_dirs(sweep)) == (t.state == TrialState.COMPLETE)
+    assert "its config cannot be composed: Could not override 'optimizer.momentum'" in proc.stdout
+
+
+def test_the_shipped_search_space_passes_the_check(tmp_path):
+    from tests.test_bad_values import search_space
+
+    space, fixed = search_space(["+hparams_search=digits_optuna"], tmp_path / "s")
+    assert set(space) >= {"optimizer", "optimizer.lr"} and (tmp_path / "s").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("content", [b"\x8f\x01 not sqlite at all " * 100,
+                                     b"SQLite format 3\x00" + b"\x00" * 90])
+def test_a_damaged_study_file_is_named_as_damaged(tmp_path, content):
+    """A damaged optuna.db gets its own paragraph (issue 29: it got advice about database URLs)."""
+    sweep = tmp_path / "s"
+    sweep.mkdir()
+    (sweep / "optuna.db").write_bytes(content)
+    proc = cli_in_process(*search(sweep, "hydra.sweeper.n_trials=1"), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    flat = " ".join(proc.stderr.split())
+    assert flat.startswith(f"error: {sweep / 'optuna.db'} is damaged: SQLite cannot read it")
+    assert f"mv {sweep / 'optuna.db'} {sweep / 'optuna.db'}.damaged" in flat and "SQLAlchemy URL" not in flat
+    assert (sweep / "optuna.db").read_bytes() == content and not job_dirs(sweep)  # left as it was

@@ -14,7 +14,7 @@ from matplotlib.image import imread
 
 from tests.conftest import cli_in_process, make_cfg, read_metrics
 from tests.test_sweeps import fake_job
-from trainer import report
+from trainer import report, report_stats
 from trainer.logger import RunLogger
 from trainer.report_axes import x_values
 from trainer.report_stats import group_jobs, select
@@ -223,6 +223,9 @@ def test_a_sweep_without_repeated_seeds_has_one_row_per_job(tmp_path, capsys):
     (["select=optimizer.momentum"], "select=optimizer.momentum: optimizer.momentum is not a swept key"),
     (["select=seed"], "select=seed: seed is not a swept key"),
     (["over=sed"], "over=sed: sed is not a swept key"),
+    (["stale=-5"], "stale='-5' must be a positive number of seconds"),
+    (["stale=abc"], "stale='abc' must be a positive number of seconds"),
+    (["out=/proc/x"], "out=/proc/x cannot hold the report's files: No such file or directory"),
 ])
 def test_bad_report_options_are_one_paragraph(protocol_sweep, tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exc:
@@ -231,3 +234,46 @@ def test_bad_report_options_are_one_paragraph(protocol_sweep, tmp_path, capsys, 
     err = " ".join(capsys.readouterr().err.split())
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+@pytest.mark.parametrize("killed", ["interrupted", "failed"])
+def test_a_retried_job_stands_for_its_killed_attempt(tmp_path, capsys, killed):
+    """An Optuna trial killed while it ran and retried with the same values (issue 29: the report
+    named job 3 best while the study said trial 5): the retry counts, the attempt does not."""
+    sweep = tmp_path / "sweep"
+    losses = {0: 0.30, 1: 0.20, 2: 0.15, 3: 0.0959}
+    for num, loss in losses.items():
+        fake_finished(sweep, num, [f"optimizer.lr={num / 100 + 0.01}"], {"val/loss": loss},
+                      monitor="val/loss")
+    attempt = ["optimizer.lr=0.05"]
+    if killed == "interrupted":  # SIGTERM: its metrics.json says so
+        fake_finished(sweep, 4, attempt, {"val/loss": 0.5}, status="interrupted", monitor="val/loss")
+    else:  # SIGKILL: no metrics.json, an error in its log
+        job = fake_job(sweep, 4, attempt)
+        (job / "trainer.log").write_text("[2026-01-01 00:00:00,000][trainer][ERROR] - killed\n")
+    retry = [*attempt, f"ckpt={sweep / '4' / 'checkpoints' / 'last.pt'}"]  # as the sweeper adds it
+    fake_finished(sweep, 5, retry, {"val/loss": 0.0821}, monitor="val/loss")
+    paths = report.report(sweep, tmp_path / "out")
+    out = capsys.readouterr().out
+    rows = read_csv(paths["csv"])
+    assert [r["job"] for r in rows] == ["0", "1", "2", "3", "5"]
+    assert [r["job"] for r in rows if r["best"] == "*"] == ["5"]
+    assert out.splitlines()[0].endswith(": 5 jobs (5 completed)")
+    assert f"job 4 ({killed}) was run again as job 5, which stands for it below" in out
+    assert "jobs_csv" not in paths  # one job per setting: no group of an attempt and its retry
+
+
+def test_a_finished_job_is_not_replaced_by_a_later_one_with_its_values(tmp_path):
+    sweep = tmp_path / "sweep"
+    for num, loss in enumerate((0.2, 0.1)):  # the same values twice: two results of one setting
+        fake_finished(sweep, num, ["optimizer.lr=0.1"], {"val/loss": loss}, monitor="val/loss")
+    assert report_stats.retried(report.read_sweep(sweep), ("ckpt",)) == {}
+
+
+def test_a_retry_killed_too_is_stood_for_by_the_last_retry(tmp_path):
+    sweep = tmp_path / "sweep"
+    for num in (0, 1):  # killed twice: an error in the log, no metrics.json
+        job = fake_job(sweep, num, ["optimizer.lr=0.1"])
+        (job / "trainer.log").write_text("[2026-01-01 00:00:00,000][trainer][ERROR] - killed\n")
+    fake_finished(sweep, 2, ["optimizer.lr=0.1", "ckpt=x.pt"], {"val/loss": 0.1}, monitor="val/loss")
+    assert report_stats.retried(report.read_sweep(sweep), ("ckpt",)) == {"0": "2", "1": "2"}

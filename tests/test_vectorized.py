@@ -153,3 +153,39 @@ def test_a_bad_value_of_one_member_is_that_jobs_error_alone(tmp_path):
     assert isinstance(out[0], ConfigError) and "epochs=0 must be a positive whole number" in str(out[0])
     assert out[1]["status"] == "completed" and read_metrics(tmp_path / "ok")["epochs"] == 1
     assert not (tmp_path / "bad" / "metrics.json").exists()
+
+
+CHAOS = ["data=spirals", "data.n_samples=300", "model.width=32", "batch_size=16", "monitor=val/loss"]
+
+
+@pytest.mark.slow  # four runs of about a second
+@pytest.mark.parametrize(("optimizer", "lr", "epochs", "amplified"), [
+    ("adam", 0.05, 30, True),  # chaotic: its measured change was 4e-2, 400,000 times the nudge
+    ("sgd", 0.01, 20, False),  # stable: measured 1e-7, the nudge itself
+])
+def test_a_nudge_of_1e7_to_the_initial_weights_is_amplified_only_in_a_chaotic_run(
+        tmp_path, monkeypatch, optimizer, lr, epochs, amplified):
+    """Why the vectorized launcher equals the basic one only on stable settings (README, Vectorized
+    sweeps): the basic launcher alone, run twice, the second time with every initial weight moved by
+    1e-7 (about what a different order of floating-point sums does). A chaotic run (Adam at a high
+    rate) ends far apart, with this launcher too; a stable one stays within rounding."""
+    import trainer.run as run_module
+
+    cfg = [*CHAOS, f"optimizer={optimizer}", f"optimizer.lr={lr}", f"epochs={epochs}"]
+    plain = run(make_cfg(*cfg), out_dir=tmp_path / "plain")
+
+    def nudged(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1e-7)
+        return model
+
+    monkeypatch.setattr(run_module, "build_model", nudged)
+    moved = run(make_cfg(*cfg), out_dir=tmp_path / "nudged")
+    assert plain["status"] == moved["status"] == "completed"
+    change = abs(moved["val/loss"] - plain["val/loss"]) / plain["val/loss"]
+    if amplified:
+        assert change > 1e-4, change  # over 1,000 times the nudge
+    else:
+        assert change < 1e-5, change

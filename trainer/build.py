@@ -24,6 +24,7 @@ def instantiate_checked(node: DictConfig | dict, group: str, *args: Any, **kwarg
     """`instantiate(node)` (called with `args` when partial), with a bad argument reported as the
     config key it came from."""
     node = OmegaConf.create(node) if isinstance(node, dict) else node
+    _momentum_below_one(node, group)
     try:
         built = instantiate(node)
         return built(*args, **kwargs) if node.get("_partial_") else built
@@ -32,6 +33,16 @@ def instantiate_checked(node: DictConfig | dict, group: str, *args: Any, **kwarg
         raise ConfigError(f"{group}={node.get('_target_')} cannot be built from the config "
                           f"{dict(OmegaConf.to_container(node))}: {cause}. Fix or remove the "
                           f"{group}.* value it names") from None
+
+
+def _momentum_below_one(node: DictConfig, group: str) -> None:
+    """torch takes any momentum >= 0, but from 1 on the velocity never decays: every step adds the
+    whole past, and the run diverges whatever the learning rate (its message would say lower lr)."""
+    momentum = node.get("momentum")
+    if isinstance(momentum, int | float) and not isinstance(momentum, bool) and momentum >= 1:
+        raise ConfigError(f"{group}.momentum={momentum} must be below 1 (e.g. 0.9): with momentum >= 1 "
+                          "the velocity never decays and the steps grow without bound, whatever the "
+                          "learning rate")
 
 
 def _numbers_where_numbers(node: DictConfig, group: str) -> None:

@@ -13,6 +13,7 @@ and the soft form also gives the validation loss a meaning.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from trainer.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 KINDS = ("none", "bagging", "boosting")
 # SAMME's error is clamped to at least this: a member that misclassifies no (weighted) training
@@ -164,6 +167,11 @@ def check_ensemble(cfg: DictConfig, task: str | None) -> None:
     if kind == "none":
         return
     which = f"ensemble={kind}"
+    if size_of(node) == 1:  # the K = 1 point of an ensemble curve (experiment digits_ensembles)
+        one = ("one model on a bootstrap resample of the train split" if kind == "bagging"
+               and node.get("split") == "bootstrap" else "one model on the whole train split")
+        log.warning("%s with %s=1 trains a single member: %s, not an ensemble; use ensemble=none for "
+                    "a plain run", which, "ensemble.members" if kind == "bagging" else "ensemble.rounds", one)
     if kind == "boosting" and task == "regression":
         raise ConfigError(f"{which} is multi-class AdaBoost (SAMME), which reweights misclassified "
                           f"samples, but data {cfg.data.name!r} is a regression task; use ensemble=bagging "

@@ -56,8 +56,24 @@ def check_override_keys(args: list[str]) -> None:
                               f"{sorted(group)}{extra}")
 
 
+# The Optuna sweeper's whole-number settings (hydra_plugins/trainer_optuna_sweeper/config.py).
+SWEEPER_COUNTS = ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs", "hydra.sweeper.heartbeat_interval")
+
+
 def check_launcher(args: list[str]) -> None:
-    """`hydra/launcher=slurm` needs SLURM's `sbatch`; without it submitit fails with a traceback."""
+    """`hydra/launcher=slurm` needs SLURM's `sbatch`; without it submitit fails with a traceback.
+    `hydra.launcher.max_members` of the vectorized launcher: checked before any job is set up."""
+    for arg in args:
+        key, _, text = arg.lstrip("+").partition("=")
+        if key in SWEEPER_COUNTS and not text.strip().isdigit():  # Hydra's message: a type conversion
+            raise ConfigError(f"{key}={text!r} must be a whole number >= 1")
+        if arg.lstrip("+").startswith("hydra.launcher.max_members="):
+            from hydra_plugins.trainer_vectorized_launcher.vectorized_launcher import max_members_problem
+
+            text = arg.partition("=")[2]
+            value: object = None if text == "null" else int(text) if text.lstrip("-").isdigit() else text
+            if problem := max_members_problem(value):
+                raise ConfigError(problem)
     if "hydra/launcher=slurm" in args and shutil.which("sbatch") is None:
         raise ConfigError("hydra/launcher=slurm submits every job of the sweep with SLURM's sbatch, "
                           "which is not on this machine's PATH: start the sweep on the cluster's login "

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,12 +21,12 @@ from omegaconf import OmegaConf
 
 from trainer.cli import fail, parse_options
 from trainer.dashboard import REPORT_IMAGES, add_images
-from trainer.errors import ConfigError, DataError, UserError
+from trainer.errors import ConfigError, DataError, StorageError, UserError
 from trainer.jobs import NEVER_IN_NAMES, job_number, order_key, planned_jobs, superseded, unfinished_status
 from trainer.report_axes import AXES, BANDS
 from trainer.report_plots import plot_params, plot_select
 from trainer.report_print import draw_curves, print_groups, print_jobs, print_select, rows, write_csv
-from trainer.report_stats import METRICS, Group, best_group, check_keys, group_jobs, select
+from trainer.report_stats import METRICS, Group, best_group, check_keys, group_jobs, retried, select
 from trainer.sweep import direction_of
 from trainer.trial import study_summary
 
@@ -196,6 +197,9 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     check_choice("x", x, AXES)
     check_choice("band", band, BANDS)
     jobs = read_sweep(sweep_dir, stale_s)
+    retries = retried(jobs, NEVER_IN_NAMES)  # a killed attempt: its retry counts, it does not
+    attempts = {j.name: j.status for j in jobs if j.name in retries}
+    jobs = [j for j in jobs if j.name not in retries]
     keys, monitor = swept_keys(jobs), sweep_monitor(jobs)
     if over is not None:
         check_keys("over", over, keys)
@@ -206,10 +210,12 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     if select_keys:
         check_keys("select", select_keys, setting_keys, averaged)
     out_dir = Path(out) if out is not None else Path(sweep_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_out(out_dir, "out" if out is not None else "the sweep folder")
     common = {k: v for k, v in jobs[0].overrides.items() if k not in keys}
     counts = Counter(j.status for j in jobs)
     print(f"sweep {sweep_dir}: {len(jobs)} jobs (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")")
+    for name, retry in retries.items():
+        print(f"job {name} ({attempts[name]}) was run again as job {retry}, which stands for it below")
     if common:
         print("same in every job: " + " ".join(f"{k}={v}" for k, v in common.items()))
     print("val/* at each job's best epoch on its monitor; test/* with those weights")
@@ -243,6 +249,21 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     return paths
 
 
+def check_out(out_dir: Path, what: str) -> None:
+    """The report's folder exists, or is made, and takes files: else one paragraph, before any output."""
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise NotADirectoryError(20, "it is a file, not a folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        named = f"out={out_dir}" if what == "out" else f"{what} {out_dir}"
+        raise StorageError(f"{named} cannot hold the report's files: {exc.strerror or exc}. Choose a "
+                           "folder you can write to, e.g. out=reports/my_sweep") from None
+
+
 def check_choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{option}={value!r} is not one of {'|'.join(allowed)}")
@@ -256,7 +277,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             stale = float(opts["stale"])
         except ValueError:
-            raise ConfigError(f"stale={opts['stale']!r} must be a number of seconds") from None
+            stale = math.nan
+        if not stale > 0:  # a job whose files are older than this, with no live process, has failed
+            raise ConfigError(f"stale={opts['stale']!r} must be a positive number of seconds (default 600)")
         over = key_list(opts["over"]) if opts["over"] else None
         report(opts["dir"], opts["out"] or None, stale, over, key_list(opts["select"] or ""),
                opts["x"] or "epoch", opts["band"] or "std")

@@ -92,6 +92,29 @@ def check_keys(option: str, given: list[str], swept: list[str], averaged: list[s
                           f"sweep{but}; the swept keys are {', '.join(swept) or '(none)'}")
 
 
+FINISHED = ("completed", "diverged", "pruned", "not started")  # outcomes a later job does not replace
+
+
+def retried(jobs: list[Job], ignored: tuple[str, ...]) -> dict[str, str]:
+    """Attempts that a later job ran again with the same values (an Optuna trial killed while it ran,
+    then retried): each unfinished attempt's name -> its retry's name. The retry stands for the
+    setting in every count and choice; the attempt is only mentioned."""
+    def values(job: Job) -> dict[str, str]:
+        return {k: v for k, v in job.overrides.items() if k not in ignored}
+
+    out = {}
+    for i, job in enumerate(jobs):
+        if job.status in FINISHED:
+            continue
+        later = next((j for j in jobs[i + 1:] if j.path is not None and values(j) == values(job)), None)
+        if later is not None:
+            out[job.name] = later.name
+    for name in out:  # a retry killed too: its own retry stands for both
+        while out[name] in out:
+            out[name] = out[out[name]]
+    return out
+
+
 def group_jobs(jobs: list[Job], keys: list[str], over: list[str]) -> list[Group]:
     """Jobs with equal values of the swept `keys` other than `over`, in order of first appearance."""
     setting_keys = [k for k in keys if k not in over]

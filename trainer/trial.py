@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,25 @@ def open_storage(url: str, **heartbeat: Any) -> Any:
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **heartbeat)
     except Exception as exc:  # a bad URL, a missing driver, a database that cannot be reached
+        damaged = damaged_file(url, exc)
+        if damaged is not None:
+            raise DataError(f"{damaged} is damaged: SQLite cannot read it ({str(exc).splitlines()[0]}). "
+                            f"It holds the study of this sweep folder; restore it from a copy, or move "
+                            f"it aside (mv {damaged} {damaged}.damaged) to start a new study here") from None
         raise ConfigError(f"hydra.sweeper.storage={url} cannot be opened ({type(exc).__name__}: {exc}); "
                           "give an SQLAlchemy URL such as sqlite:///search.db or "
                           "postgresql://user:password@host/db (with its driver installed)") from None
+
+
+def damaged_file(url: str, exc: Exception) -> Path | None:
+    """The SQLite file of `url` when `exc` says it is not a readable database (not for a lock or a
+    folder that cannot be reached: those are the URL's or the machine's to fix)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = Path(url.removeprefix("sqlite:///"))
+    text = str(exc).lower()
+    reasons = ("file is not a database", "malformed", "file is encrypted")
+    return path if path.is_file() and any(r in text for r in reasons) else None
 
 
 def make_pruner(name: str, args: dict[str, Any] | None = None) -> Any:
@@ -109,6 +125,8 @@ def study_summary(sweep_dir: Path) -> list[str]:
         study = optuna.load_study(study_name=sweeper.study_name, storage=open_storage(url))
     except KeyError:
         return [f"Optuna study: {url} has no study named {sweeper.study_name}"]
+    except DataError as exc:  # a damaged file: the jobs' own table stands without it
+        return [f"Optuna study: {exc}"]
     trials = study.get_trials(deepcopy=False)
     states: dict[str, int] = {}
     for t in trials:

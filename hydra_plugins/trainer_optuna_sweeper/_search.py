@@ -29,7 +29,7 @@ from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from hydra_plugins.trainer_optuna_sweeper import _space
+from hydra_plugins.trainer_optuna_sweeper import _check, _space
 from trainer.config import static_monitor
 from trainer.errors import ConfigError
 from trainer.jobs import job_number
@@ -49,6 +49,14 @@ def alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def told(study: optuna.Study, trial: Trial, value: float | None, state: TrialState) -> None:
+    try:
+        study.tell(trial, value, state=state)
+    except RuntimeError as exc:  # the grid sampler calls study.stop() on its last point
+        if "Study.stop" not in str(exc):
+            raise
 
 
 @contextmanager
@@ -88,7 +96,7 @@ class Search:
     def __init__(self, config: DictConfig, launcher: Any, *, sampler: Any, direction: str | None,
                  storage: str | None, study_name: str | None, n_trials: int, n_jobs: int,
                  max_failure_rate: float, params: dict[str, str] | None, pruner: str,
-                 pruner_args: dict[str, Any], heartbeat_interval: int) -> None:
+                 pruner_args: dict[str, Any], heartbeat_interval: int, config_loader: Any = None) -> None:
         if direction is None:  # the run's monitor decides (monitor=auto on a file of unknown task: a loss)
             direction = direction_of(static_monitor(config) or "val/loss")
         if direction not in ("minimize", "maximize"):
@@ -97,11 +105,15 @@ class Search:
                                 ("heartbeat_interval", heartbeat_interval, 1)):
             if not isinstance(value, int) or value < low:
                 raise ConfigError(f"hydra.sweeper.{key}={value!r} must be a whole number >= {low}")
+        if isinstance(max_failure_rate, bool) or not 0 <= max_failure_rate <= 1:
+            raise ConfigError(f"hydra.sweeper.max_failure_rate={max_failure_rate!r} must be a number in "
+                              "[0, 1]: the share of a batch's trials that may fail before the search stops")
         self.config, self.launcher, self.sampler = config, launcher, sampler
         self.direction, self.n_trials, self.n_jobs = direction, n_trials, n_jobs
         self.max_failure_rate, self.params = max_failure_rate, dict(params or {})
         self.pruner = make_pruner(pruner, dict(pruner_args or {}))
         self.heartbeat_interval = heartbeat_interval
+        self.config_loader = config_loader  # Hydra's: the space and each trial are composed as jobs are
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.url = storage_url(storage, self.sweep_dir)
         self.study_name = study_name or self.sweep_dir.name
@@ -189,6 +201,21 @@ class Search:
                 start = end
         return returns
 
+    def fail_uncomposable(self, study: optuna.Study, trials: list[Trial],
+                          fixed: dict[str, str]) -> list[Trial]:
+        """The trials whose config composes; the others are marked failed (not retried: their values
+        would fail again) and the study goes on."""
+        kept = []
+        for trial in trials:
+            why = (None if self.config_loader is None
+                   else _check.composable(self.config_loader, self.config, trial.params, fixed))
+            if why is None:
+                kept.append(trial)
+                continue
+            log.warning("trial %d failed: its config cannot be composed: %s", trial.number, why)
+            told(study, trial, None, TrialState.FAIL)
+        return kept
+
     def tell(self, study: optuna.Study, trials: list[Trial], returns: list[Any]) -> None:
         failures = []
         for trial, ret in zip(trials, returns, strict=True):
@@ -204,11 +231,7 @@ class Search:
                 state = TrialState.FAIL
                 failures.append(ret)
                 log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-            try:
-                study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-            except RuntimeError as exc:  # the grid sampler calls study.stop() on its last point
-                if "Study.stop" not in str(exc):
-                    raise
+            told(study, trial, value if state == TrialState.COMPLETE else None, state)
             shown = f"{value:.4g}" if value is not None else state.name.lower()
             values = " ".join(f"{k}={v}" for k, v in trial.params.items())
             log.info("trial %d: %s -> %s", trial.number, values, shown)
@@ -223,6 +246,8 @@ class Search:
         # Optuna's heartbeat thread runs only in Study.optimize; ours (Heartbeat) does it for ask/tell.
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         space, fixed = _space.parse([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
+        if self.config_loader is not None:  # before anything is written
+            _check.check_space(space, fixed, self.config_loader, self.config)
         if isinstance(self.sampler, partial):  # the grid sampler: its points come from the params
             points = _space.grid(space)
             self.sampler = self.sampler(points)
@@ -245,6 +270,9 @@ class Search:
                 if finished >= self.n_trials:
                     break
                 time.sleep(min(self.heartbeat_interval, 5))  # other processes run the last trials
+                continue
+            trials = self.fail_uncomposable(study, trials, fixed)
+            if not trials:
                 continue
             with Heartbeat(self.storage, [self.trial_id(t.number) for t in trials], self.heartbeat_interval):
                 returns = self.launch(trials, fixed)

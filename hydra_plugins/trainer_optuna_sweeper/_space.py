@@ -28,17 +28,38 @@ def distribution(override: Override) -> BaseDistribution | str:
         return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
     if override.is_range_sweep():  # range(start, stop, step): stop excluded, as in Python
         assert isinstance(value, RangeSweep)
-        values = [v if isinstance(v, int) else round(v, 12) for v in override.sweep_iterator()]
+        if value.step == 0:
+            raise ConfigError(f"the search space {override.input_line} cannot be searched: its step is 0; "
+                              "write range(start, stop, step) with a step that is not 0")
+        values = sorted(v if isinstance(v, int) else round(v, 12) for v in override.sweep_iterator())
         if not values:
             raise ConfigError(f"{override.input_line} is empty; range(start, stop, step) excludes stop")
-        if all(isinstance(v, int) for v in values):
-            return IntDistribution(values[0], values[-1], step=int(value.step))
-        return FloatDistribution(values[0], values[-1], step=float(value.step))
+        if all(isinstance(v, int) for v in values):  # a negative step: the same points, from the lowest
+            return IntDistribution(values[0], values[-1], step=abs(int(value.step)))
+        return FloatDistribution(values[0], values[-1], step=abs(float(value.step)))
     assert isinstance(value, IntervalSweep)  # Hydra reads its bounds as floats; tag(int, ...): whole numbers
+    check_interval(override.input_line, value)
     log = "log" in value.tags
     if "int" in value.tags:
         return IntDistribution(int(value.start), int(value.end), log=log)
     return FloatDistribution(float(value.start), float(value.end), log=log)
+
+
+def check_interval(line: str, value: IntervalSweep) -> None:
+    """The bounds Optuna would refuse with a traceback, or truncate (`tag(int, ...)` of 8.5)."""
+    low, high = float(value.start), float(value.end)
+    problem = None
+    if not low <= high:
+        problem = (f"its low bound {value.start:g} is above its high bound {value.end:g}: write "
+                   "interval(low, high)")
+    elif "log" in value.tags and low <= 0:
+        problem = "a log scale needs bounds above 0" + (
+            f", not {value.start:g}: e.g. tag(log, interval(1e-05, {value.end:g}))" if high > 0 else "")
+    elif "int" in value.tags and not (low.is_integer() and high.is_integer()):
+        problem = (f"tag(int, ...) draws whole numbers, so its bounds must be whole numbers, not "
+                   f"{value.start:g} and {value.end:g}")
+    if problem:
+        raise ConfigError(f"the search space {line} cannot be searched: {problem}")
 
 
 def parse(arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:

@@ -6,6 +6,7 @@ Optuna is imported only when a search starts (Hydra imports this module at every
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from hydra.core.plugins import Plugins
@@ -21,9 +22,10 @@ class OptunaSweeper(Sweeper):
         self.options = options  # the fields of config.OptunaSweeperConf, the sampler instantiated
         self.config: DictConfig | None = None
         self.launcher: Any = None
+        self.hydra_context: HydraContext | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config = config
+        self.config, self.hydra_context = config, hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
 
@@ -32,10 +34,27 @@ class OptunaSweeper(Sweeper):
         from trainer.cli import fail
         from trainer.errors import UserError
 
-        assert self.config is not None and self.launcher is not None
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         try:
-            Search(self.config, self.launcher, **self.options).run(arguments)
+            Search(self.config, self.launcher, **self.options,
+                   config_loader=self.hydra_context.config_loader).run(arguments)
         except UserError as exc:  # a bad search setting: one paragraph, as for a bad run setting
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
+            remove_own_events(Path(str(self.config.hydra.sweep.dir)))
             fail(str(exc), 2)
+
+
+def remove_own_events(sweep_dir: Path) -> None:
+    """Take back the sweep's HParams file that this process wrote at the start (trainer.jobs'
+    callback, before the sweeper saw its settings), and the folder if nothing else is in it: a
+    search refused before its first trial leaves nothing behind."""
+    if not sweep_dir.is_dir():
+        return
+    files = list(sweep_dir.iterdir())
+    own = [f for f in files if f.name.startswith("events.out.tfevents.")
+           and f.name.split(".")[-2:-1] == [str(os.getpid())]]
+    for f in own:
+        f.unlink()
+    if len(own) == len(files):
+        sweep_dir.rmdir()

@@ -24,6 +24,11 @@ class VectorizedLauncher(Launcher):
         self.task_function: TaskFunction | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from trainer.cli import fail
+
+        problem = max_members_problem(self.max_members)
+        if problem:  # from a config file (the command line's value is checked before Hydra starts)
+            fail(problem, 2)
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
         remember_compositions(hydra_context.config_loader)
 
@@ -36,6 +41,14 @@ class VectorizedLauncher(Launcher):
 
     def __repr__(self) -> str:  # shown by `--info plugins`
         return f"VectorizedLauncher(max_members={self.max_members!r})"
+
+
+def max_members_problem(value: object) -> str | None:
+    """What is wrong with a `hydra.launcher.max_members` value, or None (null, or a whole number >= 1)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return None
+    return (f"hydra.launcher.max_members={value!r} must be a whole number >= 1 (the members of one stacked "
+            "model) or null (as many as half the free memory holds)")
 
 
 def remember_compositions(loader: Any) -> None:

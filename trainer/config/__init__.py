@@ -106,6 +106,16 @@ def check_monitor(monitor: object, task: str | None, data_name: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check every value the run uses; raise `ConfigError` naming the key and the allowed values."""
+    check_values(cfg)
+    _check_relations(cfg)
+    from trainer.build import check_optimization  # torch: only once the keys are known to be sound
+
+    check_optimization(cfg)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Each key's own check, none that relates keys (an Optuna search checks its space with this:
+    a value is wrong on its own, while a pair of values is only wrong for the trials that draw it)."""
     check_node(cfg, Config, "")
     for group in ("model", "averaging", "data", "optimizer", "scheduler"):
         schema = schema_of(cfg[group])
@@ -114,10 +124,6 @@ def validate(cfg: DictConfig) -> None:
         elif group not in ("optimizer", "scheduler"):  # those two may name any torch class
             raise ConfigError(f"{group}: {cfg[group].get('_target_')!r} is not a {group} this version "
                               f"knows; choose one with {group}=NAME (see configs/{group}/)")
-    _check_relations(cfg)
-    from trainer.build import check_optimization  # torch: only once the keys are known to be sound
-
-    check_optimization(cfg)
 
 
 def _check_relations(cfg: DictConfig) -> None:
@@ -126,6 +132,11 @@ def _check_relations(cfg: DictConfig) -> None:
     if isinstance(m.width, ListConfig) and len(m.width) != m.depth:
         raise ConfigError(f"model.width lists {len(m.width)} widths but model.depth={m.depth}; "
                           f"set model.depth={len(m.width)} or give {m.depth} widths")
+    if m.depth == 0:  # a linear model: no hidden layer for a norm or dropout to act on
+        for key, off in (("norm", "none"), ("dropout", 0)):
+            if m.get(key, off) != off:
+                raise ConfigError(f"model.{key}={m[key]} acts on hidden layers, but model.depth=0 is a "
+                                  f"linear model without any; set model.{key}={off} or model.depth>=1")
     if not d.val_fraction + d.test_fraction < 1:
         raise ConfigError(f"data.val_fraction={d.val_fraction} and data.test_fraction={d.test_fraction} "
                           "must sum to less than 1, leaving a training split")
@@ -161,5 +172,5 @@ def _check_relations(cfg: DictConfig) -> None:
             f"run is on {device}; use precision=bf16 on the CPU, or precision=fp32")
 
 
-__all__ = ["FULL_BATCH_ADVISED", "FULL_BATCH_ONLY", "check_monitor", "config_dir", "did_you_mean",
-           "known_task", "static_monitor", "validate"]
+__all__ = ["FULL_BATCH_ADVISED", "FULL_BATCH_ONLY", "check_monitor", "check_values", "config_dir",
+           "did_you_mean", "known_task", "static_monitor", "validate"]
