@@ -1,17 +1,18 @@
 """1 torch thread against 2, under OpenMP's wait policies, with the cores idle and with one kept busy.
 
-    python scripts/bench_threads.py [--repeats 3] [--bmm 300] [--steps 50] [--threads 2]
+    python scripts/bench_threads.py [--rounds 2] [--repeats 3] [--bmm 300] [--steps 50] [--threads 2]
     make bench-threads
 
-Two workloads, timed `--repeats` times in a fresh process per variant (OpenMP reads OMP_WAIT_POLICY
-once, when torch loads it): `--bmm` products of (16, 64, 128) by (16, 128, 128) (issue 26's measurement), and
-`--steps` SGD steps of a 784-256-10 MLP at batch 64 (2.1e5 parameters x 64 = 1.3e7, above
+Two workloads: `--bmm` products of (16, 64, 128) by (16, 128, 128) (issue 26's measurement), and
+`--steps` SGD steps of a 784-256-10 MLP at batch 64 (2.0e5 parameters x 64 = 1.3e7, above
 threads=auto's line of 4e6, so threads=auto gives it torch's default count). The variants: one
 thread, and `--threads` threads with the policy unset (libgomp's default: spin, then sleep), PASSIVE
-(trainer's default, trainer/__init__.py) and ACTIVE: all of them with no busy loop, then all again
-while a busy-loop process (started and stopped here) keeps one core busy. Prints medians, ratios to
-one thread, and the load average (`os.getloadavg`) before and after each half: on a machine shared
-with other work, "no busy loop" means none of ours, not an idle machine.
+(trainer's default, trainer/__init__.py) and ACTIVE, each timed `--repeats` times in a fresh
+process per round (OpenMP reads OMP_WAIT_POLICY once, when torch loads it). Each round runs them
+all with no busy loop, then all again while a busy-loop process (started and stopped here) keeps
+one core busy, in the other order every second round. Prints medians, ratios to one thread, and
+the range of the load average (`os.getloadavg`) over each half: on a machine shared with other
+work, "no busy loop" means none of ours, not an idle machine.
 
     python scripts/bench_threads.py --sizes [--threads 2] [--repeats 5] [--steps 30]
 
@@ -106,28 +107,34 @@ def variants(threads: int) -> list[tuple[int, str]]:
     return [(1, "PASSIVE"), *((threads, policy) for policy in POLICIES)]
 
 
-def measure(threads: int, bmm: int, steps: int, repeats: int) -> tuple[dict, dict]:
-    """times[(load, threads, policy)] = run_variant's result; loads[load] = the load average before
-    and after that half."""
+def measure(threads: int, bmm: int, steps: int, repeats: int, rounds: int) -> tuple[dict, dict]:
+    """times[(load, threads, policy)] = {bmm: [s], step: [s], spin}, `rounds` fresh processes of
+    `repeats` measurements each; loads[load] = the load averages before and after each half."""
     times: dict[tuple[str, int, str], dict] = {}
-    loads: dict[str, list[float]] = {}
-    for load in ("idle", "busy"):
-        loads[load] = [os.getloadavg()[0]]
-        busy = start_busy() if load == "busy" else None
-        try:
-            if busy is not None:
-                time.sleep(0.5)  # the loop running before the first variant starts
-            for n, policy in variants(threads):
-                result = times[(load, n, policy)] = run_variant(n, policy, bmm, steps, repeats)
-                print(f"  {load:4s} {n} thread(s) {policy:7s}: bmm "
-                      f"{' '.join(f'{t:.2f}' for t in result['bmm'])} s, step "
-                      f"{' '.join(f'{t * 1e6:.0f}' for t in result['step'])} µs, spin count {result['spin']}",
-                      file=sys.stderr, flush=True)
-        finally:
-            if busy is not None:
-                busy.terminate()
-                busy.wait()
-        loads[load].append(os.getloadavg()[0])
+    loads: dict[str, list[float]] = {"idle": [], "busy": []}
+    for r in range(rounds):
+        for load in ("idle", "busy"):
+            loads[load].append(os.getloadavg()[0])
+            busy = start_busy() if load == "busy" else None
+            try:
+                if busy is not None:
+                    time.sleep(0.5)  # the loop running before the first variant starts
+                order = variants(threads)
+                for n, policy in order if r % 2 == 0 else order[::-1]:  # against drift
+                    result = run_variant(n, policy, bmm, steps, repeats)
+                    kept = times.setdefault((load, n, policy), {"bmm": [], "step": []})
+                    kept["bmm"] += result["bmm"]
+                    kept["step"] += result["step"]
+                    kept["spin"] = result["spin"]
+                    print(f"  round {r + 1} {load:4s} {n} thread(s) {policy:7s}: bmm "
+                          f"{' '.join(f'{t:.2f}' for t in result['bmm'])} s, step "
+                          f"{' '.join(f'{t * 1e6:.0f}' for t in result['step'])} µs, spin count "
+                          f"{result['spin']}", file=sys.stderr, flush=True)
+            finally:
+                if busy is not None:
+                    busy.terminate()
+                    busy.wait()
+            loads[load].append(os.getloadavg()[0])
     return times, loads
 
 
@@ -139,7 +146,7 @@ def table(times: dict, loads: dict, threads: int, bmm: int) -> str:
         one = times[(load, 1, "PASSIVE")]
         one_bmm, one_step = statistics.median(one["bmm"]), statistics.median(one["step"])
         label = "no busy loop" if load == "idle" else "one kept busy"
-        label += f" (load {loads[load][0]:.1f} / {loads[load][1]:.1f})"
+        label += f" (load {min(loads[load]):.1f}-{max(loads[load]):.1f})"
         for n, policy in variants(threads):
             result = times[(load, n, policy)]
             b, s = statistics.median(result["bmm"]), statistics.median(result["step"])
@@ -188,7 +195,8 @@ def sizes(threads: int, repeats: int, steps: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=3, help="measurements of each workload per variant")
+    p.add_argument("--rounds", type=int, default=2, help="fresh processes per variant, interleaved")
+    p.add_argument("--repeats", type=int, default=3, help="measurements of each workload per process")
     p.add_argument("--threads", type=int, default=2, help="against 1 thread")
     p.add_argument("--bmm", type=int, default=300, help="batched products per measurement")
     p.add_argument("--steps", type=int, default=50, help="training steps per measurement")
@@ -204,10 +212,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at the start "
           f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", flush=True)
     t0 = time.perf_counter()
-    times, loads = measure(args.threads, args.bmm, args.steps, args.repeats)
+    times, loads = measure(args.threads, args.bmm, args.steps, args.repeats, args.rounds)
     print(table(times, loads, args.threads, args.bmm))
-    print(f"medians of {args.repeats} measurements ({args.steps} steps each), each variant in a fresh "
-          f"process; load average (1 min) before / after each half; {time.perf_counter() - t0:.0f} s")
+    print(f"medians of {args.rounds} x {args.repeats} measurements ({args.bmm} bmm, {args.steps} steps), "
+          f"{args.rounds} fresh processes per variant; load average (1 min) range over each half; "
+          f"{time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":
