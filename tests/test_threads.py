@@ -64,6 +64,22 @@ def test_wait_policy_reads_the_value_torch_loaded_with(monkeypatch):
         assert device_module.wait_policy() == expected
 
 
+@pytest.mark.parametrize(("torch_first", "policy", "logged"), [
+    (True, None, True), (True, "PASSIVE", False), (False, None, False)])
+def test_a_spinning_policy_is_logged_where_torch_came_first(monkeypatch, caplog, torch_first, policy, logged):
+    monkeypatch.setattr("trainer.TORCH_FIRST", torch_first)
+    monkeypatch.setattr("trainer.WAIT_POLICY_AT_LOAD", policy)
+    before = torch.get_num_threads()
+    try:
+        with caplog.at_level("DEBUG", logger="trainer.device"):
+            assert device_module.set_threads(2, 1000, 1, CPU) == 2
+            device_module.set_threads(1, 1000, 1, CPU)  # one thread waits for no other: nothing to say
+    finally:
+        torch.set_num_threads(before)
+    assert [r.getMessage().startswith("torch was imported before trainer") for r in caplog.records] == (
+        [True] if logged else [])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("launcher", "policy", "recorded"), [
     ("parallel", None, "passive"),  # joblib: loky worker processes

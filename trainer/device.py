@@ -39,7 +39,10 @@ def resolve_device(name: str) -> torch.device:
 # at batch 64 (1.3e7) 732 vs 465, at 1024 9,997 vs 5,355; a 26k-parameter net at batch 64 (1.7e6)
 # 259 vs 238, at 256 (6.7e6) 638 vs 532. The line sits above the digits-sized steps, which two
 # threads speed up by at most 16% on idle cores but slow down 3-4x when other work shares them (a
-# 3-epoch default run: 0.31 s on one thread, 1.34 s on two, at a load average of 4).
+# 3-epoch default run: 0.31 s on one thread, 1.34 s on two, at a load average of 4). Measured under
+# OpenMP's spinning default; trainer now sets OMP_WAIT_POLICY=PASSIVE (trainer/__init__.py), which
+# keeps two threads from stalling on shared cores but pays a wake-up per parallel op on idle ones:
+# rerun `make bench-threads` on an idle machine before moving the line (BENCHMARKS.md).
 ONE_THREAD_WORK = 4e6
 
 # torch's count before any run changed it: the cores, or OMP_NUM_THREADS where set (pytest's workers
