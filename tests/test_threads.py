@@ -1,6 +1,7 @@
 """Threads on a shared CPU: OpenMP's passive wait policy is set before torch loads (in a fresh
 interpreter, in every job of the joblib and vectorized launchers), a user's own policy is kept, and
-every arm of an experiment that compares wall time trains on the same number of threads."""
+every arm of an experiment that compares wall time trains on the same number of threads;
+scripts/bench_threads.py's table."""
 
 from __future__ import annotations
 
@@ -82,9 +83,8 @@ def test_a_spinning_policy_is_logged_where_torch_came_first(monkeypatch, caplog,
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("launcher", "policy", "recorded"), [
-    ("parallel", None, "passive"),  # joblib: loky worker processes
-    ("parallel", "ACTIVE", "active"),
-    ("vectorized", None, "passive"),  # in the sweep's own process
+    ("parallel", None, "passive"),  # joblib: loky worker processes, which inherit the sweep's environment
+    ("vectorized", None, "passive"),  # in the sweep's own process: nothing loads torch before trainer
 ])
 def test_every_job_records_the_wait_policy_it_ran_with(tmp_path, monkeypatch, launcher, policy, recorded):
     """The policy reaches each job's process: metrics.json's `omp_wait_policy`, written there."""
@@ -134,3 +134,25 @@ def test_every_arm_of_a_timed_experiment_has_the_same_threads(monkeypatch, name)
     axes = [[f"{key}={v}" for v in str(values).split(",")] for key, values in params.items() if key != "seed"]
     counts = {arm: arm_threads([f"+experiment={name}", *arm]) for arm in itertools.product(*axes)}
     assert len(set(counts.values())) == 1, counts
+
+
+def test_bench_threads_table_gives_medians_and_ratios_to_one_thread():
+    from tests.conftest import script
+
+    bench = script("bench_threads")
+    times = {}
+    for load, slow in (("idle", 1.0), ("busy", 2.0)):
+        for n, policy in bench.variants(2):
+            factor = slow * (1 if n == 1 else {"default": 10, "PASSIVE": 0.5, "ACTIVE": 4}[policy])
+            times[(load, n, policy)] = {"bmm": [factor * t for t in (0.1, 0.3, 0.2)],
+                                        "step": [factor * t for t in (1e-3, 3e-3, 2e-3)], "spin": "0"}
+    rows = [r.strip("|").split("|") for r in bench.table(times, {"idle": [1.0, 2.0], "busy": [3.0]}, 2, 300)
+            .splitlines()[2:]]
+    assert [[c.strip() for c in r[:3]] for r in rows[:2]] == [["no busy loop (load 1.0-2.0)", "1", "any"],
+                                                          ["no busy loop (load 1.0-2.0)", "2", "unset"]]
+    assert [(r[4].strip(), r[5].strip(), r[6].strip(), r[7].strip()) for r in rows] == [
+        ("0.20", "1.00", "2,000", "1.00"), ("2.00", "10.00", "20,000", "10.00"),
+        ("0.10", "0.50", "1,000", "0.50"), ("0.80", "4.00", "8,000", "4.00"),
+        ("0.40", "1.00", "4,000", "1.00"), ("4.00", "10.00", "40,000", "10.00"),
+        ("0.20", "0.50", "2,000", "0.50"), ("1.60", "4.00", "16,000", "4.00")]
+    assert rows[4][0].strip() == "one kept busy (load 3.0-3.0)"
