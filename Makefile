@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-fast lint bench bench-process bench-step bench-sweep clean
+.PHONY: venv run test test-fast lint bench bench-process bench-step bench-sweep bench-threads clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench-step: $(STAMP)
 
 bench-sweep: $(STAMP)  # basic against vectorized launcher (README "Vectorized sweeps")
 	$(PY) scripts/bench.py --sweep $(ARGS)
+
+# 1 vs 2 torch threads under each OpenMP wait policy, idle and with one core kept busy (README "Speed").
+bench-threads: $(STAMP)
+	$(PY) scripts/bench_threads.py $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

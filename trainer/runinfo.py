@@ -1,4 +1,4 @@
-"""What a run records about where it ran: version, commit, output folder."""
+"""What a run records about where it ran: version, commit, output folder, OpenMP's wait policy."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import trainer
+from trainer.device import wait_policy
 
 
 def git_commit() -> str:
@@ -31,5 +32,7 @@ def hydra_output_dir() -> Path:
 
 
 def run_meta(device: object) -> dict[str, str]:
-    """Recorded in metrics.json and every checkpoint."""
-    return {"version": trainer.__version__, "git_commit": git_commit(), "device": str(device)}
+    """Recorded in metrics.json and every checkpoint. `omp_wait_policy`: how the CPU threads waited
+    (trainer.device.wait_policy), which decides a multi-threaded run's speed on a busy machine."""
+    return {"version": trainer.__version__, "git_commit": git_commit(), "device": str(device),
+            "omp_wait_policy": wait_policy()}
