@@ -187,3 +187,17 @@ def test_a_run_through_python_into_a_run_folder_is_refused(tmp_path):
     more = run(make_cfg(*TINY, "epochs=2", f"ckpt={tmp_path}"), out_dir=tmp_path)
     assert more["epochs"] == 2 and epochs_logged(tmp_path) == [1, 2]
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_a_vectorized_sweep_into_finished_jobs_is_refused_and_resumes_with_resume(tmp_path):
+    sweep = tmp_path / "S"
+    args = ("-m", "hydra/launcher=vectorized", *TINY, "epochs=1", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert cli_in_process(*args, cwd=tmp_path).returncode == 0
+    before = {n: folder_hash(d) for n, d in job_dirs(sweep).items()}
+    assert sorted(before) == [0, 1]
+    again = cli_in_process(*args, cwd=tmp_path)
+    assert again.returncode == 2 and "holds a run" in again.stderr
+    assert {n: folder_hash(d) for n, d in job_dirs(sweep).items()} == before
+    resumed = cli_in_process(*args, "resume=true", cwd=tmp_path)  # finished: returned as they are
+    assert resumed.returncode == 0, resumed.stderr
+    assert {n: folder_hash(d) for n, d in job_dirs(sweep).items()} == before

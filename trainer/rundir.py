@@ -91,10 +91,12 @@ class _Buffer(logging.Handler):
 
 class HeldLog:
     """The log files Hydra opened inside `out` (the job's `trainer.log`), held back: their lines are
-    kept in memory until `release` writes them, or dropped by `drop` (the console still shows them)."""
+    kept in memory until `release` writes them, or dropped by `drop` (the console still shows them).
+    Made by `hold_log`, once per folder."""
 
     def __init__(self, out: Path) -> None:
         root, where = logging.getLogger(), out.resolve()
+        self.where = where
         self.files = [h for h in root.handlers
                       if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == where]
         self.buffer = _Buffer()
@@ -103,6 +105,7 @@ class HeldLog:
         root.addHandler(self.buffer)
 
     def release(self) -> None:
+        _HELD.pop(self.where, None)
         root = logging.getLogger()
         root.removeHandler(self.buffer)
         for handler in self.files:
@@ -117,6 +120,7 @@ class HeldLog:
             handler.close()
 
     def drop(self) -> None:
+        _HELD.pop(self.where, None)
         logging.getLogger().removeHandler(self.buffer)
         for handler in self.files:
             handler.close()
@@ -145,6 +149,29 @@ def staged_hydra_dir(out: Path) -> Path | None:
     return Path(HydraConfig.get().runtime.output_dir) / sub
 
 
+_HELD: dict[Path, HeldLog] = {}
+
+
+def hold_log(out: Path) -> HeldLog:
+    """Hold back the log files opened inside `out` until the run there is accepted: the one
+    `HeldLog` of that folder (a launcher may hold a job's before the job opens its folder)."""
+    key = out.resolve()
+    if key not in _HELD:
+        _HELD[key] = HeldLog(out)
+    return _HELD[key]
+
+
+def settle(out: Path, staged: Path | None) -> None:
+    """A job that no run took (its group stopped before it, or it failed before opening its folder):
+    its held log lines are written where the folder holds no run and dropped where it does, and the
+    config files Hydra staged for it (`staged`) are removed."""
+    held = _HELD.get(out.resolve())
+    if held is not None:
+        held.drop() if run_files(out) else held.release()
+    if staged is not None:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
 class RunFolder:
     """`with RunFolder(out):` holds an exclusive lock on the run folder (released by the OS when
     the process dies, however it dies); a second process stops at once, naming the first.
@@ -168,7 +195,7 @@ class RunFolder:
 
     def __enter__(self) -> RunFolder:
         if self.lock:  # rank 0 speaks for the folder
-            self._log = HeldLog(self.out)
+            self._log = hold_log(self.out)
         try:
             self._hold()
         except BaseException:

@@ -146,6 +146,7 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
     from trainer.__main__ import job_value, sweep_monitor
     from trainer.cli import fail, paragraph
     from trainer.errors import FolderRefused, UserError
+    from trainer.rundir import hold_log, settle, staged_hydra_dir
     from trainer.sweep import worst
     from trainer.vectorized.runner import run_members
 
@@ -154,6 +155,8 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
         start_job(job, launcher)
     started = time.time()  # in each job's process record: the report must not take the first as superseded
     handlers = group_log(jobs)
+    for job in jobs:  # a job's log lines reach its folder once its run is accepted there (trainer.rundir)
+        hold_log(job.out)
     monitors = []
     for job in jobs:
         current(job)
@@ -168,6 +171,9 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
         log.exception("%s failed", label)
         return {job.idx: end_job(job, launcher, exc, failed=True) for job in jobs}
     finally:
+        for job in jobs:  # those that no run took
+            current(job)
+            settle(job.out, staged_hydra_dir(job.out))
         for handler in handlers:
             logging.getLogger().removeHandler(handler)
             handler.close()
