@@ -201,3 +201,21 @@ def test_a_vectorized_sweep_into_finished_jobs_is_refused_and_resumes_with_resum
     resumed = cli_in_process(*args, "resume=true", cwd=tmp_path)  # finished: returned as they are
     assert resumed.returncode == 0, resumed.stderr
     assert {n: folder_hash(d) for n, d in job_dirs(sweep).items()} == before
+
+
+def test_a_search_whose_study_is_lost_does_not_reuse_the_old_job_folders(tmp_path):
+    """Issue 29 item 1: S/optuna.db deleted, the same search again would draw trial 0 into 0_..."""
+    sweep = tmp_path / "S"
+    args = ("-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra/sweeper/sampler=random",
+            "hydra.sweeper.sampler.seed=0", "optimizer.lr=tag(log, interval(0.001, 0.1))", *TINY,
+            "epochs=1", f"hydra.sweep.dir={sweep}")
+    first = cli_in_process(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = {n: folder_hash(d) for n, d in job_dirs(sweep).items()}
+    assert sorted(before) == [0, 1]
+    (sweep / "optuna.db").unlink()
+    again = cli_in_process(*args, "resume=true", cwd=tmp_path)
+    assert again.returncode == 2
+    message = " ".join(again.stderr.split())
+    assert f"{sweep} holds 2 job folders of an earlier search" in message and "has no trials" in message
+    assert {n: folder_hash(d) for n, d in job_dirs(sweep).items()} == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from trainer.data import Splits, prepare_data
 from trainer.device import eval_threads, resolve_device, set_threads
 from trainer.diagnostics import probe
 from trainer.ensemble import kind_of
-from trainer.errors import UserError
+from trainer.errors import FolderRefused, UserError
 from trainer.fit import FitHooks, FitOptions, FitState, Training, fit
 from trainer.jobs import record_process
 from trainer.logger import NullLogger, RunLogger, run_hparams
@@ -38,7 +39,7 @@ from trainer.loop import num_batches
 from trainer.losses import check_loss
 from trainer.outcome import run_metrics, test_metrics
 from trainer.resume import Resumption, check_data, plan_resume
-from trainer.rundir import RunFolder, discard_staged
+from trainer.rundir import RunFolder, discard_staged, run_files
 from trainer.runinfo import hydra_output_dir, run_meta
 from trainer.signals import StopOnSignal
 from trainer.stopping import EarlyStopping, mode_for, resolve_monitor
@@ -62,7 +63,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     try:
         validate(cfg)
     except UserError:
-        discard_staged(Path(out_dir) if out_dir is not None else hydra_output_dir())
+        refused_config(Path(out_dir) if out_dir is not None else hydra_output_dir())
         raise
     world = distributed.setup(resolve_device(cfg.device))
     try:
@@ -72,6 +73,20 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
             return _run(cfg, out, world, folder)
     finally:
         distributed.teardown(world)
+
+
+def refused_config(out: Path) -> None:
+    """The folder of a run whose config was refused: one that holds a run stays as it was; an empty
+    one is the run's as any other (its process record, its log), so a report sees it failed."""
+    if run_files(out):
+        discard_staged(out)
+        return
+    try:
+        main = int(os.environ.get("RANK", "0")) == 0  # before torchrun's ranks are set up
+        with RunFolder(out, lock=main, on_accept=lambda: record_process(out)):
+            pass
+    except FolderRefused:  # another process's: the config's error is the one to tell
+        pass
 
 
 def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder) -> dict[str, Any]:

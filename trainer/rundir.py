@@ -161,15 +161,17 @@ def hold_log(out: Path) -> HeldLog:
     return _HELD[key]
 
 
-def settle(out: Path, staged: Path | None) -> None:
+def settle(out: Path, staged: Path | None) -> bool:
     """A job that no run took (its group stopped before it, or it failed before opening its folder):
     its held log lines are written where the folder holds no run and dropped where it does, and the
-    config files Hydra staged for it (`staged`) are removed."""
+    config files Hydra staged for it (`staged`) are removed. True if its lines were written."""
     held = _HELD.get(out.resolve())
+    fresh = held is not None and not run_files(out)
     if held is not None:
-        held.drop() if run_files(out) else held.release()
+        held.release() if fresh else held.drop()
     if staged is not None:
         shutil.rmtree(staged, ignore_errors=True)
+    return fresh
 
 
 class RunFolder:

@@ -146,6 +146,7 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
     from trainer.__main__ import job_value, sweep_monitor
     from trainer.cli import fail, paragraph
     from trainer.errors import FolderRefused, UserError
+    from trainer.jobs import record_process
     from trainer.rundir import hold_log, settle, staged_hydra_dir
     from trainer.sweep import worst
     from trainer.vectorized.runner import run_members
@@ -171,9 +172,10 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
         log.exception("%s failed", label)
         return {job.idx: end_job(job, launcher, exc, failed=True) for job in jobs}
     finally:
-        for job in jobs:  # those that no run took
+        for job in jobs:  # those that no run took: a fresh folder gets the process record a report reads
             current(job)
-            settle(job.out, staged_hydra_dir(job.out))
+            if settle(job.out, staged_hydra_dir(job.out)):
+                record_process(job.out, started)
         for handler in handlers:
             logging.getLogger().removeHandler(handler)
             handler.close()
