@@ -78,6 +78,8 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
 def refused_config(out: Path) -> None:
     """The folder of a run whose config was refused: one that holds a run stays as it was; an empty
     one is the run's as any other (its process record, its log), so a report sees it failed."""
+    if not out.is_dir():  # a run through the Python API: no folder is made for it
+        return
     if run_files(out):
         discard_staged(out)
         return
