@@ -18,7 +18,7 @@ import pytest
 import trainer.checkpoint as checkpoint_module
 from tests.conftest import cli_in_process, job_dirs, make_cfg, read_metrics, read_scalars
 from tests.test_resume_guarantees import Killed, kill_at
-from trainer.errors import FolderRefused, StorageError
+from trainer.errors import ConfigError, FolderRefused, StorageError
 from trainer.report import find_jobs
 from trainer.run import run
 
@@ -219,3 +219,11 @@ def test_a_search_whose_study_is_lost_does_not_reuse_the_old_job_folders(tmp_pat
     message = " ".join(again.stderr.split())
     assert f"{sweep} holds 2 job folders of an earlier search" in message and "has no trials" in message
     assert {n: folder_hash(d) for n, d in job_dirs(sweep).items()} == before
+
+
+def test_overwrite_with_ckpt_of_the_folder_itself_is_refused(tmp_path):
+    run(make_cfg(*TINY, "epochs=1"), out_dir=tmp_path)
+    before = folder_hash(tmp_path)
+    with pytest.raises(ConfigError, match="pass one of them"):
+        run(make_cfg(*TINY, "epochs=2", f"ckpt={tmp_path}", "overwrite=true"), out_dir=tmp_path)
+    assert folder_hash(tmp_path) == before

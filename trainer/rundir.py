@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trainer.checkpoint import storage_error
-from trainer.errors import FolderRefused
+from trainer.errors import ConfigError, FolderRefused
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ class HeldLog:
         root.removeHandler(self.buffer)
         for handler in self.files:
             for record in self.buffer.records:
-                handler.handle(record)
+                if record.levelno >= handler.level:  # as the logger would have filtered it
+                    handler.handle(record)
             root.addHandler(handler)
         self.files = []
 
@@ -229,7 +230,7 @@ class RunFolder:
         os.write(self._fd, f"{os.getpid()}\n".encode())
         try:
             self._check()
-        except FolderRefused:
+        except (FolderRefused, ConfigError):
             if new_lock:  # the folder as it was: without a lock file, if it had none
                 (self.out / LOCK).unlink(missing_ok=True)
             raise
@@ -238,6 +239,9 @@ class RunFolder:
         """Refuse a folder that holds a run this one does not continue; accept an empty one."""
         found = run_files(self.out)
         if found and continues_in(self.out, self.resume, self.ckpt):
+            if self.overwrite:  # resume=true with it is refused by trainer.config.validate
+                raise ConfigError(f"ckpt={self.ckpt} is a checkpoint of {self.out} itself, whose files "
+                                  "overwrite=true would move aside: pass one of them")
             return  # accepted by commit(), once the resume's checks pass
         if found and not self.overwrite:
             raise FolderRefused(
