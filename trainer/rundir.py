@@ -288,6 +288,8 @@ class RunFolder:
             self._log.drop()
             self._log = None
         if self._fd is not None:
+            for stale in (self.out / ".hydra").glob("pending-*"):  # held: a refused or killed process's
+                shutil.rmtree(stale, ignore_errors=True)
             os.ftruncate(self._fd, 0)  # the pid names the holder only while it holds the lock
             os.close(self._fd)
             self._fd = None
