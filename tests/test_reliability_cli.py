@@ -15,7 +15,7 @@ from tests.conftest import ROOT, cli_in_process, make_cfg, read_metrics
 from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
 from trainer.data import prepare_data
-from trainer.errors import ConfigError, FolderRefused
+from trainer.errors import FolderRefused
 from trainer.hydra_callbacks import check_writable
 from trainer.run import run
 
