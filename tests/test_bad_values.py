@@ -148,6 +148,8 @@ TABLE = [
       "use monitor=val/loss or monitor=auto")),
     ("trainer", "test_on=first", ("test_on='first' is not allowed", "choose one of ['best', 'last']")),
     ("trainer", "resume=maybe", ("resume='maybe' must be true or false",)),
+    ("trainer", "overwrite=true resume=true", ("overwrite=true moves the run in the folder aside",
+                                               "resume=true continues it: pass one of them")),
     ("trainer", "checkpoint_every_n_epochs=0",
      ("checkpoint_every_n_epochs=0 must be a positive whole number",)),
     ("trainer", "ckpt=/no/such/checkpoint.pt", ("ckpt=/no/such/checkpoint.pt does not exist",
@@ -228,8 +230,9 @@ TABLE = [
     ("optuna", "hydra/sweeper/sampler=grid optimizer.lr=interval(0.01,0.1)",
      ("grid sampler cannot enumerate optimizer.lr",)),
 ]
-# Checked once the run folder is locked (they need the data or the checkpoint): the lock file may
-# exist. Every other row fails before the run folder is made.
+# Checked once the run folder is locked (they need the data or the checkpoint): the lock file and the
+# process record (written once the empty folder is the run's) may exist. Every other row fails
+# before the run folder is made.
 AFTER_LOCK = {"batch_size=5000", "ckpt=/no/such/checkpoint.pt", "model.norm=batch batch_size=1",
               "ensemble=bagging ensemble.members=8 ensemble.split=parts batch_size=200",
               "data=xor data.n_samples=40 batch_size=full "
@@ -293,7 +296,7 @@ def test_a_bad_value_is_one_paragraph_naming_the_key_and_the_fix(tmp_path, tool,
     for word in words:
         assert word in flat, (word, message)
     assert message.startswith("error: ") and "\n\n" not in message
-    assert written(tmp_path / "run") <= ({".lock"} if overrides in AFTER_LOCK else set())
+    assert written(tmp_path / "run") <= ({".lock", "process.json"} if overrides in AFTER_LOCK else set())
 
 
 def test_real_keys_additions_group_choices_and_hydra_keys_pass_the_key_check():

@@ -14,7 +14,7 @@ from tests.conftest import ROOT, cli_in_process, make_cfg, outside, read_metrics
 from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
 from trainer.data import prepare_data
-from trainer.errors import ConfigError
+from trainer.errors import FolderRefused
 from trainer.hydra_callbacks import check_writable
 from trainer.run import run
 
@@ -192,7 +192,7 @@ def test_a_second_process_on_a_run_folder_stops_at_once(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         # The trainer in this process (the command line prints a ConfigError as any other: exit 2).
-        with pytest.raises(ConfigError, match=rf"another process \(pid {holder.pid}\)"):
+        with pytest.raises(FolderRefused, match=rf"another process \(pid {holder.pid}\)"):
             run(make_cfg(*TINY, "epochs=1", "resume=true"), out_dir=tmp_path)
         assert not (tmp_path / "checkpoints").exists()
     finally:

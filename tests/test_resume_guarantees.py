@@ -19,7 +19,7 @@ import trainer.run as run_module
 from tests.conftest import read_metrics, read_scalars
 from tests.test_reliability import StopAfter
 from trainer.checkpoint import load_checkpoint
-from trainer.errors import ConfigError, StorageError
+from trainer.errors import ConfigError, FolderRefused, StorageError
 from trainer.eval import evaluate_checkpoint
 from trainer.run import run
 from trainer.rundir import RunFolder
@@ -182,7 +182,7 @@ def test_cosine_refuses_a_longer_resume_unless_its_length_is_fixed(cfg_factory, 
 
 def test_a_second_process_on_the_folder_stops_at_once(cfg_factory, tmp_path):
     with RunFolder(tmp_path):  # as another process would hold it (flock: one lock per open file)
-        with pytest.raises(ConfigError, match=rf"another process \(pid {os.getpid()}\)"):
+        with pytest.raises(FolderRefused, match=rf"another process \(pid {os.getpid()}\)"):
             run(cfg_factory(*SMALL, "epochs=1"), out_dir=tmp_path)
     assert not (tmp_path / "checkpoints").exists() and not list(tmp_path.glob("events.*"))
     assert run(cfg_factory(*SMALL, "epochs=1"), out_dir=tmp_path)["status"] == "completed"

@@ -67,6 +67,7 @@ def test_a_stopped_group_resumes_to_the_uninterrupted_numbers(spilled, alone, un
     else:
         resumed = run_members(cfgs("resume=true"), outs)
     assert ("was in the group file" in caplog.text) is not spilled
+    assert not group_file(outs[0]).exists()  # resumed job by job too: nothing left in the sweep folder
     rel = 1e-4 if alone else 1e-5  # a lone run's update sums in another order than the group's
     for i, out in enumerate(outs):
         mine, reference = resumed[i], whole[i]
@@ -79,4 +80,26 @@ def test_a_stopped_group_resumes_to_the_uninterrupted_numbers(spilled, alone, un
         curve = [v for _, v in read_scalars(whole_dir / str(i))["val/loss"]]
         assert [v for _, v in val] == pytest.approx(curve, rel=rel)
         assert read_metrics(out)["status"] == "completed"
+        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_a_group_killed_at_its_first_group_file_write_starts_afresh_without_its_old_events(
+        uninterrupted, tmp_path, monkeypatch):
+    """Issue 29 item 4: the first group file was never written, so no member has a checkpoint; a
+    resume starts each afresh, and TensorBoard shows each epoch once (not epoch 1 twice)."""
+    whole, _ = uninterrupted
+    outs = [tmp_path / str(i) for i in range(len(JOBS))]
+    monkeypatch.setattr(GroupSaver, "_write", lambda self, bests, lasts, epoch: None)  # killed in it
+    monkeypatch.setattr(GroupSaver, "stored_files", lambda self, member: None)  # nothing after a kill
+    with pytest.raises(RuntimeError, match="injected fault"):
+        run_members(cfgs(), outs, stop=CrashAt(PER_EPOCH + 5))  # in epoch 2
+    monkeypatch.undo()
+    for out in outs:
+        assert [s for s, _ in read_scalars(out)["val/loss"]] == [1]
+        assert not (out / "checkpoints" / "last.pt").exists()
+    resumed = run_members(cfgs("resume=true"), outs)
+    for i, out in enumerate(outs):
+        assert "started afresh" in resumed[i]["resume"]
+        assert resumed[i]["val/loss"] == pytest.approx(whole[i]["val/loss"], rel=1e-5)
+        assert [s for s, _ in read_scalars(out)["val/loss"]] == [1, 2, 3]
         assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]

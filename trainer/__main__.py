@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from trainer.cli import fail, paragraph
 from trainer.config import config_dir, static_monitor
-from trainer.errors import UserError
+from trainer.errors import FolderRefused, UserError
 from trainer.jobs import hydra_arg
 from trainer.sweep import check_direction, objective, worst  # also registers ${trainer_direction:}
 
@@ -107,6 +107,8 @@ def main(cfg: DictConfig) -> float:
         metrics = run(cfg)
     except KeyboardInterrupt:  # Ctrl-C before training started (during training, run() handles it)
         fail("interrupted (Ctrl-C) before training started; no checkpoint was written", 130)
+    except FolderRefused as exc:  # another process's folder, or a run's: a sweep stops there too
+        fail(str(exc), 2)
     except UserError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -15,3 +15,8 @@ class DataError(UserError):
 
 class StorageError(UserError):
     """A file or folder that cannot be written or read: a full disk, a read-only folder."""
+
+
+class FolderRefused(UserError):
+    """A run folder this process may not train into: another process holds it, or it holds a run
+    and neither `resume=true` nor `overwrite=true` was given. A sweep stops at such a job."""

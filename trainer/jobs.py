@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-NEVER_IN_NAMES = ("resume", "ckpt", "progress")  # say how a job runs, not what it is
+NEVER_IN_NAMES = ("resume", "ckpt", "overwrite", "progress")  # say how a job runs, not what it is
 MAX_NAME = 100  # characters of a job folder's name: short enough to read as a TensorBoard run
 # Not allowed in a file name on Windows, macOS or Linux, or awkward in one (whitespace).
 UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|\s]')
@@ -197,7 +197,8 @@ def writer_gone(job_dir: Path) -> bool:
 
 
 class SweepCallback(Callback):
-    """Hydra callback (configs/config.yaml `hydra.callbacks`): job names, process records, HParams."""
+    """Hydra callback (configs/config.yaml `hydra.callbacks`): job names, the sweep's HParams. (A job's
+    process record is written by the run once its folder is its own: trainer.rundir.)"""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         swept, SweepKeys.instance().fixed = swept_keys(config)
@@ -207,9 +208,6 @@ class SweepCallback(Callback):
             write_sweep_experiment(Path(str(config.hydra.sweep.dir)), config, swept)
         except Exception as exc:  # the dashboard must never stop a sweep
             log.warning("could not write the sweep's HParams experiment: %s", exc)
-
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        record_process(config.hydra.runtime.output_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Where to look at the whole sweep, once, after the jobs' one line each."""

@@ -27,6 +27,7 @@ from trainer.report_axes import AXES, BANDS
 from trainer.report_plots import plot_params, plot_select
 from trainer.report_print import draw_curves, print_groups, print_jobs, print_select, rows, write_csv
 from trainer.report_stats import METRICS, Group, best_group, check_keys, group_jobs, retried, select
+from trainer.rundir import MOVED
 from trainer.sweep import direction_of
 from trainer.trial import study_summary
 
@@ -59,8 +60,10 @@ class Job:
 
 
 def find_jobs(sweep_dir: Path) -> list[Path]:
-    """Job folders: those holding `.hydra/overrides.yaml`, in job-number order."""
-    dirs = [p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")]
+    """Job folders: those holding `.hydra/overrides.yaml`, in job-number order; not the old runs that
+    `overwrite=true` moved into a job's `.overwritten-TIME/`."""
+    dirs = [p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")
+            if not any(part.startswith(MOVED) for part in p.relative_to(sweep_dir).parts)]
     return sorted(dirs, key=lambda d: [order_key(part) for part in d.relative_to(sweep_dir).parts])
 
 

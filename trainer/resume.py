@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 FINISHED = ("completed", "diverged", "pruned")
 # Keys that may change when a run continues: they do not change what is trained, only how long,
 # where, and how much is logged. Any other difference refuses the resume.
-RESUMABLE_CHANGES = ("epochs", "max_steps", "resume", "ckpt", "progress", "device", "threads",
+RESUMABLE_CHANGES = ("epochs", "max_steps", "resume", "ckpt", "overwrite", "progress", "device", "threads",
                      "log_every_n_steps", "nan_check_every_n_steps", "checkpoint_every_n_epochs",
                      "data.root", "data.download", "log_layer_stats", "log_layer_stats_every_n_epochs")
 LENGTH_KEYS = ("epochs", "max_steps")
@@ -31,7 +31,8 @@ def resume_path(resume: bool, ckpt: str | None, out_dir: Path) -> Path | None:
     """The checkpoint to continue from: `ckpt=PATH`, or with `resume=true` the run dir's last.pt.
 
     `resume=true` in a run directory with no checkpoint yet starts afresh, so a whole sweep can be
-    relaunched with `resume=true` after a preemption.
+    relaunched with `resume=true` after a preemption. A run killed while writing its first last.pt
+    has a complete best.pt of that epoch (written first): it continues from that.
     """
     if ckpt:
         path = Path(ckpt).expanduser()
@@ -42,8 +43,9 @@ def resume_path(resume: bool, ckpt: str | None, out_dir: Path) -> Path | None:
                               "(RUN_DIR/checkpoints/last.pt) or of a run directory")
         return path
     if resume:
-        path = out_dir / "checkpoints" / "last.pt"
-        return path if path.is_file() else None
+        for path in (out_dir / "checkpoints" / "last.pt", out_dir / "checkpoints" / "best.pt"):
+            if path.is_file():
+                return path
     return None
 
 
@@ -60,8 +62,10 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     return ckpt
 
 
-def newest_state(path: Path, device: torch.device | str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(the checkpoint to continue from, the best epoch's weights) for the checkpoint at `path`.
+def newest_state(path: Path, device: torch.device | str
+                 ) -> tuple[dict[str, Any], dict[str, Any] | None, Path]:
+    """(the checkpoint to continue from, the best epoch's weights, that checkpoint's path) for the
+    checkpoint at `path`.
 
     best.pt is written before last.pt, so a run killed between the two writes leaves best.pt one
     epoch ahead: it is then the newer complete state, and the run continues from it. Any other
@@ -71,15 +75,15 @@ def newest_state(path: Path, device: torch.device | str) -> tuple[dict[str, Any]
     best_epoch = ckpt["fit"]["best_epoch"]
     best_path = path.parent / "best.pt"
     if path.name == "best.pt":  # ckpt= a best.pt: its trained weights go on, its evaluated are the best
-        return {**ckpt, "model": ckpt.get("trained_model", ckpt["model"])}, ckpt["model"]
+        return {**ckpt, "model": ckpt.get("trained_model", ckpt["model"])}, ckpt["model"], path
     if not best_epoch:
-        return ckpt, None
+        return ckpt, None, path
     if not best_path.is_file():
         raise ConfigError(f"{path} records a best epoch {best_epoch} but {best_path} is missing; "
                           "the run's best weights are lost: start the run afresh (without resume)")
     best = read_checkpoint(best_path, device)
     if best["fit"]["epoch"] == best_epoch:
-        return ckpt, best["model"]
+        return ckpt, best["model"], path
     if best["fit"]["epoch"] > ckpt["fit"]["epoch"]:
         log.warning("%s holds epoch %d, newer than %s (epoch %d): the run stopped between the two "
                     "writes; continuing from best.pt", best_path, best["fit"]["epoch"], path,
@@ -199,6 +203,7 @@ class Resumption:
     ckpt: dict[str, Any] | None = None
     best_weights: dict[str, Any] | None = None
     same_folder: bool = False  # continuing in the checkpoint's own run folder
+    afresh: bool = False  # resume=true found no checkpoint: what a killed run logged there goes
     finished: dict[str, Any] | None = None
     note: str | None = None  # for metrics.json: how the run started
 
@@ -211,7 +216,7 @@ def plan_resume(out: Path, device: torch.device, resolved: dict[str, Any]) -> Re
     same_folder = path is not None and path.parent.parent.resolve() == out.resolve()
     plan = Resumption(path=path, same_folder=same_folder)
     if path is not None:
-        plan.ckpt, plan.best_weights = newest_state(path, device)
+        plan.ckpt, plan.best_weights, plan.path = newest_state(path, device)
         check_config(plan.ckpt["config"], path, resolved)
     if plan.same_folder or (resume and path is None):  # a run diverged before its checkpoint too
         step = plan.ckpt["fit"]["step"] if plan.ckpt is not None else None
@@ -222,5 +227,6 @@ def plan_resume(out: Path, device: torch.device, resolved: dict[str, Any]) -> Re
             return plan
     if resume and path is None:
         plan.note = f"resume=true found no checkpoint in {out / 'checkpoints'}: started afresh"
+        plan.afresh = True
         log.warning(plan.note)
     return plan

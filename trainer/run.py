@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -30,17 +31,19 @@ from trainer.data import Splits, prepare_data
 from trainer.device import eval_threads, resolve_device, set_threads
 from trainer.diagnostics import probe
 from trainer.ensemble import kind_of
+from trainer.errors import FolderRefused, UserError
 from trainer.fit import FitHooks, FitOptions, FitState, Training, fit
+from trainer.jobs import record_process
 from trainer.logger import NullLogger, RunLogger, run_hparams
 from trainer.loop import num_batches
 from trainer.losses import check_loss
 from trainer.outcome import run_metrics, test_metrics
 from trainer.resume import Resumption, check_data, plan_resume
-from trainer.rundir import RunFolder
+from trainer.rundir import RunFolder, discard_staged, run_files
 from trainer.runinfo import hydra_output_dir, run_meta
 from trainer.signals import StopOnSignal
 from trainer.stopping import EarlyStopping, mode_for, resolve_monitor
-from trainer.tb import truncate_events
+from trainer.tb import remove_events, truncate_events
 from trainer.trial import epoch_reporter
 
 log = logging.getLogger(__name__)
@@ -53,15 +56,39 @@ def seed_everything(seed: int) -> None:
 
 
 def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Train and test one configuration; write logs, checkpoints and metrics.json into `out_dir`."""
-    validate(cfg)
+    """Train and test one configuration; write logs, checkpoints and metrics.json into `out_dir`.
+
+    Raises `FolderRefused` when `out_dir` is another process's, or holds a run that `cfg` neither
+    continues (`resume`, `ckpt`) nor replaces (`overwrite`)."""
+    try:
+        validate(cfg)
+    except UserError:
+        refused_config(Path(out_dir) if out_dir is not None else hydra_output_dir())
+        raise
     world = distributed.setup(resolve_device(cfg.device))
     try:
         out = distributed.shared_dir(world, Path(out_dir) if out_dir is not None else hydra_output_dir())
-        with RunFolder(out, lock=world.is_main) as folder:
+        with RunFolder(out, lock=world.is_main, resume=cfg.resume, ckpt=cfg.ckpt, overwrite=cfg.overwrite,
+                       on_accept=lambda: record_process(out)) as folder:
             return _run(cfg, out, world, folder)
     finally:
         distributed.teardown(world)
+
+
+def refused_config(out: Path) -> None:
+    """The folder of a run whose config was refused: one that holds a run stays as it was; an empty
+    one is the run's as any other (its process record, its log), so a report sees it failed."""
+    if not out.is_dir():  # a run through the Python API: no folder is made for it
+        return
+    if run_files(out):
+        discard_staged(out)
+        return
+    try:
+        main = int(os.environ.get("RANK", "0")) == 0  # before torchrun's ranks are set up
+        with RunFolder(out, lock=main, on_accept=lambda: record_process(out)):
+            pass
+    except FolderRefused:  # another process's: the config's error is the one to tell
+        pass
 
 
 def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder) -> dict[str, Any]:
@@ -177,13 +204,16 @@ def resume_training(plan: Resumption, training: Training, device: torch.device) 
 def open_logger(out: Path, world: distributed.World, plan: Resumption, resolved: dict[str, Any],
                 state: FitState) -> RunLogger | NullLogger:
     """The run's TensorBoard writer (rank 0 only); a run continued in its own folder first drops
-    what the stopped run logged after its checkpoint, and keeps its HParams and config text."""
+    what the stopped run logged after its checkpoint, and keeps its HParams and config text; a run
+    that `resume=true` starts afresh (killed before its first checkpoint) drops all it logged."""
     if not world.is_main:
         return NullLogger()
     for stale in remove_stale_temporaries(out / "checkpoints"):
         log.warning("removed %s, left by a run killed while writing it", stale)
     if plan.same_folder:
         truncate_events(out, state.epoch, state.step)
+    elif plan.afresh:
+        remove_events(out)
     logger = RunLogger(out)
     if not plan.same_folder:
         logger.hparams(run_hparams(resolved, dashboard.config_choices()))

@@ -109,6 +109,15 @@ def _after(event: Any, epoch: int, step: int) -> bool:
     return event.step > (step if tag in STEP_AXIS else epoch)
 
 
+def remove_events(run_dir: str | Path) -> int:
+    """Remove a run folder's event files (a run killed before its first checkpoint, started afresh
+    in its folder, logs every epoch again); return the count."""
+    files = list(Path(run_dir).glob("events.out.tfevents.*"))
+    for path in files:
+        path.unlink()
+    return len(files)
+
+
 def truncate_events(run_dir: str | Path, epoch: int, step: int) -> int:
     """Drop what a stopped run logged after its checkpoint at (epoch, step); return the count.
 

@@ -70,6 +70,20 @@ def locked(folder: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def check_no_jobs(sweep_dir: Path, url: str) -> None:
+    """A study with no trials in a sweep folder that holds job folders (its database deleted or lost)
+    would number its trials from 0 again, into the old jobs' folders: refused."""
+    jobs = sorted((p.name for p in sweep_dir.iterdir() if p.is_dir() and job_number(p.name) is not None
+                   and (p / ".hydra").is_dir()), key=job_number)
+    if jobs:
+        shown = ", ".join(jobs[:3]) + (", ..." if len(jobs) > 3 else "")
+        raise ConfigError(f"{sweep_dir} holds {len(jobs)} job folders of an earlier search ({shown}) but "
+                          f"its study in {url} has no trials (the database was deleted, lost or "
+                          "replaced): a new study would number its trials from 0 again, into those "
+                          "folders. Restore the study's database to continue that search, or start "
+                          "this one in another hydra.sweep.dir")
+
+
 class Heartbeat:
     """Records a heartbeat for the running trials every `interval` seconds, in a thread."""
 
@@ -259,6 +273,8 @@ class Search:
         space, fixed = self.prepare(arguments)
         with locked(self.sweep_dir):  # two processes creating the database's tables would collide
             study = self.open_study()
+            if not study.get_trials(deepcopy=False):
+                check_no_jobs(self.sweep_dir, self.url)
         self.save_config()
         log.info("study %s in %s: %s %s, %s sampler, %s; %d trials", self.study_name, self.url,
                  self.direction, self.config.monitor if "monitor" in self.config else "the value",

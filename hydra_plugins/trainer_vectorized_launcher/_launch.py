@@ -144,19 +144,20 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
 def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn]:
     """Train `jobs` as one stacked group; their JobReturns by job number."""
     from trainer.__main__ import job_value, sweep_monitor
-    from trainer.cli import paragraph
-    from trainer.errors import UserError
+    from trainer.cli import fail, paragraph
+    from trainer.errors import FolderRefused, UserError
     from trainer.jobs import record_process
+    from trainer.rundir import hold_log, settle, staged_hydra_dir
     from trainer.sweep import worst
     from trainer.vectorized.runner import run_members
 
     for job in jobs:
         log.info("\t#%d : %s  (%s)", job.idx, " ".join(filter_overrides(job.overrides)), label)
         start_job(job, launcher)
-    started = time.time()
-    for job in jobs:  # trained together: the report must not take the first ones as superseded
-        record_process(job.out, started)
+    started = time.time()  # in each job's process record: the report must not take the first as superseded
     handlers = group_log(jobs)
+    for job in jobs:  # a job's log lines reach its folder once its run is accepted there (trainer.rundir)
+        hold_log(job.out)
     monitors = []
     for job in jobs:
         current(job)
@@ -164,11 +165,17 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
     try:
         results = run_members([j.task_cfg for j in jobs], [j.out for j in jobs], label=label,
                               max_members=launcher.max_members,
-                              before_open=lambda i: current(jobs[i]))
+                              before_open=lambda i: current(jobs[i]), started=started)
+    except FolderRefused as exc:  # as with the basic launcher: the sweep stops, exit status 2
+        fail(str(exc), 2)
     except Exception as exc:  # as run_job keeps a task's exception: the other groups go on
         log.exception("%s failed", label)
         return {job.idx: end_job(job, launcher, exc, failed=True) for job in jobs}
     finally:
+        for job in jobs:  # those that no run took: a fresh folder gets the process record a report reads
+            current(job)
+            if settle(job.out, staged_hydra_dir(job.out)):
+                record_process(job.out, started)
         for handler in handlers:
             logging.getLogger().removeHandler(handler)
             handler.close()

@@ -43,8 +43,22 @@ _RUN_ID = secrets.token_hex(3)
 
 
 def hydra_subdir(resume: object, ckpt: object) -> str:
-    """Where Hydra writes a job's config files: `.hydra`, or a pending folder for a resume."""
-    return f".hydra/pending-{_RUN_ID}" if resume is True or ckpt else ".hydra"
+    """Where Hydra writes a job's config files: `.hydra`, or a pending folder for a run that may be
+    refused (a resume, or a job folder that holds a run: trainer.rundir)."""
+    return f".hydra/pending-{_RUN_ID}" if resume is True or ckpt or _output_holds_run() else ".hydra"
+
+
+def _output_holds_run() -> bool:
+    """Whether the job's output folder (Hydra's, set before it writes its config files) holds a run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        out = Path(str(HydraConfig.get().runtime.output_dir))
+    except Exception:  # no job yet (the sweep's own process): nothing to stage
+        return False
+    from trainer.rundir import run_files  # imports torch: only once a job runs
+
+    return bool(run_files(out))
 
 
 def register_resolvers() -> None:
@@ -129,6 +143,9 @@ def check_values(cfg: DictConfig) -> None:
 def _check_relations(cfg: DictConfig) -> None:
     """The checks that relate one key to another."""
     m, d, avg = cfg.model, cfg.data, cfg.averaging
+    if cfg.overwrite and cfg.resume:
+        raise ConfigError("overwrite=true moves the run in the folder aside to start a new one, and "
+                          "resume=true continues it: pass one of them")
     if isinstance(m.width, ListConfig) and len(m.width) != m.depth:
         raise ConfigError(f"model.width lists {len(m.width)} widths but model.depth={m.depth}; "
                           f"set model.depth={len(m.width)} or give {m.depth} widths")

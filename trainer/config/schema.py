@@ -215,6 +215,7 @@ class Config:
     checkpoint_every_n_epochs: Any = key(POSITIVE)
     resume: Any = key(Flag())
     ckpt: Any = key(Text(), None)
+    overwrite: Any = key(Flag())
     precision: Any = key(OneOf(_precisions))
     compile: Any = key(Flag())
     cuda_graphs: Any = key(Flag())

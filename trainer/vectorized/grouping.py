@@ -23,8 +23,8 @@ from trainer.vectorized.stacked import LINEAR_IN_LR
 
 MAY_DIFFER_KEYS = ("seed", "model.init", "model.init_std", "model.bias_init", "optimizer.lr",
                    "optimizer.weight_decay", "warmup_steps", "warmup_start_factor", "grad_clip",
-                   "epochs", "max_steps", "divergence_factor", "test_on", "resume", "ckpt", "progress",
-                   "log_every_n_steps", "nan_check_every_n_steps", "checkpoint_every_n_epochs")
+                   "epochs", "max_steps", "divergence_factor", "test_on", "resume", "ckpt", "overwrite",
+                   "progress", "log_every_n_steps", "nan_check_every_n_steps", "checkpoint_every_n_epochs")
 # Whole groups of keys a member may set for itself: early stopping, and the numbers of the
 # scheduler and the averaging (their classes, `scheduler` and `averaging`, flattened from their
 # `_target_`s, stay in the key, as does `schedule.*`, the interval).

@@ -26,6 +26,7 @@ from trainer.config import check_monitor
 from trainer.data import Splits
 from trainer.data.targets import original_units
 from trainer.fit import FitState, Training, diverged, keep_if_best, validation_metrics
+from trainer.jobs import record_process
 from trainer.logger import RunLogger, run_hparams
 from trainer.loop import num_batches
 from trainer.outcome import run_metrics, test_metrics
@@ -34,7 +35,7 @@ from trainer.run import seed_everything
 from trainer.rundir import RunFolder
 from trainer.runinfo import run_meta
 from trainer.stopping import EarlyStopping, mode_for, resolve_monitor
-from trainer.tb import truncate_events
+from trainer.tb import remove_events, truncate_events
 from trainer.trial import epoch_reporter
 from trainer.vectorized.saving import recover
 
@@ -81,12 +82,15 @@ class Member:
 
     @classmethod
     def open(cls, cfg: DictConfig, out: Path, splits: Splits, prep: Any, device: torch.device,
-             stack: contextlib.ExitStack, name: str = "") -> Member:
+             stack: contextlib.ExitStack, name: str = "", started: float | None = None) -> Member:
         """The member of job `cfg` writing into `out`, as `run()` would set it up; raises `Finished`
-        for a finished run and `UserError` for a refused resume; `cfg` is validated already
-        (`trainer.config.validate`, as `run_members` does)."""
+        for a finished run, `FolderRefused` for a folder it may not train into and `UserError` for
+        a refused resume; `cfg` is validated already (`trainer.config.validate`, as `run_members`
+        does). `started`: the group's start, in the job's process record."""
         self = cls(cfg, out, name or out.name)
-        folder = stack.enter_context(RunFolder(out))  # the lock, and Hydra's staged .hydra files
+        # The lock, the folder's guarantee, Hydra's staged .hydra files and held log lines.
+        folder = stack.enter_context(RunFolder(out, resume=cfg.resume, ckpt=cfg.ckpt, overwrite=cfg.overwrite,
+                                               on_accept=lambda: record_process(out, started)))
         seed_everything(cfg.seed)
         if cfg.resume and not cfg.ckpt:
             recover(out)  # a group killed without warning: its newest state is in the group file
@@ -127,6 +131,8 @@ class Member:
             log.warning("removed %s, left by a run killed while writing it", stale)
         if plan.same_folder:
             truncate_events(out, self.state.epoch, self.state.step)
+        elif plan.afresh:
+            remove_events(out)
         self.logger = RunLogger(out)
         stack.callback(self.logger.close)
         if not plan.same_folder:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from trainer.build import batch_size_for, build_data
 from trainer.config import validate
 from trainer.data import prepare_data
 from trainer.device import resolve_device, set_threads
-from trainer.errors import ConfigError, UserError
+from trainer.errors import ConfigError, FolderRefused, UserError
 from trainer.signals import StopOnSignal
 from trainer.vectorized.group import train_group
 from trainer.vectorized.grouping import chunks, fitting_members, member_bytes
@@ -33,12 +34,14 @@ Result = dict[str, Any] | UserError
 
 def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members: int | None = None,
                 label: str = "group", before_open: Callable[[int], None] = lambda i: None,
-                stop: StopOnSignal | None = None) -> list[Result]:
+                stop: StopOnSignal | None = None, started: float | None = None) -> list[Result]:
     """Train the jobs `cfgs` (one group: `grouping.group_key` equal) into their folders `outs`.
 
     `before_open(i)` runs before job i is set up (the launcher makes job i's Hydra config current
     there, so its staged `.hydra` files and command line are the job's own). Members beyond
     `max_members` (null: what fits in memory) train in further groups, one after another.
+    `started` goes into every job's process record (one time for jobs trained together). A job
+    whose folder is refused (`FolderRefused`) stops the group before it trains: raised.
     """
     results: list[Result | None] = [None] * len(cfgs)
     for i, cfg in enumerate(cfgs):  # a bad value of a member's own key is that job's error alone
@@ -74,22 +77,26 @@ def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members
             threads = set_threads(first.threads, params, batch_size, device)
             log.info("%s: %d jobs as one stacked %s model (%d parameters each) on %s, %d CPU threads",
                      name, len(part), "-".join(map(str, dims)), params, device, threads)
-            _train_part(cfgs, outs, part, splits, prep, device, before_open, stop, name, results)
+            _train_part(cfgs, outs, part, splits, prep, device, before_open, stop, name, results,
+                        started or time.time())
     return [r if r is not None else ConfigError("not started: the sweep was stopped by a signal first")
             for r in results]
 
 
 def _train_part(cfgs: Sequence[DictConfig], outs: Sequence[Path], part: list[int], splits: Any, prep: Any,
                 device: Any, before_open: Callable[[int], None], stop: StopOnSignal, name: str,
-                results: list[Result | None]) -> None:
+                results: list[Result | None], started: float) -> None:
     with contextlib.ExitStack() as stack:
         members: dict[int, Member] = {}
         for i in part:
             before_open(i)
             try:
-                members[i] = Member.open(cfgs[i], Path(outs[i]), splits, prep, device, stack)
+                members[i] = Member.open(cfgs[i], Path(outs[i]), splits, prep, device, stack,
+                                         started=started)
             except Finished as done:
                 results[i] = done.metrics
+            except FolderRefused:  # another process's, or a run's: the sweep stops (trainer.__main__)
+                raise
             except UserError as exc:
                 log.error("job %s: %s", Path(outs[i]).name, exc)
                 results[i] = exc

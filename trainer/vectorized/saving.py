@@ -175,6 +175,7 @@ def recover(out: Path) -> bool:
     last = out / "checkpoints" / "last.pt"
     if last.is_file() and load_checkpoint(last)["fit"]["step"] >= entry["fit"]["step"]:
         pointer_path.unlink()
+        release(group_path, pointer["token"])
         return False
     if best is not None:
         save_checkpoint({**best, **pointer["extras"]}, out / "checkpoints" / "best.pt")
@@ -182,4 +183,15 @@ def recover(out: Path) -> bool:
     pointer_path.unlink()  # its own files speak for it now
     log.info("%s: its newest state (epoch %d) was in the group file %s: written to %s", out.name,
              group["epoch"], group_path, last)
+    release(group_path, pointer["token"])
     return True
+
+
+def release(group_path: Path, token: str) -> None:
+    """Remove the group file once no member's pointer names it any more (each member's `recover`
+    removes its own): a group resumed job by job (the basic launcher) leaves none behind."""
+    for pointer_path in group_path.parent.glob(f"*/checkpoints/{POINTER}"):
+        pointer = load_checkpoint(pointer_path)
+        if pointer["token"] == token and (pointer_path.parent / pointer["group"]).resolve() == group_path:
+            return
+    group_path.unlink(missing_ok=True)
