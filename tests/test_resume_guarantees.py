@@ -171,8 +171,10 @@ def test_resume_refuses_an_edited_data_file(cfg_factory, tmp_path):
 
 def test_cosine_refuses_a_longer_resume_unless_its_length_is_fixed(cfg_factory, tmp_path):
     run(cfg_factory(*SMALL, "scheduler=cosine", "epochs=2"), out_dir=tmp_path / "null")
-    with pytest.raises(ConfigError, match="T_max"):
+    with pytest.raises(ConfigError, match="T_max") as refused:
         run(cfg_factory(*SMALL, "scheduler=cosine", "epochs=4", "resume=true"), out_dir=tmp_path / "null")
+    may_change = str(refused.value).split("Only these may change on resume: ")[1]
+    assert "epochs" not in may_change.split(", ") and "resume" in may_change  # not offered what it refuses
     fixed = ("scheduler=cosine", "scheduler.T_max=4")
     full = run(cfg_factory(*SMALL, *fixed, "epochs=4"), out_dir=tmp_path / "full")
     run(cfg_factory(*SMALL, *fixed, "epochs=2"), out_dir=tmp_path / "split")

@@ -141,11 +141,11 @@ def check_config(saved: dict[str, Any], path: Path, resolved: dict[str, Any]) ->
     why = (" scheduler=cosine with T_max null stretches over the first run's length, so epochs and "
            "max_steps cannot change: set scheduler.T_max when starting a run you mean to extend."
            if cosine and refused.keys() & set(LENGTH_KEYS) else "")
+    allowed = [k for k in RESUMABLE_CHANGES if not (cosine and k in LENGTH_KEYS)]
     raise ConfigError(f"cannot continue {path}: the configuration differs from the one it was trained "
                       f"with ({listed}), which would change the training.{why} Resume with the "
                       "original values (they are in the run's .hydra/config.yaml), or start a new run "
-                      "in another folder. Only these may change on resume: "
-                      f"{', '.join(RESUMABLE_CHANGES)}")
+                      f"in another folder. Only these may change on resume: {', '.join(allowed)}")
 
 
 def check_data(ckpt: dict[str, Any], path: Path, fingerprint: dict[str, Any]) -> None:
