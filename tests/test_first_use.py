@@ -50,8 +50,9 @@ def test_val_acc_on_a_regression_file_fails_before_training(cfg_factory, tmp_pat
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match="monitor=val/acc needs classes"):
         run(cfg_factory("data=csv", f"data.path={path}", "monitor=val/acc"), out_dir=out)
-    # No metrics, events or checkpoints: only the run folder's lock file (trainer.rundir).
-    assert [p.name for p in out.rglob("*") if p.is_file()] in ([], [".lock"])
+    # No metrics, events or checkpoints: only the run folder's lock and the record of the process
+    # that held it, so that trainer.report shows the run as failed (trainer.rundir).
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) in ([], [".lock", "process.json"])
 
 
 def test_regression_losses_are_in_original_units_and_eval_reproduces_them(cfg_factory, tmp_path):

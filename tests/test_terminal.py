@@ -68,7 +68,7 @@ def test_epoch_lines_never_share_a_row_with_the_progress_bar(tmp_path):
 def test_a_sweep_ends_with_one_line_per_job_and_one_place_to_look(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "data=gaussians", "epochs=2", "optimizer.lr=0.01,0.1", f"hydra.sweep.dir={sweep}"]
-    rows = in_terminal(args, tmp_path)
+    rows = in_terminal(args, tmp_path, cols=400)  # the temporary folder's long path on one row
     jobs = [r for r in rows if re.match(r"\d_optimizer\.lr=0\.0?1: completed in ", r)]
     assert len(jobs) == 2, rows
     assert not any("view with" in r and str(sweep) + "/" in r for r in rows)  # no per-job folder lines

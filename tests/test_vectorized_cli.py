@@ -69,7 +69,7 @@ def test_vectorized_sweep_writes_ordinary_job_folders(tmp_path):
     assert read_metrics(vectorized).keys() == read_metrics(ordinary).keys()
     scalars = read_scalars(vectorized)
     assert [s for s, _ in scalars["val/loss"]] == [1, 2, 3]
-    assert read_hparams(vectorized)["optimizer"] == "SGD" and read_hparams(vectorized)["seed"] == 0
+    assert read_hparams(vectorized)["optimizer"] == "sgd" and read_hparams(vectorized)["seed"] == 0
     assert "not vectorized" in done.stderr + done.stdout
     assert "group 1/1 epoch 3: val/acc best" in done.stderr + done.stdout  # the group's epoch line
     # the other tools read the folders as they read any job's

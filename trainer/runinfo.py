@@ -24,8 +24,9 @@ def git_commit() -> str:
 def hydra_output_dir() -> Path:
     """The run's folder: Hydra's output directory, or a new `outputs/DATE/TIME-ID` outside Hydra."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
-    if HydraConfig.initialized():
+    if HydraConfig.initialized() and not OmegaConf.is_missing(HydraConfig.get().runtime, "output_dir"):
         return Path(HydraConfig.get().runtime.output_dir)
     # run(cfg) from Python without out_dir: a new folder as the command line makes, never the current one
     return Path("outputs") / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-{secrets.token_hex(3)}"
