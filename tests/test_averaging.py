@@ -7,6 +7,7 @@ from torch import nn
 from tests.conftest import read_metrics, read_scalars
 from trainer.averaging import WeightAverage
 from trainer.checkpoint import load_checkpoint
+from trainer.logger import LR_TAG
 from trainer.run import run
 
 
@@ -92,7 +93,7 @@ def test_swa_with_swa_lr(cfg_factory, tmp_path):
                               "averaging.anneal_epochs=1", "epochs=3", "log_every_n_steps=1"),
                   out_dir=tmp_path)
     per_epoch = metrics["steps"] // 3
-    lr = dict(read_scalars(tmp_path)["lr"])
+    lr = dict(read_scalars(tmp_path)[LR_TAG])
     assert lr[per_epoch] == pytest.approx(0.001)  # adam's rate up to the end of start_epoch
     assert lr[2 * per_epoch + 1] == pytest.approx(0.0005)
     last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, cli, cli_in_process, read_metrics, read_scalars, script
+from trainer.logger import LR_TAG
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +67,7 @@ def test_multirun_experiment(optimizers_sweep):
     assert jobs == ["0_arms.rate=low,optimizer=sgd,seed=0", "1_arms.rate=high,optimizer=sgd,seed=0",
                     "2_arms.rate=low,optimizer=adam,seed=0", "3_arms.rate=high,optimizer=adam,seed=0"]
     # Each arm's rate comes from its own row of the experiment's table (arms.lr).
-    rates = [read_scalars(optimizers_sweep / job)["lr"][0][1] for job in jobs]
+    rates = [read_scalars(optimizers_sweep / job)[LR_TAG][0][1] for job in jobs]
     assert rates == pytest.approx([0.1, 1.0, 0.001, 0.01])
 
 

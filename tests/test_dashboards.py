@@ -16,8 +16,9 @@ from omegaconf import OmegaConf
 from tests.conftest import cli, cli_in_process, make_cfg, read_metrics
 from trainer import eval as trainer_eval
 from trainer import report
-from trainer.dashboard import FINAL, FINAL_METRICS, REPORT_IMAGES
+from trainer.dashboard import FINAL, FINAL_METRICS, HPARAMS_RUN, IMAGES_RUN, REPORT_IMAGES
 from trainer.jobs import MAX_NAME, PROCESS_FILE, hydra_arg, job_dir_name, job_number
+from trainer.logger import LR_TAG, SPEED_TAG
 from trainer.tb import declared_metrics, read_hparams
 from trainer.tb_server import tensorboard
 
@@ -112,14 +113,15 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr
     names = ["0_optimizer.lr=0.1,optimizer=sgd", "1_optimizer.lr=0.01,optimizer=sgd",
              "2_optimizer.lr=0.1,optimizer=adam", "3_optimizer.lr=0.01,optimizer=adam"]
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == names  # epochs=1 is in none
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [*names, HPARAMS_RUN]  # epochs=1 in none
     hparams = {name: read_hparams(sweep / name) for name in names}
     assert all(set(h) == set(hparams[names[0]]) for h in hparams.values())
     # a group's column holds the config chosen (sgd, momentum, ...), never the class (SGD for both)
     assert (hparams[names[3]]["optimizer"], hparams[names[3]]["optimizer.lr"]) == ("adam", 0.01)
     assert hparams[names[0]]["optimizer"] == "sgd" and hparams[names[0]]["data.name"] == "spirals"
     assert "optimizer.betas" in hparams[names[0]]
-    assert declared_metrics(sweep) == [FINAL + m for m in FINAL_METRICS]  # one experiment, in the sweep
+    # one experiment, in the sweep's pseudo-run ~hparams (sorted after the jobs)
+    assert declared_metrics(sweep / HPARAMS_RUN) == [FINAL + m for m in FINAL_METRICS]
     assert declared_metrics(sweep / names[0]) == []  # folder; each job has only its own values
 
     capsys.readouterr()
@@ -133,7 +135,8 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
     assert (sweep / "report_params.png").is_file()
 
     with tensorboard(sweep, runs=len(names) + 2) as server:  # the jobs, the sweep's experiment, images
-        assert set(names) <= set(server.get("/data/runs"))
+        runs = sorted(server.get("/data/runs"))  # TensorBoard's run list: the pseudo-runs last
+        assert runs == [*sorted(names), HPARAMS_RUN, IMAGES_RUN]
         experiment = server.experiment()
         infos = experiment["hparamInfos"]
         # the swept keys in the command line's order and nothing else: no column holds one value for
@@ -145,7 +148,8 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
         layout = server.get("/data/plugin/custom_scalars/layout")
         charts = {c["title"]: c["multiline"]["tag"] for cat in layout["category"] for c in cat["chart"]}
         assert {"^train/loss$", "^val/loss$"} <= set(charts["loss (train and val)"])
-        assert "^lr$" in charts["learning rate"]
+        assert charts["learning rate (per update)"] == [f"^{LR_TAG}$"]
+        assert "gradient norm per layer" not in charts  # log_layer_stats is off: no empty charts
 
         text = server.get(f"/data/plugin/text/text?run={names[3]}&tag=config/text_summary")
         assert len(text) == 1 and "torch.optim.Adam" in text[0]["text"] and "lr: 0.01" in text[0]["text"]
@@ -153,11 +157,14 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
         assert "optimizer=sgd,adam" in command and "optimizer=adam" in command
 
         images = server.get("/data/plugin/images/tags")
-        assert set(images["images"]) == {f"{REPORT_IMAGES}curves", f"{REPORT_IMAGES}params"}
+        assert set(images[IMAGES_RUN]) == {f"{REPORT_IMAGES}curves", f"{REPORT_IMAGES}params"}
 
         scalars = server.get("/data/plugin/scalars/tags")[names[0]]
         tags = sorted(scalars)  # the time-series view lists groups in this order
         assert tags.index(f"{FINAL}test/acc") > tags.index("val/loss") > tags.index("train/loss")
+        # the curves open first: loss and accuracy, then the per-update rate and the speed
+        assert tags[:4] == ["train/acc", "train/loss", "val/acc", "val/loss"]
+        assert tags.index(LR_TAG) > tags.index("val/loss") and tags.index(SPEED_TAG) > tags.index("val/loss")
         value = server.get(f"/data/plugin/scalars/scalars?run={names[0]}&tag={FINAL}test/acc")[0][2]
         assert value == pytest.approx(read_metrics(sweep / names[0])["test/acc"])
 
@@ -165,7 +172,7 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
     proc = cli_in_process("-m", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "epochs=2", "data=spirals",
                           "model.width=16", "resume=true", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [*names, "images"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [*names, HPARAMS_RUN, IMAGES_RUN]
     assert [read_metrics(sweep / n)["epochs"] for n in names] == [2, 2, 2, 2]
     metrics = read_metrics(sweep / names[1])
     again = trainer_eval.evaluate_checkpoint(trainer_eval.load(sweep / names[1] / "checkpoints" / "best.pt"))

@@ -17,6 +17,7 @@ from trainer.data import load_source
 from trainer.device import set_threads
 from trainer.errors import ConfigError, DataError
 from trainer.eval import evaluate_checkpoint, load
+from trainer.logger import LR_TAG
 from trainer.overrides import check_launcher
 from trainer.run import run
 
@@ -176,7 +177,7 @@ def test_per_arm_options_apply_to_the_arm_that_takes_them(cfg_factory, tmp_path,
         assert metrics["status"] == "completed", arm
         said = "schedule.per_arm.tau=1000" in caplog.text and "an option of another arm" in caplog.text
         assert said == (arm in ("step", "plateau")), (arm, caplog.text)  # tau ignored, and said
-    lrs = dict(read_scalars(tmp_path / "inverse_time")["lr"])
+    lrs = dict(read_scalars(tmp_path / "inverse_time")[LR_TAG])
     k = max(lrs)
     assert lrs[k] == pytest.approx(0.1 / (1 + k / 1000), rel=1e-5)  # tau=1000, not the default 100
 

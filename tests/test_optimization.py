@@ -14,6 +14,7 @@ from trainer.accel import TrainStep
 from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
 from trainer.data import prepare_data
+from trainer.logger import LR_TAG
 from trainer.loop import EpochCursor, train_epoch
 from trainer.run import run
 
@@ -35,7 +36,7 @@ def test_updates_per_epoch(cfg_factory, tmp_path, batch, drop_last, updates):
                       "optimizer=sgd", "log_every_n_steps=1")
     metrics = run(cfg, out_dir=tmp_path)
     assert metrics["epochs"] == 2 and metrics["steps"] == 2 * updates(n_train(cfg))
-    assert len(read_scalars(tmp_path)["lr"]) == metrics["steps"]
+    assert len(read_scalars(tmp_path)[LR_TAG]) == metrics["steps"]
 
 
 def test_max_steps_stops_mid_epoch(cfg_factory, tmp_path):
@@ -46,7 +47,7 @@ def test_max_steps_stops_mid_epoch(cfg_factory, tmp_path):
     assert metrics["epochs"] == -(-17 // per_epoch)
     assert 17 % per_epoch != 0  # the last epoch really was cut short
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["fit"]["step"] == 17
-    assert [k for k, _ in read_scalars(tmp_path)["lr"]] == list(range(1, 18))
+    assert [k for k, _ in read_scalars(tmp_path)[LR_TAG]] == list(range(1, 18))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

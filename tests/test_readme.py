@@ -49,6 +49,7 @@ from trainer import report as trainer_report
 from trainer.build import check_optimization
 from trainer.config import config_dir, validate
 from trainer.errors import UserError
+from trainer.logger import LR_TAG
 from trainer.overrides import check_override_keys
 from trainer.run import run
 
@@ -249,7 +250,7 @@ def test_representative_commands_run_as_written(tmp_path, monkeypatch):
         metrics = run(cfg, out_dir=tmp_path / f"run{i}")
         assert metrics["status"] == "completed", cmd.text
         if "scheduler=plateau" in cmd.text:  # the behaviour the example is there to show
-            lrs = [v for _, v in read_scalars(tmp_path / f"run{i}")["lr"]]
+            lrs = [v for _, v in read_scalars(tmp_path / f"run{i}")[LR_TAG]]
             assert min(lrs) < cfg.optimizer.lr / 5, (cmd.text, lrs)
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("run")) == ["outputs"]
 

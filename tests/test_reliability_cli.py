@@ -16,6 +16,7 @@ from trainer.checkpoint import load_checkpoint
 from trainer.data import prepare_data
 from trainer.errors import FolderRefused
 from trainer.hydra_callbacks import check_writable
+from trainer.logger import LR_TAG
 from trainer.run import run
 
 pytestmark = pytest.mark.slow
@@ -151,7 +152,7 @@ def test_sigkill_at_a_checkpoint_write_then_resume_logs_each_step_once(tmp_path,
     assert metrics["status"] == "completed" and metrics["epochs"] == 4
     steps = steps_of(tmp_path)
     assert steps["train/loss"] == steps["val/loss"] == [1, 2, 3, 4]
-    assert steps["lr"] == list(range(1, metrics["steps"] + 1))
+    assert steps[LR_TAG] == list(range(1, metrics["steps"] + 1))
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert best["fit"]["epoch"] == metrics["best_epoch"]
 

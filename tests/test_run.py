@@ -6,6 +6,7 @@ import torch
 from tests.conftest import read_metrics, read_scalars
 from trainer.checkpoint import load_checkpoint
 from trainer.dashboard import FINAL
+from trainer.logger import LR_TAG, SPEED_TAG
 from trainer.run import run
 
 
@@ -23,13 +24,13 @@ def test_run_trains_and_writes_everything(cfg_factory, tmp_path):
         assert isinstance(metrics[key], float)
 
     scalars = read_scalars(tmp_path)
-    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput/samples_per_s",
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", LR_TAG, SPEED_TAG,
                 f"{FINAL}test/loss", f"{FINAL}test/acc", f"{FINAL}best/val_loss", f"{FINAL}best/val_acc"):
         assert tag in scalars, tag
     train_loss = [v for _, v in scalars["train/loss"]]
     assert [s for s, _ in scalars["train/loss"]] == list(range(1, 7))
     assert train_loss[-1] < 0.5 * train_loss[0]
-    assert len(scalars["lr"]) == metrics["steps"]
+    assert len(scalars[LR_TAG]) == metrics["steps"]
     assert scalars[f"{FINAL}test/acc"][0][1] == pytest.approx(metrics["test/acc"])
 
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")

@@ -8,6 +8,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau, StepLR
 from torch.optim.swa_utils import SWALR
 
 from tests.conftest import read_scalars
+from trainer.logger import LR_TAG
 from trainer.run import run
 from trainer.schedules import Schedule, inverse_sqrt, inverse_time
 
@@ -32,7 +33,7 @@ def rates(schedule: Schedule, optimizer: torch.optim.Optimizer, epochs: int, per
 def test_inverse_time_rates_in_tensorboard_match_the_formula(cfg_factory, tmp_path):
     metrics = run(cfg_factory("optimizer=sgd", "optimizer.lr=0.2", "scheduler=inverse_time",
                               "scheduler.tau=7", "epochs=2", "log_every_n_steps=1"), out_dir=tmp_path)
-    lr = read_scalars(tmp_path)["lr"]
+    lr = read_scalars(tmp_path)[LR_TAG]
     assert [k for k, _ in lr] == list(range(1, metrics["steps"] + 1))  # logged after every update
     for k, value in lr:  # the rate after k updates
         assert value == pytest.approx(0.2 / (1 + k / 7), rel=1e-6)
@@ -42,7 +43,7 @@ def test_warmup_multiplies_the_schedule(cfg_factory, tmp_path):
     run(cfg_factory("optimizer=sgd", "optimizer.lr=0.2", "scheduler=inverse_time", "scheduler.tau=50",
                     "warmup_steps=10", "warmup_start_factor=0.1", "epochs=1", "log_every_n_steps=1"),
         out_dir=tmp_path)
-    for k, value in read_scalars(tmp_path)["lr"]:
+    for k, value in read_scalars(tmp_path)[LR_TAG]:
         warm = 0.1 + 0.9 * min(k, 10) / 10
         assert value == pytest.approx(0.2 * warm / (1 + k / 50), rel=1e-6)
 
@@ -103,5 +104,5 @@ def test_cosine_per_update_spans_the_whole_run(cfg_factory, tmp_path):
     metrics = run(cfg_factory("optimizer=sgd", "optimizer.lr=0.2", "scheduler=cosine",
                               "schedule.interval=step", "epochs=2", "log_every_n_steps=1"), out_dir=tmp_path)
     total = metrics["steps"]
-    for k, value in read_scalars(tmp_path)["lr"]:
+    for k, value in read_scalars(tmp_path)[LR_TAG]:
         assert value == pytest.approx(0.2 * (1 + math.cos(math.pi * k / total)) / 2, rel=1e-5, abs=1e-7)

@@ -9,6 +9,7 @@ from torch.nn import functional as F
 from models import MLP
 from tests.conftest import read_scalars
 from trainer import accel
+from trainer.logger import LR_TAG
 from trainer.loop import EpochCursor, shard_batches, train_epoch
 from trainer.run import run
 
@@ -228,6 +229,6 @@ def test_cuda_fast_paths_train(cfg_factory, tmp_path, caplog, overrides):
     if "cuda_graphs=true" in overrides:
         assert "the training step is captured for batch size 64" in caplog.text
     assert metrics["val/acc"] > 0.85
-    lrs = [v for _, v in read_scalars(tmp_path)["lr"]]
+    lrs = [v for _, v in read_scalars(tmp_path)[LR_TAG]]
     if "scheduler=inverse_time" in overrides:  # the tensor lr the graph reads decays step by step
         assert lrs[-1] < lrs[0]

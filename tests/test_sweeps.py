@@ -173,7 +173,8 @@ def test_optuna_search_of_three_trials_survives_a_diverged_one(tmp_path):
     proc = cli_in_process("-m", "+hparams_search=digits_optuna", "hydra.sweeper.n_trials=3", "epochs=1",
                           "optimizer=sgd", "optimizer.lr=choice(0.05,1e12)", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
-    dirs = sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: job_number(p.name))
+    dirs = sorted((p for p in sweep.iterdir() if p.is_dir() and job_number(p.name) is not None),
+                  key=lambda p: job_number(p.name))
     assert [job_number(p.name) for p in dirs] == [0, 1, 2]  # named `N_batch_size=...,optimizer.lr=...`
     jobs = [read_metrics(d) for d in dirs]
     assert sorted(j["status"] for j in jobs) == ["completed", "completed", "diverged"]

@@ -13,6 +13,7 @@ import torch
 from tests.conftest import make_cfg, read_metrics, read_scalars
 from trainer.build import build_data, build_model
 from trainer.data import prepare_data
+from trainer.logger import LR_TAG
 from trainer.run import run, seed_everything
 from trainer.vectorized.group import Group
 from trainer.vectorized.member import Member
@@ -72,8 +73,8 @@ def test_members_match_sequential_runs(setting, tmp_path):
         for a, b in zip(seq, vec, strict=True):
             assert b == pytest.approx(a, rel=1e-3)
         assert mine["test/acc"] == pytest.approx(alone["test/acc"], abs=2 / 360)
-        lrs_seq = read_scalars(tmp_path / f"seq{i}").get("lr", [])
-        lrs_vec = read_scalars(tmp_path / f"vec{i}").get("lr", [])
+        lrs_seq = read_scalars(tmp_path / f"seq{i}").get(LR_TAG, [])
+        lrs_vec = read_scalars(tmp_path / f"vec{i}").get(LR_TAG, [])
         assert [s for s, _ in lrs_seq] == [s for s, _ in lrs_vec]
         assert [v for _, v in lrs_vec] == pytest.approx([v for _, v in lrs_seq], rel=1e-6)
 
@@ -142,7 +143,8 @@ def test_member_options_match_sequential_runs(setting, tmp_path):
         alone = run(cfg, out_dir=tmp_path / f"seq{i}")
         assert together[i]["steps"] == alone["steps"]
         assert curve(tmp_path / f"vec{i}") == pytest.approx(curve(tmp_path / f"seq{i}"), rel=1e-3)
-        assert curve(tmp_path / f"vec{i}", "lr") == pytest.approx(curve(tmp_path / f"seq{i}", "lr"), rel=1e-6)
+        lrs = curve(tmp_path / f"seq{i}", LR_TAG)
+        assert curve(tmp_path / f"vec{i}", LR_TAG) == pytest.approx(lrs, rel=1e-6)
 
 
 def test_a_bad_value_of_one_member_is_that_jobs_error_alone(tmp_path):

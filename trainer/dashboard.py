@@ -24,12 +24,17 @@ FINAL_METRICS = ("best/val_loss", "best/val_acc", "test/loss", "test/acc")
 LAYOUT = {"trainer": {
     "loss (train and val)": ["Multiline", [r"^train/loss$", r"^val/loss$", r"^val_raw/loss$"]],
     "accuracy (train and val)": ["Multiline", [r"^train/acc$", r"^val/acc$", r"^val_raw/acc$"]],
-    "learning rate": ["Multiline", [r"^lr$"]],
-    # log_layer_stats=true: every layer on one chart, so vanishing gradients show as a fan
+    "learning rate (per update)": ["Multiline", [r"^~per_update/lr$"]],
+}}
+# log_layer_stats=true: every layer on one chart, so vanishing gradients show as a fan
+LAYER_LAYOUT = {
     "gradient norm per layer": ["Multiline", [r"^grad_norm/"]],
     "activation std per layer": ["Multiline", [r"^activation_std/"]],
-}}
-IMAGES_RUN = "images"
+}
+# Pseudo-runs in a sweep folder, named to sort after the jobs and to say what they hold: the
+# sweep's HParams experiment, and the report's figures.
+HPARAMS_RUN = "~hparams"
+IMAGES_RUN = "~report"
 REPORT_IMAGES = "~report/"  # the report's figures: after the curves in the time-series view too
 
 
@@ -97,10 +102,10 @@ def hparam_names(keys: list[str], hparams: Mapping[str, Any]) -> list[str]:
 
 
 def write_sweep_experiment(sweep_dir: Path, config: DictConfig, swept: list[str]) -> Path:
-    """One HParams experiment for the whole sweep, in the sweep folder: the swept keys' columns in
-    the command line's order, then the final metrics. Keys that hold one value in the whole sweep
-    are left out (every job's Text tab has its whole config), so TensorBoard's parallel coordinates,
-    which draw the first five columns, draw the swept keys and no all-empty axis.
+    """One HParams experiment for the whole sweep, in the sweep folder's run `~hparams`: the swept
+    keys' columns in the command line's order, then the final metrics. Keys that hold one value in
+    the whole sweep are left out (every job's Text tab has its whole config), so TensorBoard's
+    parallel coordinates, which draw the first five columns, draw the swept keys and no empty axis.
 
     TensorBoard takes the first experiment summary it finds as the whole experiment; the jobs write
     only their own hyperparameters (session start info), so this one is the only one.
@@ -126,16 +131,19 @@ def write_sweep_experiment(sweep_dir: Path, config: DictConfig, swept: list[str]
     infos = [_hparam_info(name, hparams[name], True) for name in hparam_names(swept, hparams)]
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=FINAL + m), display_name=m)
                for m in FINAL_METRICS]
-    for old in sweep_dir.glob("events.out.tfevents.*"):  # a relaunched sweep: one experiment only
+    run_dir = sweep_dir / HPARAMS_RUN
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # a relaunched sweep: one experiment only (also none left at the top, where it was once written)
+    for old in [*sweep_dir.glob("events.out.tfevents.*"), *run_dir.glob("events.out.tfevents.*")]:
         old.unlink()
-    writer = FileWriter(str(sweep_dir))
+    writer = FileWriter(str(run_dir))
     experiment = plugin_data_pb2.HParamsPluginData(
         experiment=api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics,
                                       time_created_secs=time.time()))
     summary_metadata = metadata.create_summary_metadata(experiment)
     writer.add_summary(Summary(value=[Summary.Value(tag=metadata.EXPERIMENT_TAG, metadata=summary_metadata)]))
     writer.close()
-    return sweep_dir
+    return run_dir
 
 
 def add_images(sweep_dir: Path, pngs: Mapping[str, Path]) -> Path:

@@ -37,6 +37,7 @@ from trainer.ensemble import (
 )
 from trainer.errors import ConfigError
 from trainer.fit import FitOptions, FitState, Training, diverged, validation_metrics
+from trainer.logger import SPEED_TAG
 from trainer.loop import EpochCursor, num_batches
 from trainer.stopping import EarlyStopping, mode_for
 from trainer.vectorized.stacked import MemberwiseOptimizer, StackedParams, sample_losses
@@ -223,7 +224,7 @@ def train_and_validate(training: EnsembleTraining, splits: Splits, options: FitO
         state.status = "diverged"
         return None
     return {**train, **val, "lr": float(t.optimizer.param_groups[0]["lr"]),
-            "throughput/samples_per_s": (cursor.seen - seen0) / (time.perf_counter() - t0)}
+            SPEED_TAG: (cursor.seen - seen0) / (time.perf_counter() - t0)}
 
 
 @torch.no_grad()

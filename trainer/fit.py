@@ -19,7 +19,7 @@ from trainer.data import Splits
 from trainer.data.targets import original_units
 from trainer.device import num_threads
 from trainer.distributed import all_mean
-from trainer.logger import RunLogger
+from trainer.logger import LR_TAG, SPEED_TAG, RunLogger
 from trainer.loop import EpochCursor, evaluate, num_batches, train_epoch
 from trainer.regularization import Penalty
 from trainer.schedules import Schedule
@@ -165,7 +165,7 @@ class _StepHook:
 
     def write_lrs(self) -> None:
         for at, lr in self.lrs:
-            self.hooks.logger.scalars({"lr": float(lr)}, at)
+            self.hooks.logger.scalars({LR_TAG: float(lr)}, at)
         self.lrs.clear()
 
 
@@ -245,7 +245,7 @@ def _train_and_validate(training: Training, splits: Splits, options: FitOptions,
         return None
     samples = options.shard[1] * (state.cursor.seen - seen0)
     return {**train, **val, "lr": float(training.optimizer.param_groups[0]["lr"]),
-            "throughput/samples_per_s": samples / seconds}
+            SPEED_TAG: samples / seconds}
 
 
 def _record_epoch(training: Training, options: FitOptions, hooks: FitHooks, state: FitState,
@@ -289,8 +289,8 @@ def epoch_line(epoch: int, epochs: int, metrics: dict[str, float]) -> str:
     parts += [f"{group} {' '.join(values)}" for group, values in groups.items()]
     if "lr" in metrics:
         parts.append(f"lr {metrics['lr']:.3g}")
-    if "throughput/samples_per_s" in metrics:
-        parts.append(f"{metrics['throughput/samples_per_s']:,.0f} samples/s")
+    if SPEED_TAG in metrics:
+        parts.append(f"{metrics[SPEED_TAG]:,.0f} samples/s")
     return "  ".join(parts)
 
 

@@ -13,6 +13,15 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 HParamValue = int | float | str | bool
 SKIPPED = ("_partial_", "progress")  # not hyperparameters
 
+# Tags. TensorBoard lists a run's groups (the part before the first `/`) in sorted order and opens
+# the first ones; `~` sorts after every letter, so the epoch curves (train/, val/, val_raw/) come
+# first and these after them. Every epoch curve is logged against the epoch; the learning rate,
+# which changes within an epoch, against the optimizer update count, in a group of its own that
+# says so.
+LR_TAG = "~per_update/lr"
+SPEED_TAG = "~speed/samples_per_s"  # training samples per second, per epoch
+OLD_LR_TAG = "lr"  # the learning rate's tag in runs written before it moved under ~per_update/
+
 
 class RunLogger:
     """Writes one run's event files into `log_dir` (the run's own directory)."""
@@ -45,11 +54,14 @@ class RunLogger:
         _experiment, session_start, _session_end = hparams_summary(dict(hparams), {})
         self.writer.file_writer.add_summary(session_start)
 
-    def describe(self, config_yaml: str, command: str) -> None:
-        """The chart layout of the Custom Scalars tab, and the config and command in the Text tab."""
-        from trainer.dashboard import LAYOUT
+    def describe(self, config_yaml: str, command: str, layer_stats: bool = False) -> None:
+        """The chart layout of the Custom Scalars tab (the per-layer charts only when the run logs
+        them), and the config and command in the Text tab."""
+        from trainer.dashboard import LAYER_LAYOUT, LAYOUT
 
-        self.writer.add_custom_scalars(LAYOUT)
+        extra = LAYER_LAYOUT if layer_stats else {}
+        layout = {name: {**charts, **extra} for name, charts in LAYOUT.items()}
+        self.writer.add_custom_scalars(layout)
         self.writer.add_text("config", config_yaml, 0)
         self.writer.add_text("command", command, 0)
 

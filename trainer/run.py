@@ -217,7 +217,8 @@ def open_logger(out: Path, world: distributed.World, plan: Resumption, resolved:
     logger = RunLogger(out)
     if not plan.same_folder:
         logger.hparams(run_hparams(resolved, dashboard.config_choices()))
-        logger.describe(dashboard.config_text(resolved), dashboard.command_line())
+        logger.describe(dashboard.config_text(resolved), dashboard.command_line(),
+                        layer_stats=bool(resolved.get("log_layer_stats")))
     return logger
 
 

@@ -93,7 +93,7 @@ def elapsed_seconds(run_dir: str | Path, tag: str) -> dict[int, float]:
     return out
 
 # Logged against the optimizer update; every other scalar against the epoch.
-STEP_AXIS = ("lr",)
+STEP_AXIS = ("~per_update/lr", "lr")  # trainer.logger.LR_TAG, and its name in older runs
 # Written once when a run ends (or stops); a resumed run writes its own. (`best/` and `test/`: the
 # final values' tags before they moved under trainer.dashboard.FINAL.)
 FINAL = ("status/text_summary", "~final/", "best/", "test/")

@@ -49,12 +49,17 @@ def remove_own_events(sweep_dir: Path) -> None:
     """Take back the sweep's HParams file that this process wrote at the start (trainer.jobs'
     callback, before the sweeper saw its settings), and the folder if nothing else is in it: a
     search refused before its first trial leaves nothing behind."""
-    if not sweep_dir.is_dir():
+    from trainer.dashboard import HPARAMS_RUN
+
+    experiment = sweep_dir / HPARAMS_RUN
+    if not experiment.is_dir():
         return
-    files = list(sweep_dir.iterdir())
+    files = list(experiment.iterdir())
     own = [f for f in files if f.name.startswith("events.out.tfevents.")
            and f.name.split(".")[-2:-1] == [str(os.getpid())]]
     for f in own:
         f.unlink()
     if len(own) == len(files):
-        sweep_dir.rmdir()
+        experiment.rmdir()
+        if not any(sweep_dir.iterdir()):
+            sweep_dir.rmdir()

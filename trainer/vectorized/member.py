@@ -27,7 +27,7 @@ from trainer.data import Splits
 from trainer.data.targets import original_units
 from trainer.fit import FitState, Training, diverged, keep_if_best, validation_metrics
 from trainer.jobs import record_process
-from trainer.logger import RunLogger, run_hparams
+from trainer.logger import LR_TAG, SPEED_TAG, RunLogger, run_hparams
 from trainer.loop import num_batches
 from trainer.outcome import run_metrics, test_metrics
 from trainer.resume import check_data, plan_resume
@@ -137,7 +137,8 @@ class Member:
         stack.callback(self.logger.close)
         if not plan.same_folder:
             self.logger.hparams(run_hparams(self.resolved, dashboard.config_choices()))
-            self.logger.describe(dashboard.config_text(self.resolved), dashboard.command_line())
+            self.logger.describe(dashboard.config_text(self.resolved), dashboard.command_line(),
+                                 layer_stats=bool(self.resolved.get("log_layer_stats")))
         # Read every step: plain values, not DictConfig lookups (microseconds each, times M per step).
         self.grad_clip, self.max_steps = cfg.grad_clip, cfg.max_steps
         self.log_every, self.nan_every = int(cfg.log_every_n_steps), int(cfg.nan_check_every_n_steps)
@@ -167,7 +168,7 @@ class Member:
 
     def write_lrs(self) -> None:
         for at, lr in self.lrs:
-            self.logger.scalars({"lr": lr}, at)
+            self.logger.scalars({LR_TAG: lr}, at)
         self.lrs.clear()
 
     # ----------------------------------------------------------------------------- epoch end
@@ -188,7 +189,7 @@ class Member:
         if state.reason:
             state.status = "diverged"
             return
-        metrics = {**train, **val, "lr": self.lr, "throughput/samples_per_s": seen / max(seconds, 1e-9)}
+        metrics = {**train, **val, "lr": self.lr, SPEED_TAG: seen / max(seconds, 1e-9)}
         self.schedule.after_epoch(epoch, metrics.get("val_raw/loss", metrics["val/loss"]))
         self.logger.scalars({k: v for k, v in metrics.items() if k != "lr"}, epoch)
         state.end_epoch(epoch, metrics)
