@@ -150,6 +150,7 @@ def test_optuna_dashboard_serves_the_study(pruned_search):
         states = sorted(t["state"] for t in detail["trials"])
         truth = sorted(t.state.name.capitalize() for t in load(pruned_search, "lrs").trials)
         assert len(detail["trials"]) == 6 and states == truth
+        assert detail["objective_names"] == ["val/loss"]  # from study.set_metric_names
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -210,7 +211,16 @@ def test_two_processes_share_one_study(tmp_path):
     jobs = job_dirs(sweep)
     assert sorted(jobs) == list(range(4))  # one folder per trial, named by its number
     for t in trials:
-        assert read_metrics(jobs[t.number])["val/loss"] == pytest.approx(t.value)
+        metrics = read_metrics(jobs[t.number])
+        assert metrics["val/loss"] == pytest.approx(t.value)
+        # without a pruner too: each epoch's monitor (optuna-dashboard's intermediate values), and the
+        # job's folder and numbers as user attributes
+        assert sorted(t.intermediate_values) == [1, 2]
+        assert t.intermediate_values[metrics["best_epoch"]] == pytest.approx(metrics["val/loss"])
+        assert t.user_attrs["job_folder"] == str(jobs[t.number])
+        assert t.user_attrs["test/acc"] == pytest.approx(metrics["test/acc"])
+        assert t.user_attrs["best_epoch"] == metrics["best_epoch"]
+    assert load(sweep, "shared").metric_names == ["val/loss"]  # the dashboard's axis, not "Objective 0"
     ran = [(tmp_path / f"{seed}.log").read_text().count("] trial ") for seed in (1, 2)]
     assert sum(ran) == 4
 

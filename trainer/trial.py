@@ -75,22 +75,24 @@ def make_pruner(name: str, args: dict[str, Any] | None = None) -> Any:
 
 
 def epoch_reporter(epochs: int) -> Callable[[int, float], str] | None:
-    """For a job of a pruned Optuna search: a callback that reports the monitor of each epoch to the
-    job's trial and returns why the pruner stops it (empty: go on). None for any other run."""
+    """For a job of an Optuna search: a callback that reports the monitor of each epoch to the job's
+    trial (its intermediate values, which optuna-dashboard draws, with or without a pruner) and
+    returns why the pruner stops it (empty: go on; always with `pruner=none`). None for any other
+    run."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return None
     hydra_cfg = HydraConfig.get()
     sweeper = hydra_cfg.sweeper
-    if sweeper.get("_target_") != SWEEPER or sweeper.get("pruner", "none") == "none":
+    if sweeper.get("_target_") != SWEEPER:
         return None
     import optuna
 
     storage = open_storage(storage_url(sweeper.storage, hydra_cfg.sweep.dir))
-    args = OmegaConf.to_container(sweeper.pruner_args)
+    args = OmegaConf.to_container(sweeper.pruner_args) if sweeper.get("pruner_args") else {}
     study = optuna.load_study(study_name=sweeper.study_name, storage=storage,
-                              pruner=make_pruner(sweeper.pruner, args))
+                              pruner=make_pruner(sweeper.get("pruner", "none"), args))
     study_id = storage.get_study_id_from_name(sweeper.study_name)
     trial = optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(
         study_id, int(hydra_cfg.job.num)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import json
 import logging
 import math
 import os
@@ -57,6 +58,24 @@ def told(study: optuna.Study, trial: Trial, value: float | None, state: TrialSta
     except RuntimeError as exc:  # the grid sampler calls study.stop() on its last point
         if "Study.stop" not in str(exc):
             raise
+
+
+# What optuna-dashboard shows of each trial beside its value (user attributes), from its job's folder.
+SHOWN_METRICS = ("val/loss", "val/acc", "test/loss", "test/acc", "best_epoch", "epochs", "status")
+
+
+def record_job(study: optuna.Study, trial: Trial, ret: Any) -> None:
+    """The trial's job folder and its metrics.json's main numbers as user attributes (never fails
+    the search: a job that wrote no metrics has only its folder)."""
+    try:
+        folder = Path(str(ret.hydra_cfg.hydra.runtime.output_dir))
+        trial.set_user_attr("job_folder", str(folder))
+        metrics = json.loads((folder / "metrics.json").read_text())
+        for key in SHOWN_METRICS:
+            if key in metrics:
+                trial.set_user_attr(key, metrics[key])
+    except Exception as exc:  # noqa: BLE001  (attributes are a courtesy)
+        log.debug("trial %d: no job attributes (%s)", trial.number, exc)
 
 
 @contextmanager
@@ -146,6 +165,9 @@ class Search:
                               f"{study.direction.name.lower()}, not to {self.direction}; pass another "
                               "hydra.sweep.dir or hydra.sweeper.study_name for a new study")
         self.storage, self.study_id = storage, storage.get_study_id_from_name(self.study_name)
+        # optuna-dashboard's axes: the metric's name, not "Objective 0"
+        study.set_metric_names([static_monitor(self.config) or
+                                ("val/acc" if self.direction == "maximize" else "val/loss")])
         if study.get_trials(deepcopy=False):
             # Continuing: a sampler seeded as before would draw the first trials' values again.
             log.info("continuing the study's %d trials; the sampler is reseeded", len(study.trials))
@@ -245,6 +267,7 @@ class Search:
                 state = TrialState.FAIL
                 failures.append(ret)
                 log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
+            record_job(study, trial, ret)
             told(study, trial, value if state == TrialState.COMPLETE else None, state)
             shown = f"{value:.4g}" if value is not None else state.name.lower()
             values = " ".join(f"{k}={v}" for k, v in trial.params.items())
