@@ -1,0 +1,113 @@
+"""Throw-away servers for tests/test_cluster.py: a PostgreSQL server and a one-node SLURM cluster on
+localhost, started from Debian's packages (`.ci/run` installs them) and stopped and removed after.
+
+Each start waits for its server with a deadline and raises `Unavailable` (the tests skip with its
+reason) when the binaries are missing; anything started is stopped by the caller's finalizer, also
+when a start fails halfway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PG_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)  # Debian's layout, newest first
+PG_USER = "nobody"  # PostgreSQL refuses to run as root; its data folder belongs to this user
+
+
+class Unavailable(Exception):
+    """A server's binaries are missing or it cannot start here: the tests skip, saying why."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def binary(name: str, *dirs: Path) -> str:
+    found = shutil.which(name) or next((str(d / name) for d in dirs if (d / name).is_file()), None)
+    if found is None:
+        raise Unavailable(f"{name} is not installed (apt-get install postgresql slurm-wlm munge; .ci/run "
+                          "does it)")
+    return found
+
+
+def as_user(user: str) -> list[str]:
+    """The prefix that runs a command as `user` when this process is root (it is unchanged otherwise)."""
+    if os.geteuid() != 0:
+        return []
+    return [binary("setpriv"), f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--clear-groups"]
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL server on 127.0.0.1:port, its data in `folder`, with a database `optuna`."""
+
+    folder: Path
+    port: int = field(default_factory=free_port)
+    database: str = "optuna"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://trainer@127.0.0.1:{self.port}/{self.database}"
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*as_user(PG_USER), *args], capture_output=True, text=True, timeout=60,
+                              cwd="/")
+
+    def start(self) -> None:
+        initdb, pg_ctl = binary("initdb", *PG_DIRS), binary("pg_ctl", *PG_DIRS)
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, PG_USER)
+        data = self.folder / "data"
+        # trust: anyone on this machine may connect, acceptable for a server that lives a test run
+        done = self.run(initdb, "-D", str(data), "-U", "trainer", "--auth=trust", "-E", "UTF8", "--no-sync")
+        if done.returncode:
+            raise Unavailable(f"initdb failed: {done.stderr.strip()}")
+        # TCP on localhost only, the socket in the data folder (not /var/run/postgresql); no fsync
+        options = f"-h 127.0.0.1 -p {self.port} -k {data} -c fsync=off -c full_page_writes=off"
+        done = self.run(pg_ctl, "-D", str(data), "-o", options, "-l", str(self.folder / "server.log"),
+                        "-w", "-t", "30", "start")
+        if done.returncode:
+            log = (self.folder / "server.log").read_text() if (self.folder / "server.log").is_file() else ""
+            raise Unavailable(f"pg_ctl start failed: {done.stderr.strip()} {log[-2000:]}")
+        createdb = binary("createdb", *PG_DIRS)
+        done = self.run(createdb, "-h", "127.0.0.1", "-p", str(self.port), "-U", "trainer", self.database)
+        if done.returncode:
+            raise RuntimeError(f"createdb failed: {done.stderr.strip()}")
+
+    def stop(self) -> None:
+        data = self.folder / "data"
+        if (data / "postmaster.pid").is_file():
+            self.run(binary("pg_ctl", *PG_DIRS), "-D", str(data), "-m", "immediate", "-w", "-t", "30", "stop")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[Postgres]:
+    """A started PostgreSQL server, stopped and removed at the end (its folder in /tmp: the server's
+    user must be able to reach it, which pytest's root-only tmp folders do not allow)."""
+    server = Postgres(Path(tempfile.mkdtemp(prefix="trainer-pg-")))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
