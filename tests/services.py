@@ -111,3 +111,120 @@ def postgres() -> Iterator[Postgres]:
         yield server
     finally:
         server.stop()
+
+
+SLURM_CONF = """\
+ClusterName=trainer-test
+SlurmctldHost={host}(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort={ctld_port}
+SlurmdPort={d_port}
+AuthType=auth/munge
+AuthInfo=socket={folder}/munge.socket
+CredType=cred/munge
+StateSaveLocation={folder}/state
+SlurmdSpoolDir={folder}/spool
+SlurmctldPidFile={folder}/slurmctld.pid
+SlurmdPidFile={folder}/slurmd.pid
+SlurmctldLogFile={folder}/slurmctld.log
+SlurmdLogFile={folder}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+ReturnToService=2
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+# a cancelled job gets SIGTERM, then SIGKILL after KillWait: time for its checkpoint
+KillWait=30
+InactiveLimit=0
+MinJobAge=300
+SlurmctldTimeout=30
+SlurmdTimeout=30
+SlurmctldParameters=enable_configless
+{node} State=UNKNOWN
+PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+@dataclass
+class Slurm:
+    """A one-node SLURM cluster on localhost (munged, slurmctld, slurmd as root), its files in
+    `folder`; commands reach it through SLURM_CONF in `env`."""
+
+    folder: Path
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"SLURM_CONF": str(self.folder / "slurm.conf")}
+
+    def command(self, *args: str, check: bool = True, timeout: float = 30) -> str:
+        done = subprocess.run(list(args), env={**os.environ, **self.env}, capture_output=True, text=True,
+                              timeout=timeout)
+        if check and done.returncode:
+            raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def daemon(self, *args: str) -> None:
+        log = (self.folder / f"{Path(args[0]).name}.out").open("w")
+        self.procs.append(subprocess.Popen(list(args), env={**os.environ, **self.env}, stdout=log,
+                                           stderr=subprocess.STDOUT, start_new_session=True))
+
+    def start(self) -> None:
+        if os.geteuid() != 0:
+            raise Unavailable("a test SLURM cluster runs its daemons as root, and these tests do not")
+        dirs = (Path("/usr/sbin"), Path("/usr/bin"))
+        munged, mungekey = binary("munged", *dirs), binary("mungekey", *dirs)
+        slurmctld, slurmd = binary("slurmctld", *dirs), binary("slurmd", *dirs)
+        binary("sbatch", *dirs)
+        for sub in ("state", "spool"):
+            (self.folder / sub).mkdir()
+        key = self.folder / "munge.key"
+        subprocess.run([mungekey, "--create", f"--keyfile={key}"], check=True, timeout=30)
+        # munged in the foreground, its socket, key and files here: the machine's own munge is untouched
+        self.daemon(munged, "--foreground", "--force", f"--socket={self.folder / 'munge.socket'}",
+                    f"--key-file={key}", f"--pid-file={self.folder / 'munged.pid'}",
+                    f"--log-file={self.folder / 'munged.log'}", f"--seed-file={self.folder / 'munged.seed'}")
+        wait_for(lambda: (self.folder / "munge.socket").exists(), "munged", 30)
+        host = socket.gethostname()
+        node = subprocess.run([slurmd, "-C"], capture_output=True, text=True, timeout=30).stdout.splitlines()[0]
+        (self.folder / "slurm.conf").write_text(SLURM_CONF.format(
+            host=host, folder=self.folder, ctld_port=free_port(), d_port=free_port(), node=node))
+        self.daemon(slurmctld, "-D", "-i", "-f", str(self.folder / "slurm.conf"))
+        self.daemon(slurmd, "-D", "-f", str(self.folder / "slurm.conf"), "-N", host)
+        wait_for(lambda: self.node_state() == "idle", "the SLURM node idle in sinfo", 60)
+
+    def node_state(self) -> str:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                logs = "\n".join(p.read_text()[-1500:] for p in self.folder.glob("*.log"))
+                raise Unavailable(f"{proc.args[0]} exited with {proc.returncode}: {logs}")
+        return self.command("sinfo", "-h", "-o", "%T", check=False).strip()
+
+    def stop(self) -> None:
+        if self.procs:
+            self.command("scancel", "--full", "--partition=test", check=False)
+        for proc in reversed(self.procs):  # slurmd, slurmctld, then munged
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=15)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def slurm() -> Iterator[Slurm]:
+    """A started one-node SLURM cluster, shut down and removed at the end."""
+    cluster = Slurm(Path(tempfile.mkdtemp(prefix="trainer-slurm-")))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
