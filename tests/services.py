@@ -191,7 +191,9 @@ class Slurm:
                     f"--log-file={self.folder / 'munged.log'}", f"--seed-file={self.folder / 'munged.seed'}")
         wait_for(lambda: (self.folder / "munge.socket").exists(), "munged", 30)
         host = socket.gethostname()
-        node = subprocess.run([slurmd, "-C"], capture_output=True, text=True, timeout=30).stdout.splitlines()[0]
+        # this machine's CPUs and memory, as slurmd sees them: "NodeName=HOST CPUs=2 ... RealMemory=M"
+        node = subprocess.run([slurmd, "-C"], capture_output=True, text=True, timeout=30).stdout
+        node = node.split("\n")[0]
         (self.folder / "slurm.conf").write_text(SLURM_CONF.format(
             host=host, folder=self.folder, ctld_port=free_port(), d_port=free_port(), node=node))
         self.daemon(slurmctld, "-D", "-i", "-f", str(self.folder / "slurm.conf"))

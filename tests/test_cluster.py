@@ -125,3 +125,88 @@ def test_a_killed_machines_trial_is_failed_after_its_heartbeat_and_rerun_by_the_
     assert len(complete) == 4 and sorted(job_dirs(sweep_a)) == [t.number for t in complete]
     shown = report(sweep_b, tmp_path)  # the killed machine's folder shows the study as it ended
     assert "5 trials (1 fail, 4 complete)" in shown
+
+
+# --- SLURM: one-node cluster on localhost ---------------------------------------------------------
+
+# CPU jobs small enough for any machine's one node: 1 CPU, 1 GB each.
+CPU_JOB = ("hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
+           "hydra.launcher.mem_gb=1", "device=cpu", "data=spirals", "progress=false")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> services.Slurm:
+    try:
+        with services.slurm() as slurm:
+            yield slurm
+    except services.Unavailable as exc:
+        pytest.skip(f"no SLURM cluster: {exc}")
+
+
+def on_cluster(cluster: services.Slurm, *args: str, cwd: Path, env: dict | None = None,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m trainer ARGS` on the cluster's login node (here: this machine), as a user runs it."""
+    full = {**os.environ, **ENV, **cluster.env, **(env or {})}
+    full.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=cwd, env=full, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def submitit_jobs(sweep: Path) -> dict[str, str]:
+    """The SLURM job ids of a sweep's jobs (submitit's log folders) and the log each job wrote."""
+    return {folder.name: "".join(p.read_text() for p in sorted(folder.glob("*_log.*")))
+            for folder in (sweep / ".submitit").iterdir() if any(folder.glob("*_log.*"))}
+
+
+def test_slurm_launcher_runs_every_job_as_a_slurm_job(cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    done = on_cluster(cluster, "-m", *CPU_JOB, "optimizer=sgd,adam", "epochs=2", f"hydra.sweep.dir={sweep}",
+                      cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = submitit_jobs(sweep)
+    assert len(jobs) == 2  # an array job of 2 tasks: ARRAYID_0, ARRAYID_1
+    for job_id, log in jobs.items():
+        assert f"Starting with JobEnvironment(job_id={job_id}" in log, log[-2000:]
+    folders = job_dirs(sweep)
+    assert sorted(folders) == [0, 1] and "sgd" in folders[0].name and "adam" in folders[1].name
+    for folder in folders.values():
+        metrics = read_metrics(folder)
+        assert metrics["status"] == "completed" and metrics["epochs"] == 2
+    shown = report(sweep, tmp_path)
+    assert "2 jobs" in shown and "sgd" in shown and "adam" in shown, shown
+
+
+def test_a_job_cancelled_with_scancel_is_interrupted_and_resumes_from_its_checkpoint(cluster, tmp_path):
+    """scancel sends the job SIGTERM: the trainer's handler saves a checkpoint and marks the run
+    interrupted (submitit requeues only on its own USR2 signal); the sweep still ends, and a rerun
+    with resume=true continues the job from the checkpoint."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", *CPU_JOB, "optimizer=sgd", "epochs=6", f"hydra.sweep.dir={sweep}"]
+    hook = {"PYTHONPATH": f"{ROOT / 'tests' / 'hooks'}:{ROOT}", "TRAINER_TEST_SCANCEL_AT": "2"}
+    first = on_cluster(cluster, *args, cwd=tmp_path, env=hook)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (folder,) = job_dirs(sweep).values()
+    metrics = read_metrics(folder)
+    assert metrics["status"] == "interrupted" and metrics["signal"] == "SIGTERM", metrics
+    assert "CANCELLED" in "".join(submitit_jobs(sweep).values())
+    log = " ".join((folder / "trainer.log").read_text().split())
+    assert f"continue it with the same arguments plus hydra.sweep.dir={sweep} resume=true" in log
+    stopped_at = metrics["epochs"]
+    assert stopped_at < 6
+
+    again = on_cluster(cluster, *args, "resume=true", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    metrics = read_metrics(folder)
+    assert metrics["status"] == "completed" and metrics["epochs"] == 6
+    assert metrics["resume"].startswith(f"continued from {folder / 'checkpoints' / 'last.pt'}"), metrics
+
+
+def test_a_gpu_request_on_a_cluster_without_gpus_is_one_message(cluster, tmp_path):
+    asks = [a for a in CPU_JOB if "gpus_per_node" not in a and a != "device=cpu"]
+    done = on_cluster(cluster, "-m", *asks, "epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                      cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "hydra.launcher.gpus_per_node=1 GPU(s) per job, but no node of the default partition has a GPU" \
+        in " ".join(done.stderr.split())
+    assert not (tmp_path / "sweep" / ".submitit").exists()  # nothing submitted
+    assert cluster.command("squeue", "--noheader").strip() == ""

@@ -72,8 +72,14 @@ def job_value(metrics: dict, cfg: DictConfig, out: Path, multirun: bool) -> floa
         sweep = HydraConfig.get().sweep.dir
         again = (f"{hydra_arg('hydra.sweep.dir', str(sweep))} resume=true (completed jobs are skipped)"
                  if multirun else f"{hydra_arg('hydra.run.dir', str(out))} resume=true")
-        fail(f"{signum.name} received: the run {metrics['reason']}. Its checkpoint is in "
-             f"{out / 'checkpoints'}; continue it with the same arguments plus {again}", 128 + signum.value)
+        message = (f"{signum.name} received: the run {metrics['reason']}. Its checkpoint is in "
+                   f"{out / 'checkpoints'}; continue it with the same arguments plus {again}")
+        if multirun and os.environ.get("SUBMITIT_EXECUTOR"):
+            # A cluster job in its own process (scancel, preemption): the sweep that waits for it goes
+            # on; exiting here would leave submitit without a result, and the sweep waiting forever.
+            log.error(paragraph(message))
+            return worst(metrics["monitor"])
+        fail(message, 128 + signum.value)
     if metrics["status"] == "diverged":
         message = (f"the run diverged: {metrics['reason']}. Lower "
                    f"optimizer.lr (now {cfg.optimizer.get('lr')}), or clip gradients; logs in {out}")

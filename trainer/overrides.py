@@ -1,9 +1,10 @@
 """Command-line overrides checked before Hydra sees them: Hydra's own messages suggest the wrong fix
-(`+key`) for a mistyped key, and a SLURM launcher without SLURM ends in a traceback."""
+(`+key`) for a mistyped key, and a SLURM launcher without SLURM (or without GPUs) ends in a traceback."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from dataclasses import fields, is_dataclass
 
 from trainer.config import did_you_mean
@@ -58,8 +59,39 @@ def check_override_keys(args: list[str]) -> None:
 
 def check_launcher(args: list[str]) -> None:
     """`hydra/launcher=slurm` needs SLURM's `sbatch`; without it submitit fails with a traceback."""
-    if "hydra/launcher=slurm" in args and shutil.which("sbatch") is None:
+    if "hydra/launcher=slurm" not in args:
+        return
+    if shutil.which("sbatch") is None:
         raise ConfigError("hydra/launcher=slurm submits every job of the sweep with SLURM's sbatch, "
                           "which is not on this machine's PATH: start the sweep on the cluster's login "
                           "node, or leave hydra/launcher=slurm out (or use hydra/launcher=parallel) to "
                           "run the jobs on this machine")
+    check_slurm_gpus(args)
+
+
+def last_value(args: list[str], key: str, default: str | None) -> str | None:
+    values = [a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")]
+    return values[-1] if values else default
+
+
+def check_slurm_gpus(args: list[str]) -> None:
+    """Jobs that ask for GPUs on a partition whose nodes have none: sbatch refuses them with a
+    traceback from inside submitit (or, where the nodes may gain GPUs, they pend forever)."""
+    gpus = last_value(args, "hydra.launcher.gpus_per_node", "1")  # configs/hydra/launcher/slurm.yaml
+    if gpus in (None, "0", "null"):
+        return
+    partition = last_value(args, "hydra.launcher.partition", None)
+    command = ["sinfo", "--noheader", "--format=%G"] + ([f"--partition={partition}"] if partition
+                                                         and partition != "null" else [])
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return  # no answer from SLURM: sbatch will tell
+    if done.returncode or not done.stdout.strip() or "gpu" in done.stdout:
+        return
+    where = f"partition {partition}" if partition and partition != "null" else "the default partition"
+    raise ConfigError(f"hydra/launcher=slurm asks for hydra.launcher.gpus_per_node={gpus} GPU(s) per job, "
+                      f"but no node of {where} has a GPU (sinfo lists no gpu resource): SLURM would "
+                      "refuse every job. Pass hydra.launcher.gpus_per_node=0 device=cpu to train on "
+                      "the nodes' CPUs, or hydra.launcher.partition=NAME for a partition with GPUs "
+                      "(sinfo -o '%P %G' lists them)")
