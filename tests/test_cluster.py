@@ -29,13 +29,18 @@ SEARCH = ("+hparams_search=digits_optuna", "data=spirals", "model.width=16", "ba
 ENV = {"PYTHONPATH": str(ROOT)}  # TODO(pkg merge): Hydra finds our plugins from any folder once merged
 
 
+def unavailable(what: str, exc: Exception) -> None:
+    """Skip, saying why; in CI (TRAINER_REQUIRE_SERVICES=1, set by .ci/run) fail instead."""
+    (pytest.fail if os.environ.get("TRAINER_REQUIRE_SERVICES") == "1" else pytest.skip)(f"no {what}: {exc}")
+
+
 @pytest.fixture(scope="module")
 def pg() -> services.Postgres:
     try:
         with services.postgres() as server:
             yield server
     except services.Unavailable as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
+        unavailable("PostgreSQL server", exc)
 
 
 def can_set_hostname() -> bool:
@@ -73,7 +78,7 @@ def report(sweep: Path, cwd: Path) -> str:
 @pytest.fixture(scope="module")
 def machines():
     if not can_set_hostname():
-        pytest.skip("unshare --uts is not allowed here (it needs root): two machines cannot be imitated")
+        unavailable("second hostname", RuntimeError("unshare --uts is not allowed here (it needs root)"))
 
 
 def test_two_machines_share_one_postgresql_study(pg, machines, tmp_path):
@@ -140,7 +145,7 @@ def cluster() -> services.Slurm:
         with services.slurm() as slurm:
             yield slurm
     except services.Unavailable as exc:
-        pytest.skip(f"no SLURM cluster: {exc}")
+        unavailable("SLURM cluster", exc)
 
 
 def on_cluster(cluster: services.Slurm, *args: str, cwd: Path, env: dict | None = None,
