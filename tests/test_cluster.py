@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from tests import services
@@ -215,3 +216,31 @@ def test_a_gpu_request_on_a_cluster_without_gpus_is_one_message(cluster, tmp_pat
         in " ".join(done.stderr.split())
     assert not (tmp_path / "sweep" / ".submitit").exists()  # nothing submitted
     assert cluster.command("squeue", "--noheader").strip() == ""
+
+
+def test_srun_with_two_tasks_trains_what_torchrun_with_two_processes_trains(cluster, tmp_path):
+    """`srun --ntasks=2 python -m trainer` (SLURM's variables, turned into torchrun's) against
+    `torchrun --nproc_per_node=2` on the same settings: the same DDP run, to the same weights."""
+    from trainer.checkpoint import load_checkpoint
+
+    args = ["epochs=2", "data=spirals", "device=cpu", "drop_last=true", "batch_size=64", "progress=false"]
+    env = {**os.environ, **ENV, **cluster.env, "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    srun = subprocess.run(["srun", "--ntasks=2", "--cpus-per-task=1", f"--chdir={tmp_path}", sys.executable,
+                           "-m", "trainer", *args, f"hydra.run.dir={tmp_path / 'srun'}"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert srun.returncode == 0, srun.stderr[-3000:]
+    assert srun.stdout.count("run completed") == 1  # rank 0 reports for both
+    torchrun = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                               "--nproc_per_node=2", "-m", "trainer", *args,
+                               f"hydra.run.dir={tmp_path / 'torchrun'}"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert torchrun.returncode == 0, torchrun.stderr[-3000:]
+    by_srun, by_torchrun = read_metrics(tmp_path / "srun"), read_metrics(tmp_path / "torchrun")
+    assert by_srun["steps"] == by_torchrun["steps"] == 2 * (700 // 64)
+    for key in ("val/loss", "val/acc", "test/loss", "train/loss", "train/acc"):
+        assert by_srun[key] == pytest.approx(by_torchrun[key], rel=1e-6, abs=1e-7), key
+    weights = [load_checkpoint(tmp_path / run / "checkpoints" / "last.pt")["model"]
+               for run in ("srun", "torchrun")]
+    for name, w in weights[1].items():
+        torch.testing.assert_close(weights[0][name], w, rtol=1e-6, atol=1e-7)

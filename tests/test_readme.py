@@ -20,7 +20,7 @@ Why two tiers (the suite must stay fast, and training every command would take m
 
 Commands are skipped by what they contain, never by their place in the README, so sections can
 move and grow: CUDA (`device=cuda` without a GPU), SLURM (`hydra/launcher=slurm`), several
-processes (`torchrun`) and tools that are not ours (`make`, `source`, `tensorboard`, `pip`,
+processes (`torchrun`, `srun`) and tools that are not ours (`make`, `source`, `tensorboard`, `pip`,
 `mkdir`) are not checked at all; a data set to download (`data=mnist`, `fashion_mnist`, `kmnist`,
 `cifar10`) or a placeholder for a folder that an earlier run made (`DATE/TIME`, `SWEEP_DIR`) is
 composed and checked but not run. To keep a new example out of the slow tier, leave it out of
@@ -55,7 +55,7 @@ from trainer.run import run
 README = ROOT / "README.md"
 NETWORK = re.compile(r"data=(mnist|fashion_mnist|kmnist|cifar10)\b|bench_data\.py")
 PLACEHOLDER = re.compile(r"DATE/TIME|SWEEP_DIR|ADDRESS")
-NOT_OURS = ("make", "source", "tensorboard", "pip", "mkdir", "torchrun")
+NOT_OURS = ("make", "source", "tensorboard", "pip", "mkdir", "torchrun", "srun")
 
 
 @dataclass

@@ -128,7 +128,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    from trainer.distributed import hydra_overrides
+    from trainer.distributed import hydra_overrides, srun_world
     from trainer.overrides import check_launcher, check_override_keys
 
     try:  # before Hydra, whose own messages suggest the wrong fix (+key) or end in a traceback
@@ -136,5 +136,6 @@ if __name__ == "__main__":
         check_launcher(sys.argv[1:])
     except UserError as exc:
         fail(str(exc), 2)
+    os.environ.update(srun_world())  # `srun --ntasks=N python -m trainer`: as torchrun would start it
     sys.argv += hydra_overrides()
     main()
