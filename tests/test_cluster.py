@@ -9,6 +9,7 @@ binaries the tests skip with the reason (`.ci/run` installs them, so CI never sk
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -216,6 +217,10 @@ def test_a_gpu_request_on_a_cluster_without_gpus_is_one_message(cluster, tmp_pat
         in " ".join(done.stderr.split())
     assert not (tmp_path / "sweep" / ".submitit").exists()  # nothing submitted
     assert cluster.command("squeue", "--noheader").strip() == ""
+    vectorized = on_cluster(cluster, "-m", "hydra/launcher=vectorized", "hydra.launcher.backend=slurm",
+                            "epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=60)
+    assert vectorized.returncode == 2 and "Traceback" not in vectorized.stderr, vectorized.stderr[-3000:]
+    assert "Pass hydra.launcher.slurm.gpus_per_node=0 device=cpu" in " ".join(vectorized.stderr.split())
 
 
 def test_srun_with_two_tasks_trains_what_torchrun_with_two_processes_trains(cluster, tmp_path):
@@ -244,3 +249,42 @@ def test_srun_with_two_tasks_trains_what_torchrun_with_two_processes_trains(clus
                for run in ("srun", "torchrun")]
     for name, w in weights[1].items():
         torch.testing.assert_close(weights[0][name], w, rtol=1e-6, atol=1e-7)
+
+
+def test_vectorized_groups_run_as_slurm_jobs_with_the_local_launchers_results(cluster, tmp_path):
+    """8 jobs that stack into one group, at most 4 members a model: 2 SLURM jobs of 4 members, each
+    writing its members' folders as the local vectorized launcher does, to the same results."""
+    sweep_args = ["-m", "hydra/launcher=vectorized", "hydra.launcher.max_members=4", "data=spirals",
+                  "device=cpu", "epochs=2", "progress=false", "optimizer.lr=0.01,0.03,0.1,0.3", "seed=0,1"]
+    on_slurm = on_cluster(cluster, *sweep_args, "hydra.launcher.backend=slurm",
+                          "hydra.launcher.slurm.gpus_per_node=0", "hydra.launcher.slurm.cpus_per_task=1",
+                          "hydra.launcher.slurm.mem_gb=1", f"hydra.sweep.dir={tmp_path / 'slurm'}",
+                          cwd=tmp_path)
+    assert on_slurm.returncode == 0, on_slurm.stderr[-3000:]
+    local = on_cluster(cluster, *sweep_args, f"hydra.sweep.dir={tmp_path / 'local'}", cwd=tmp_path)
+    assert local.returncode == 0, local.stderr[-3000:]
+    jobs = submitit_jobs(tmp_path / "slurm")
+    assert len(jobs) == 2, jobs.keys()  # one SLURM job per part of the group, not one per sweep job
+    logs = "\n".join(jobs.values())
+    assert logs.count("4 jobs as one stacked") == 2, logs[-3000:]
+    on, off = job_dirs(tmp_path / "slurm"), job_dirs(tmp_path / "local")
+    assert sorted(on) == sorted(off) == list(range(8))
+    for n in range(8):
+        assert on[n].name == off[n].name
+        assert files(on[n]) == files(off[n])
+        a, b = read_metrics(on[n]), read_metrics(off[n])
+        assert a["status"] == b["status"] == "completed"
+        for key in ("val/loss", "val/acc", "test/loss", "train/loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), (n, key)
+    # Every job's JobReturn came back (the launcher looks each one up: a missing one fails the sweep),
+    # and the sweep prints each job's line as the local launcher does (times aside).
+    def lines(out: str) -> list[str]:
+        return sorted(re.sub(r" in [0-9.]+ s,", "", ln) for ln in out.splitlines() if ": completed in" in ln)
+
+    assert lines(on_slurm.stdout) == lines(local.stdout) and len(lines(local.stdout)) == 8
+
+
+def files(folder: Path) -> list[str]:
+    """A run folder's files, TensorBoard's event files by kind (their names hold a time and a pid)."""
+    return sorted("events" if p.name.startswith("events.out") else str(p.relative_to(folder))
+                  for p in folder.rglob("*") if p.is_file())

@@ -59,14 +59,19 @@ def check_override_keys(args: list[str]) -> None:
 
 def check_launcher(args: list[str]) -> None:
     """`hydra/launcher=slurm` needs SLURM's `sbatch`; without it submitit fails with a traceback."""
-    if "hydra/launcher=slurm" not in args:
+    if "hydra/launcher=slurm" in args:
+        launcher, options, what = "hydra/launcher=slurm", "hydra.launcher", "every job of the sweep"
+    elif "hydra/launcher=vectorized" in args and last_value(args, "hydra.launcher.backend", "") == "slurm":
+        launcher, options, what = ("hydra.launcher.backend=slurm", "hydra.launcher.slurm",
+                                   "every group of the vectorized sweep")
+    else:
         return
     if shutil.which("sbatch") is None:
-        raise ConfigError("hydra/launcher=slurm submits every job of the sweep with SLURM's sbatch, "
+        raise ConfigError(f"{launcher} submits {what} with SLURM's sbatch, "
                           "which is not on this machine's PATH: start the sweep on the cluster's login "
-                          "node, or leave hydra/launcher=slurm out (or use hydra/launcher=parallel) to "
+                          f"node, or leave {launcher} out (or use hydra/launcher=parallel) to "
                           "run the jobs on this machine")
-    check_slurm_gpus(args)
+    check_slurm_gpus(args, launcher, options)
 
 
 def last_value(args: list[str], key: str, default: str | None) -> str | None:
@@ -74,13 +79,13 @@ def last_value(args: list[str], key: str, default: str | None) -> str | None:
     return values[-1] if values else default
 
 
-def check_slurm_gpus(args: list[str]) -> None:
+def check_slurm_gpus(args: list[str], launcher: str, options: str) -> None:
     """Jobs that ask for GPUs on a partition whose nodes have none: sbatch refuses them with a
     traceback from inside submitit (or, where the nodes may gain GPUs, they pend forever)."""
-    gpus = last_value(args, "hydra.launcher.gpus_per_node", "1")  # configs/hydra/launcher/slurm.yaml
+    gpus = last_value(args, f"{options}.gpus_per_node", "1")  # the configs' default
     if gpus in (None, "0", "null"):
         return
-    partition = last_value(args, "hydra.launcher.partition", None)
+    partition = last_value(args, f"{options}.partition", None)
     command = ["sinfo", "--noheader", "--format=%G"] + ([f"--partition={partition}"] if partition
                                                          and partition != "null" else [])
     try:
@@ -90,8 +95,8 @@ def check_slurm_gpus(args: list[str]) -> None:
     if done.returncode or not done.stdout.strip() or "gpu" in done.stdout:
         return
     where = f"partition {partition}" if partition and partition != "null" else "the default partition"
-    raise ConfigError(f"hydra/launcher=slurm asks for hydra.launcher.gpus_per_node={gpus} GPU(s) per job, "
+    raise ConfigError(f"{launcher} asks for {options}.gpus_per_node={gpus} GPU(s) per job, "
                       f"but no node of {where} has a GPU (sinfo lists no gpu resource): SLURM would "
-                      "refuse every job. Pass hydra.launcher.gpus_per_node=0 device=cpu to train on "
-                      "the nodes' CPUs, or hydra.launcher.partition=NAME for a partition with GPUs "
+                      f"refuse every job. Pass {options}.gpus_per_node=0 device=cpu to train on "
+                      f"the nodes' CPUs, or {options}.partition=NAME for a partition with GPUs "
                       "(sinfo -o '%P %G' lists them)")
