@@ -22,6 +22,8 @@ from optuna.trial import TrialState
 
 from tests import services
 from tests.conftest import ROOT, cli_in_process, job_dirs, read_metrics
+from trainer.errors import ConfigError
+from trainer.overrides import check_launcher
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -72,8 +74,7 @@ def owner_host(trial: optuna.trial.FrozenTrial) -> str:
 
 
 def report(sweep: Path, cwd: Path) -> str:
-    done = subprocess.run([sys.executable, "-m", "trainer.report", str(sweep)], cwd=cwd,
-                          env={**os.environ, **ENV}, capture_output=True, text=True, timeout=120)
+    done = cli_in_process(str(sweep), cwd=cwd, module="trainer.report")
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -82,6 +83,36 @@ def report(sweep: Path, cwd: Path) -> str:
 def machines():
     if not can_set_hostname():
         unavailable("second hostname", RuntimeError("unshare --uts is not allowed here (it needs root)"))
+
+
+def test_processes_take_turns_under_a_lock_in_the_database(pg):
+    """The sweepers' turn to count and ask trials is a PostgreSQL advisory lock: held, another
+    connection (another machine) cannot take it; released, it can. A server that cannot be reached
+    is one message."""
+    import zlib
+
+    import sqlalchemy
+
+    from hydra_plugins.trainer_optuna_sweeper._search import database_locked
+
+    engine = sqlalchemy.create_engine(pg.url)
+    key = zlib.crc32(b"trainer_optuna_sweeper:turns")
+
+    def free() -> bool:
+        with engine.connect() as conn:
+            taken = conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            if taken:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            return bool(taken)
+
+    assert free()
+    with database_locked(pg.url, "turns"):
+        assert not free()
+    assert free()
+    engine.dispose()
+    with pytest.raises(ConfigError, match="cannot be opened"):
+        with database_locked(f"postgresql+psycopg://trainer@127.0.0.1:{services.free_port()}/x", "turns"):
+            pass
 
 
 def test_two_machines_share_one_postgresql_study(pg, machines, tmp_path):
@@ -211,7 +242,7 @@ def test_a_job_cancelled_with_scancel_is_interrupted_and_resumes_from_its_checkp
     assert metrics["resume"].startswith(f"continued from {folder / 'checkpoints' / 'last.pt'}"), metrics
 
 
-def test_a_gpu_request_on_a_cluster_without_gpus_is_one_message(cluster, tmp_path):
+def test_a_gpu_request_on_a_cluster_without_gpus_is_one_message(cluster, tmp_path, monkeypatch):
     asks = [a for a in CPU_JOB if "gpus_per_node" not in a and a != "device=cpu"]
     done = on_cluster(cluster, "-m", *asks, "epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
                       cwd=tmp_path, timeout=60)
@@ -220,10 +251,12 @@ def test_a_gpu_request_on_a_cluster_without_gpus_is_one_message(cluster, tmp_pat
         in " ".join(done.stderr.split())
     assert not (tmp_path / "sweep" / ".submitit").exists()  # nothing submitted
     assert cluster.command("squeue", "--noheader").strip() == ""
-    vectorized = on_cluster(cluster, "-m", "hydra/launcher=vectorized", "hydra.launcher.backend=slurm",
-                            "epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=60)
-    assert vectorized.returncode == 2 and "Traceback" not in vectorized.stderr, vectorized.stderr[-3000:]
-    assert "Pass hydra.launcher.slurm.gpus_per_node=0 device=cpu" in " ".join(vectorized.stderr.split())
+    # the vectorized launcher's SLURM jobs: the same check, on its own keys (the CLI runs it as above)
+    monkeypatch.setenv("SLURM_CONF", cluster.env["SLURM_CONF"])
+    with pytest.raises(ConfigError, match="Pass hydra.launcher.slurm.gpus_per_node=0 device=cpu"):
+        check_launcher(["-m", "hydra/launcher=vectorized", "hydra.launcher.backend=slurm"])
+    check_launcher(["-m", "hydra/launcher=vectorized", "hydra.launcher.backend=slurm",
+                    "hydra.launcher.slurm.gpus_per_node=0"])
 
 
 def test_srun_with_two_tasks_trains_what_torchrun_with_two_processes_trains(cluster, tmp_path):
