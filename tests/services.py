@@ -193,7 +193,7 @@ class Slurm:
         host = socket.gethostname()
         # this machine's CPUs and memory, as slurmd sees them: "NodeName=HOST CPUs=2 ... RealMemory=M"
         node = subprocess.run([slurmd, "-C"], capture_output=True, text=True, timeout=30).stdout
-        node = node.split("\n")[0]
+        node = node.split("\n")[0] + " NodeAddr=127.0.0.1"  # reached on localhost, whatever DNS says
         (self.folder / "slurm.conf").write_text(SLURM_CONF.format(
             host=host, folder=self.folder, ctld_port=free_port(), d_port=free_port(), node=node))
         self.daemon(slurmctld, "-D", "-i", "-f", str(self.folder / "slurm.conf"))
