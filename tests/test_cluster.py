@@ -257,6 +257,14 @@ def test_a_gpu_request_on_a_cluster_without_gpus_is_one_message(cluster, tmp_pat
         check_launcher(["-m", "hydra/launcher=vectorized", "hydra.launcher.backend=slurm"])
     check_launcher(["-m", "hydra/launcher=vectorized", "hydra.launcher.backend=slurm",
                     "hydra.launcher.slurm.gpus_per_node=0"])
+    with pytest.raises(ConfigError, match="hydra.launcher.partition=gpu: the cluster has no such partition"):
+        check_launcher(["-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"])
+    # SLURM installed, but no cluster to reach from here: one message too, not submitit's traceback
+    monkeypatch.delenv("SLURM_CONF")
+    if Path("/etc/slurm/slurm.conf").exists():  # this machine belongs to a cluster of its own
+        return
+    with pytest.raises(ConfigError, match="SLURM's sinfo cannot reach one from here"):
+        check_launcher(["-m", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0"])
 
 
 def test_srun_with_two_tasks_trains_what_torchrun_with_two_processes_trains(cluster, tmp_path):

@@ -71,7 +71,7 @@ def check_launcher(args: list[str]) -> None:
                           "which is not on this machine's PATH: start the sweep on the cluster's login "
                           f"node, or leave {launcher} out (or use hydra/launcher=parallel) to "
                           "run the jobs on this machine")
-    check_slurm_gpus(args, launcher, options)
+    check_slurm(args, launcher, options)
 
 
 def last_value(args: list[str], key: str, default: str | None) -> str | None:
@@ -79,20 +79,26 @@ def last_value(args: list[str], key: str, default: str | None) -> str | None:
     return values[-1] if values else default
 
 
-def check_slurm_gpus(args: list[str], launcher: str, options: str) -> None:
-    """Jobs that ask for GPUs on a partition whose nodes have none: sbatch refuses them with a
-    traceback from inside submitit (or, where the nodes may gain GPUs, they pend forever)."""
+def check_slurm(args: list[str], launcher: str, options: str) -> None:
+    """A cluster that sinfo cannot reach, or jobs that ask for GPUs on a partition whose nodes have
+    none: sbatch refuses them with a traceback from inside submitit (or they pend forever)."""
     gpus = last_value(args, f"{options}.gpus_per_node", "1")  # the configs' default
-    if gpus in (None, "0", "null"):
-        return
     partition = last_value(args, f"{options}.partition", None)
     command = ["sinfo", "--noheader", "--format=%G"] + ([f"--partition={partition}"] if partition
                                                          and partition != "null" else [])
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
-        return  # no answer from SLURM: sbatch will tell
-    if done.returncode or not done.stdout.strip() or "gpu" in done.stdout:
+        return  # no answer in time: sbatch will tell
+    if done.returncode:
+        said = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ConfigError(f"{launcher} needs a SLURM cluster, and SLURM's sinfo cannot reach one from "
+                          f"here ({said}): start the sweep on the cluster's login node, or point "
+                          "SLURM_CONF at the cluster's slurm.conf")
+    if not done.stdout.strip() and partition and partition != "null":
+        raise ConfigError(f"{options}.partition={partition}: the cluster has no such partition; "
+                          "`sinfo --summarize` lists those it has")
+    if gpus in (None, "0", "null") or "gpu" in done.stdout:
         return
     where = f"partition {partition}" if partition and partition != "null" else "the default partition"
     raise ConfigError(f"{launcher} asks for {options}.gpus_per_node={gpus} GPU(s) per job, "
