@@ -1,4 +1,4 @@
-"""Throw-away servers for tests/test_cluster.py: a PostgreSQL server and a one-node SLURM cluster on
+"""Throw-away servers for tests/test_cluster_*.py: a PostgreSQL server and a one-node SLURM cluster on
 localhost, started from Debian's packages (`.ci/run` installs them) and stopped and removed after.
 
 Each start waits for its server with a deadline and raises `Unavailable` (the tests skip with its
@@ -20,12 +20,31 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {"PYTHONPATH": str(ROOT)}  # TODO(pkg merge): Hydra finds our plugins from any folder once merged
+HOOKS = {"PYTHONPATH": f"{ROOT / 'tests' / 'hooks'}:{ROOT}"}  # tests/hooks/sitecustomize.py
 PG_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)  # Debian's layout, newest first
 PG_USER = "nobody"  # PostgreSQL refuses to run as root; its data folder belongs to this user
 
 
 class Unavailable(Exception):
     """A server's binaries are missing or it cannot start here: the tests skip, saying why."""
+
+
+def unavailable(what: str, exc: Exception) -> None:
+    """Skip, saying why; in CI (TRAINER_REQUIRE_SERVICES=1, set by .ci/run) fail instead."""
+    import pytest
+
+    (pytest.fail if os.environ.get("TRAINER_REQUIRE_SERVICES") == "1" else pytest.skip)(f"no {what}: {exc}")
+
+
+def report(sweep: Path, cwd: Path) -> str:
+    """`python -m trainer.report SWEEP` (in this process), its output."""
+    from tests.conftest import cli_in_process
+
+    done = cli_in_process(str(sweep), cwd=cwd, module="trainer.report")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def free_port() -> int:
