@@ -19,8 +19,9 @@ Why two tiers (the suite must stay fast, and training every command would take m
   The Python block of "Using it from Python" runs too.
 
 Commands are skipped by what they contain, never by their place in the README, so sections can
-move and grow: CUDA (`device=cuda` without a GPU), SLURM (`hydra/launcher=slurm`), several
-processes (`torchrun`) and tools that are not ours (`make`, `source`, `tensorboard`, `pip`,
+move and grow: CUDA (`device=cuda` without a GPU), SLURM (`hydra/launcher=slurm`,
+`hydra.launcher.backend=slurm`), several
+processes (`torchrun`, `srun`) and tools that are not ours (`make`, `source`, `tensorboard`, `pip`,
 `mkdir`) are not checked at all; a data set to download (`data=mnist`, `fashion_mnist`, `kmnist`,
 `cifar10`) or a placeholder for a folder that an earlier run made (`DATE/TIME`, `SWEEP_DIR`) is
 composed and checked but not run. To keep a new example out of the slow tier, leave it out of
@@ -56,7 +57,7 @@ from trainer.run import run
 README = ROOT / "README.md"
 NETWORK = re.compile(r"data=(mnist|fashion_mnist|kmnist|cifar10)\b|bench_data\.py")
 PLACEHOLDER = re.compile(r"DATE/TIME|SWEEP_DIR|ADDRESS")
-NOT_OURS = ("make", "source", "tensorboard", "pip", "mkdir", "torchrun")
+NOT_OURS = ("make", "source", "tensorboard", "pip", "mkdir", "torchrun", "srun")
 
 
 @dataclass
@@ -120,7 +121,7 @@ def skip_reason(cmd: Command) -> str | None:
         return f"{cmd.argv[0]}: not ours, or several processes"
     if "device=cuda" in cmd.text and not torch.cuda.is_available():
         return "needs CUDA"
-    if "hydra/launcher=slurm" in cmd.text:
+    if "hydra/launcher=slurm" in cmd.text or "hydra.launcher.backend=slurm" in cmd.text:
         return "needs SLURM"
     return None
 

@@ -232,3 +232,17 @@ def test_cuda_fast_paths_train(cfg_factory, tmp_path, caplog, overrides):
     lrs = [v for _, v in read_scalars(tmp_path)[LR_TAG]]
     if "scheduler=inverse_time" in overrides:  # the tensor lr the graph reads decays step by step
         assert lrs[-1] < lrs[0]
+
+
+def test_srun_tasks_become_torchrun_ranks_but_a_batch_script_does_not():
+    from trainer.distributed import first_node, srun_world
+
+    step = {"SLURM_STEP_NUM_TASKS": "4", "SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
+            "SLURM_STEP_NODELIST": "gpu[03-04]", "SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0"}
+    assert srun_world(step) == {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "gpu03",
+                                "MASTER_PORT": str(20000 + 7 * 16)}
+    assert srun_world({**step, "MASTER_PORT": "1234"})["MASTER_PORT"] == "1234"
+    assert srun_world({"SLURM_NTASKS": "4", "SLURM_PROCID": "0"}) == {}  # the batch script: one process
+    assert srun_world({**step, "WORLD_SIZE": "4"}) == {}  # torchrun inside srun: torchrun's own
+    assert srun_world({**step, "SLURM_STEP_NUM_TASKS": "1"}) == {}  # a submitit job: one task
+    assert first_node("vm") == "vm" and first_node("a,b") == "a" and first_node("n[7]") == "n7"

@@ -72,8 +72,14 @@ def job_value(metrics: dict, cfg: DictConfig, out: Path, multirun: bool) -> floa
         sweep = HydraConfig.get().sweep.dir
         again = (f"{hydra_arg('hydra.sweep.dir', str(sweep))} resume=true (completed jobs are skipped)"
                  if multirun else f"{hydra_arg('hydra.run.dir', str(out))} resume=true")
-        fail(f"{signum.name} received: the run {metrics['reason']}. Its checkpoint is in "
-             f"{out / 'checkpoints'}; continue it with the same arguments plus {again}", 128 + signum.value)
+        message = (f"{signum.name} received: the run {metrics['reason']}. Its checkpoint is in "
+                   f"{out / 'checkpoints'}; continue it with the same arguments plus {again}")
+        if multirun and os.environ.get("SUBMITIT_EXECUTOR"):
+            # A cluster job in its own process (scancel, preemption): the sweep that waits for it goes
+            # on; exiting here would leave submitit without a result, and the sweep waiting forever.
+            log.error(paragraph(message))
+            return worst(metrics["monitor"])
+        fail(message, 128 + signum.value)
     if metrics["status"] == "diverged":
         message = (f"the run diverged: {metrics['reason']}. Lower "
                    f"optimizer.lr (now {cfg.optimizer.get('lr')}), or clip gradients; logs in {out}")
@@ -126,7 +132,7 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     from trainer.cli import expose_hydra_plugins
-    from trainer.distributed import hydra_overrides
+    from trainer.distributed import hydra_overrides, srun_world
     from trainer.overrides import check_launcher, check_override_keys
 
     try:  # before Hydra, whose own messages suggest the wrong fix (+key) or end in a traceback
@@ -134,6 +140,7 @@ if __name__ == "__main__":
         check_launcher(sys.argv[1:])
     except UserError as exc:
         fail(str(exc), 2)
+    os.environ.update(srun_world())  # `srun --ntasks=N python -m trainer`: as torchrun would start it
     sys.argv += hydra_overrides()
     expose_hydra_plugins()  # before Hydra scans its plugins, from any folder: see there
     main()

@@ -1,7 +1,8 @@
 """Data-parallel training under `torchrun`: one process per device, DDP averages the gradients.
 
-torchrun sets RANK, WORLD_SIZE and LOCAL_RANK. Every rank draws the same batch order from the
-shared seed and trains on its slice of each global batch; only rank 0 writes anything.
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; `srun --ntasks=N python -m trainer` sets SLURM's
+variables instead, which `srun_world` turns into torchrun's. Every rank draws the same batch order
+from the shared seed and trains on its slice of each global batch; only rank 0 writes anything.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -39,6 +41,29 @@ class World:
 def launched() -> bool:
     """Whether torchrun (or a similar launcher) started this process as one of several."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def first_node(nodelist: str) -> str:
+    """The first host of a SLURM node list: `vm` -> vm, `gpu[03-05,09],cpu1` -> gpu03."""
+    match = re.match(r"([^,\[]+)(?:\[([^-,\]]+))?", nodelist)
+    if match is None:
+        raise ValueError(f"not a SLURM node list: {nodelist!r}")
+    return match.group(1) + (match.group(2) or "")
+
+
+def srun_world(env: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+    """torchrun's variables for one of the N tasks of an `srun --ntasks=N` job step (empty when
+    torchrun set them, or outside such a step). SLURM_STEP_NUM_TASKS, not SLURM_NTASKS: a batch
+    script allocated for N tasks runs as one process, with SLURM_NTASKS=N all the same. Rank 0's
+    node is the rendezvous; the port follows from the job and step ids (MASTER_PORT overrides)."""
+    tasks = int(env.get("SLURM_STEP_NUM_TASKS", "1"))
+    if "WORLD_SIZE" in env or tasks <= 1 or "SLURM_PROCID" not in env:
+        return {}
+    step = int(env.get("SLURM_JOB_ID", "0")) * 16 + int(env.get("SLURM_STEP_ID", "0") or 0)
+    return {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": str(tasks),
+            "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
+            "MASTER_ADDR": env.get("MASTER_ADDR") or first_node(env.get("SLURM_STEP_NODELIST", "127.0.0.1")),
+            "MASTER_PORT": env.get("MASTER_PORT") or str(20000 + step % 20000)}
 
 
 def hydra_overrides() -> list[str]:

@@ -1,9 +1,10 @@
 """Command-line overrides checked before Hydra sees them: Hydra's own messages suggest the wrong fix
-(`+key`) for a mistyped key, and a SLURM launcher without SLURM ends in a traceback."""
+(`+key`) for a mistyped key, and a SLURM launcher without SLURM (or without GPUs) ends in a traceback."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from dataclasses import fields, is_dataclass
 
 from trainer.config import did_you_mean
@@ -74,8 +75,50 @@ def check_launcher(args: list[str]) -> None:
             value: object = None if text == "null" else int(text) if text.lstrip("-").isdigit() else text
             if problem := max_members_problem(value):
                 raise ConfigError(problem)
-    if "hydra/launcher=slurm" in args and shutil.which("sbatch") is None:
-        raise ConfigError("hydra/launcher=slurm submits every job of the sweep with SLURM's sbatch, "
+    if "hydra/launcher=slurm" in args:
+        launcher, options, what = "hydra/launcher=slurm", "hydra.launcher", "every job of the sweep"
+    elif "hydra/launcher=vectorized" in args and last_value(args, "hydra.launcher.backend", "") == "slurm":
+        launcher, options, what = ("hydra.launcher.backend=slurm", "hydra.launcher.slurm",
+                                   "every group of the vectorized sweep")
+    else:
+        return
+    if shutil.which("sbatch") is None:
+        raise ConfigError(f"{launcher} submits {what} with SLURM's sbatch, "
                           "which is not on this machine's PATH: start the sweep on the cluster's login "
-                          "node, or leave hydra/launcher=slurm out (or use hydra/launcher=parallel) to "
+                          f"node, or leave {launcher} out (or use hydra/launcher=parallel) to "
                           "run the jobs on this machine")
+    check_slurm(args, launcher, options)
+
+
+def last_value(args: list[str], key: str, default: str | None) -> str | None:
+    values = [a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")]
+    return values[-1] if values else default
+
+
+def check_slurm(args: list[str], launcher: str, options: str) -> None:
+    """A cluster that sinfo cannot reach, or jobs that ask for GPUs on a partition whose nodes have
+    none: sbatch refuses them with a traceback from inside submitit (or they pend forever)."""
+    gpus = last_value(args, f"{options}.gpus_per_node", "1")  # the configs' default
+    partition = last_value(args, f"{options}.partition", None)
+    command = ["sinfo", "--noheader", "--format=%G"] + ([f"--partition={partition}"] if partition
+                                                         and partition != "null" else [])
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return  # no answer in time: sbatch will tell
+    if done.returncode:
+        said = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ConfigError(f"{launcher} needs a SLURM cluster, and SLURM's sinfo cannot reach one from "
+                          f"here ({said}): start the sweep on the cluster's login node, or point "
+                          "SLURM_CONF at the cluster's slurm.conf")
+    if not done.stdout.strip() and partition and partition != "null":
+        raise ConfigError(f"{options}.partition={partition}: the cluster has no such partition; "
+                          "`sinfo --summarize` lists those it has")
+    if gpus in (None, "0", "null") or "gpu" in done.stdout:
+        return
+    where = f"partition {partition}" if partition and partition != "null" else "the default partition"
+    raise ConfigError(f"{launcher} asks for {options}.gpus_per_node={gpus} GPU(s) per job, "
+                      f"but no node of {where} has a GPU (sinfo lists no gpu resource): SLURM would "
+                      f"refuse every job. Pass {options}.gpus_per_node=0 device=cpu to train on "
+                      f"the nodes' CPUs, or {options}.partition=NAME for a partition with GPUs "
+                      "(sinfo -o '%P %G' lists them)")

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from trainer.errors import ConfigError, DataError
+from trainer.jobs import job_number
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "hyperband": "Hyperban
            "successive_halving": "SuccessiveHalvingPruner"}
 SWEEPER = "hydra_plugins.trainer_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 SQLITE_TIMEOUT_S = 60  # processes sharing one SQLite file wait this long for its write lock
+OWNER = "sweeper_process"  # user attr of a trial: host:pid of the sweeper process that runs it
 
 
 def storage_url(storage: str | None, sweep_dir: str | Path) -> str:
@@ -106,6 +108,18 @@ def epoch_reporter(epochs: int) -> Callable[[int, float], str] | None:
     return report
 
 
+def elsewhere_lines(trials: list[Any], here: set[int | None]) -> list[str]:
+    """The study's trials whose job folders are not in this sweep folder: run by processes with
+    their own sweep folder (on other machines, sharing the study through its database), by process."""
+    by_owner: dict[str, list[str]] = {}
+    for t in trials:
+        if t.number not in here:
+            by_owner.setdefault(str(t.user_attrs.get(OWNER, "unknown process")), []).append(
+                f"{t.number} {t.state.name.lower()}")
+    return [f"  trials of another sweep folder, run by {owner}: " + ", ".join(numbers)
+            for owner, numbers in sorted(by_owner.items())]
+
+
 def study_summary(sweep_dir: Path) -> list[str]:
     """Lines on the Optuna study of a sweep folder: its trials, best trial and parameter importances.
 
@@ -135,11 +149,15 @@ def study_summary(sweep_dir: Path) -> list[str]:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     lines = [f"study {study.study_name} in {url}: {len(trials)} trials ("
              + ", ".join(f"{n} {s}" for s, n in states.items()) + f"), {study.direction.name.lower()}"]
+    here = {job_number(p.name) for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()}
+    lines += elsewhere_lines(trials, here)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         return lines + ["no completed trial yet"]
     best = study.best_trial
-    lines.append(f"best trial {best.number} (job {best.number}): value {best.value:.4f}  "
+    owner = best.user_attrs.get(OWNER, "another process")
+    where = "" if best.number in here else f", run by {owner} in another sweep folder"
+    lines.append(f"best trial {best.number} (job {best.number}{where}): value {best.value:.4f}  "
                  + " ".join(f"{k}={v}" for k, v in best.params.items()))
     try:
         importances = optuna.importance.get_param_importances(study)

@@ -1,8 +1,9 @@
 """One process's part of an Optuna search whose study lives in a database.
 
-Several processes may share a study (same storage and sweep folder): each asks trials while the
-study has fewer than `n_trials` (finished, running or waiting), under a lock file in the sweep
-folder, so none asks one too many. A trial whose process died (same machine: its pid is gone;
+Several processes may share a study (same storage): each asks trials while the study has fewer
+than `n_trials` (finished, running or waiting), under a lock file in the sweep folder and, for a
+study in PostgreSQL, an advisory lock in the database (processes on machines that share no disk),
+so none asks one too many. A trial whose process died (same machine: its pid is gone;
 elsewhere: no heartbeat for two intervals) is marked failed and queued again with the same values,
 and the queued copy replaces it in the count. Job folders are named by trial number.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -19,6 +21,7 @@ import socket
 import threading
 import time
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -35,10 +38,9 @@ from trainer.config import static_monitor
 from trainer.errors import ConfigError
 from trainer.jobs import job_number
 from trainer.sweep import direction_of
-from trainer.trial import make_pruner, open_storage, storage_url
+from trainer.trial import OWNER, make_pruner, open_storage, storage_url
 
 log = logging.getLogger(__name__)
-OWNER = "sweeper_process"  # user attr of a trial: host:pid of the process that runs it
 RESULTS = "optimization_results.yaml"
 
 
@@ -101,6 +103,38 @@ def check_no_jobs(sweep_dir: Path, url: str) -> None:
                           "replaced): a new study would number its trials from 0 again, into those "
                           "folders. Restore the study's database to continue that search, or start "
                           "this one in another hydra.sweep.dir")
+
+
+@functools.cache
+def lock_engine(url: str) -> Any:
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(url, pool_size=1)
+
+
+@contextmanager
+def database_locked(url: str, study_name: str) -> Iterator[None]:
+    """With a study in PostgreSQL, only one process of the search, on any machine, counts and asks
+    trials at a time: a session advisory lock, which the server drops when a killed process's
+    connection goes. Other databases rely on the sweep folder's lock file alone."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    from sqlalchemy import text
+
+    key = zlib.crc32(f"trainer_optuna_sweeper:{study_name}".encode())
+    try:
+        conn = lock_engine(url).connect()
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+    except Exception as exc:  # a missing driver, a server that cannot be reached
+        raise ConfigError(f"hydra.sweeper.storage={url} cannot be opened ({type(exc).__name__}: {exc}); "
+                          "give an SQLAlchemy URL such as postgresql+psycopg://user:password@host/db "
+                          "(with its driver installed: pip install '.[postgres]')") from None
+    try:
+        yield
+    finally:
+        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        conn.close()
 
 
 class Heartbeat:
@@ -173,6 +207,12 @@ class Search:
             log.info("continuing the study's %d trials; the sampler is reseeded", len(study.trials))
             study.sampler.reseed_rng()
         return study
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """This process's turn to create the study or to count and ask trials (see the module doc)."""
+        with locked(self.sweep_dir), database_locked(self.url, self.study_name):
+            yield
 
     def trial_id(self, number: int) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
@@ -294,7 +334,7 @@ class Search:
 
     def run(self, arguments: list[str]) -> None:
         space, fixed = self.prepare(arguments)
-        with locked(self.sweep_dir):  # two processes creating the database's tables would collide
+        with self.turn():  # two processes creating the database's tables would collide
             study = self.open_study()
             if not study.get_trials(deepcopy=False):
                 check_no_jobs(self.sweep_dir, self.url)
@@ -303,7 +343,7 @@ class Search:
                  self.direction, self.config.monitor if "monitor" in self.config else "the value",
                  type(study.sampler).__name__, type(self.pruner).__name__, self.n_trials)
         while True:
-            with locked(self.sweep_dir):
+            with self.turn():
                 trials, finished = self.ask(study, space)
             if not trials:
                 if finished >= self.n_trials:

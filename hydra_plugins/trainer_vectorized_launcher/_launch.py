@@ -9,6 +9,7 @@ status of a stopped sweep); only the training in between is shared (`trainer.vec
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import sys
@@ -125,6 +126,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     groups = [members for kind, members in steps if kind == "group"]
     log.info("Launching %d jobs: %d stacked groups (%s members), %d on their own", len(jobs), len(groups),
              ", ".join(str(len(g)) for g in groups) or "no", len(steps) - len(groups))
+    if launcher.backend == "slurm":
+        return launch_on_slurm(launcher, jobs, steps)
     returns: dict[int, JobReturn] = {}
     for kind, members in steps:
         if kind != "group":
@@ -138,6 +141,69 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             label = f"group {groups.index(members) + 1}/{len(groups)}"
             returns.update(run_group(launcher, [jobs[i] for i in members], label))
         configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    return [returns[job.idx] for job in jobs]
+
+
+@dataclass
+class OnNode:
+    """One SLURM job of a vectorized sweep: trains a part of a group (at most `max_members` jobs)
+    as the local launcher trains it, or runs one job on its own; its JobReturns go back pickled."""
+
+    hydra_context: Any
+    task_function: Any
+    config: DictConfig
+    max_members: int | None
+
+    def __call__(self, label: str | None, jobs: list[Job]) -> dict[int, JobReturn]:
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        if label is None:
+            return {jobs[0].idx: run_job(hydra_context=self.hydra_context, task_function=self.task_function,
+                                         config=jobs[0].config, job_dir_key="hydra.sweep.dir",
+                                         job_subdir_key="hydra.sweep.subdir")}
+        return run_group(self, jobs, label)
+
+
+def launch_on_slurm(launcher: Any, jobs: list[Job], steps: list[tuple[str, list[int]]]) -> list[JobReturn]:
+    """Every group, split into parts of at most `max_members`, and every job that trains on its own
+    as one SLURM job (submitit, one job array); waits for all and returns the jobs' JobReturns."""
+    import submitit
+
+    from trainer.vectorized.grouping import chunks
+
+    groups = [members for kind, members in steps if kind == "group"]
+    units: list[tuple[str | None, list[Job]]] = []
+    for kind, members in steps:
+        if kind != "group":
+            units.append((None, [jobs[members[0]]]))
+            continue
+        parts = chunks(members, launcher.max_members or len(members))
+        for n, part in enumerate(parts):
+            label = f"group {groups.index(members) + 1}/{len(groups)}"
+            units.append((label if len(parts) == 1 else f"{label} part {n + 1}/{len(parts)}",
+                          [jobs[i] for i in part]))
+    folder = Path(str(launcher.config.hydra.sweep.dir)) / ".submitit" / "%j"
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    options = {k: v for k, v in OmegaConf.to_container(launcher.slurm).items() if v is not None}
+    partition, account = options.pop("partition", None), options.pop("account", None)
+    executor.update_parameters(name=str(launcher.config.hydra.job.name), **options,
+                               **({"slurm_partition": partition} if partition else {}),
+                               **({"slurm_account": account} if account else {}))
+    on_node = OnNode(launcher.hydra_context, launcher.task_function, launcher.config, launcher.max_members)
+    with executor.batch():
+        submitted = [executor.submit(on_node, label, part) for label, part in units]
+    for (label, part), job in zip(units, submitted, strict=True):
+        log.info("\tSLURM job %s: %s (%s)", job.job_id, " ".join(f"#{j.idx}" for j in part),
+                 label or "on its own")
+    returns: dict[int, JobReturn] = {}
+    for job in submitted:
+        returns.update(job.result())  # the jobs' JobReturns, pickled on the node by submitit
+    from trainer.__main__ import job_line
+
+    for job in jobs:  # each job's line, as the local launcher prints them (here from the job's folder)
+        metrics = Path(str(returns[job.idx].hydra_cfg.hydra.runtime.output_dir)) / "metrics.json"
+        if metrics.is_file():
+            print(job_line(json.loads(metrics.read_text()), metrics.parent))
     return [returns[job.idx] for job in jobs]
 
 

@@ -17,8 +17,15 @@ from omegaconf import DictConfig
 class VectorizedLauncher(Launcher):
     """Groups the jobs of each batch it is given and trains every group as one stacked model."""
 
-    def __init__(self, max_members: int | None = None) -> None:
+    def __init__(self, max_members: int | None = None, backend: str = "local",
+                 slurm: DictConfig | None = None) -> None:
+        from trainer.errors import ConfigError
+
+        if backend not in ("local", "slurm"):
+            raise ConfigError(f"hydra.launcher.backend={backend!r} is not allowed; choose local (this "
+                              "process trains the groups) or slurm (each group a SLURM job)")
         self.max_members = max_members  # members per stacked model; None: what fits in memory
+        self.backend, self.slurm = backend, slurm  # slurm: submitit's options for each group's job
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -40,7 +47,7 @@ class VectorizedLauncher(Launcher):
         return launch(self, job_overrides, initial_job_idx)
 
     def __repr__(self) -> str:  # shown by `--info plugins`
-        return f"VectorizedLauncher(max_members={self.max_members!r})"
+        return f"VectorizedLauncher(max_members={self.max_members!r}, backend={self.backend!r})"
 
 
 def max_members_problem(value: object) -> str | None:
