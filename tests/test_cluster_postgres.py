@@ -8,7 +8,6 @@ binaries the tests skip with the reason (`.ci/run` installs them, and makes a sk
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

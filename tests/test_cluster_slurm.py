@@ -9,7 +9,6 @@ binaries the tests skip with the reason (`.ci/run` installs them, and makes a sk
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
