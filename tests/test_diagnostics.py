@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from tests.conftest import read_scalars
 from trainer.build import build_data
 from trainer.checkpoint import load_checkpoint
-from trainer.dashboard import LAYOUT
+from trainer.dashboard import LAYER_LAYOUT
 from trainer.data import prepare_data
 from trainer.errors import ConfigError
 from trainer.run import run
@@ -42,7 +42,7 @@ def test_logged_layer_stats_equal_a_hand_computation(cfg_factory, tmp_path):
             act.std(unbiased=False).item(), rel=1e-5)
     assert "activation_mean/layer3" not in scalars  # the output layer has no activation
     assert sorted(scalars["grad_norm/layer1"]) == [1, 2]
-    charts = {title: tags for title, (_, tags) in LAYOUT["trainer"].items()}
+    charts = {title: tags for title, (_, tags) in LAYER_LAYOUT.items()}
     matched = [t for t in scalars if any(re.search(p, t) for p in charts["gradient norm per layer"])]
     assert sorted(matched) == [f"grad_norm/layer{i}" for i in (1, 2, 3)]  # one chart, every layer
 
