@@ -85,3 +85,17 @@ def parse_options(argv: list[str], defaults: dict[str, str | None], usage: str,
     if missing:
         raise ConfigError(f"{missing[0]}=... is required. Usage: {usage}")
     return options
+
+
+def probe_folder(path: Path) -> None:
+    """Make `path` a folder if it is not one, and write and remove a file in it; an OSError says why
+    it cannot hold files (a file in its place, a read-only or virtual file system)."""
+    import os
+    import tempfile
+
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(20, "it is a file, not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
+    os.close(fd)
+    os.unlink(probe)

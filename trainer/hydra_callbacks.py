@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from trainer.cli import fail
+from trainer.cli import fail, probe_folder
 
 
 def check_writable(path: Path, key: str) -> None:
@@ -20,12 +18,7 @@ def check_writable(path: Path, key: str) -> None:
     """
     created = [p for p in (path, *path.parents) if not p.exists()]
     try:
-        if path.exists() and not path.is_dir():
-            raise NotADirectoryError(20, "it is a file, not a folder")
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
+        probe_folder(path)
     except OSError as exc:
         fail(f"{key}={path} cannot hold the run's files: {exc.strerror or exc}. Choose a folder "
              f"you can write to, e.g. {key}=outputs/my_run", 2)

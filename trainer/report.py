@@ -10,7 +10,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from trainer.cli import fail, parse_options
+from trainer.cli import fail, parse_options, probe_folder
 from trainer.dashboard import REPORT_IMAGES, add_images
 from trainer.errors import ConfigError, DataError, StorageError, UserError
 from trainer.jobs import NEVER_IN_NAMES, job_number, order_key, planned_jobs, superseded, unfinished_status
@@ -247,7 +246,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
         paths["params"] = out_dir / "report_params.png"
         plot_params(jobs, setting_keys, best_job_, monitor, paths["params"])
     pngs = {f"{REPORT_IMAGES}{key}": path for key, path in paths.items() if path.suffix == ".png"}
-    paths["images"] = add_images(Path(sweep_dir), pngs)  # TensorBoard's Images tab, run `images`
+    paths["images"] = add_images(Path(sweep_dir), pngs)  # TensorBoard's Images tab, run `~report`
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return paths
 
@@ -255,12 +254,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
 def check_out(out_dir: Path, what: str) -> None:
     """The report's folder exists, or is made, and takes files: else one paragraph, before any output."""
     try:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise NotADirectoryError(20, "it is a file, not a folder")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
+        probe_folder(out_dir)
     except OSError as exc:
         named = f"out={out_dir}" if what == "out" else f"{what} {out_dir}"
         raise StorageError(f"{named} cannot hold the report's files: {exc.strerror or exc}. Choose a "
