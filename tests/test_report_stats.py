@@ -226,6 +226,9 @@ def test_a_sweep_without_repeated_seeds_has_one_row_per_job(tmp_path, capsys):
     (["stale=-5"], "stale='-5' must be a positive number of seconds"),
     (["stale=abc"], "stale='abc' must be a positive number of seconds"),
     (["out=/proc/x"], "out=/proc/x cannot hold the report's files: No such file or directory"),
+    (["format=jpg"], "format='jpg' is not one of png|pdf|svg"),
+    (["dpi=0"], "dpi='0' must be a whole number of dots per inch from 20 to 1200"),
+    (["dpi=high"], "dpi='high' must be a whole number of dots per inch from 20 to 1200"),
 ])
 def test_bad_report_options_are_one_paragraph(protocol_sweep, tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exc:
@@ -234,6 +237,20 @@ def test_bad_report_options_are_one_paragraph(protocol_sweep, tmp_path, capsys, 
     err = " ".join(capsys.readouterr().err.split())
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_figures_in_another_format_and_resolution(protocol_sweep, tmp_path):
+    report.main([str(protocol_sweep), f"out={tmp_path / 'svg'}", "format=svg", "select=optimizer"])
+    written = sorted(p.name for p in (tmp_path / "svg").iterdir())
+    assert {"report_curves.svg", "report_params.svg", "report_select.svg"} <= set(written)
+    assert not any(name.endswith(".png") for name in written)
+    assert (tmp_path / "svg" / "report_curves.svg").read_text().lstrip().startswith("<?xml")
+    sizes = {}
+    for dpi in ("50", "200"):
+        report.main([str(protocol_sweep), f"out={tmp_path / dpi}", f"dpi={dpi}"])
+        with open(tmp_path / dpi / "report_curves.png", "rb") as f:
+            sizes[dpi] = int.from_bytes(f.read(24)[16:20], "big")  # the PNG's width, from its header
+    assert sizes["200"] == pytest.approx(4 * sizes["50"], rel=0.02)
 
 
 @pytest.mark.parametrize("killed", ["interrupted", "failed"])

@@ -31,7 +31,7 @@ from trainer.sweep import direction_of
 from trainer.trial import study_summary
 
 USAGE = ("python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600] [over=seed,...] [select=KEY,...] "
-         "[x=epoch|step|samples|time] [band=std|minmax]")
+         "[x=epoch|step|samples|time] [band=std|minmax] [format=png|pdf|svg] [dpi=110]")
 NOT_BEST = ("failed", "diverged", "pruned")  # statuses never marked best
 
 
@@ -188,9 +188,9 @@ def best_job(jobs: list[Job], monitor: str) -> Job | None:
 
 def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float = 600.0,
            over: list[str] | None = None, select_keys: list[str] | None = None, x: str = "epoch",
-           band: str = "std") -> dict[str, Path]:
-    """Print the table; write report.csv, report_curves.png and report_params.png (and with
-    `select_keys`, report_select.csv and .png); return their paths.
+           band: str = "std", fmt: str = "png") -> dict[str, Path]:
+    """Print the table; write report.csv, report_curves.FMT and report_params.FMT (and with
+    `select_keys`, report_select.csv and .FMT); return their paths.
 
     Jobs that differ only in the `over` keys (default: `seed`, when swept) are one setting: the table
     then has a row per setting with n and mean ± std over its jobs. `x` is the curves' axis and
@@ -198,6 +198,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     """
     check_choice("x", x, AXES)
     check_choice("band", band, BANDS)
+    check_choice("format", fmt, FORMATS)
     jobs = read_sweep(sweep_dir, stale_s)
     retries = retried(jobs, NEVER_IN_NAMES)  # a killed attempt: its retry counts, it does not
     attempts = {j.name: j.status for j in jobs if j.name in retries}
@@ -221,7 +222,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     if common:
         print("same in every job: " + " ".join(f"{k}={v}" for k, v in common.items()))
     print("val/* at each job's best epoch on its monitor; test/* with those weights")
-    paths = {"csv": out_dir / "report.csv", "curves": out_dir / "report_curves.png"}
+    paths = {"csv": out_dir / "report.csv", "curves": out_dir / f"report_curves.{fmt}"}
     if grouped:
         best = best_group(groups, monitor)
         print_groups(groups, averaged, best, monitor, paths["csv"])
@@ -236,17 +237,18 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     if select_keys:
         choices = select(groups, select_keys, monitor)
         print_select(choices, select_keys, monitor, out_dir / "report_select.csv")
-        paths["select_csv"], paths["select"] = out_dir / "report_select.csv", out_dir / "report_select.png"
+        paths["select_csv"], paths["select"] = out_dir / "report_select.csv", out_dir / f"report_select.{fmt}"
         plot_select(choices, select_keys, monitor, paths["select"])
     study = study_summary(Path(sweep_dir))  # an Optuna search: its study, from the database
     if study:
         print("\n" + "\n".join(study))
     draw_curves(groups, best, monitor, x, band, grouped, paths["curves"])
     if setting_keys:
-        paths["params"] = out_dir / "report_params.png"
+        paths["params"] = out_dir / f"report_params.{fmt}"
         plot_params(jobs, setting_keys, best_job_, monitor, paths["params"])
     pngs = {f"{REPORT_IMAGES}{key}": path for key, path in paths.items() if path.suffix == ".png"}
-    paths["images"] = add_images(Path(sweep_dir), pngs)  # TensorBoard's Images tab, run `~report`
+    if pngs:  # TensorBoard's Images tab (run `~report`) shows PNG files only
+        paths["images"] = add_images(Path(sweep_dir), pngs)
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return paths
 
@@ -261,6 +263,9 @@ def check_out(out_dir: Path, what: str) -> None:
                            "folder you can write to, e.g. out=reports/my_sweep") from None
 
 
+FORMATS = ("png", "pdf", "svg")
+
+
 def check_choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{option}={value!r} is not one of {'|'.join(allowed)}")
@@ -270,7 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         opts = parse_options(sys.argv[1:] if argv is None else argv,
                              {"dir": None, "out": "", "stale": "600", "over": "", "select": "",
-                              "x": "epoch", "band": "std"}, USAGE, positional="dir")
+                              "x": "epoch", "band": "std", "format": "png", "dpi": "110"}, USAGE,
+                             positional="dir")
         try:
             stale = float(opts["stale"])
         except ValueError:
@@ -278,8 +284,15 @@ def main(argv: list[str] | None = None) -> None:
         if not stale > 0:  # a job whose files are older than this, with no live process, has failed
             raise ConfigError(f"stale={opts['stale']!r} must be a positive number of seconds (default 600)")
         over = key_list(opts["over"]) if opts["over"] else None
-        report(opts["dir"], opts["out"] or None, stale, over, key_list(opts["select"] or ""),
-               opts["x"] or "epoch", opts["band"] or "std")
+        dpi = int(opts["dpi"]) if opts["dpi"].isdigit() else 0
+        if not 20 <= dpi <= 1200:
+            raise ConfigError(f"dpi={opts['dpi']!r} must be a whole number of dots per inch from 20 to 1200 "
+                              "(default 110; 300 for print)")
+        from matplotlib import rc_context
+
+        with rc_context({"savefig.dpi": dpi}):
+            report(opts["dir"], opts["out"] or None, stale, over, key_list(opts["select"] or ""),
+                   opts["x"] or "epoch", opts["band"] or "std", opts["format"])
     except UserError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

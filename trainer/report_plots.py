@@ -47,7 +47,7 @@ def plot_curves(series: list[Series], monitor: str, axis: str, title: str, path:
     ax.grid(alpha=0.3)
     if series:
         outside(ax, len(series))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path)  # dpi: matplotlib's savefig.dpi (report's dpi=)
 
 
 def outside(ax: object, entries: int) -> None:
@@ -96,7 +96,7 @@ def plot_select(choices: list[Choice], keys: list[str], monitor: str, path: Path
     ax.grid(alpha=0.3, axis="y")
     if any(c.chosen for c in choices):
         ax.legend(fontsize="small", loc="best")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path)  # dpi: matplotlib's savefig.dpi (report's dpi=)
 
 
 def numbers(values: list[str]) -> list[float] | None:
@@ -139,7 +139,7 @@ def plot_params(jobs: list[Job], keys: list[str], best: Job | None, monitor: str
         if scored:
             ax.legend(title=hue, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2),
                       ncols=min(4, len(levels) + 1), frameon=False)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path)  # dpi: matplotlib's savefig.dpi (report's dpi=)
 
 
 def axis_positions(ax: object, raw: list[str]) -> dict[str, float]:
