@@ -3,7 +3,7 @@
     python scripts/screenshots.py [out=docs/screenshots] [epochs=10]
 
 It runs, in a temporary folder (never the current one): a training run in a pseudo-terminal of
-100 x 32 characters (pty + TIOCSWINSZ, as a person's terminal is), replayed on a terminal
+118 x 32 characters (pty + TIOCSWINSZ, as a person's terminal is), replayed on a terminal
 emulator (pyte) and drawn as a PNG; a 9-job vectorized sweep, shown by a real TensorBoard server
 (Time Series, and HParams' parallel coordinates); and an 8-trial Optuna search, shown by a real
 optuna-dashboard. The pages are looked at in headless Chromium through Selenium (Debian's
@@ -59,6 +59,10 @@ def draw_terminal(rows: list[str], path: Path) -> None:
     """A terminal's rows as a PNG: light text on a dark background, in a monospace font."""
     from matplotlib.figure import Figure
 
+    rows = list(rows)
+    while len(rows) > 1 and not rows[-1].strip():  # the screen below the last line: left out
+        rows.pop()
+    rows.append("")
     cols = max(len(r) for r in rows)
     fig = Figure(figsize=(cols * 0.085, len(rows) * 0.19), facecolor="#1e1e1e")
     for i, row in enumerate(rows):
@@ -143,7 +147,7 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="trainer-screenshots-") as tmp:
         work = Path(tmp)
         run = ["-m", "trainer", f"epochs={epochs}", "batch_size=16", f"hydra.run.dir={work / 'run'}"]
-        rows = screen_of(run, work)
+        rows = screen_of(run, work, cols=118)
         draw_terminal(rows, out / "terminal.png")
 
         sweep = work / "sweep"

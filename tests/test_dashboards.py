@@ -120,7 +120,7 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
     assert (hparams[names[3]]["optimizer"], hparams[names[3]]["optimizer.lr"]) == ("adam", 0.01)
     assert hparams[names[0]]["optimizer"] == "sgd" and hparams[names[0]]["data.name"] == "spirals"
     assert "optimizer.betas" in hparams[names[0]]
-    # one experiment, in the sweep's pseudo-run ~hparams (sorted after the jobs)
+    # one experiment, in the sweep's pseudo-run sweep_hparams (listed after the jobs)
     assert declared_metrics(sweep / HPARAMS_RUN) == [FINAL + m for m in FINAL_METRICS]
     assert declared_metrics(sweep / names[0]) == []  # folder; each job has only its own values
 

@@ -31,10 +31,11 @@ LAYER_LAYOUT = {
     "gradient norm per layer": ["Multiline", [r"^grad_norm/"]],
     "activation std per layer": ["Multiline", [r"^activation_std/"]],
 }
-# Pseudo-runs in a sweep folder, named to sort after the jobs and to say what they hold: the
-# sweep's HParams experiment, and the report's figures.
-HPARAMS_RUN = "~hparams"
-IMAGES_RUN = "~report"
+# Pseudo-runs in a sweep folder, named to say what they hold (the sweep's HParams experiment, the
+# report's figures) and to sort after the jobs, whose names start with their number: TensorBoard's
+# run list sorts digits before letters (and punctuation such as `~` before digits).
+HPARAMS_RUN = "sweep_hparams"
+IMAGES_RUN = "sweep_report"
 REPORT_IMAGES = "~report/"  # the report's figures: after the curves in the time-series view too
 
 
@@ -102,7 +103,7 @@ def hparam_names(keys: list[str], hparams: Mapping[str, Any]) -> list[str]:
 
 
 def write_sweep_experiment(sweep_dir: Path, config: DictConfig, swept: list[str]) -> Path:
-    """One HParams experiment for the whole sweep, in the sweep folder's run `~hparams`: the swept
+    """One HParams experiment for the whole sweep, in the sweep folder's run `sweep_hparams`: the swept
     keys' columns in the command line's order, then the final metrics. Keys that hold one value in
     the whole sweep are left out (every job's Text tab has its whole config), so TensorBoard's
     parallel coordinates, which draw the first five columns, draw the swept keys and no empty axis.

@@ -247,7 +247,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
         paths["params"] = out_dir / f"report_params.{fmt}"
         plot_params(jobs, setting_keys, best_job_, monitor, paths["params"])
     pngs = {f"{REPORT_IMAGES}{key}": path for key, path in paths.items() if path.suffix == ".png"}
-    if pngs:  # TensorBoard's Images tab (run `~report`) shows PNG files only
+    if pngs:  # TensorBoard's Images tab (run `sweep_report`) shows PNG files only
         paths["images"] = add_images(Path(sweep_dir), pngs)
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return paths
