@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from trainer.tb_server import free_port, tensorboard
 
 WINDOW = (1600, 1000)  # the browser's window, in pixels
 
@@ -70,15 +71,9 @@ def draw_terminal(rows: list[str], path: Path) -> None:
     fig.savefig(path, dpi=110, facecolor=fig.get_facecolor())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
-def server(argv: list[str], url: str, timeout: float = 90) -> Iterator[str]:
-    """A server (`argv`) running until the block ends, once `url` answers."""
+def dashboard(argv: list[str], url: str, timeout: float = 90) -> Iterator[str]:
+    """optuna-dashboard (`argv`) running until the block ends, once `url` answers."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + timeout
@@ -156,24 +151,20 @@ def main(argv: list[str]) -> None:
         trainer(["-m", "+hparams_search=digits_optuna", "hydra.sweeper.n_trials=8", f"epochs={epochs}",
                  f"hydra.sweep.dir={work / 'optuna'}"], work)
 
-        port = free_port()
-        tensorboard = [sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--port", str(port),
-                       "--host", "127.0.0.1"]
-        with server(tensorboard, f"http://127.0.0.1:{port}/data/runs") as url, browser() as driver:
-            base = url.rsplit("/data/", 1)[0]
-            driver.get(f"{base}/#timeseries")
+        with tensorboard(sweep, runs=10) as server, browser() as driver:  # 9 jobs and the experiment
+            driver.get(f"{server.url}/#timeseries")
             time.sleep(8)
             driver.save_screenshot(str(out / "tensorboard_timeseries.png"))
-            driver.get(f"{base}/#hparams")
+            driver.get(f"{server.url}/#hparams")
             time.sleep(6)
             click_text(driver, "PARALLEL COORDINATES VIEW")
             time.sleep(4)
             driver.save_screenshot(str(out / "tensorboard_hparams.png"))
 
         port = free_port()
-        dashboard = [str(Path(sys.executable).parent / "optuna-dashboard"),
-                     f"sqlite:///{work / 'optuna' / 'optuna.db'}", "--port", str(port), "--host", "127.0.0.1"]
-        with server(dashboard, f"http://127.0.0.1:{port}/api/studies") as url, browser() as driver:
+        optuna = [str(Path(sys.executable).parent / "optuna-dashboard"),
+                  f"sqlite:///{work / 'optuna' / 'optuna.db'}", "--port", str(port), "--host", "127.0.0.1"]
+        with dashboard(optuna, f"http://127.0.0.1:{port}/api/studies") as url, browser() as driver:
             driver.get(url.replace("/api/studies", "/dashboard/studies/1"))
             time.sleep(8)
             driver.save_screenshot(str(out / "optuna_dashboard.png"))

@@ -1,4 +1,4 @@
-"""A local `tensorboard` server on a free port, for tests and for the docs' screenshot script."""
+"""A local `tensorboard` server on a free port, for tests and for scripts/screenshots.py."""
 
 from __future__ import annotations
 
