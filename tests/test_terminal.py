@@ -3,49 +3,22 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
-import struct
-import subprocess
-import sys
-import termios
 from pathlib import Path
 
-import pyte
 import pytest
+
+from tests.conftest import script
 
 BAR = re.compile(r"\d+%\||step/s|it/s")
 EPOCH = re.compile(r"epoch +\d+/\d+ +train loss")
 
 
-def in_terminal(args: list[str], cwd: Path, cols: int = 120, rows: int = 400,
-                timeout: float = 120) -> list[str]:
-    """The screen's rows after `python -m trainer ARGS` ran in a cols x rows terminal (tall enough
-    that nothing scrolls away)."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "COLUMNS", "LINES")}
-    proc = subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=cwd, env={**env, "TERM": "xterm"},
-                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
-    data = bytearray()
-    try:
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: every writer closed the terminal
-                break
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(master)
-        proc.wait(timeout=timeout)
-    assert proc.returncode == 0, data.decode(errors="replace")[-3000:]
-    screen = pyte.Screen(cols, rows)
-    pyte.ByteStream(screen).feed(bytes(data))
-    return [row.rstrip() for row in screen.display if row.strip()]
+def in_terminal(args: list[str], cwd: Path, cols: int = 120, rows: int = 400) -> list[str]:
+    """The screen's non-empty rows after `python -m trainer ARGS` ran in a cols x rows terminal
+    (tall enough that nothing scrolls away): scripts/screenshots.py's pty and terminal emulator."""
+    screen = script("screenshots").screen_of(["-m", "trainer", *args], cwd, cols=cols, rows=rows)
+    return [row for row in screen if row.strip()]
 
 
 @pytest.mark.slow
