@@ -37,7 +37,7 @@ def test_params_figure_has_one_line_per_hue_and_no_seed_panel(tmp_path, monkeypa
     import trainer.report_plots as plots
 
     saved = {}
-    monkeypatch.setattr(Figure, "savefig", lambda fig, path, dpi: saved.update(fig=fig))
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: saved.update(fig=fig))
     plots.plot_params(JOBS, ["optimizer.lr", "optimizer", "seed"], JOBS[4], "val/acc", tmp_path / "p.png")
     axes = saved["fig"].axes
     assert [a.get_xlabel() for a in axes] == ["optimizer.lr", "optimizer"]  # seeds are averaged
@@ -69,3 +69,27 @@ def test_a_table_wider_than_the_terminal_leaves_out_constant_columns_then_ranges
     assert fitted[0].split() == ["best", "job", "val/acc", "test/acc", "test/acc", "min..max", "status"]
     assert fitted[-1].startswith("(left out to fit the terminal's 80 columns: n, val/acc min..max;")
     assert format_table(table, width=500) == full  # wide enough: everything
+
+
+def test_curves_show_the_monitor_the_other_metric_and_the_best_ones_train_against_val(tmp_path, monkeypatch):
+    from trainer.report_print import draw_curves
+    from trainer.report_stats import Group
+
+    def curves_job(name: str, lr: str, scale: float) -> Job:
+        job = Job(name, {"optimizer.lr": lr}, "val/acc", "completed", values={"val/acc": 0.9 * scale})
+        job.curve = [(1, 0.5 * scale), (2, 0.9 * scale)]
+        job.curves = {"val/acc": job.curve, "val/loss": [(1, 1.0 / scale), (2, 0.5 / scale)],
+                      "train/loss": [(1, 1.2 / scale), (2, 0.3 / scale)]}
+        return job
+
+    groups = [Group({"optimizer.lr": lr}, [curves_job(str(i), lr, s)])
+              for i, (lr, s) in enumerate((("0.1", 1.0), ("0.01", 0.8)))]
+    saved = {}
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: saved.update(fig=fig))
+    draw_curves(groups, groups[0], "val/acc", "epoch", "std", False, tmp_path / "c.png")
+    axes = saved["fig"].axes
+    assert [a.get_ylabel() for a in axes] == ["val/acc", "val/loss", "loss"]
+    assert [list(line.get_ydata()) for line in axes[1].lines] == [[1.0, 0.5], [1.25, 0.625]]
+    train, val = axes[2].lines  # the best job's training and validation loss
+    assert (train.get_label(), list(train.get_ydata())) == ("train", [1.2, 0.3])
+    assert (val.get_label(), list(val.get_ydata())) == ("validation", [1.0, 0.5])

@@ -33,6 +33,7 @@ from trainer.trial import study_summary
 USAGE = ("python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600] [over=seed,...] [select=KEY,...] "
          "[x=epoch|step|samples|time] [band=std|minmax] [format=png|pdf|svg] [dpi=110]")
 NOT_BEST = ("failed", "diverged", "pruned")  # statuses never marked best
+CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")  # the curves report_curves draws
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Job:
     wall_time_s: float | None = None
     values: dict[str, float] = field(default_factory=dict)  # METRICS at the best epoch
     curve: list[tuple[int, float]] = field(default_factory=list)  # `monitor` per epoch
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # CURVES per epoch
     path: Path | None = None  # the job's folder (None: not started)
     config: dict[str, Any] = field(default_factory=dict)  # its .hydra/config.yaml
     metrics: dict[str, Any] = field(default_factory=dict)  # its metrics.json, once finished
@@ -108,6 +110,7 @@ def read_job(job_dir: Path, sweep_dir: Path, now: float, stale_s: float, superse
     if monitor == "auto":  # the run's rule: val/acc when the task has classes (events show it)
         monitor = job.monitor = "val/acc" if "val/acc" in events else "val/loss"
     job.curve = [(e.step, e.value) for e in events.get(monitor, [])]
+    job.curves = {tag: [(e.step, e.value) for e in events[tag]] for tag in CURVES if tag in events}
     metrics_path = job_dir / "metrics.json"
     if metrics_path.is_file():
         try:

@@ -65,19 +65,23 @@ class Series:
     thick: bool = False
 
 
-def group_series(group: Group, axis: str, band: str, thick: bool, skipped: dict[str, str]) -> Series | None:
+def group_series(group: Group, axis: str, band: str, thick: bool, skipped: dict[str, str],
+                 tag: str | None = None) -> Series | None:
     """The mean curve of a group's jobs over the epochs that all of them reached (so every point
     averages the same jobs), x the mean of theirs; failed, diverged and pruned jobs are left out.
-    Jobs without x on `axis` go into `skipped` (job name -> why)."""
+    `tag`: another per-epoch curve than the monitor (`train/loss`: Job.curves). Jobs without x on
+    `axis` go into `skipped` (job name -> why)."""
     curves = []
     for job in group.jobs:
-        if not job.curve or job.status in ("failed", "diverged", "pruned"):
+        points = job.curve if tag is None else job.curves.get(tag, [])
+        if not job.curve or not points or job.status in ("failed", "diverged", "pruned"):
             continue
         xs = x_values(job, axis)
         if isinstance(xs, str):
             skipped[job.name] = xs
             continue
-        curves.append({epoch: (x, v) for (epoch, v), x in zip(job.curve, xs, strict=True)})
+        at = {epoch: x for (epoch, _), x in zip(job.curve, xs, strict=True)}  # the monitor's epochs
+        curves.append({epoch: (at[epoch], v) for epoch, v in points if epoch in at})
     if not curves:
         return None
     epochs = sorted(set.intersection(*(set(c) for c in curves)))

@@ -4,6 +4,7 @@ notes' protocol as bars."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,26 +28,37 @@ def label(job: Job, keys: list[str]) -> str:
     return f"{job.name}: " + " ".join(f"{k}={cell(job.overrides.get(k, ''))}" for k in keys)
 
 
-def plot_curves(series: list[Series], monitor: str, axis: str, title: str, path: Path) -> None:
-    """The validation `monitor` of every job (or group mean, with its band) on one plot; the best thick."""
+@dataclass
+class Panel:
+    """One plot of report_curves: its title, its y label and its lines."""
+
+    title: str
+    ylabel: str
+    series: list[Series]
+
+
+def plot_curves(panels: list[Panel], axis: str, path: Path) -> None:
+    """The panels side by side: each line a job or a group's mean (with its band), the best thick."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, Agg when saving
     from matplotlib.ticker import MaxNLocator
 
     from trainer.report_axes import AXIS_LABELS
 
-    fig = Figure(figsize=(9, 5.5), layout="constrained")
-    ax = fig.add_subplot()
-    for line in series:
-        drawn = ax.plot(line.x, line.y, marker="o" if len(line.x) < 3 else None, label=line.label,
-                        linewidth=3 if line.thick else 1.2, zorder=3 if line.thick else 2)
-        if line.band is not None:
-            ax.fill_between(line.x, *line.band, color=drawn[0].get_color(), alpha=0.2, linewidth=0)
-    ax.set(xlabel=AXIS_LABELS[axis], ylabel=monitor, title=title)
-    if axis == "epoch":
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    if series:
-        outside(ax, len(series))
+    many = max((len(p.series) for p in panels), default=0) > 5  # legends beside the plots
+    fig = Figure(figsize=(6.5 * len(panels) + (2.5 if many else 0), 5.5), layout="constrained")
+    for ax, panel in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+        for line in panel.series:
+            drawn = ax.plot(line.x, line.y, marker="o" if len(line.x) < 3 else None, label=line.label,
+                            linewidth=3 if line.thick else 1.2, zorder=3 if line.thick else 2)
+            if line.band is not None:
+                ax.fill_between(line.x, *line.band, color=drawn[0].get_color(), alpha=0.2, linewidth=0)
+        ax.set(xlabel=AXIS_LABELS[axis], ylabel=panel.ylabel, title=panel.title)
+        ax.title.set_fontsize("medium")
+        if axis == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if panel.series:
+            outside(ax, len(panel.series))
     fig.savefig(path)  # dpi: matplotlib's savefig.dpi (report's dpi=)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainer.report_axes import group_series
-from trainer.report_plots import cell, label, plot_curves
+from trainer.report_plots import Panel, cell, label, plot_curves
 from trainer.report_stats import METRICS, Choice, Group, grid_edge, group_rows, select_rows, test_metric
 
 if TYPE_CHECKING:
@@ -122,7 +122,9 @@ def print_select(choices: list[Choice], keys: list[str], monitor: str, csv_path:
 
 def draw_curves(groups: list[Group], best: Group | None, monitor: str, x: str, band: str, grouped: bool,
                 path: Path) -> None:
-    """report_curves.png; jobs that cannot be placed on the `x` axis are named, and why."""
+    """report_curves: the monitor of every job (or setting), the other validation metric, and the
+    best one's training against validation loss (over- and under-fitting); jobs that cannot be
+    placed on the `x` axis are named, and why."""
     skipped: dict[str, str] = {}
     series = [s for g in groups if (s := group_series(g, x, band, g is best, skipped)) is not None]
     if skipped:
@@ -132,4 +134,16 @@ def draw_curves(groups: list[Group], best: Group | None, monitor: str, x: str, b
     title = (f"mean {monitor} over seeds (band: {spread})" if grouped else f"{monitor} of every job")
     if best is not None:
         title += f" (best: {best.title() if grouped else 'job ' + best.jobs[0].name})"
-    plot_curves(series, monitor, x, title, path)
+    panels = [Panel(title, monitor, series)]
+    other = "val/loss" if monitor == "val/acc" else "val/acc"
+    others = [s for g in groups if (s := group_series(g, x, band, g is best, {}, other)) is not None]
+    if others:
+        panels.append(Panel(f"{other}, the other validation metric", other, others))
+    if best is not None:
+        fit = [s for tag in ("train/loss", "val/loss")
+               if (s := group_series(best, x, band, tag == "val/loss", {}, tag)) is not None]
+        for line, tag in zip(fit, ("train", "validation"), strict=False):
+            line.label = tag
+        if len(fit) == 2:
+            panels.append(Panel("the best: training against validation loss", "loss", fit))
+    plot_curves(panels, x, path)
