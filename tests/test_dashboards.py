@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import cli, cli_in_process, make_cfg, read_metrics
+from tests.conftest import cli, cli_in_process, job_dirs, make_cfg, read_metrics
 from trainer import eval as trainer_eval
 from trainer import report
 from trainer.dashboard import FINAL, FINAL_METRICS, HPARAMS_RUN, IMAGES_RUN, REPORT_IMAGES
@@ -178,3 +178,23 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
     again = trainer_eval.evaluate_checkpoint(trainer_eval.load(sweep / names[1] / "checkpoints" / "best.pt"))
     assert again["test/acc"] == metrics["test/acc"]
     assert [j.status for j in report.read_sweep(sweep)] == ["completed"] * 4
+
+
+@pytest.mark.slow
+def test_numbers_drawn_to_17_digits_are_named_to_4_and_a_rerun_keeps_its_folders(tmp_path):
+    assert job_dir_name(5, "batch_size=32,optimizer.lr=0.007845577141205887") == \
+        "5_batch_size=32,optimizer.lr=0.007846"
+    assert job_dir_name(6, "optimizer.lr=1.2345678e-05,seed=0") == "6_optimizer.lr=1.235e-05,seed=0"
+    assert job_dir_name(7, "optimizer.lr=0.0001") == "7_optimizer.lr=0.0001"  # short: as written
+    # a sweep run again into its folder (resume=true) finds each job's folder by its number, also one
+    # that an earlier version named otherwise
+    sweep = tmp_path / "sweep"
+    rates = "optimizer.lr=0.0123456789,0.1"
+    proc = cli("-m", "data=gaussians", "epochs=1", rates, f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(job_dirs(sweep)[n].name for n in (0, 1)) == ["0_optimizer.lr=0.01235", "1_optimizer.lr=0.1"]
+    (sweep / "0_optimizer.lr=0.01235").rename(sweep / "0_optimizer.lr=0.0123456789")
+    proc = cli("-m", "data=gaussians", "epochs=2", rates, "resume=true", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    assert read_metrics(sweep / "0_optimizer.lr=0.0123456789")["epochs"] == 2
+    assert not (sweep / "0_optimizer.lr=0.01235").exists()

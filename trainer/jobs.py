@@ -29,6 +29,8 @@ MAX_NAME = 100  # characters of a job folder's name: short enough to read as a T
 # Not allowed in a file name on Windows, macOS or Linux, or awkward in one (whitespace).
 UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|\s]')
 PROCESS_FILE = "process.json"
+# `=0.007845577141205887`: a value with more than 4 significant digits after its point, in a name
+LONG_NUMBER = re.compile(r"=(-?\d+\.\d{5,}(?:e-?\d+)?)(?=,|$)")
 
 
 class SweepKeys(metaclass=Singleton):
@@ -62,12 +64,32 @@ def fixed_keys() -> list[str]:
 
 
 def job_dir_name(num: int | str, override_dirname: str) -> str:
-    """`3_optimizer=adam,optimizer.lr=0.01`: the job number first, then what differs, shortened."""
-    what = UNSAFE.sub("_", str(override_dirname))
+    """`3_optimizer=adam,optimizer.lr=0.01`: the job number first, then what differs, shortened;
+    a number drawn to 17 digits (an Optuna trial's `optimizer.lr=0.007845577141205887`) to 4
+    significant ones (`optimizer.lr=0.007846`): the job number keeps the name unique, and the
+    job's .hydra/overrides.yaml has the exact value."""
+    existing = existing_job_dir(num)
+    if existing is not None:  # a rerun of the sweep (resume): its folder, as an earlier version named it
+        return existing
+    what = UNSAFE.sub("_", LONG_NUMBER.sub(lambda m: f"={float(m.group(1)):.4g}", str(override_dirname)))
     name = f"{num}_{what}" if what else str(num)
     if len(name) > MAX_NAME:  # the number stays first, so the name stays unique
         name = name[: MAX_NAME - 1] + "~"
     return name.rstrip(". ")  # Windows drops trailing dots and spaces
+
+
+def existing_job_dir(num: int | str) -> str | None:
+    """The name of the folder that job `num` of the running sweep already has, if any."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        sweep = Path(str(HydraConfig.get().sweep.dir))
+    except Exception:  # outside a Hydra job (tests call job_dir_name directly)
+        return None
+    if not sweep.is_dir():
+        return None
+    found = [p.name for p in sweep.iterdir() if job_number(p.name) == int(num) and (p / ".hydra").is_dir()]
+    return found[0] if len(found) == 1 else None
 
 
 def job_number(name: str) -> int | None:
