@@ -131,6 +131,7 @@ def test_what_needs_autograd_says_why():
         "graphs": manual_reason(plain, "fp32", False, True, None),
         "penalty": manual_reason(plain, "fp32", False, False, lambda: torch.zeros(())),
         "frozen": manual_reason(frozen, "fp32", False, False, None),
+        "cuda": manual_reason(plain, "fp32", False, False, None, torch.device("cuda")),
     }
     assert reasons == {
         "dropout": "its layers include Dropout",
@@ -141,6 +142,8 @@ def test_what_needs_autograd_says_why():
         "graphs": "cuda_graphs=true captures the autograd step",
         "penalty": "the regularization penalty is differentiated by autograd",
         "frozen": "some parameters are frozen",
+        "cuda": "the gradient by hand was measured on the CPU only; on cuda autograd's is kept until a "
+                "measurement there says otherwise",
     }
 
 

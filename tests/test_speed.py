@@ -93,6 +93,24 @@ def test_compiled_model_trains():
     assert last["loss"] < 0.5 * first["loss"] and last["acc"] > 0.9
 
 
+def test_compile_true_compiles_the_model_a_run_trains(cfg_factory, tmp_path, monkeypatch):
+    """compile=true reaches torch.compile with the run's model, and the step trains the compiled
+    module (here torch.compile's eager backend: the same graph capture, no C++ compilation)."""
+    compiled = []
+    real = torch.compile
+
+    def recording(model, **kwargs):
+        compiled.append(model)
+        return real(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", recording)
+    metrics = run(cfg_factory("data=gaussians", "epochs=2", "compile=true"), out_dir=tmp_path / "on")
+    assert len(compiled) == 1 and isinstance(compiled[0], MLP) and metrics["status"] == "completed"
+    run(cfg_factory("data=gaussians", "epochs=1"), out_dir=tmp_path / "off")
+    assert len(compiled) == 1  # compile=false: never compiled
+    assert isinstance(accel.compile_model(MLP(4, 2, [8]), True), torch._dynamo.eval_frame.OptimizedModule)
+
+
 @pytest.mark.slow
 @cuda
 def test_compile_and_bf16_run_on_cuda(cfg_factory, tmp_path):

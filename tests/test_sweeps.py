@@ -158,9 +158,12 @@ def test_eval_of_a_missing_or_damaged_checkpoint_is_one_paragraph(tmp_path, caps
 
 @pytest.mark.slow
 def test_imports_do_not_initialize_cuda():
-    """Launchers fork or spawn workers: importing the trainer must leave CUDA alone."""
-    code = ("import trainer.run, trainer.report, trainer.eval, trainer.sweep, torch; "
-            "assert not torch.cuda.is_initialized()")
+    """Launchers fork or spawn workers: importing the trainer must leave CUDA alone. Every way to
+    initialize CUDA goes through torch.cuda._lazy_init, recorded here, so the test can fail on a
+    machine without CUDA too."""
+    code = ("import torch, torch.cuda; calls = []; torch.cuda._lazy_init = lambda: calls.append(1); "
+            "import trainer.run, trainer.report, trainer.eval, trainer.sweep, trainer.api; "
+            "assert not calls and not torch.cuda.is_initialized()")
     proc = subprocess.run([sys.executable, "-c", code], cwd=outside(), capture_output=True, text=True,
                           env=subprocess_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -255,7 +255,7 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossF
     `backprop=auto` a plain MLP's gradient is computed by hand (trainer.backprop) where it can be."""
     manual = False
     if backprop == "auto":
-        reason = manual_reason(model, precision, compiled, cuda_graphs, penalty)
+        reason = manual_reason(model, precision, compiled, cuda_graphs, penalty, device)
         manual = reason is None
         log.debug("backprop: %s", "by hand (trainer.backprop)" if manual else f"autograd, as {reason}")
     step = TrainStep(model, optimizer, loss_fn, device, precision, grad_clip, penalty, manual)

@@ -43,8 +43,11 @@ SOFTMAX_LOSSES = ("cross_entropy", "nll")
 
 
 def manual_reason(model: nn.Module, precision: str, compiled: bool, cuda_graphs: bool,
-                  penalty: object | None) -> str | None:
+                  penalty: object | None, device: torch.device | str = "cpu") -> str | None:
     """Why this run's gradient needs autograd, or None when `ManualBackprop` computes it."""
+    if torch.device(device).type != "cpu":  # measured and tested on the CPU only (BENCHMARKS.md)
+        return (f"the gradient by hand was measured on the CPU only; on {torch.device(device).type} "
+                "autograd's is kept until a measurement there says otherwise")
     if type(model) is not MLP:
         return f"the model is a {type(model).__name__}, not a plain models.MLP"
     kinds = [type(m) for m in model.net]
