@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-fast lint bench bench-process bench-step bench-sweep bench-threads clean
+.PHONY: venv run test test-fast lint mutants bench bench-process bench-step bench-sweep bench-threads clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+
+# Hand-written faults in important behaviour, each run against the tests that should notice it
+# (README "Development"); fails when one survives.
+mutants: $(STAMP)
+	$(PY) scripts/mutants.py $(ARGS)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(ARGS)

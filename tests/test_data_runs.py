@@ -12,6 +12,7 @@ from trainer.checkpoint import load_checkpoint
 from trainer.cli import paragraph
 from trainer.config import config_dir
 from trainer.data import load_source, make_splits, prepare_data
+from trainer.data.sources import load_set
 from trainer.errors import DataError
 from trainer.run import run
 
@@ -105,3 +106,18 @@ def test_mnist_without_files_or_network_names_the_folder(tmp_path, monkeypatch):
         run(make_cfg("data=mnist", "data.download=false"), out_dir=tmp_path / "run")
     assert str(tmp_path / "data" / "MNIST" / "raw") in paragraph(str(err.value))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("preprocess", ["standardize", "whiten_zca"])
+def test_inputs_are_standardized_with_the_train_splits_statistics_only(preprocess):
+    """The notes' rule: fit the preprocessing on the training split, apply it to all three. A fit on
+    any other split (or on all the data) would leak it into training."""
+    cfg = make_cfg("data=gaussians", f"data.preprocess={preprocess}")
+    data = build_data(cfg.data)
+    raw = make_splits(load_set(data), data.val_fraction, data.test_fraction, data.split_seed)
+    splits, prep = prepare_data(data)
+    assert torch.allclose(prep.mean, raw.x_train.mean(dim=0), atol=1e-6)
+    assert torch.allclose(prep.std, raw.x_train.std(dim=0, correction=0), atol=1e-6)
+    assert torch.allclose(splits.x_train.mean(dim=0), torch.zeros(splits.in_dim), atol=1e-5)
+    assert torch.allclose(splits.x_test, prep(raw.x_test), atol=1e-6)  # the same map on the test split
+    assert not torch.allclose(splits.x_test.mean(dim=0), torch.zeros(splits.in_dim), atol=1e-3)

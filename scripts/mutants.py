@@ -1,0 +1,117 @@
+"""Hand-written mutants of important behaviour: does the test suite notice each one?
+
+    python scripts/mutants.py            # every mutant (`make mutants`)
+    python scripts/mutants.py 3 7        # mutants 3 and 7 only
+
+Each mutant replaces one exact piece of a source file (it must occur exactly once) with a wrong
+one, runs the tests named beside it, and puts the file back, whatever happens. A mutant is killed
+when those tests fail. The table lists every mutant with its killing tests; the exit status is 1
+when one survived (or its piece of code is no longer found: update the table with the code).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutant:
+    what: str  # the fault, as a reader would describe it
+    path: str  # the file, from the repository root
+    old: str  # the exact code the mutant replaces
+    new: str
+    tests: tuple[str, ...]  # pytest arguments: files, `file::test`, `-k expression`
+
+
+MUTANTS = (
+    Mutant("compile=true ignored", "trainer/accel.py",
+           "return torch.compile(model) if enabled else model", "return model",
+           ("tests/test_speed.py", "-k", "compile_true")),
+    Mutant("best.pt written with the last epoch's weights", "trainer/checkpoint.py",
+           'best = {**ckpt, "model": state.best_weights}', 'best = {**ckpt, "model": ckpt["model"]}',
+           ("tests/test_resume_guarantees.py",)),
+    Mutant("a vectorized member's lr taken from another member", "trainer/vectorized/group.py",
+           "self.optimizer.step([m.lr for m in self.active]",
+           "self.optimizer.step([self.active[0].lr for m in self.active]",
+           ("tests/test_vectorized.py",)),
+    Mutant("the 1/k schedule one step late", "trainer/schedules.py",
+           "ratio = 1.0 if k == 0 else self.factor(k) / self.factor(k - 1)",
+           "ratio = 1.0 if k <= 1 else self.factor(k - 1) / self.factor(k - 2)",
+           ("tests/test_schedules.py",)),
+    Mutant("standardization fitted on the test split", "trainer/data/prepare.py",
+           "fit_preprocessor(data.preprocess, splits.x_train,",
+           "fit_preprocessor(data.preprocess, splits.x_test,",
+           ("tests/test_data_runs.py", "-k", "train_splits_statistics")),
+    Mutant("a resume that skips the data fingerprint", "trainer/resume.py",
+           "if saved is not None and saved != fingerprint:", "if False:",
+           ("tests/test_resume_guarantees.py", "tests/test_reliability.py")),
+    Mutant("SAMME's weight update with the wrong sign", "trainer/ensemble.py",
+           "new = weights * torch.exp(alpha * miss)", "new = weights * torch.exp(-alpha * miss)",
+           ("tests/test_ensembles.py",)),
+    Mutant("early stopping one epoch late", "trainer/stopping.py",
+           "self.bad_epochs >= self.patience", "self.bad_epochs > self.patience",
+           ("tests/test_stopping.py",)),
+    Mutant("divergence never detected", "trainer/fit.py",
+           "if train_loss > factor * initial and train_loss > before:", "if False:",
+           ("tests/test_reliability.py", "tests/test_resume_guarantees.py")),
+    Mutant("SWA tests the plain weights when they validated better", "trainer/fit.py",
+           "first_average = averaged and state.best_epoch < averaging.start_epoch", "first_average = False",
+           ("tests/test_averaging.py",)),
+    Mutant("predictions.csv names the wrong rows", "trainer/eval.py",
+           "rows.append([name, part, int(i), *values])", "rows.append([name, part, int(i) + 1, *values])",
+           ("tests/test_eval_files.py",)),
+    Mutant("a killed trial's retry does not stand for it in the report", "trainer/report_stats.py",
+           "            out[job.name] = later.name", "            pass",
+           ("tests/test_report_stats.py",)),
+    Mutant("the passive OpenMP wait policy not set", "trainer/__init__.py",
+           'os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")', "pass",
+           ("tests/test_threads.py", "-k", "import_trainer_sets")),
+    Mutant("a new run trains over a folder that holds a run", "trainer/rundir.py",
+           "        if found and not self.overwrite:", "        if False:",
+           ("tests/test_run_folders.py", "-k", "second_run or sweep")),
+    Mutant("a run whose training loss rose is not flagged", "trainer/outcome.py",
+           "and last is not None and last > first:", "and last is not None and last > 10 * first:",
+           ("tests/test_outcome.py",)),
+    Mutant("the run folder's lock does not record its holder (a refusal cannot name it)", "trainer/rundir.py",
+           'os.write(self._fd, f"{os.getpid()}\\n".encode())', "pass",
+           ("tests/test_run_folders.py", "tests/test_resume_guarantees.py")),
+)
+
+
+def run_mutant(mutant: Mutant) -> tuple[str, float]:
+    """Apply, test, restore: ('killed' | 'SURVIVED' | 'code not found', seconds)."""
+    path = ROOT / mutant.path
+    source = path.read_text()
+    if source.count(mutant.old) != 1:
+        return f"code not found ({source.count(mutant.old)} matches)", 0.0
+    started = time.monotonic()
+    try:
+        path.write_text(source.replace(mutant.old, mutant.new))
+        pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider"]
+        proc = subprocess.run([*pytest, *mutant.tests], cwd=ROOT, capture_output=True, text=True)
+    finally:
+        path.write_text(source)
+    return ("killed" if proc.returncode not in (0, 5) else "SURVIVED"), time.monotonic() - started
+
+
+def main(argv: list[str]) -> int:
+    chosen = [int(a) for a in argv] or list(range(1, len(MUTANTS) + 1))
+    print("| # | mutant | file | killed by | result | s |\n|---|---|---|---|---|---|")
+    bad = 0
+    for number in chosen:
+        mutant = MUTANTS[number - 1]
+        result, seconds = run_mutant(mutant)
+        bad += result != "killed"
+        print(f"| {number} | {mutant.what} | `{mutant.path}` | `{' '.join(mutant.tests)}` | {result} | "
+              f"{seconds:.0f} |", flush=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
