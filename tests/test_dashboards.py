@@ -198,3 +198,7 @@ def test_numbers_drawn_to_17_digits_are_named_to_4_and_a_rerun_keeps_its_folders
     assert proc.returncode == 0, proc.stderr
     assert read_metrics(sweep / "0_optimizer.lr=0.0123456789")["epochs"] == 2
     assert not (sweep / "0_optimizer.lr=0.01235").exists()
+    # a job of other values is another job: its own folder, not the old one's
+    proc = cli("-m", "data=gaussians", "epochs=1", "optimizer.lr=0.5", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    assert read_metrics(sweep / "0")["status"] == "completed"  # one value: not in the name

@@ -79,17 +79,34 @@ def job_dir_name(num: int | str, override_dirname: str) -> str:
 
 
 def existing_job_dir(num: int | str) -> str | None:
-    """The name of the folder that job `num` of the running sweep already has, if any."""
+    """The name of the folder that job `num` of the running sweep already has, with the same
+    overrides (a rerun of the same sweep), if any; a job of other values gets a folder of its own."""
     from hydra.core.hydra_config import HydraConfig
 
     try:
         sweep = Path(str(HydraConfig.get().sweep.dir))
+        wanted = same_job_overrides(list(HydraConfig.get().overrides.task))
     except Exception:  # outside a Hydra job (tests call job_dir_name directly)
         return None
     if not sweep.is_dir():
         return None
-    found = [p.name for p in sweep.iterdir() if job_number(p.name) == int(num) and (p / ".hydra").is_dir()]
-    return found[0] if len(found) == 1 else None
+    for folder in sweep.iterdir():
+        saved = folder / ".hydra" / "overrides.yaml"
+        if job_number(folder.name) == int(num) and saved.is_file():
+            try:
+                if same_job_overrides(list(OmegaConf.load(saved))) == wanted:
+                    return folder.name
+            except Exception:  # an unreadable record: not this job's folder
+                continue
+    return None
+
+
+def same_job_overrides(overrides: list[str]) -> set[str]:
+    """A job's overrides without those a resume may change (`resume=true`, `epochs=...`)."""
+    from trainer.resume import RESUMABLE_CHANGES
+
+    return {str(o) for o in overrides
+            if str(o).lstrip("+~").partition("=")[0] not in (*NEVER_IN_NAMES, *RESUMABLE_CHANGES)}
 
 
 def job_number(name: str) -> int | None:
