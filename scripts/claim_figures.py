@@ -9,8 +9,9 @@ The choosing is the report's (`python -m trainer.report SWEEP_DIR select=KEY`): 
 the select keys, the setting of the other swept keys (the learning rate) with the best mean
 validation metric over seeds; never the test metric. This draws, per value, that setting's mean
 validation curve with a ± std band over the seeds on each x axis, and its test metric, mean ± std
-with one dot per seed. A seed that diverged is drawn as a red x at the bottom of the last panel,
-and its value's bar is left out (the report chooses only settings whose seeds all completed).
+with one dot per seed. Runs that diverged are counted in red under their value's name, and a
+value with no completed setting (the report chooses only settings whose seeds all completed)
+gets the words "diverged: no test value" in its empty column.
 kind=capacity draws the test metric against the counted parameters instead, with the notes'
 estimate p ≈ dH + (L-1)H² + HK beside each point.
 """
@@ -54,8 +55,25 @@ def diverged(choice: Choice) -> int:
     return sum(j.status == "diverged" for g in choice.candidates for j in g.jobs)
 
 
+def tick_label(choice: Choice) -> str:
+    """The value, and under it how many of its runs diverged, and at which settings if the value
+    still has a chosen one (the diverged runs are then not the ones drawn)."""
+    lost = diverged(choice)
+    name = ", ".join(choice.value.values())
+    if not lost:
+        return name
+    if choice.chosen is None:
+        return f"{name}\n(all {lost} runs diverged)" if lost == sum(len(g.jobs) for g in choice.candidates) \
+            else f"{name}\n({lost} runs diverged)"
+    at = [" ".join(f"{k}={v}" for k, v in g.others(list(choice.value)).items())
+          for g in choice.candidates if any(j.status == "diverged" for j in g.jobs)]
+    return f"{name}\n({lost} runs at {'; '.join(at)} diverged)"
+
+
 def draw_tests(ax, choices: list[Choice], monitor: str) -> None:
-    """The test metric of each value's chosen setting: mean ± std, a dot per seed; diverged as x."""
+    """The test metric of each value's chosen setting: mean ± std, a dot per seed. Diverged runs
+    are written as words, in the tick label and, where no setting is left, across the empty column,
+    so that they never read as a measured value."""
     test = test_metric(monitor)
     for i, choice in enumerate(choices):
         if choice.chosen is not None:
@@ -63,14 +81,14 @@ def draw_tests(ax, choices: list[Choice], monitor: str) -> None:
             std = statistics.stdev(values) if len(values) > 1 else 0.0
             ax.errorbar([i], [statistics.fmean(values)], yerr=[std], fmt="o", ms=8, capsize=6, color=f"C{i}")
             ax.scatter([i + 0.15] * len(values), values, color="k", s=8, zorder=3)
-        lost = diverged(choice)
-        if lost:  # at the bottom of the panel, whatever its scale
-            bottom = ax.get_xaxis_transform()  # x in data, y in axes units
-            ax.scatter([i], [0.03], marker="x", s=90, color="red", zorder=4, transform=bottom)
-            ax.annotate(f"{lost} diverged", (i, 0.03), xycoords=bottom, textcoords="offset points",
-                        xytext=(0, 8), ha="center", color="red", fontsize="small")
-    ax.set_xticks(range(len(choices)), [", ".join(c.value.values()) for c in choices], rotation=30,
-                  ha="right")
+        elif diverged(choice):  # the column is empty: say why, in axes units whatever the scale
+            ax.text(i, 0.5, "diverged: no test value", transform=ax.get_xaxis_transform(), rotation=90,
+                    ha="center", va="center", color="red", fontsize="small",
+                    bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "red"})
+    ax.set_xticks(range(len(choices)), [tick_label(c) for c in choices], rotation=30, ha="right")
+    for tick, choice in zip(ax.get_xticklabels(), choices, strict=True):
+        if choice.chosen is None and diverged(choice):
+            tick.set_color("red")
     ax.set_xlim(-0.5, len(choices) - 0.5)
     ax.set(ylabel=f"{test} of the setting chosen on {monitor}", title="test (mean ± std, dots: seeds)")
     ax.grid(alpha=0.3, axis="y")
@@ -92,6 +110,17 @@ def draw_capacity(ax, choices: list[Choice], monitor: str) -> None:
            title="test (mean ± std over seeds) against the parameter count")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
     ax.grid(alpha=0.3)
+
+
+def title(name: str, keys: list[str], choices: list[Choice], monitor: str, panels: list[str]) -> str:
+    """What the figure shows, in words: the curves' metric and axes, the test metric, and what was
+    chosen on validation (only where a value had more than one setting to choose from)."""
+    tuned = {k if k != ARM_KEY else "lr" for c in choices if c.chosen is not None and len(c.candidates) > 1
+             for k in c.chosen.others(keys)}
+    seeds = max((len(c.chosen.jobs) for c in choices if c.chosen is not None), default=0)
+    shown = (f"mean {monitor} per {', '.join(panels)} and " if panels else "") + test_metric(monitor)
+    chosen = f", at the {', '.join(sorted(tuned))} chosen on {monitor}" if tuned else ""
+    return f"{name}: {shown} of each {', '.join(keys)}{chosen} ({seeds} seeds)"
 
 
 def figure(sweep: Path, out: Path, keys: list[str], axes: list[str], kind: str) -> list[Choice]:
@@ -126,7 +155,7 @@ def figure(sweep: Path, out: Path, keys: list[str], axes: list[str], kind: str) 
     if panels:
         grid[0].legend(fontsize="x-small")
     (draw_capacity if kind == "capacity" else draw_tests)(grid[-1], choices, monitor)
-    fig.suptitle(f"{sweep.name}: each {','.join(keys)} at its rate chosen on validation")
+    fig.suptitle(title(sweep.name, keys, choices, monitor, panels))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     return choices
