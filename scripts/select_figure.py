@@ -44,7 +44,7 @@ def arms(sweep: Path, keys: list[str]) -> list[Arm]:
     jobs = [j for j in read_sweep(sweep) if j.status == "completed"]
     groups = group_jobs(jobs, swept_keys(jobs), over=["seed"])
     out = []
-    for choice in select(groups, keys, MONITOR):
+    for choice in in_arm_order(select(groups, keys, MONITOR), keys):
         chosen = choice.chosen.completed if choice.chosen is not None else []
         train = [evaluate_checkpoint(load_checkpoint(j.path / "checkpoints" / "best.pt"), "train",
                                      device="cpu")["train/acc"] for j in chosen]
@@ -53,6 +53,14 @@ def arms(sweep: Path, keys: list[str]) -> list[Arm]:
                        [j.values["test/acc"] for j in chosen], train, [g for g, _ in logged],
                        logged[0][1] if logged else 0))
     return out
+
+
+def in_arm_order(choices: list[Choice], keys: list[str]) -> list[Choice]:
+    """Grouped by the first arm key, then the next (`arm=model.activation,model.init`: each
+    activation's inits side by side), each key's values in the order the sweep first ran them."""
+    first_seen = [list(dict.fromkeys(c.value[k] for c in choices)) for k in keys]
+    return sorted(choices, key=lambda c: [seen.index(c.value[k])
+                                          for k, seen in zip(keys, first_seen, strict=True)])
 
 
 def layer_grads(job_dir: Path) -> tuple[list[float], int]:
