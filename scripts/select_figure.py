@@ -44,7 +44,7 @@ def arms(sweep: Path, keys: list[str]) -> list[Arm]:
     jobs = [j for j in read_sweep(sweep) if j.status == "completed"]
     groups = group_jobs(jobs, swept_keys(jobs), over=["seed"])
     out = []
-    for choice in select(groups, keys, MONITOR):
+    for choice in in_arm_order(select(groups, keys, MONITOR), keys):
         chosen = choice.chosen.completed if choice.chosen is not None else []
         train = [evaluate_checkpoint(load_checkpoint(j.path / "checkpoints" / "best.pt"), "train",
                                      device="cpu")["train/acc"] for j in chosen]
@@ -53,6 +53,14 @@ def arms(sweep: Path, keys: list[str]) -> list[Arm]:
                        [j.values["test/acc"] for j in chosen], train, [g for g, _ in logged],
                        logged[0][1] if logged else 0))
     return out
+
+
+def in_arm_order(choices: list[Choice], keys: list[str]) -> list[Choice]:
+    """Grouped by the first arm key, then the next (`arm=model.activation,model.init`: each
+    activation's inits side by side), each key's values in the order the sweep first ran them."""
+    first_seen = [list(dict.fromkeys(c.value[k] for c in choices)) for k in keys]
+    return sorted(choices, key=lambda c: [seen.index(c.value[k])
+                                          for k, seen in zip(keys, first_seen, strict=True)])
 
 
 def layer_grads(job_dir: Path) -> tuple[list[float], int]:
@@ -69,8 +77,26 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def chosen_text(arm: Arm) -> str:
     """The chosen setting (`optimizer.lr=0.003`), or `-` when only seeds differ."""
+    return " ".join(f"{k}={v}" for k, v in chosen_setting(arm).items()) or "-"
+
+
+def chosen_setting(arm: Arm) -> dict[str, str]:
+    """The swept keys other than the arm and the seed, at the chosen setting (empty when only seeds
+    differ)."""
     chosen = arm.choice.chosen
-    return " ".join(f"{k}={v}" for k, v in chosen.others(list(arm.choice.value)).items()) or "-"
+    return chosen.others(list(arm.choice.value)) if chosen is not None else {}
+
+
+def tick_label(arm: Arm) -> str:
+    """The arm's name a word a line, then its chosen setting if anything was chosen."""
+    rate = " ".join(f"{k.removeprefix('optimizer.')}={v}" for k, v in chosen_setting(arm).items())
+    return arm.name.replace(" ", "\n") + (f"\n{rate}" if rate else "")
+
+
+def legend_beside(ax, **kwargs) -> None:
+    """The legend to the right of the axes, never over what they show (constrained layout makes
+    room for it)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize="small", **kwargs)
 
 
 def table(found: list[Arm], arm_keys: str) -> str:
@@ -85,18 +111,30 @@ def table(found: list[Arm], arm_keys: str) -> str:
 
 
 def accuracy_panel(ax, found: list[Arm]) -> None:
-    """Train and test accuracy of each arm's chosen setting."""
-    for offset, (kind, colour) in enumerate((("train", "tab:blue"), ("test", "tab:orange"))):
-        stats = [mean_std(getattr(arm, kind)) for arm in found]
-        ax.bar([i + 0.38 * offset for i in range(len(found))], [m for m, _ in stats], width=0.36,
-               yerr=[s for _, s in stats], capsize=3, color=colour, label=f"{kind} accuracy")
-    ax.set_xticks([i + 0.19 for i in range(len(found))],
-                  [f"{arm.name.replace(' ', chr(10))}\n{chosen_text(arm).replace('optimizer.', '')}"
-                   for arm in found], fontsize="small")
-    low = min(t for arm in found for t in arm.test)
-    ax.set(ylim=(max(0.0, low - 0.05), 1.005), ylabel="accuracy",
-           title="train and test accuracy of the setting chosen on validation\n(mean ± std over seeds)")
-    ax.legend(loc="lower right")
+    """Train and test accuracy of each arm's chosen setting: the mean as a point with ± std error
+    bars, each seed a dot beside it. Points, not bars: the axis can start near the values (a bar
+    would be cut) without making one mean look a fraction of another."""
+    import numpy as np
+
+    for offset, (kind, colour) in ((-0.2, ("train", "tab:blue")), (0.12, ("test", "tab:orange"))):
+        for i, arm in enumerate(found):
+            values = getattr(arm, kind)
+            if not values:
+                continue
+            mean, std = mean_std(values)
+            ax.errorbar(i + offset, mean, yerr=std, fmt="o", markersize=7, capsize=4, color=colour, zorder=3,
+                        label=f"{kind} accuracy, mean ± std" if i == 0 else None)
+            spread = np.linspace(0.06, 0.14, len(values)) if len(values) > 1 else np.array([0.1])
+            ax.scatter(i + offset + spread, values, color="black", s=8, alpha=0.7, zorder=4,
+                       label="each seed" if i == 0 and kind == "test" else None)
+    ax.set_xticks(range(len(found)), [tick_label(arm) for arm in found], fontsize="small")
+    ax.set_xlim(-0.5, len(found) - 0.5)
+    ax.set(ylabel="accuracy", title="train and test accuracy of the setting chosen on validation")
+    ax.margins(y=0.1)
+    ax.grid(alpha=0.3, axis="y")
+    handles, labels = ax.get_legend_handles_labels()  # train, test, then the seeds' dots
+    order = sorted(range(len(labels)), key=lambda k: labels[k] == "each seed")
+    legend_beside(ax, handles=[handles[k] for k in order], labels=[labels[k] for k in order])
 
 
 def selection_panel(ax, found: list[Arm], arm_keys: str) -> None:
@@ -109,7 +147,7 @@ def selection_panel(ax, found: list[Arm], arm_keys: str) -> None:
                     yerr=[s.std if s.n > 1 else 0.0 for s in stats], marker="o", capsize=3, label=arm.name)
     ax.set(xscale="log", xlabel="learning rate", ylabel="validation accuracy",
            title="validation accuracy of every setting (mean ± std)")
-    ax.legend(fontsize="small", title=arm_keys)
+    legend_beside(ax, title=arm_keys)
     ax.grid(alpha=0.3)
 
 
@@ -120,7 +158,7 @@ def gradient_panel(ax, found: list[Arm], arm_keys: str) -> None:
         ax.plot(range(1, len(per_layer) + 1), per_layer, marker="o", label=arm.name)
     ax.set(yscale="log", xlabel="layer (1: input side; last: output layer)", ylabel="gradient norm ||dL/dW||",
            title=f"gradient norm per layer after epoch {found[0].grad_epoch}")
-    ax.legend(fontsize="small", title=arm_keys)
+    legend_beside(ax, title=arm_keys)
     ax.grid(alpha=0.3)
 
 
@@ -134,7 +172,7 @@ def plot(found: list[Arm], arm_keys: str, path: Path) -> None:
         panels.append(lambda ax: selection_panel(ax, found, arm_keys))
     if all(arm.grads and all(arm.grads) for arm in found):
         panels.append(lambda ax: gradient_panel(ax, found, arm_keys))
-    fig = Figure(figsize=(5.7 * len(panels), 4.6), layout="constrained")
+    fig = Figure(figsize=(6.6 * len(panels), 4.6), layout="constrained")  # each with its legend beside
     for ax, draw in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
         draw(ax)
     fig.savefig(path, dpi=110)

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import cli_in_process, script
+from trainer.report_stats import Choice
 from trainer.run import run
 
 claim_figures = script("claim_figures")
@@ -22,8 +23,22 @@ def test_lr_sweep_figure_marks_diverged_seeds(tmp_path):
     assert set(by_rate) == {"0.1", "30.0"}
     assert [j.status for j in by_rate["0.1"].chosen.jobs] == ["completed"] * 2
     assert by_rate["30.0"].chosen is None and claim_figures.diverged(by_rate["30.0"]) == 2
+    # Written as words under the value, not drawn as a point; the title has no choice to speak of.
+    assert claim_figures.tick_label(by_rate["30.0"]) == "30.0\n(all 2 runs diverged)"
+    assert claim_figures.tick_label(by_rate["0.1"]) == "0.1"
+    assert claim_figures.title("lr", ["optimizer.lr"], choices, "val/acc", ["epoch"]) == \
+        "lr: mean val/acc per epoch and test/acc of each optimizer.lr (2 seeds)"
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size[0] > 500
+
+
+def test_small_multiples_keep_a_colour_per_value_of_the_other_keys():
+    choices = [Choice({"scheduler": s, "averaging": a}, [], None)
+               for s in ("none", "step") for a in ("none", "poly")]
+    panels = claim_figures.facets(choices, ["scheduler", "averaging"])
+    assert list(panels) == ["none", "step"]
+    assert [[(colour, c.value["averaging"]) for colour, c in panels[s]] for s in panels] == \
+        [[(0, "none"), (1, "poly")]] * 2
 
 
 # The optimizer labels: tests/test_cli.py, on the sweep of digits_optimizers made there.
