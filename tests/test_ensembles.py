@@ -207,6 +207,9 @@ def test_the_vectorized_launcher_runs_an_ensemble_job_on_its_own():
     resolved = OmegaConf.to_container(make_cfg(*BAGGING), resolve=True)
     assert "ensemble=bagging" in unsupported(resolved)
     assert unsupported(OmegaConf.to_container(make_cfg(), resolve=True)) is None
+    # the stacked step logs no per-layer statistics: such a job runs alone, never silently without them
+    stats = unsupported(OmegaConf.to_container(make_cfg("log_layer_stats=true"), resolve=True))
+    assert stats is not None and "log_layer_stats" in stats
 
 
 ARMS = sorted(p.stem for p in (Path(config_dir()) / "experiment" / "ensemble_arm").glob("*.yaml"))

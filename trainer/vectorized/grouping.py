@@ -66,6 +66,8 @@ def unsupported(resolved: Mapping[str, Any]) -> str | None:
     for key in ("compile", "cuda_graphs"):
         if resolved.get(key):
             return f"{key}=true is not vectorized"
+    if resolved.get("log_layer_stats"):  # the stacked step has no per-member layer probes
+        return "log_layer_stats=true is not vectorized (its per-layer statistics need the job's own model)"
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return "a distributed (torchrun) job is not vectorized"
     kind = (resolved.get("ensemble") or {}).get("kind", "none")
