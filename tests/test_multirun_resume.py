@@ -31,7 +31,10 @@ def test_a_killed_grid_multirun_resumes(tmp_path):
         assert (jobs[n] / "metrics.json").stat().st_mtime_ns == mtimes[n]
     resumed = read_metrics(jobs[3])
     assert resumed["status"] == "completed" and resumed["epochs"] == 8
-    assert resumed["resume"].startswith(f"continued from {jobs[3] / 'checkpoints' / 'last.pt'}")  # not afresh
+    # not afresh: from its last.pt, or from best.pt when the kill fell between an epoch's best.pt and
+    # last.pt writes (best.pt is then the newer checkpoint)
+    ckpts = jobs[3] / "checkpoints"
+    assert resumed["resume"].startswith(tuple(f"continued from {ckpts / n}" for n in ("last.pt", "best.pt")))
     assert int(resumed["resume"].split("at epoch ")[1].split(",")[0]) >= 1
     assert all(read_metrics(jobs[n])["status"] == "completed" for n in range(6))
     seen = report.read_sweep(sweep)
