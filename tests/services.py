@@ -8,7 +8,6 @@ when a start fails halfway.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
@@ -119,16 +118,23 @@ class Postgres:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def postgres() -> Iterator[Postgres]:
-    """A started PostgreSQL server, stopped and removed at the end (its folder in /tmp: the server's
-    user must be able to reach it, which pytest's root-only tmp folders do not allow)."""
-    server = Postgres(Path(tempfile.mkdtemp(prefix="trainer-pg-")))
+def serve(server: Postgres | Slurm, what: str) -> Iterator[Postgres | Slurm]:
+    """A pytest fixture's body: the server started, yielded, then stopped and removed, whatever
+    happened; a server that cannot start here skips its tests (fails them in CI: `unavailable`)."""
     try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+    except Unavailable as exc:
+        unavailable(what, exc)
+
+
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server for a fixture (its folder in /tmp: the server's user must be able to
+    reach it, which pytest's root-only tmp folders do not allow)."""
+    return serve(Postgres(Path(tempfile.mkdtemp(prefix="trainer-pg-"))), "PostgreSQL server")
 
 
 SLURM_CONF = """\
@@ -239,12 +245,6 @@ class Slurm:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@contextlib.contextmanager
 def slurm() -> Iterator[Slurm]:
-    """A started one-node SLURM cluster, shut down and removed at the end."""
-    cluster = Slurm(Path(tempfile.mkdtemp(prefix="trainer-slurm-")))
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    """A one-node SLURM cluster for a fixture."""
+    return serve(Slurm(Path(tempfile.mkdtemp(prefix="trainer-slurm-"))), "SLURM cluster")

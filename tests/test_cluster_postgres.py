@@ -31,11 +31,7 @@ SEARCH = ("+hparams_search=digits_optuna", "data=spirals", "model.width=16", "ba
 
 @pytest.fixture(scope="module")
 def pg() -> services.Postgres:
-    try:
-        with services.postgres() as server:
-            yield server
-    except services.Unavailable as exc:
-        unavailable("PostgreSQL server", exc)
+    yield from services.postgres()
 
 
 def can_set_hostname() -> bool:

@@ -19,7 +19,7 @@ import torch
 
 from tests import services
 from tests.conftest import cli_in_process, job_dirs, read_metrics, subprocess_env
-from tests.services import HOOKS, report, unavailable
+from tests.services import HOOKS, report
 from trainer.errors import ConfigError
 from trainer.overrides import check_launcher
 
@@ -32,11 +32,7 @@ CPU_JOB = ("hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.laun
 
 @pytest.fixture(scope="module")
 def cluster() -> services.Slurm:
-    try:
-        with services.slurm() as slurm:
-            yield slurm
-    except services.Unavailable as exc:
-        unavailable("SLURM cluster", exc)
+    yield from services.slurm()
 
 
 def on_cluster(cluster: services.Slurm, *args: str, cwd: Path, env: dict | None = None,
