@@ -228,9 +228,10 @@ def cli_popen(args: list[str], log: Path, cwd: str | Path | None = None) -> subp
 
 def job_dirs(sweep: Path) -> dict[int, Path]:
     """A sweep's job folders by job number: `3`, or `3_optimizer.lr=0.01` (names with the values)."""
-    if not sweep.is_dir():
+    try:  # a sweep starting up: its folder is made, probed and removed again (hydra_callbacks)
+        found = {job_number(p.name): p for p in sweep.iterdir() if (p / ".hydra").is_dir()}
+    except (FileNotFoundError, NotADirectoryError):
         return {}
-    found = {job_number(p.name): p for p in sweep.iterdir() if (p / ".hydra").is_dir()}
     return {n: p for n, p in found.items() if n is not None}
 
 
