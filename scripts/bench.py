@@ -35,14 +35,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # benchmark this checkout, whatever is installed
 
 from models import MLP  # noqa: E402
-from trainer import accel  # noqa: E402
-from trainer.checkpoint import Checkpointer  # noqa: E402
 from trainer.data import Splits  # noqa: E402
-from trainer.device import resolve_device  # noqa: E402
-from trainer.fit import FitHooks, FitOptions, Training, fit  # noqa: E402
-from trainer.logger import RunLogger  # noqa: E402
-from trainer.losses import Loss  # noqa: E402
-from trainer.schedules import Schedule  # noqa: E402
+from trainer.logs.writer import RunLogger  # noqa: E402
+from trainer.runtime.device import resolve_device  # noqa: E402
+from trainer.storage.checkpoint import Checkpointer  # noqa: E402
+from trainer.training import accel  # noqa: E402
+from trainer.training.fit import FitHooks, FitOptions, Training, fit  # noqa: E402
+from trainer.training.losses import Loss  # noqa: E402
+from trainer.training.schedules import Schedule  # noqa: E402
 
 EVAL_BATCH = 8192
 
@@ -278,7 +278,7 @@ def table(rows: list[dict], args: argparse.Namespace, device: torch.device, seco
         f"of 784 features, 10 classes) followed by validation on {args.n_val:,} samples; an epoch "
         f"is all {args.n_train:,} samples or, for small batches, the first "
         f"`--max-steps`={args.max_steps:,} batches' worth (column samples/epoch), so that batch "
-        "size 1 takes seconds, not minutes. Our trainer runs `trainer.fit` as `run` calls it: "
+        "size 1 takes seconds, not minutes. Our trainer runs `trainer.training.fit` as `run` calls it: "
         "`train_epoch` with `accel.make_step`, epoch statistics, validation, TensorBoard "
         "scalars (lr every 10 steps, epoch metrics), the divergence check every 50 steps, best "
         "weights, `last.pt` and `best.pt` written each epoch. The bare loop and the DataLoader "

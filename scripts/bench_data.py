@@ -18,15 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from trainer.build import build_data  # noqa: E402
-from trainer.cli import fail  # noqa: E402
-from trainer.config import config_dir  # noqa: E402
+from trainer.config.build import build_data  # noqa: E402
+from trainer.config.validate import config_dir  # noqa: E402
 from trainer.data import (
     load_source,  # noqa: E402
     prepare_data,  # noqa: E402
 )
 from trainer.data.vision import default_root  # noqa: E402
-from trainer.errors import UserError  # noqa: E402
+from trainer.runtime.cli import fail  # noqa: E402
+from trainer.runtime.errors import UserError  # noqa: E402
 
 
 def main() -> None:

@@ -5,9 +5,9 @@ same random data and batch order for every variant), one variant changed at a ti
 bare loop of scripts/bench_process.py:
 
 - bare: `x[idx]`, `F.cross_entropy`, `zero_grad(set_to_none=True)`, `backward`, torch's default SGD;
-- trainer: the trainer's own step (`trainer.accel.make_step`, `index_select` gathers) as `run` builds
+- trainer: the trainer's own step (`trainer.training.accel.make_step`, `index_select` gathers) as `run` builds
   it: `models.MLP`, the loss of `loss=cross_entropy`, and `backprop=auto`, so the gradient by hand
-  and plain SGD's update without `optimizer.step()` (trainer.backprop);
+  and plain SGD's update without `optimizer.step()` (trainer.training.backprop);
 - trainer, autograd: the same step with `backprop=autograd`: autograd's backward, then torch's
   default (per-parameter) SGD `step()`;
 - trainer, autograd, fused SGD: that with torch's fused CPU kernel (`+optimizer.fused=true`);
@@ -32,8 +32,8 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from models import MLP  # noqa: E402
-from trainer.accel import make_step  # noqa: E402
-from trainer.losses import Loss  # noqa: E402
+from trainer.training.accel import make_step  # noqa: E402
+from trainer.training.losses import Loss  # noqa: E402
 
 STEPS = {1: 4000, 64: 600, 1024: 40}  # steps a round: about a second each on this CPU
 

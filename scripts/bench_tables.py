@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from trainer.config import config_dir  # noqa: E402
+from trainer.config.validate import config_dir  # noqa: E402
 from trainer.data import load_source, make_splits  # noqa: E402
 from trainer.run import run  # noqa: E402
 

@@ -18,7 +18,7 @@ work, "no busy loop" means none of ours, not an idle machine.
 
 instead times Adam steps of MLPs of several sizes on 1 thread against `--threads`, interleaved, in
 this process (under the wait policy of its environment): where threads=auto's line lies
-(trainer/device.py `ONE_THREAD_WORK`, parameters x batch size).
+(trainer/runtime/device.py `ONE_THREAD_WORK`, parameters x batch size).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from trainer.tb_server import free_port, tensorboard
+from trainer.logs.server import free_port, tensorboard
 
 WINDOW = (1600, 1000)  # the browser's window, in pixels
 

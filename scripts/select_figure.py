@@ -17,11 +17,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.checkpoint import load_checkpoint
 from trainer.eval import evaluate_checkpoint
-from trainer.report import read_sweep, swept_keys
-from trainer.report_stats import Choice, group_jobs, select
-from trainer.tb import read_scalars
+from trainer.logs.events import read_scalars
+from trainer.report.stats import Choice, group_jobs, select
+from trainer.report.sweep import read_sweep, swept_keys
+from trainer.storage.checkpoint import load_checkpoint
 
 MONITOR = "val/acc"
 

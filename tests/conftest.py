@@ -6,7 +6,7 @@ import os
 
 # Before torch is imported: one torch thread per test process. The suite runs a pytest-xdist worker
 # per core, and their `python -m trainer` subprocesses inherit this; two threads each would
-# oversubscribe the cores (threads=auto keeps torch's default for larger steps, trainer/device.py).
+# oversubscribe the cores (threads=auto keeps torch's default for larger steps, trainer/runtime/device.py).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import copy
@@ -34,9 +34,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from trainer.config import config_dir
-from trainer.jobs import job_number
-from trainer.tb import read_scalars  # noqa: F401  (tests import it from here)
+from trainer.config.validate import config_dir
+from trainer.logs.events import read_scalars  # noqa: F401  (tests import it from here)
+from trainer.sweeps.jobs import job_number
 
 ROOT = Path(__file__).resolve().parent.parent
 

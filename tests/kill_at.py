@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-import trainer.checkpoint as resume
+import trainer.storage.checkpoint as resume
 
 moment, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 args = sys.argv[sys.argv.index("--") + 1:]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from trainer import Trainer
-from trainer.errors import ConfigError
+from trainer.runtime.errors import ConfigError
 
 
 def blobs(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -28,8 +28,8 @@ def test_fit_on_numpy_arrays_returns_a_model_that_predicts(tmp_path):
     assert proba.shape == (7, 3) and np.allclose(proba.sum(1), 1, atol=1e-5)
     assert list(proba.argmax(1)) == list(pred[:7])
     # the test split's accuracy recomputed from predict: the same weights as metrics.json's test/acc
-    from trainer.checkpoint import load_checkpoint
     from trainer.eval import prediction_table, rebuild
+    from trainer.storage.checkpoint import load_checkpoint
 
     model, splits, _ = rebuild(load_checkpoint(result.run_dir / "checkpoints" / "best.pt"))
     header, rows = prediction_table(model, splits, "test")

@@ -1,5 +1,5 @@
 """backprop=auto: a plain MLP's gradient by hand and plain SGD's update without optimizer.step()
-(trainer.backprop) give autograd's and torch.optim's numbers to the last bit."""
+(trainer.training.backprop) give autograd's and torch.optim's numbers to the last bit."""
 
 import logging
 
@@ -9,12 +9,12 @@ from torch import nn
 
 from models import MLP
 from tests.conftest import read_scalars
-from trainer import accel
-from trainer.backprop import ACTIVATION_GRADS, manual_reason, sgd_update
-from trainer.checkpoint import load_checkpoint
-from trainer.logger import SPEED_TAG
-from trainer.losses import Loss
+from trainer.logs.writer import SPEED_TAG
 from trainer.run import run
+from trainer.storage.checkpoint import load_checkpoint
+from trainer.training import accel
+from trainer.training.backprop import ACTIVATION_GRADS, manual_reason, sgd_update
+from trainer.training.losses import Loss
 
 OPTIMIZERS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.1),
@@ -160,14 +160,14 @@ def test_a_run_is_the_same_by_hand_and_with_autograd(cfg_factory, tmp_path, capl
     runs = {}
     for backprop in ("auto", "autograd"):
         out = tmp_path / backprop
-        with caplog.at_level(logging.DEBUG, logger="trainer.accel"):
+        with caplog.at_level(logging.DEBUG, logger="trainer.training.accel"):
             cfg = cfg_factory(f"backprop={backprop}", "epochs=3", "device=cpu", *overrides)
             metrics = run(cfg, out_dir=out)
         assert metrics["status"] == "completed"
         weights = load_checkpoint(out / "checkpoints" / "last.pt")["model"]
         metrics = {k: v for k, v in metrics.items() if k != "wall_time_s"}
         runs[backprop] = (metrics, read_scalars(out), weights)
-    assert "backprop: by hand (trainer.backprop)" in caplog.text
+    assert "backprop: by hand (training.backprop)" in caplog.text
     assert not [w for w in recwarn if "optimizer.step()" in str(w.message)]
     (metrics, scalars, weights), (metrics_ag, scalars_ag, weights_ag) = runs["auto"], runs["autograd"]
     assert metrics == metrics_ag

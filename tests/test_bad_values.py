@@ -16,12 +16,12 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import cli, cli_in_process, make_cfg
-from trainer.cli import paragraph
-from trainer.config import config_dir
-from trainer.errors import ConfigError
-from trainer.landscape import landscape
-from trainer.overrides import check_launcher, check_override_keys
+from trainer.config.overrides import check_launcher, check_override_keys
+from trainer.config.validate import config_dir
+from trainer.landscape.paths import landscape
 from trainer.run import run
+from trainer.runtime.cli import paragraph
+from trainer.runtime.errors import ConfigError
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
 
@@ -335,7 +335,7 @@ def test_max_members_from_a_config_file_is_checked_when_the_launcher_is_set_up()
 ])
 def test_an_ensemble_of_one_member_says_it_is_one_model(overrides, words, caplog):
     """Allowed (the K = 1 point of the ensembles experiment's curves), but never silently."""
-    from trainer.config import validate
+    from trainer.config.validate import validate
 
     with caplog.at_level("WARNING"):
         validate(make_cfg(*overrides))

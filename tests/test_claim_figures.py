@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import cli_in_process, script
-from trainer.report_stats import Choice
+from trainer.report.stats import Choice
 from trainer.run import run
 
 claim_figures = script("claim_figures")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, cli, cli_in_process, read_metrics, read_scalars, script
-from trainer.logger import LR_TAG
+from trainer.logs.writer import LR_TAG
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ def test_claim_figure_labels_give_the_rate_of_the_chosen_arm(optimizers_sweep, t
 
 
 def test_select_names_the_rate_an_arm_chose_and_a_choice_at_the_grid_edge(optimizers_sweep, capsys):
-    from trainer import report
+    from trainer.report import sweep as report
 
     report.main([str(optimizers_sweep), "select=optimizer", f"out={optimizers_sweep / 'sel'}"])
     out = capsys.readouterr().out

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from tests import services
 from tests.conftest import ROOT, job_dirs, read_metrics, subprocess_env
 from tests.services import HOOKS, report, unavailable
-from trainer.errors import ConfigError
+from trainer.runtime.errors import ConfigError
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

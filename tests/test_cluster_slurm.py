@@ -20,8 +20,8 @@ import torch
 from tests import services
 from tests.conftest import cli_in_process, job_dirs, read_metrics, subprocess_env
 from tests.services import HOOKS, report
-from trainer.errors import ConfigError
-from trainer.overrides import check_launcher
+from trainer.config.overrides import check_launcher
+from trainer.runtime.errors import ConfigError
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -121,7 +121,7 @@ def test_a_gpu_request_on_a_cluster_without_gpus_is_one_message(cluster, tmp_pat
 def test_srun_with_two_tasks_trains_what_torchrun_with_two_processes_trains(cluster, tmp_path):
     """`srun --ntasks=2 python -m trainer` (SLURM's variables, turned into torchrun's) against
     `torchrun --nproc_per_node=2` on the same settings: the same DDP run, to the same weights."""
-    from trainer.checkpoint import load_checkpoint
+    from trainer.storage.checkpoint import load_checkpoint
 
     args = ["epochs=2", "data=spirals", "device=cpu", "drop_last=true", "batch_size=64", "progress=false"]
     env = {**subprocess_env(), **cluster.env, "OMP_NUM_THREADS": "1"}

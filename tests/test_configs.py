@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import make_job_cfg
-from trainer.config import FULL_BATCH_ADVISED, FULL_BATCH_ONLY, config_dir
+from trainer.config.validate import FULL_BATCH_ADVISED, FULL_BATCH_ONLY, config_dir
 from trainer.run import run
 
 CONFIGS = Path(config_dir())

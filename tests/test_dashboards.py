@@ -15,12 +15,12 @@ from omegaconf import OmegaConf
 
 from tests.conftest import cli, cli_in_process, job_dirs, make_cfg, read_metrics
 from trainer import eval as trainer_eval
-from trainer import report
-from trainer.dashboard import FINAL, FINAL_METRICS, HPARAMS_RUN, IMAGES_RUN, REPORT_IMAGES
-from trainer.jobs import MAX_NAME, PROCESS_FILE, hydra_arg, job_dir_name, job_number
-from trainer.logger import LR_TAG, SPEED_TAG
-from trainer.tb import declared_metrics, read_hparams
-from trainer.tb_server import tensorboard
+from trainer.logs.dashboard import FINAL, FINAL_METRICS, HPARAMS_RUN, IMAGES_RUN, REPORT_IMAGES
+from trainer.logs.events import declared_metrics, read_hparams
+from trainer.logs.server import tensorboard
+from trainer.logs.writer import LR_TAG, SPEED_TAG
+from trainer.report import sweep as report
+from trainer.sweeps.jobs import MAX_NAME, PROCESS_FILE, hydra_arg, job_dir_name, job_number
 
 
 def test_job_folder_names_are_short_valid_and_start_with_the_job_number():

@@ -4,7 +4,7 @@ import torch
 
 from trainer.data import Source, fit_preprocessor, load_source, make_splits
 from trainer.data.preprocess import load_preprocessor
-from trainer.errors import ConfigError, DataError
+from trainer.runtime.errors import ConfigError, DataError
 
 
 def toy_source(n=100, d=3, task="classification", **own_splits):

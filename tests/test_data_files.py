@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trainer.data import load_source, make_splits
-from trainer.errors import DataError
+from trainer.runtime.errors import DataError
 
 
 def write_csv(path, rows, header="a,b,label"):

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from tests.conftest import make_cfg, read_metrics, read_scalars
-from trainer.build import build_data, build_model
-from trainer.checkpoint import load_checkpoint
-from trainer.cli import paragraph
-from trainer.config import config_dir
+from trainer.config.build import build_data, build_model
+from trainer.config.validate import config_dir
 from trainer.data import load_source, make_splits, prepare_data
 from trainer.data.sources import load_set
-from trainer.errors import DataError
 from trainer.run import run
+from trainer.runtime.cli import paragraph
+from trainer.runtime.errors import DataError
+from trainer.storage.checkpoint import load_checkpoint
 
 NEEDS_FILES = {"mnist", "fashion_mnist", "kmnist", "cifar10", "csv", "npz"}
 GENERATED = sorted(p.stem for p in (Path(config_dir()) / "data").glob("*.yaml") if p.stem not in NEEDS_FILES)

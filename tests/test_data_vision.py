@@ -10,8 +10,8 @@ import torch
 from tests.conftest import read_metrics
 from trainer.data import load_source, make_splits
 from trainer.data.vision import default_root
-from trainer.errors import DataError
 from trainer.run import run
+from trainer.runtime.errors import DataError
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
              "t10k-labels-idx1-ubyte")

@@ -9,13 +9,13 @@ import torch
 from torch.nn import functional as F
 
 from tests.conftest import read_scalars
-from trainer.build import build_data
-from trainer.checkpoint import load_checkpoint
-from trainer.dashboard import LAYER_LAYOUT
+from trainer.config.build import build_data
 from trainer.data import prepare_data
-from trainer.errors import ConfigError
+from trainer.logs.dashboard import LAYER_LAYOUT
+from trainer.logs.events import read_histograms
 from trainer.run import run
-from trainer.tb import read_histograms
+from trainer.runtime.errors import ConfigError
+from trainer.storage.checkpoint import load_checkpoint
 
 
 def test_logged_layer_stats_equal_a_hand_computation(cfg_factory, tmp_path):

@@ -14,15 +14,15 @@ from omegaconf import OmegaConf
 from torch.nn import functional as F
 
 from tests.conftest import cli_in_process, make_cfg, read_scalars
-from trainer.build import build_data, build_model
-from trainer.checkpoint import load_checkpoint
-from trainer.config import config_dir
+from trainer.config.build import build_data, build_model
+from trainer.config.validate import config_dir
 from trainer.data import prepare_data
-from trainer.ensemble import Ensemble, build_predictor, disjoint_parts, padded, samme_update
-from trainer.errors import ConfigError
+from trainer.ensemble.model import Ensemble, build_predictor, disjoint_parts, padded, samme_update
 from trainer.eval import evaluate_checkpoint
-from trainer.resume import check_config
 from trainer.run import run, seed_everything
+from trainer.runtime.errors import ConfigError
+from trainer.storage.checkpoint import load_checkpoint
+from trainer.storage.resume import check_config
 from trainer.vectorized.grouping import unsupported
 
 BAGGING = ("ensemble=bagging", "ensemble.members=3")

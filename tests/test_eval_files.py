@@ -5,9 +5,9 @@ import pytest
 
 import trainer.eval as trainer_eval
 from tests.conftest import make_cfg
-from trainer.checkpoint import load_checkpoint
-from trainer.errors import ConfigError
 from trainer.run import run
+from trainer.runtime.errors import ConfigError
+from trainer.storage.checkpoint import load_checkpoint
 
 
 def write_table(path, n, features, seed):

@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import cli_in_process, script
-from trainer.config import config_dir
+from trainer.config.validate import config_dir
 from trainer.run import run
 
 select_figure = script("select_figure")

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from tests.conftest import read_metrics, read_scalars, script
-from trainer import device as device_module
-from trainer.checkpoint import load_checkpoint
+from trainer.config.overrides import check_launcher
 from trainer.data import load_source
-from trainer.device import set_threads
-from trainer.errors import ConfigError, DataError
 from trainer.eval import evaluate_checkpoint, load
-from trainer.logger import LR_TAG
-from trainer.overrides import check_launcher
+from trainer.logs.writer import LR_TAG
 from trainer.run import run
+from trainer.runtime import device as device_module
+from trainer.runtime.device import set_threads
+from trainer.runtime.errors import ConfigError, DataError
+from trainer.storage.checkpoint import load_checkpoint
 
 SMALL = ("epochs=3", "model.width=16", "model.depth=1")
 
@@ -52,7 +52,7 @@ def test_val_acc_on_a_regression_file_fails_before_training(cfg_factory, tmp_pat
     with pytest.raises(ConfigError, match="monitor=val/acc needs classes"):
         run(cfg_factory("data=csv", f"data.path={path}", "monitor=val/acc"), out_dir=out)
     # No metrics, events or checkpoints: only the run folder's lock and the record of the process
-    # that held it, so that trainer.report shows the run as failed (trainer.rundir).
+    # that held it, so that trainer.report.sweep shows the run as failed (trainer.storage.rundir).
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) in ([], [".lock", "process.json"])
 
 
@@ -134,7 +134,7 @@ def test_threads_auto_validates_on_all_threads_after_training_a_small_step_on_on
         cfg_factory, tmp_path, monkeypatch):
     """A 64-256-10 net at batch 32 trains on one thread; its 8,192-row-sized validation passes (here
     all of digits' validation rows) take torch's default count, which is back for the next epoch."""
-    from trainer import fit as fit_module
+    from trainer.training import fit as fit_module
 
     monkeypatch.setattr(device_module, "DEFAULT_THREADS", 2)
     cpu = torch.device("cpu")
@@ -172,7 +172,7 @@ def test_per_arm_options_apply_to_the_arm_that_takes_them(cfg_factory, tmp_path,
               "averaging=none", "optimizer.lr=0.1", "seed=0")
     for arm in ("none", "step", "inverse_time", "plateau"):
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="trainer.schedules"):
+        with caplog.at_level(logging.INFO, logger="trainer.training.schedules"):
             metrics = run(cfg_factory(*common, f"scheduler={arm}"), out_dir=tmp_path / arm)
         assert metrics["status"] == "completed", arm
         said = "schedule.per_arm.tau=1000" in caplog.text and "an option of another arm" in caplog.text

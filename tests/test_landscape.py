@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from tests.conftest import cli_in_process
-from trainer.config import config_dir
-from trainer.landscape import FUNCTIONS, descend, landscape
+from trainer.config.validate import config_dir
+from trainer.landscape.paths import FUNCTIONS, descend, landscape
 
 
 def landscape_cfg(*overrides: str) -> DictConfig:

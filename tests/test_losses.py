@@ -8,11 +8,11 @@ import torch
 from omegaconf import OmegaConf
 
 from tests.conftest import make_cfg
-from trainer.build import build_data, build_model
-from trainer.checkpoint import load_checkpoint
+from trainer.config.build import build_data, build_model
 from trainer.data import prepare_data
-from trainer.losses import Loss
 from trainer.run import run
+from trainer.storage.checkpoint import load_checkpoint
+from trainer.training.losses import Loss
 from trainer.vectorized.grouping import plan
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.conftest import cli_in_process, cli_popen, job_dirs, kill_sweep_at_job, read_metrics
-from trainer import report
+from trainer.report import sweep as report
 
 
 @pytest.mark.slow

@@ -11,14 +11,14 @@ from models import MLP
 from tests.conftest import read_metrics
 from tests.test_reliability import assert_same_run
 from tests.test_speed import blobs, one_epoch
-from trainer import accel
-from trainer.build import build_data, check_batch_norm
-from trainer.checkpoint import load_checkpoint
+from trainer.config.build import build_data, check_batch_norm
 from trainer.data import prepare_data
-from trainer.errors import ConfigError
 from trainer.eval import evaluate_checkpoint
-from trainer.regularization import make_penalty
 from trainer.run import run
+from trainer.runtime.errors import ConfigError
+from trainer.storage.checkpoint import load_checkpoint
+from trainer.training import accel
+from trainer.training.regularization import make_penalty
 
 EPS = 1e-5  # BatchNorm1d's and LayerNorm's default
 
@@ -166,7 +166,7 @@ def test_batch_norm_batches_per_process(n, batch_size, drop_last, world, ok):
 
 
 def test_a_checkpoint_from_before_norm_and_regularization_resumes(cfg_factory, tmp_path):
-    from trainer.checkpoint import save_checkpoint
+    from trainer.storage.checkpoint import save_checkpoint
 
     run(cfg_factory("epochs=1", "model.width=16"), out_dir=tmp_path)
     for name in ("last.pt", "best.pt"):  # as an older version wrote them: no such keys

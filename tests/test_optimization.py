@@ -10,13 +10,13 @@ from torch import nn
 
 from models import MLP
 from tests.conftest import read_scalars
-from trainer.accel import TrainStep
-from trainer.build import build_data
-from trainer.checkpoint import load_checkpoint
+from trainer.config.build import build_data
 from trainer.data import prepare_data
-from trainer.logger import LR_TAG
-from trainer.loop import EpochCursor, train_epoch
+from trainer.logs.writer import LR_TAG
 from trainer.run import run
+from trainer.storage.checkpoint import load_checkpoint
+from trainer.training.accel import TrainStep
+from trainer.training.loop import EpochCursor, train_epoch
 
 SMALL = ("data.val_fraction=0.45", "data.test_fraction=0.45")  # ~180 train samples
 

@@ -18,10 +18,10 @@ from optuna.trial import TrialState
 
 from hydra_plugins.trainer_optuna_sweeper import _space
 from tests.conftest import cli_in_process, cli_popen, job_dirs, kill_sweep_at_job, make_cfg, read_metrics
-from trainer import report
-from trainer.errors import ConfigError
+from trainer.report import sweep as report
 from trainer.run import run
-from trainer.trial import make_pruner
+from trainer.runtime.errors import ConfigError
+from trainer.sweeps.trial import make_pruner
 
 TINY = ("data=spirals", "monitor=val/loss", "optimizer=sgd", "model.width=16", "batch_size=128")
 
@@ -233,7 +233,7 @@ def make_search(sweep: Path, *overrides: str):
     from hydra.utils import instantiate
 
     from hydra_plugins.trainer_optuna_sweeper._search import Search
-    from trainer.config import config_dir
+    from trainer.config.validate import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", ["hydra/sweeper=optuna", f"hydra.sweep.dir={sweep}", "monitor=val/loss",
@@ -290,7 +290,7 @@ def test_monitor_auto_on_a_file_follows_the_search_direction(tmp_path):
     does with each job of a search, in-process: the monitor for the sweeper's direction, the run,
     the value handed back to the sweeper (the searches above check that the study records it)."""
     from trainer.__main__ import sweep_monitor
-    from trainer.sweep import objective
+    from trainer.sweeps.objective import objective
 
     table = tmp_path / "table.csv"
     table.write_text("a,b,label\n" + "\n".join(f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(120)) + "\n")

@@ -1,12 +1,12 @@
-"""trainer.outcome: what a finished run reports, and the warning on numbers not to be trusted."""
+"""trainer.training.outcome: what a finished run reports, and the warning on numbers not to be trusted."""
 
 import torch
 
 from tests.conftest import make_cfg
 from trainer.data.split import Splits
-from trainer.fit import FitState
-from trainer.outcome import suspicious
 from trainer.run import run
+from trainer.training.fit import FitState
+from trainer.training.outcome import suspicious
 
 
 def splits_with_val_labels(labels: list[int]) -> Splits:

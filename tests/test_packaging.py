@@ -52,7 +52,7 @@ def check_vectorized(proc: subprocess.CompletedProcess, folder: Path) -> None:
 
 @pytest.mark.slow
 def test_a_vectorized_sweep_runs_from_another_folder_in_the_editable_install(tmp_path):
-    """The editable install of `make` (trainer/cli.py expose_hydra_plugins): from the repository root
+    """The editable install of `make` (trainer/runtime/cli.py expose_hydra_plugins): from the repository root
     Hydra found the plugins through the current folder; elsewhere it failed with `Unknown plugin
     class : 'hydra_plugins.trainer_vectorized_launcher.vectorized_launcher.VectorizedLauncher'`."""
     check_vectorized(cli(*VECTORIZED, cwd=tmp_path), tmp_path)

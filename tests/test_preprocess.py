@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from trainer.checkpoint import load_checkpoint
 from trainer.data import check_compatible, fit_preprocessor, load_preprocessor
-from trainer.errors import DataError
 from trainer.run import run
+from trainer.runtime.errors import DataError
+from trainer.storage.checkpoint import load_checkpoint
 
 
 def correlated(n=2000, d=5, seed=0):

@@ -46,13 +46,13 @@ from omegaconf import OmegaConf, open_dict
 
 from tests.conftest import ROOT, composed, read_scalars
 from trainer import eval as trainer_eval
-from trainer import report as trainer_report
-from trainer.build import check_optimization
-from trainer.config import config_dir, validate
-from trainer.errors import UserError
-from trainer.logger import LR_TAG
-from trainer.overrides import check_override_keys
+from trainer.config.build import check_optimization
+from trainer.config.overrides import check_override_keys
+from trainer.config.validate import config_dir, validate
+from trainer.logs.writer import LR_TAG
+from trainer.report import sweep as trainer_report
 from trainer.run import run
+from trainer.runtime.errors import UserError
 
 README = ROOT / "README.md"
 NETWORK = re.compile(r"data=(mnist|fashion_mnist|kmnist|cifar10)\b|bench_data\.py")

@@ -10,11 +10,11 @@ from torch.nn import functional as F
 
 from models import MLP
 from tests.conftest import read_metrics, read_scalars
-from trainer.accel import TrainStep
-from trainer.checkpoint import load_checkpoint
-from trainer.errors import ConfigError
-from trainer.regularization import make_penalty, penalized_parameters
 from trainer.run import run
+from trainer.runtime.errors import ConfigError
+from trainer.storage.checkpoint import load_checkpoint
+from trainer.training.accel import TrainStep
+from trainer.training.regularization import make_penalty, penalized_parameters
 
 
 def gradients(model, penalty, x, y) -> dict[str, torch.Tensor]:

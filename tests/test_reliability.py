@@ -10,10 +10,10 @@ from omegaconf.errors import ConfigAttributeError
 
 import trainer.run as run_module
 from tests.conftest import read_metrics, read_scalars
-from trainer.checkpoint import load_checkpoint
-from trainer.errors import ConfigError
 from trainer.run import run
-from trainer.signals import StopOnSignal
+from trainer.runtime.errors import ConfigError
+from trainer.runtime.signals import StopOnSignal
+from trainer.storage.checkpoint import load_checkpoint
 
 # Dropout, momentum and a per-epoch schedule: every state a resume must restore is in play.
 STATEFUL = ("model.dropout=0.2", "optimizer=momentum", "scheduler=step", "scheduler.step_size=1",
@@ -129,7 +129,7 @@ def test_a_signal_is_announced_by_the_next_check_not_inside_its_handler(caplog):
     the loop's next check (or the end of the `with`) logs it, once."""
     import signal
 
-    with caplog.at_level("WARNING", logger="trainer.signals"), StopOnSignal() as stop:
+    with caplog.at_level("WARNING", logger="trainer.runtime.signals"), StopOnSignal() as stop:
         stop._handle(signal.SIGTERM, None)
         assert stop.received == signal.SIGTERM and not caplog.records  # nothing logged by the handler
         assert stop() and stop()
@@ -137,7 +137,7 @@ def test_a_signal_is_announced_by_the_next_check_not_inside_its_handler(caplog):
         "SIGTERM received: finishing the current step, then saving a checkpoint (press Ctrl-C again to "
         "stop at once)"]
     caplog.clear()
-    with caplog.at_level("WARNING", logger="trainer.signals"), StopOnSignal() as stop:
+    with caplog.at_level("WARNING", logger="trainer.runtime.signals"), StopOnSignal() as stop:
         stop._handle(signal.SIGINT, None)  # after the last check
     assert len(caplog.records) == 1 and caplog.records[0].getMessage().startswith("SIGINT received")
     with StopOnSignal() as stop, pytest.raises(KeyboardInterrupt):

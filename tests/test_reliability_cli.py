@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, cli_in_process, make_cfg, outside, read_metrics, subprocess_env
-from trainer.build import build_data
-from trainer.checkpoint import load_checkpoint
+from trainer.config.build import build_data
 from trainer.data import prepare_data
-from trainer.errors import FolderRefused
-from trainer.hydra_callbacks import check_writable
-from trainer.logger import LR_TAG
+from trainer.logs.writer import LR_TAG
 from trainer.run import run
+from trainer.runtime.errors import FolderRefused
+from trainer.storage.checkpoint import load_checkpoint
+from trainer.sweeps.callbacks import check_writable
 
 pytestmark = pytest.mark.slow
 
@@ -133,7 +133,7 @@ def kill_run(moment: str, name: str, n: int, *args: str) -> subprocess.Completed
 
 
 def steps_of(run_dir: Path) -> dict[str, list[int]]:
-    from trainer.tb import read_scalars
+    from trainer.logs.events import read_scalars
 
     return {tag: [s for s, _ in points] for tag, points in read_scalars(run_dir).items()}
 
@@ -186,8 +186,9 @@ def test_a_refused_resume_changes_nothing_in_the_run_folder(two_runs):
 
 def test_a_second_process_on_a_run_folder_stops_at_once(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from trainer.rundir import "
-         "RunFolder\nwith RunFolder(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+        [sys.executable, "-c", "import sys, time; from pathlib import Path\n"
+         "from trainer.storage.rundir import RunFolder\n"
+         "with RunFolder(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
          str(tmp_path)], cwd=outside(), env=subprocess_env(), stdout=subprocess.PIPE,
         text=True)
     try:
@@ -210,7 +211,7 @@ def test_an_output_folder_that_cannot_be_written_is_a_clear_error(tmp_path, caps
     assert proc.returncode == 2, proc.stderr
     assert f"hydra.run.dir={target}" in proc.stderr and "Traceback" not in proc.stderr
     # A folder that cannot be made (under /proc): the same check the command line's Hydra callback
-    # (trainer.hydra_callbacks.OutputDirCheck) makes before Hydra touches it, called in-process.
+    # (trainer.sweeps.callbacks.OutputDirCheck) makes before Hydra touches it, called in-process.
     with pytest.raises(SystemExit) as exc:
         check_writable(Path("/proc/trainer-run"), "hydra.run.dir")
     assert exc.value.code == 2 and "hydra.run.dir=/proc/trainer-run" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""trainer.report_plots: what the report's figures draw, read back from the matplotlib objects."""
+"""trainer.report.plots: what the report's figures draw, read back from the matplotlib objects."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import statistics
 import pytest
 from matplotlib.figure import Figure
 
-from trainer.report import Job
-from trainer.report_plots import axis_positions, mean_per_value, outside
+from trainer.report.plots import axis_positions, mean_per_value, outside
+from trainer.report.sweep import Job
 
 
 def job(name: str, lr: str, opt: str, seed: str, acc: float) -> Job:
@@ -34,7 +34,7 @@ def test_mean_and_sample_std_per_value_in_x_order():
 
 
 def test_params_figure_has_one_line_per_hue_and_no_seed_panel(tmp_path, monkeypatch):
-    import trainer.report_plots as plots
+    import trainer.report.plots as plots
 
     saved = {}
     monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: saved.update(fig=fig))
@@ -57,7 +57,7 @@ def test_legends_beyond_five_entries_go_outside_the_axes():
 
 
 def test_a_table_wider_than_the_terminal_leaves_out_constant_columns_then_ranges():
-    from trainer.report_print import format_table
+    from trainer.report.tables import format_table
 
     table = [{"best": "*" if i == 0 else "", "job": str(i), "n": 5, "val/acc": f"0.9{i}00 ± 0.0100",
               "val/acc min..max": "0.9000..0.9500", "test/acc": f"0.8{i}00 ± 0.0200",
@@ -72,8 +72,8 @@ def test_a_table_wider_than_the_terminal_leaves_out_constant_columns_then_ranges
 
 
 def test_curves_show_the_monitor_the_other_metric_and_the_best_ones_train_against_val(tmp_path, monkeypatch):
-    from trainer.report_print import draw_curves
-    from trainer.report_stats import Group
+    from trainer.report.stats import Group
+    from trainer.report.tables import draw_curves
 
     def curves_job(name: str, lr: str, scale: float) -> Job:
         job = Job(name, {"optimizer.lr": lr}, "val/acc", "completed", values={"val/acc": 0.9 * scale})

@@ -14,12 +14,13 @@ from matplotlib.image import imread
 
 from tests.conftest import cli_in_process, make_cfg, read_metrics
 from tests.test_sweeps import fake_job
-from trainer import report, report_stats
-from trainer.logger import RunLogger
-from trainer.report_axes import x_values
-from trainer.report_stats import group_jobs, select
+from trainer.logs.events import elapsed_seconds
+from trainer.logs.writer import RunLogger
+from trainer.report import stats as report_stats
+from trainer.report import sweep as report
+from trainer.report.axes import x_values
+from trainer.report.stats import group_jobs, select
 from trainer.run import run
-from trainer.tb import elapsed_seconds
 
 METRICS = ("val/loss", "val/acc", "test/loss", "test/acc")
 TINY = ["data=spirals", "data.n_samples=300", "model.width=8", "epochs=3"]  # 210 training samples

@@ -13,17 +13,17 @@ import signal
 import pytest
 import torch
 
-import trainer.checkpoint as checkpoint_module
-import trainer.fit as fit_module
 import trainer.run as run_module
+import trainer.storage.checkpoint as checkpoint_module
+import trainer.training.fit as fit_module
 from tests.conftest import read_metrics, read_scalars
 from tests.test_reliability import StopAfter
-from trainer.checkpoint import load_checkpoint
-from trainer.errors import ConfigError, FolderRefused, StorageError
 from trainer.eval import evaluate_checkpoint
 from trainer.run import run
-from trainer.rundir import RunFolder
-from trainer.signals import StopOnSignal
+from trainer.runtime.errors import ConfigError, FolderRefused, StorageError
+from trainer.runtime.signals import StopOnSignal
+from trainer.storage.checkpoint import load_checkpoint
+from trainer.storage.rundir import RunFolder
 
 # The case: the best epoch (8) falls between checkpoints written every 3 epochs.
 SPIRALS = ("data=spirals", "epochs=10", "checkpoint_every_n_epochs=3", "optimizer.lr=0.05")

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from tests.conftest import read_metrics, read_scalars
-from trainer.checkpoint import load_checkpoint
-from trainer.dashboard import FINAL
-from trainer.logger import LR_TAG, SPEED_TAG
+from trainer.logs.dashboard import FINAL
+from trainer.logs.writer import LR_TAG, SPEED_TAG
 from trainer.run import run
+from trainer.storage.checkpoint import load_checkpoint
 
 
 def test_run_trains_and_writes_everything(cfg_factory, tmp_path):

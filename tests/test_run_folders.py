@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-import trainer.checkpoint as checkpoint_module
+import trainer.storage.checkpoint as checkpoint_module
 from tests.conftest import cli_in_process, job_dirs, make_cfg, read_metrics, read_scalars
 from tests.test_resume_guarantees import Killed, kill_at
-from trainer.errors import ConfigError, FolderRefused, StorageError
-from trainer.report import find_jobs
+from trainer.report.sweep import find_jobs
 from trainer.run import run
+from trainer.runtime.errors import ConfigError, FolderRefused, StorageError
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau, StepLR
 from torch.optim.swa_utils import SWALR
 
 from tests.conftest import read_scalars
-from trainer.logger import LR_TAG
+from trainer.logs.writer import LR_TAG
 from trainer.run import run
-from trainer.schedules import Schedule, inverse_sqrt, inverse_time
+from trainer.training.schedules import Schedule, inverse_sqrt, inverse_time
 
 
 def sgd(lr: float = 0.1) -> torch.optim.SGD:

@@ -8,10 +8,10 @@ from torch.nn import functional as F
 
 from models import MLP
 from tests.conftest import read_scalars
-from trainer import accel
-from trainer.logger import LR_TAG
-from trainer.loop import EpochCursor, shard_batches, train_epoch
+from trainer.logs.writer import LR_TAG
 from trainer.run import run
+from trainer.training import accel
+from trainer.training.loop import EpochCursor, shard_batches, train_epoch
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -49,7 +49,7 @@ def test_bf16_step_runs_the_forward_in_bf16():
 
 
 def test_cuda_graphs_fall_back_on_cpu_with_a_message(cfg_factory, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="trainer.accel"):
+    with caplog.at_level(logging.WARNING, logger="trainer.training.accel"):
         metrics = run(cfg_factory("cuda_graphs=true", "device=cpu", "epochs=2"), out_dir=tmp_path)
     assert ("cuda_graphs=true ignored: CUDA graphs need a CUDA device and this run is on cpu; "
             "training with the eager step") in caplog.text
@@ -212,7 +212,7 @@ def test_torchrun_two_cpu_processes_match_one_process(cfg_factory, tmp_path):
     import sys
 
     from tests.conftest import read_metrics, subprocess_env
-    from trainer.checkpoint import load_checkpoint
+    from trainer.storage.checkpoint import load_checkpoint
 
     args = ["epochs=2", "data=spirals", "device=cpu", "drop_last=true", "batch_size=64"]
     env = subprocess_env({"OMP_NUM_THREADS": "1"})
@@ -241,7 +241,7 @@ def test_torchrun_two_cpu_processes_match_one_process(cfg_factory, tmp_path):
                                        ["cuda_graphs=true", "precision=bf16", "optimizer=adam"],
                                        ["precision=fp16"]])
 def test_cuda_fast_paths_train(cfg_factory, tmp_path, caplog, overrides):
-    with caplog.at_level(logging.INFO, logger="trainer.accel"):
+    with caplog.at_level(logging.INFO, logger="trainer.training.accel"):
         metrics = run(cfg_factory("device=cuda", "epochs=4", *overrides), out_dir=tmp_path)
     assert "ignored" not in caplog.text
     if "cuda_graphs=true" in overrides:
@@ -253,7 +253,7 @@ def test_cuda_fast_paths_train(cfg_factory, tmp_path, caplog, overrides):
 
 
 def test_srun_tasks_become_torchrun_ranks_but_a_batch_script_does_not():
-    from trainer.distributed import first_node, srun_world
+    from trainer.runtime.distributed import first_node, srun_world
 
     step = {"SLURM_STEP_NUM_TASKS": "4", "SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
             "SLURM_STEP_NODELIST": "gpu[03-04]", "SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0"}

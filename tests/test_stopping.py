@@ -3,7 +3,7 @@
 
 from tests.conftest import read_metrics, read_scalars
 from trainer.run import run
-from trainer.stopping import EarlyStopping
+from trainer.training.stopping import EarlyStopping
 
 
 def stop_epoch(curve: list[float], **options) -> int | None:

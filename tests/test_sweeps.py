@@ -13,13 +13,13 @@ from omegaconf import OmegaConf
 
 from tests.conftest import cli_in_process, make_cfg, outside, read_metrics, subprocess_env
 from trainer import eval as trainer_eval
-from trainer import report
-from trainer.config import config_dir
-from trainer.errors import ConfigError
-from trainer.jobs import job_number
-from trainer.logger import RunLogger, run_hparams
+from trainer.config.validate import config_dir
+from trainer.logs.writer import RunLogger, run_hparams
+from trainer.report import sweep as report
 from trainer.run import run
-from trainer.sweep import check_direction, objective
+from trainer.runtime.errors import ConfigError
+from trainer.sweeps.jobs import job_number
+from trainer.sweeps.objective import check_direction, objective
 
 OPTIMIZERS = sorted(p.stem for p in (Path(config_dir()) / "optimizer").glob("*.yaml"))
 SCHEDULERS = sorted(p.stem for p in (Path(config_dir()) / "scheduler").glob("*.yaml"))
@@ -162,7 +162,7 @@ def test_imports_do_not_initialize_cuda():
     initialize CUDA goes through torch.cuda._lazy_init, recorded here, so the test can fail on a
     machine without CUDA too."""
     code = ("import torch, torch.cuda; calls = []; torch.cuda._lazy_init = lambda: calls.append(1); "
-            "import trainer.run, trainer.report, trainer.eval, trainer.sweep, trainer.api; "
+            "import trainer.run, trainer.report.sweep, trainer.eval, trainer.sweeps.objective, trainer.api; "
             "assert not calls and not torch.cuda.is_initialized()")
     proc = subprocess.run([sys.executable, "-c", code], cwd=outside(), capture_output=True, text=True,
                           env=subprocess_env(), timeout=120)

@@ -19,10 +19,10 @@ from omegaconf import OmegaConf
 
 from models import count_parameters
 from tests.conftest import ROOT, cli, job_dirs, make_job_cfg, read_metrics
-from trainer import device as device_module
-from trainer.build import batch_size_for, build_data, build_model
-from trainer.config import config_dir
+from trainer.config.build import batch_size_for, build_data, build_model
+from trainer.config.validate import config_dir
 from trainer.data import prepare_data
+from trainer.runtime import device as device_module
 
 CPU = torch.device("cpu")
 
@@ -51,7 +51,7 @@ def fresh_interpreter(code: str, policy: str | None) -> tuple[str, str]:
 ])
 def test_import_trainer_sets_the_wait_policy_before_torch(policy, torch_first, environ, in_effect):
     code = ("import os\n" + ("import torch\n" if torch_first else "") + "import trainer, torch\n"
-            "from trainer.device import wait_policy\n"
+            "from trainer.runtime.device import wait_policy\n"
             "print(os.environ['OMP_WAIT_POLICY'], wait_policy())")
     out, spin = fresh_interpreter(code, policy)
     assert out == f"{environ} {in_effect}"  # children (joblib's workers) inherit `environ`
@@ -72,7 +72,7 @@ def test_a_spinning_policy_is_logged_where_torch_came_first(monkeypatch, caplog,
     monkeypatch.setattr("trainer.WAIT_POLICY_AT_LOAD", policy)
     before = torch.get_num_threads()
     try:
-        with caplog.at_level("DEBUG", logger="trainer.device"):
+        with caplog.at_level("DEBUG", logger="trainer.runtime.device"):
             assert device_module.set_threads(2, 1000, 1, CPU) == 2
             device_module.set_threads(1, 1000, 1, CPU)  # one thread waits for no other: nothing to say
     finally:

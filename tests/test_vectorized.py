@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from tests.conftest import make_cfg, read_metrics, read_scalars
-from trainer.build import build_data, build_model
+from trainer.config.build import build_data, build_model
 from trainer.data import prepare_data
-from trainer.logger import LR_TAG
+from trainer.logs.writer import LR_TAG
 from trainer.run import run, seed_everything
 from trainer.vectorized.group import Group
 from trainer.vectorized.member import Member
@@ -148,7 +148,7 @@ def test_member_options_match_sequential_runs(setting, tmp_path):
 
 
 def test_a_bad_value_of_one_member_is_that_jobs_error_alone(tmp_path):
-    from trainer.errors import ConfigError
+    from trainer.runtime.errors import ConfigError
 
     cfgs = [make_cfg("epochs=0"), make_cfg("epochs=1", "seed=1")]
     out = run_members(cfgs, [tmp_path / "bad", tmp_path / "ok"])

@@ -11,10 +11,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import cli_in_process, job_dirs, make_cfg, make_job_cfg, read_metrics, subprocess_env
-from trainer.build import build_data
-from trainer.checkpoint import load_checkpoint
+from trainer.config.build import build_data
 from trainer.data import prepare_data
-from trainer.tb import read_hparams, read_scalars
+from trainer.logs.events import read_hparams, read_scalars
+from trainer.storage.checkpoint import load_checkpoint
 from trainer.vectorized.grouping import plan
 
 
@@ -143,7 +143,7 @@ def test_an_optuna_search_through_the_vectorized_launcher_prunes_and_completes(t
 
 
 def test_members_of_one_group_do_not_supersede_each_other(tmp_path):
-    from trainer.jobs import record_process, superseded
+    from trainer.sweeps.jobs import record_process, superseded
 
     first, second, later = (tmp_path / n for n in ("0", "1", "2"))
     record_process(first, 1000.0)

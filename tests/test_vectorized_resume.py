@@ -8,10 +8,10 @@ import logging
 import pytest
 
 from tests.conftest import make_cfg, read_metrics, read_scalars
-from trainer.checkpoint import load_checkpoint
 from trainer.run import run
+from trainer.storage.checkpoint import load_checkpoint
+from trainer.storage.group_file import GroupSaver, group_file
 from trainer.vectorized.runner import run_members
-from trainer.vectorized.saving import GroupSaver, group_file
 
 JOBS = [["seed=0", "optimizer.lr=0.003"], ["seed=1", "optimizer.lr=0.01"]]
 PER_EPOCH = 20  # updates of batch 64 on the digits' training split
@@ -61,7 +61,7 @@ def test_a_stopped_group_resumes_to_the_uninterrupted_numbers(spilled, alone, un
             assert "in_group.pt" in files and "last.pt" not in files and "best.pt" not in files
     assert group_file(outs[0]).is_file()
 
-    caplog.set_level(logging.INFO, logger="trainer.vectorized")
+    caplog.set_level(logging.INFO, logger="trainer")
     if alone:  # each job resumed as an ordinary run (the basic launcher, or `python -m trainer`)
         resumed = [run(cfg, out_dir=out) for cfg, out in zip(cfgs("resume=true"), outs, strict=True)]
     else:

@@ -11,11 +11,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from trainer.cli import fail, paragraph
-from trainer.config import config_dir, static_monitor
-from trainer.errors import FolderRefused, UserError
-from trainer.jobs import hydra_arg
-from trainer.sweep import check_direction, objective, worst  # also registers ${trainer_direction:}
+from trainer.config.validate import config_dir, static_monitor
+from trainer.runtime.cli import fail, paragraph
+from trainer.runtime.errors import FolderRefused, UserError
+from trainer.sweeps.jobs import hydra_arg
+from trainer.sweeps.objective import check_direction, objective, worst  # also registers ${trainer_direction:}
 
 log = logging.getLogger("trainer")
 
@@ -103,7 +103,7 @@ def main(cfg: DictConfig) -> float:
     from hydra.types import RunMode
 
     from trainer.run import run  # torch imports after Hydra parsed the CLI
-    from trainer.runinfo import hydra_output_dir
+    from trainer.runtime.runinfo import hydra_output_dir
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -131,9 +131,9 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    from trainer.cli import expose_hydra_plugins
-    from trainer.distributed import hydra_overrides, srun_world
-    from trainer.overrides import check_launcher, check_override_keys
+    from trainer.config.overrides import check_launcher, check_override_keys
+    from trainer.runtime.cli import expose_hydra_plugins
+    from trainer.runtime.distributed import hydra_overrides, srun_world
 
     try:  # before Hydra, whose own messages suggest the wrong fix (+key) or end in a traceback
         check_override_keys(sys.argv[1:])

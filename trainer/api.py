@@ -5,8 +5,8 @@
     result.predict(X_new), result.predict_proba(X_new), result.metrics, result.run_dir
 
 The arguments are the command line's `key=value` overrides, composed from the same configs and
-checked by the same code (`trainer.overrides`, `trainer.config.validate`), so a mistake raises the
-CLI's one-paragraph message as a `trainer.errors.ConfigError`. Arrays are saved as the run's
+checked by the same code (`trainer.config.overrides`, `trainer.config.validate`), so a mistake raises the
+CLI's one-paragraph message as a `trainer.runtime.errors.ConfigError`. Arrays are saved as the run's
 `data.npz` and trained as `data=npz`: the split, the standardization with train statistics and
 the checkpoints are the CLI's, and `python -m trainer.eval ckpt=RUN_DIR` works on the folder.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.errors import ConfigError
+from trainer.runtime.errors import ConfigError
 
 log = logging.getLogger("trainer")
 
@@ -34,8 +34,8 @@ def compose_config(overrides: list[str]) -> Any:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from trainer.config import config_dir
-    from trainer.overrides import check_override_keys
+    from trainer.config.overrides import check_override_keys
+    from trainer.config.validate import config_dir
 
     check_override_keys(overrides)  # the CLI's "is not a config key; did you mean ..."
     try:
@@ -169,10 +169,10 @@ def load_result(out: Path, metrics: dict[str, Any], classes: list | None) -> Fit
     """The result of the run in `out`: its best.pt as a model, with the saved preprocessing."""
     from omegaconf import OmegaConf
 
-    from trainer.checkpoint import load_checkpoint
     from trainer.data import load_preprocessor
     from trainer.data.targets import TargetScaler
     from trainer.eval import load_model, with_targets
+    from trainer.storage.checkpoint import load_checkpoint
 
     found = [p for p in (out / "checkpoints" / n for n in ("best.pt", "last.pt")) if p.is_file()]
     if not found:  # e.g. diverged in its first epoch: nothing to predict with

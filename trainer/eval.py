@@ -14,8 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.cli import fail, parse_options
-from trainer.errors import ConfigError, DataError, UserError
+from trainer.runtime.cli import fail, parse_options
+from trainer.runtime.errors import ConfigError, DataError, UserError
 
 USAGE = ("python -m trainer.eval ckpt=PATH [split=test|val|train|all] [data.KEY=VALUE ...] "
          "[data=FILE] [device=auto|cpu|cuda] [json=PATH] [predictions=FILE.csv]")
@@ -25,7 +25,7 @@ NEEDED = ("model", "config", "preprocess")
 
 def load(path: str | Path) -> dict[str, Any]:
     """A checkpoint written by `trainer.run`, or a DataError that says what is wrong with the file."""
-    from trainer.checkpoint import load_checkpoint
+    from trainer.storage.checkpoint import load_checkpoint
 
     path = Path(path)
     if path.is_dir():  # a run folder: its best checkpoint, the one its test metrics come from
@@ -62,7 +62,7 @@ def rebuild(ckpt: dict[str, Any], data_overrides: list[str] | None = None,
             device: str = "auto") -> tuple[Any, Any, DictConfig]:
     """(model, splits, config) of a checkpoint: its weights in the model its config describes, on
     `device`, and its data rebuilt (the same split) with the saved preprocessing."""
-    from trainer.build import build_data
+    from trainer.config.build import build_data
     from trainer.data import prepare_data
 
     cfg = with_targets(OmegaConf.create(ckpt["config"]))
@@ -86,8 +86,8 @@ def rebuild(ckpt: dict[str, Any], data_overrides: list[str] | None = None,
 
 def load_model(ckpt: dict[str, Any], cfg: DictConfig, classification: bool, device: str = "auto") -> Any:
     """The checkpoint's model with its weights, on `device`, in eval mode."""
-    from trainer.device import resolve_device
-    from trainer.ensemble import build_predictor
+    from trainer.ensemble.model import build_predictor
+    from trainer.runtime.device import resolve_device
 
     in_dim, out_dim = model_dims(ckpt["model"])
     # an ensemble's checkpoint holds all its members and their alphas: it is evaluated as one model
@@ -119,7 +119,7 @@ def checkpoint_metrics(ckpt: dict[str, Any], model: Any, splits: Any, cfg: DictC
     import torch
 
     from trainer.data.targets import original_units
-    from trainer.loop import evaluate
+    from trainer.training.loop import evaluate
 
     names = split_names(split)
     dev = next(model.parameters()).device
@@ -139,7 +139,7 @@ def prediction_table(model: Any, splits: Any, split: str) -> tuple[list[str], li
     one-hot codes, the raw outputs)."""
     import torch
 
-    from trainer.loop import EVAL_BATCH
+    from trainer.training.loop import EVAL_BATCH
 
     classification = splits.task == "classification"
     dev = next(model.parameters()).device
@@ -175,7 +175,7 @@ def write_predictions(path: str | Path, header: list[str], rows: list[list[Any]]
     import csv
     import io
 
-    from trainer.checkpoint import atomic_write
+    from trainer.storage.checkpoint import atomic_write
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -212,7 +212,7 @@ def check_file_source(name: str, data: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trainer.checkpoint import write_json
+    from trainer.storage.checkpoint import write_json
 
     args = sys.argv[1:] if argv is None else argv
     try:

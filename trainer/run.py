@@ -14,8 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from models import count_parameters
-from trainer import accel, dashboard, distributed
-from trainer.build import (
+from trainer.config.build import (
     batch_size_for,
     build_averaging,
     build_data,
@@ -25,26 +24,29 @@ from trainer.build import (
     build_schedule,
     check_batch_norm,
 )
-from trainer.checkpoint import Checkpointer, remove_stale_temporaries, restore, write_json
-from trainer.config import check_monitor, validate
+from trainer.config.validate import check_monitor, validate
 from trainer.data import Splits, prepare_data
-from trainer.device import eval_threads, resolve_device, set_threads
-from trainer.diagnostics import probe
-from trainer.ensemble import kind_of
-from trainer.errors import FolderRefused, UserError
-from trainer.fit import FitHooks, FitOptions, FitState, Training, fit
-from trainer.jobs import record_process
-from trainer.logger import NullLogger, RunLogger, run_hparams
-from trainer.loop import num_batches
-from trainer.losses import check_loss
-from trainer.outcome import run_metrics, test_metrics
-from trainer.resume import Resumption, check_data, plan_resume
-from trainer.rundir import RunFolder, discard_staged, run_files
-from trainer.runinfo import hydra_output_dir, run_meta
-from trainer.signals import StopOnSignal
-from trainer.stopping import EarlyStopping, mode_for, resolve_monitor
-from trainer.tb import remove_events, truncate_events
-from trainer.trial import epoch_reporter
+from trainer.ensemble.model import kind_of
+from trainer.logs import dashboard
+from trainer.logs.events import remove_events, truncate_events
+from trainer.logs.writer import NullLogger, RunLogger, run_hparams
+from trainer.runtime import distributed
+from trainer.runtime.device import eval_threads, resolve_device, set_threads
+from trainer.runtime.errors import FolderRefused, UserError
+from trainer.runtime.runinfo import hydra_output_dir, run_meta
+from trainer.runtime.signals import StopOnSignal
+from trainer.storage.checkpoint import Checkpointer, remove_stale_temporaries, restore, write_json
+from trainer.storage.resume import Resumption, check_data, plan_resume
+from trainer.storage.rundir import RunFolder, discard_staged, run_files
+from trainer.sweeps.jobs import record_process
+from trainer.sweeps.trial import epoch_reporter
+from trainer.training import accel
+from trainer.training.diagnostics import probe
+from trainer.training.fit import FitHooks, FitOptions, FitState, Training, fit
+from trainer.training.loop import num_batches
+from trainer.training.losses import check_loss
+from trainer.training.outcome import run_metrics, test_metrics
+from trainer.training.stopping import EarlyStopping, mode_for, resolve_monitor
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
     accel.setup_backend(device, cfg.tf32)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if cfg.resume and not cfg.ckpt and world.is_main:  # a job of a vectorized group killed without warning
-        from trainer.vectorized.saving import recover  # here: trainer.vectorized imports this module
+        from trainer.storage.group_file import recover  # here: trainer.vectorized imports this module
 
         recover(out)
     plan = plan_resume(out, device, resolved)
@@ -157,7 +159,7 @@ def build_training(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
                    world: distributed.World, monitor: str) -> Training:
     """The model and everything that updates it, built from the config."""
     if kind_of(cfg) != "none":  # bagging's or boosting's members, trained as one stacked model
-        from trainer.ensemble_fit import build_ensemble  # it imports trainer.vectorized, which imports run
+        from trainer.ensemble.fit import build_ensemble  # it imports trainer.vectorized, which imports run
 
         return build_ensemble(cfg, splits, batch_size, device, world, monitor)
     check_batch_norm(cfg.model.norm, len(splits.x_train), batch_size, cfg.drop_last, world.size)

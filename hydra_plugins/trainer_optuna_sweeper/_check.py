@@ -17,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from hydra_plugins.trainer_optuna_sweeper import _space
-from trainer.checks import did_you_mean
-from trainer.errors import ConfigError, UserError
+from trainer.config.checks import did_you_mean
+from trainer.runtime.errors import ConfigError, UserError
 
 FIX = "fix it in hydra.sweeper.params or on the command line"
 
@@ -51,8 +51,8 @@ def check_config(cfg: DictConfig) -> None:
     job's own Hydra config in place, as the job sees it (`${hydra:runtime.choices.optimizer}`)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from trainer.build import check_optimization
-    from trainer.config import check_values
+    from trainer.config.build import check_optimization
+    from trainer.config.validate import check_values
 
     saved = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(cfg)

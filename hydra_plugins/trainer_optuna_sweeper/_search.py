@@ -34,11 +34,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from hydra_plugins.trainer_optuna_sweeper import _check, _space
-from trainer.config import static_monitor
-from trainer.errors import ConfigError
-from trainer.jobs import job_number
-from trainer.sweep import direction_of
-from trainer.trial import OWNER, make_pruner, open_storage, storage_url
+from trainer.config.validate import static_monitor
+from trainer.runtime.errors import ConfigError
+from trainer.sweeps.jobs import job_number
+from trainer.sweeps.objective import direction_of
+from trainer.sweeps.trial import OWNER, make_pruner, open_storage, storage_url
 
 log = logging.getLogger(__name__)
 RESULTS = "optimization_results.yaml"

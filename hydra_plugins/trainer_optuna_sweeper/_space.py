@@ -16,7 +16,7 @@ from optuna.distributions import (
 )
 from optuna.trial import Trial
 
-from trainer.errors import ConfigError
+from trainer.runtime.errors import ConfigError
 
 
 def distribution(override: Override) -> BaseDistribution | str:

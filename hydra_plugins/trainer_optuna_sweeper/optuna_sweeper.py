@@ -31,8 +31,8 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         from hydra_plugins.trainer_optuna_sweeper._search import Search
-        from trainer.cli import fail
-        from trainer.errors import UserError
+        from trainer.runtime.cli import fail
+        from trainer.runtime.errors import UserError
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         try:
@@ -46,10 +46,10 @@ class OptunaSweeper(Sweeper):
 
 
 def remove_own_events(sweep_dir: Path) -> None:
-    """Take back the sweep's HParams file that this process wrote at the start (trainer.jobs'
+    """Take back the sweep's HParams file that this process wrote at the start (trainer.sweeps.jobs'
     callback, before the sweeper saw its settings), and the folder if nothing else is in it: a
     search refused before its first trial leaves nothing behind."""
-    from trainer.dashboard import HPARAMS_RUN
+    from trainer.logs.dashboard import HPARAMS_RUN
 
     experiment = sweep_dir / HPARAMS_RUN
     if not experiment.is_dir():

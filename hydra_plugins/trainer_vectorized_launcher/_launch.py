@@ -210,11 +210,11 @@ def launch_on_slurm(launcher: Any, jobs: list[Job], steps: list[tuple[str, list[
 def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn]:
     """Train `jobs` as one stacked group; their JobReturns by job number."""
     from trainer.__main__ import job_value, sweep_monitor
-    from trainer.cli import fail, paragraph
-    from trainer.errors import FolderRefused, UserError
-    from trainer.jobs import record_process
-    from trainer.rundir import hold_log, settle, staged_hydra_dir
-    from trainer.sweep import worst
+    from trainer.runtime.cli import fail, paragraph
+    from trainer.runtime.errors import FolderRefused, UserError
+    from trainer.storage.rundir import hold_log, settle, staged_hydra_dir
+    from trainer.sweeps.jobs import record_process
+    from trainer.sweeps.objective import worst
     from trainer.vectorized.runner import run_members
 
     for job in jobs:
@@ -222,7 +222,8 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
         start_job(job, launcher)
     started = time.time()  # in each job's process record: the report must not take the first as superseded
     handlers = group_log(jobs)
-    for job in jobs:  # a job's log lines reach its folder once its run is accepted there (trainer.rundir)
+    # a job's log lines reach its folder once its run is accepted there (trainer.storage.rundir)
+    for job in jobs:
         hold_log(job.out)
     monitors = []
     for job in jobs:

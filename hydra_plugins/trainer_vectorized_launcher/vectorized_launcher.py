@@ -19,7 +19,7 @@ class VectorizedLauncher(Launcher):
 
     def __init__(self, max_members: int | None = None, backend: str = "local",
                  slurm: DictConfig | None = None) -> None:
-        from trainer.errors import ConfigError
+        from trainer.runtime.errors import ConfigError
 
         if backend not in ("local", "slurm"):
             raise ConfigError(f"hydra.launcher.backend={backend!r} is not allowed; choose local (this "
@@ -31,7 +31,7 @@ class VectorizedLauncher(Launcher):
         self.task_function: TaskFunction | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from trainer.cli import fail
+        from trainer.runtime.cli import fail
 
         problem = max_members_problem(self.max_members)
         if problem:  # from a config file (the command line's value is checked before Hydra starts)

@@ -18,9 +18,9 @@ if os.environ.get("TRAINER_TEST_WAIT_FOR_JOB") or (os.environ.get("TRAINER_TEST_
     import time
     from pathlib import Path
 
-    import trainer.checkpoint
+    import trainer.storage.checkpoint
 
-    _save, _writes = trainer.checkpoint.save_checkpoint, [0]
+    _save, _writes = trainer.storage.checkpoint.save_checkpoint, [0]
 
     def _until(done, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -40,4 +40,4 @@ if os.environ.get("TRAINER_TEST_WAIT_FOR_JOB") or (os.environ.get("TRAINER_TEST_
                 _until(lambda: stop is None or stop.received is not None, 60)
         _save(state, path, **kwargs)
 
-    trainer.checkpoint.save_checkpoint = _save_with_hooks
+    trainer.storage.checkpoint.save_checkpoint = _save_with_hooks

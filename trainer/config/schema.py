@@ -2,7 +2,7 @@
 ConfigStore as the base of its YAML file (`defaults: [/schema/...@_here_]`).
 
 The YAML files give the values and the comments; these classes give the keys and what each value
-may be (`key(check)`, see trainer.checks). Hydra composes every config on top of its
+may be (`key(check)`, see trainer.config.checks). Hydra composes every config on top of its
 schema in struct mode, so a key that no schema declares (`epoch: 5` in an experiment file, or
 `model.widht=3` on the command line) is refused at once. The data sets' schemas are their own
 `_target_` classes (trainer.data.sets); the optimizers' and schedulers' are made from their
@@ -19,7 +19,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from trainer.checks import (
+from trainer.config.checks import (
     POSITIVE,
     POSITIVE_NUMBER,
     WHOLE,
@@ -32,7 +32,7 @@ from trainer.checks import (
     key,
 )
 from trainer.data.sets import SCHEMAS as DATA_SCHEMAS
-from trainer.losses import LOSSES
+from trainer.training.losses import LOSSES
 
 # What `monitor` may name: the validation metrics fit() produces (val/acc for classification only).
 MONITORS = ("auto", "val/loss", "val/acc")
@@ -50,7 +50,7 @@ def _models(name: str) -> Callable[[], Sequence[str]]:
 
 
 def _precisions() -> Sequence[str]:
-    from trainer.accel import PRECISIONS
+    from trainer.training.accel import PRECISIONS
 
     return list(PRECISIONS)
 
@@ -87,19 +87,19 @@ class Averaging:
 
 @dataclass
 class PolyAveraging(Averaging):
-    _target_: str = "trainer.averaging.poly"
+    _target_: str = "trainer.training.averaging.poly"
     gamma: Any = key(Number(low=0))
 
 
 @dataclass
 class EMAAveraging(Averaging):
-    _target_: str = "trainer.averaging.ema"
+    _target_: str = "trainer.training.averaging.ema"
     decay: Any = key(Number(low=0, high=1))
 
 
 @dataclass
 class SWAAveraging(Averaging):
-    _target_: str = "trainer.averaging.swa"
+    _target_: str = "trainer.training.averaging.swa"
     swa_lr: Any = key(replace(POSITIVE_NUMBER, optional=True), None)
     anneal_epochs: Any = key(POSITIVE, 1)
     anneal_strategy: Any = key(OneOf(("cos", "linear")), "cos")
@@ -122,8 +122,8 @@ OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Rp
               "Adadelta", "LBFGS")
 SCHEDULERS = ("torch.optim.lr_scheduler.StepLR", "torch.optim.lr_scheduler.MultiStepLR",
               "torch.optim.lr_scheduler.ExponentialLR", "torch.optim.lr_scheduler.CosineAnnealingLR",
-              "torch.optim.lr_scheduler.ReduceLROnPlateau", "trainer.schedules.inverse_time",
-              "trainer.schedules.inverse_sqrt")
+              "torch.optim.lr_scheduler.ReduceLROnPlateau", "trainer.training.schedules.inverse_time",
+              "trainer.training.schedules.inverse_sqrt")
 NOT_OPTIONS = ("self", "params", "optimizer", "foreach", "fused", "capturable", "differentiable",
                "maximize", "last_epoch", "verbose")
 CHECKS = {"lr": POSITIVE_NUMBER}  # the rest torch checks when the dummy is built
@@ -153,7 +153,8 @@ class EarlyStopping:
 
 @dataclass
 class Regularization:
-    """alpha * sum|w| (l1) and alpha * sum w^2 (l2) added to the training loss (trainer.regularization)."""
+    """alpha * sum|w| (l1) and alpha * sum w^2 (l2) added to the training loss
+    (trainer.training.regularization)."""
 
     l1: Any = key(Number(low=0), 0.0)
     l2: Any = key(Number(low=0), 0.0)
@@ -170,7 +171,7 @@ class NoEnsemble:
 @dataclass
 class Bagging:
     """configs/ensemble/bagging.yaml: `members` models, each on its own resample of the train split,
-    trained as one stacked model; their predicted probabilities averaged (trainer.ensemble)."""
+    trained as one stacked model; their predicted probabilities averaged (trainer.ensemble.model)."""
 
     kind: Any = key(OneOf(("bagging",)), "bagging")
     members: Any = key(POSITIVE)
@@ -229,7 +230,7 @@ class Config:
     # An experiment's per-arm values (configs/experiment/): e.g. each optimizer's own grid of
     # learning rates, which its `optimizer.lr` interpolation picks from (`arms.rate=low|mid|high`).
     arms: Any = key(Anything(), None)
-    log_layer_stats: Any = key(Flag(), False)  # gradient diagnostics (trainer.diagnostics)
+    log_layer_stats: Any = key(Flag(), False)  # gradient diagnostics (trainer.training.diagnostics)
     log_layer_stats_every_n_epochs: Any = key(POSITIVE, 1)
 
 

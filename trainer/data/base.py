@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainer.errors import DataError
+from trainer.runtime.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data.base import Source, resolve_task
-from trainer.errors import DataError
+from trainer.runtime.errors import DataError
 
 log = logging.getLogger(__name__)
 

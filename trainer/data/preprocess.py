@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from trainer.data.sets import PREPROCESS
-from trainer.errors import DataError
+from trainer.runtime.errors import DataError
 
 WHITEN_EPS = 1e-5  # added to the covariance eigenvalues, relative to the unit variances of step 2
 

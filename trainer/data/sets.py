@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from trainer.checks import (
+from trainer.config.checks import (
     FRACTION,
     POSITIVE,
     POSITIVE_NUMBER,

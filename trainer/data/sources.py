@@ -11,7 +11,7 @@ import numpy as np
 
 from trainer.data.base import Source, check_source
 from trainer.data.sets import SCHEMAS, DataSet
-from trainer.errors import ConfigError
+from trainer.runtime.errors import ConfigError
 
 __all__ = ["Source", "load_digits", "load_set", "load_source"]
 

@@ -9,8 +9,8 @@ import torch
 
 from trainer.data.base import Source
 from trainer.data.targets import TargetScaler
-from trainer.errors import DataError
-from trainer.losses import Loss
+from trainer.runtime.errors import DataError
+from trainer.training.losses import Loss
 
 
 @dataclass
@@ -25,13 +25,14 @@ class Splits:
     y_test: torch.Tensor
     task: str
     num_classes: int  # 0 for regression
-    # Shapes and a hash of the raw train split (trainer.resume.data_fingerprint): equal data, equal
+    # Shapes and a hash of the raw train split (trainer.storage.resume.data_fingerprint): equal data, equal
     # fingerprint, so a resume can refuse data that changed since the checkpoint.
     fingerprint: dict | None = None
     # Regression: the map that standardized the targets with train statistics (prepare_data);
     # None: targets as given.
     target: TargetScaler | None = None
-    # The config's `loss` (trainer.losses; auto: the task's default) and Huber's delta, set by the run.
+    # The config's `loss` (trainer.training.losses; auto: the task's default) and Huber's delta, set by
+    # the run.
     loss_name: str = "auto"
     huber_delta: float = 1.0
     # Where each split's rows came from: split -> (part of the source, row numbers in that part), the

@@ -58,7 +58,7 @@ class TargetScaler:
 
 def original_units(metrics: dict[str, float], loss_factor: float) -> dict[str, float]:
     """Metrics with every `.../loss` (a loss on standardized targets) in original units (`loss_factor`:
-    trainer.losses.Loss.factor)."""
+    trainer.training.losses.Loss.factor)."""
     if loss_factor == 1.0:
         return metrics
     return {k: v * loss_factor if k.rsplit("/", 1)[-1] == "loss" else v for k, v in metrics.items()}

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.checkpoint import save_checkpoint
 from trainer.data.base import Source
-from trainer.errors import DataError
+from trainer.runtime.errors import DataError
+from trainer.storage.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
 

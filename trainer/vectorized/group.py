@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from trainer import accel
-from trainer.build import instantiate_checked
-from trainer.loop import EpochCursor, num_batches
-from trainer.stopping import mode_for
+from trainer.config.build import instantiate_checked
+from trainer.storage.group_file import GroupSaver
+from trainer.training import accel
+from trainer.training.loop import EpochCursor, num_batches
+from trainer.training.stacked import MemberwiseOptimizer, StackedParams, member_losses, stacked_validation
+from trainer.training.stopping import mode_for
 from trainer.vectorized.member import Member
-from trainer.vectorized.saving import GroupSaver
-from trainer.vectorized.stacked import MemberwiseOptimizer, StackedParams, member_losses, stacked_validation
 
 log = logging.getLogger(__name__)
 

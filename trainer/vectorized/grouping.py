@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from hydra.utils import get_object
 
-from trainer.logger import flatten_hparams
-from trainer.vectorized.stacked import LINEAR_IN_LR
+from trainer.logs.writer import flatten_hparams
+from trainer.training.stacked import LINEAR_IN_LR
 
 MAY_DIFFER_KEYS = ("seed", "model.init", "model.init_std", "model.bias_init", "optimizer.lr",
                    "optimizer.weight_decay", "warmup_steps", "warmup_start_factor", "grad_clip",
@@ -71,7 +71,7 @@ def unsupported(resolved: Mapping[str, Any]) -> str | None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return "a distributed (torchrun) job is not vectorized"
     kind = (resolved.get("ensemble") or {}).get("kind", "none")
-    if kind != "none":  # its members are already one stacked model (trainer.ensemble_fit)
+    if kind != "none":  # its members are already one stacked model (trainer.ensemble.fit)
         return f"ensemble={kind} trains its own stacked members"
     return None
 

@@ -19,25 +19,25 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import dashboard
-from trainer.build import build_averaging, build_model, build_optimizer, build_schedule
-from trainer.checkpoint import Checkpointer, remove_stale_temporaries, restore, write_json
-from trainer.config import check_monitor
+from trainer.config.build import build_averaging, build_model, build_optimizer, build_schedule
+from trainer.config.validate import check_monitor
 from trainer.data import Splits
 from trainer.data.targets import original_units
-from trainer.fit import FitState, Training, diverged, keep_if_best, validation_metrics
-from trainer.jobs import record_process
-from trainer.logger import LR_TAG, SPEED_TAG, RunLogger, run_hparams
-from trainer.loop import num_batches
-from trainer.outcome import run_metrics, test_metrics
-from trainer.resume import check_data, plan_resume
+from trainer.logs import dashboard
+from trainer.logs.events import remove_events, truncate_events
+from trainer.logs.writer import LR_TAG, SPEED_TAG, RunLogger, run_hparams
 from trainer.run import seed_everything
-from trainer.rundir import RunFolder
-from trainer.runinfo import run_meta
-from trainer.stopping import EarlyStopping, mode_for, resolve_monitor
-from trainer.tb import remove_events, truncate_events
-from trainer.trial import epoch_reporter
-from trainer.vectorized.saving import recover
+from trainer.runtime.runinfo import run_meta
+from trainer.storage.checkpoint import Checkpointer, remove_stale_temporaries, restore, write_json
+from trainer.storage.group_file import recover
+from trainer.storage.resume import check_data, plan_resume
+from trainer.storage.rundir import RunFolder
+from trainer.sweeps.jobs import record_process
+from trainer.sweeps.trial import epoch_reporter
+from trainer.training.fit import FitState, Training, diverged, keep_if_best, validation_metrics
+from trainer.training.loop import num_batches
+from trainer.training.outcome import run_metrics, test_metrics
+from trainer.training.stopping import EarlyStopping, mode_for, resolve_monitor
 
 log = logging.getLogger(__name__)
 meta_once = functools.cache(run_meta)  # version and `git rev-parse` once per process, not per member

@@ -16,13 +16,13 @@ from typing import Any
 from omegaconf import DictConfig
 
 from models import resolve_widths
-from trainer import accel
-from trainer.build import batch_size_for, build_data
-from trainer.config import validate
+from trainer.config.build import batch_size_for, build_data
+from trainer.config.validate import validate
 from trainer.data import prepare_data
-from trainer.device import resolve_device, set_threads
-from trainer.errors import ConfigError, FolderRefused, UserError
-from trainer.signals import StopOnSignal
+from trainer.runtime.device import resolve_device, set_threads
+from trainer.runtime.errors import ConfigError, FolderRefused, UserError
+from trainer.runtime.signals import StopOnSignal
+from trainer.training import accel
 from trainer.vectorized.group import train_group
 from trainer.vectorized.grouping import chunks, fitting_members, member_bytes
 from trainer.vectorized.member import Finished, Member

@@ -1,0 +1,253 @@
+"""How an ensemble's members train: as one stacked model (trainer.training.stacked), each member
+drawing its batches from its own samples, with a weight per sample in its loss.
+
+Bagging trains all K members at once for `epochs` epochs, member m on its bootstrap resample (or its
+part); boosting trains one member per round (epochs / rounds epochs each) on the whole train split
+weighted by SAMME, and at the round's end sets the member's alpha and the samples' next weights.
+`build_ensemble` returns the run's `Training`, whose `epoch` (`train_and_validate`) fit() calls in
+place of its own; the rest (validating the ensemble, the best epoch, checkpoints, resume, early
+stopping, the log) is fit()'s.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from models import count_parameters
+from trainer.config.build import build_optimizer, build_schedule, instantiate_checked
+from trainer.data import Splits
+from trainer.data.targets import original_units
+from trainer.ensemble.model import (
+    Ensemble,
+    bootstrap_samples,
+    build_predictor,
+    check_ensemble,
+    disjoint_parts,
+    kind_of,
+    padded,
+    samme_update,
+    size_of,
+)
+from trainer.logs.writer import SPEED_TAG
+from trainer.runtime import distributed
+from trainer.runtime.device import set_threads
+from trainer.runtime.errors import ConfigError
+from trainer.training import accel
+from trainer.training.fit import FitOptions, FitState, Training, diverged, validation_metrics
+from trainer.training.loop import EpochCursor, num_batches
+from trainer.training.stacked import MemberwiseOptimizer, StackedParams, sample_losses
+from trainer.training.stopping import EarlyStopping, mode_for
+
+
+class Sampling:
+    """Each member's training samples, (M, L) indices into the train split, and their weights in
+    the member's loss: 1 (bagging), 0 for a part's padding, n w_i (boosting: SAMME's w, summing to 1)."""
+
+    def __init__(self, index: torch.Tensor, weight: torch.Tensor, per_round: int = 0) -> None:
+        self.index, self.weight = index, weight
+        self.per_round = per_round  # boosting's epochs per round: a resume must keep it
+
+    def start(self, generator: torch.Generator) -> EpochCursor:
+        """An epoch's cursor: `perm` (M, L) is each member's own random order of its samples."""
+        order = torch.rand(self.index.shape, generator=generator, device=generator.device).argsort(1)
+        zero = torch.zeros((), device=order.device)
+        return EpochCursor(order, zero, torch.zeros((), device=order.device, dtype=torch.int64))
+
+    def counted(self, order: torch.Tensor, batch_size: int) -> list[int]:
+        """Samples that count (weight > 0) in each batch of the epoch `order`: one host sync."""
+        real = (self.weight.gather(1, order) > 0).sum(0)
+        return torch.stack([c.sum() for c in real.split(batch_size)]).tolist()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"index": self.index.cpu(), "weight": self.weight.cpu(), "per_round": self.per_round}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("per_round", 0)
+        if saved != self.per_round:
+            raise ConfigError(f"this boosting run trained {saved} epochs per round (epochs / "
+                              f"ensemble.rounds); continuing it with {self.per_round} would move the ends of "
+                              "its rounds: resume with the epochs it was started with, or start a new run")
+        device = self.index.device
+        self.index, self.weight = state["index"].to(device), state["weight"].to(device)
+
+
+class Stack:
+    """The members in training (bagging: all; boosting: the round's) as one stacked model with a
+    member-wise optimizer, whose state (Adam's moments...) the checkpoints keep."""
+
+    def __init__(self, ensemble: Ensemble, cfg: DictConfig, device: torch.device) -> None:
+        self.ensemble, self.members = ensemble, []
+        fast = accel.optimizer_options(cfg.optimizer._target_, cfg.optimizer, device, False)
+        # lr 1 and no decay: MemberwiseOptimizer scales the update and applies the decay itself
+        self.build = partial(instantiate_checked, cfg.optimizer, "optimizer", **fast, lr=1.0,
+                             weight_decay=0.0)
+        self.params: StackedParams | None = None
+        self.optimizer: MemberwiseOptimizer | None = None
+
+    def train(self, members: list[int]) -> None:
+        """Stack `members` (their current weights) with a fresh optimizer; the others get their own."""
+        if members == self.members:
+            return
+        for m in self.members:
+            StackedParams.release(self.ensemble.members[m])
+        self.members = members
+        self.params = StackedParams([self.ensemble.members[m] for m in members])
+        self.optimizer = MemberwiseOptimizer(self.build, self.params)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, classification: bool, lr: float,
+             weight_decay: float, grad_clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update of every stacked member on its own batch (x (M, b, D), y, weight (M, b)): its
+        loss is the weighted mean over its batch's counted samples. Returns the sums of the weighted
+        losses and of the correct predictions (device tensors, not synced)."""
+        self.optimizer.zero_grad()
+        out = self.params(x)  # (M, b, K)
+        losses = sample_losses(out, y, "classification" if classification else "regression")
+        weighted = losses * weight  # (M, b)
+        counted = (weight > 0).sum(1).clamp_min(1)
+        (weighted.sum(1) / counted).sum().backward()  # member m's gradient is its own loss's
+        k = len(self.members)
+        self.optimizer.clip_([grad_clip] * k)
+        self.optimizer.step([lr] * k, [weight_decay] * k)
+        correct = (((out.argmax(-1) == y) & (weight > 0)).sum() if classification
+                   else y.new_zeros((), dtype=torch.long))
+        return weighted.detach().sum(), correct
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"members": self.members, "optimizer": self.optimizer.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.train(list(state["members"]))
+        self.optimizer.optimizer.load_state_dict(state["optimizer"])
+
+
+class EnsembleTraining(Training):
+    """A `Training` whose model is an `Ensemble`: its optimizer only carries the scheduled learning
+    rate (the members' updates are the `stack`'s), and its checkpoints hold the samples too."""
+
+    def __init__(self, *args: Any, sampling: Sampling, stack: Stack, kind: str, per_round: int,
+                 grad_clip: float | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sampling, self.stack, self.kind, self.per_round = sampling, stack, kind, per_round
+        self.grad_clip = grad_clip
+        self.epoch = train_and_validate
+
+    def stateful(self) -> dict[str, Any]:
+        return {**super().stateful(), "ensemble_samples": self.sampling, "ensemble_optimizer": self.stack}
+
+
+def build_ensemble(cfg: DictConfig, splits: Splits, batch_size: int, device: torch.device,
+                   world: distributed.World, monitor: str) -> EnsembleTraining:
+    """The ensemble of `cfg.ensemble`, its members' samples, and what trains them."""
+    kind = kind_of(cfg)
+    if world.distributed:
+        raise ConfigError(f"ensemble={kind} runs in one process: start it without torchrun")
+    check_ensemble(cfg, splits.task)  # a file's task is known only now
+    model = build_predictor(cfg, splits.in_dim, splits.out_dim, splits.task == "classification").to(device)
+    set_threads(cfg.threads, count_parameters(model), batch_size, device)
+    # The samples are drawn first from the run's generator, which then orders the batches.
+    generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
+    n, k = len(splits.x_train), size_of(cfg.ensemble)
+    if kind == "boosting":
+        sampling = Sampling(torch.arange(n, device=device).unsqueeze(0), torch.ones(1, n, device=device),
+                            per_round=cfg.epochs // k)
+    elif cfg.ensemble.split == "parts":
+        if k > n:
+            raise ConfigError(f"ensemble.members={k} disjoint parts of a train split of {n} samples "
+                              f"would leave members without data; use at most {n} members, or "
+                              "ensemble.split=bootstrap")
+        sampling = Sampling(*padded(disjoint_parts(n, k, generator)))
+    else:
+        index = bootstrap_samples(n, k, generator)
+        sampling = Sampling(index, torch.ones(index.shape, device=device))
+    length = sampling.index.shape[1]
+    if batch_size > length and cfg.batch_size != "full":
+        raise ConfigError(f"batch_size={batch_size} is larger than each member's part of the train split "
+                          f"({length} samples with ensemble.split=parts and {k} members); use at most "
+                          f"{length}, batch_size=full, or fewer members")
+    carrier = build_optimizer(cfg, model.parameters(), device)  # never steps: carries the lr
+    carrier._opt_called = True  # tell torch's schedulers that it steps (the stack's updates do)
+    stack = Stack(model, cfg, device)
+    stack.train(list(range(k)) if kind == "bagging" else [0])
+    per_epoch = num_batches(length, batch_size, cfg.drop_last)
+    stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta, mode_for(monitor))
+    return EnsembleTraining(model, carrier, build_schedule(cfg, carrier, per_epoch, None), None, generator,
+                            stopping=stopping, sampling=sampling, stack=stack, kind=kind,
+                            per_round=cfg.epochs // k, grad_clip=cfg.grad_clip)
+
+
+def train_and_validate(training: EnsembleTraining, splits: Splits, options: FitOptions, state: FitState,
+                       on_step: Any, epoch: int) -> dict[str, float] | None:
+    """fit()'s epoch for an ensemble: train the stacked members on their batches from where the
+    cursor stands, end a boosting round, validate the ensemble and each member. None when the epoch
+    stopped before its end (a stop request) or the fit diverged."""
+    t, sampling = training, training.sampling
+    round_ = (epoch - 1) // t.per_round if t.kind == "boosting" else None
+    if round_ is not None:
+        t.stack.train([round_])
+    if state.cursor is None:
+        state.cursor = sampling.start(t.generator)
+    cursor, size = state.cursor, options.batch_size
+    batches = num_batches(sampling.index.shape[1], size, options.drop_last)
+    counted = sampling.counted(cursor.perm, size)
+    on_step.bar.reset(total=batches)
+    on_step.bar.update(cursor.next_batch)
+    on_step.bar.set_description(f"epoch {epoch}/{options.epochs}")
+    t0, seen0 = time.perf_counter(), cursor.seen
+    classification = splits.task == "classification"
+    left = batches if options.max_steps is None else options.max_steps - state.step
+    weight_decay = float(t.optimizer.param_groups[0].get("weight_decay", 0.0))
+    for i in range(cursor.next_batch, min(batches, cursor.next_batch + left)):
+        order = cursor.perm[:, i * size:(i + 1) * size]  # (M, b) positions in each member's samples
+        index, weight = sampling.index.gather(1, order), sampling.weight.gather(1, order)
+        loss, correct = t.stack.step(splits.x_train[index], splits.y_train[index], weight, classification,
+                                     float(t.optimizer.param_groups[0]["lr"]), weight_decay, t.grad_clip)
+        cursor.loss_sum += loss
+        cursor.correct += correct
+        cursor.seen += counted[i]
+        cursor.next_batch = i + 1
+        if on_step():
+            return None
+    on_step.bar.update(on_step.bar.total - on_step.bar.n)
+    stats = cursor.stats(classification)
+    train = original_units({f"train/{k}": v.item() for k, v in stats.items()}, splits.loss_factor)
+    logger = on_step.hooks.logger
+    if round_ is not None and epoch % t.per_round == 0:
+        logger.scalars(end_round(t.model, sampling, round_, splits), epoch)
+    val = original_units(validation_metrics(t.model, None, splits), splits.loss_factor)
+    logger.scalars(member_validation(t.model, splits, round_), epoch)
+    state.reason = diverged(train["train/loss"], val["val/loss"], state, options.divergence_factor, epoch)
+    if state.reason:
+        state.status = "diverged"
+        return None
+    return {**train, **val, "lr": float(t.optimizer.param_groups[0]["lr"]),
+            SPEED_TAG: (cursor.seen - seen0) / (time.perf_counter() - t0)}
+
+
+@torch.no_grad()
+def end_round(model: Ensemble, sampling: Sampling, round_: int, splits: Splits) -> dict[str, float]:
+    """SAMME after boosting round `round_`: the member's weighted error on the train split, its alpha
+    (it joins the ensemble), the samples' weights for the next round; returns what is logged."""
+    member = model.members[round_]
+    member.eval()
+    predicted = torch.cat([member(x).argmax(1) for x in splits.x_train.split(8192)])
+    member.train()
+    n = len(splits.x_train)
+    result = samme_update(predicted != splits.y_train, sampling.weight[0] / n, splits.out_dim)
+    model.alphas[round_] = result.alpha
+    sampling.weight = (result.weights * n).unsqueeze(0)
+    return {f"member_{round_}/alpha": result.alpha, f"member_{round_}/train_err": result.err}
+
+
+def member_validation(model: Ensemble, splits: Splits, round_: int | None) -> dict[str, float]:
+    """`member_m/val/*` of every member (boosting: those trained so far and the round's)."""
+    members = model.members if round_ is None else model.members[:round_ + 1]
+    metrics = {}
+    for m, member in enumerate(members):
+        own = original_units(validation_metrics(member, None, splits), splits.loss_factor)
+        metrics.update({f"member_{m}/{k}": v for k, v in own.items()})
+    return metrics

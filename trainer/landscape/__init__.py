@@ -1,0 +1,3 @@
+"""`python -m trainer.landscape`: the real torch.optim optimizers' paths on 2-D test
+functions, and their figure.
+"""

@@ -1,0 +1,5 @@
+"""`python -m trainer.report SWEEP_DIR [key=value ...]`."""
+
+from trainer.report.sweep import main
+
+main()

@@ -1,0 +1,39 @@
+"""What a run records about where it ran: version, commit, output folder, OpenMP's wait policy."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import trainer
+from trainer.runtime.device import wait_policy
+
+
+def git_commit() -> str:
+    """The source checkout's commit, or 'unknown' (installed package, no git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hydra_output_dir() -> Path:
+    """The run's folder: Hydra's output directory, or a new `outputs/DATE/TIME-ID` outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if HydraConfig.initialized() and not OmegaConf.is_missing(HydraConfig.get().runtime, "output_dir"):
+        return Path(HydraConfig.get().runtime.output_dir)
+    # run(cfg) from Python without out_dir: a new folder as the command line makes, never the current one
+    return Path("outputs") / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-{secrets.token_hex(3)}"
+
+
+def run_meta(device: object) -> dict[str, str]:
+    """Recorded in metrics.json and every checkpoint. `omp_wait_policy`: how the CPU threads waited
+    (trainer.runtime.device.wait_policy), which decides a multi-threaded run's speed on a busy machine."""
+    return {"version": trainer.__version__, "git_commit": git_commit(), "device": str(device),
+            "omp_wait_policy": wait_policy()}

@@ -1,0 +1,75 @@
+"""The loss, the notes' divergence between the network's output and the target (`loss=...`).
+
+Classification: `cross_entropy` (softmax and cross-entropy on the logits, the default), `nll` (the
+same divergence in the notes' other name and torch's two steps: `log_softmax`, then the negative
+log-likelihood of the target class; equal numbers), or `mse` on one-hot targets (the network's
+outputs regressed onto the one-hot code of the class: mean over the K outputs of
+`(f_k(x) - 1[k = y])^2`; the predicted class is still the largest output).
+Regression: `mse` (the default, the notes' quadratic loss), `l1` (mean absolute error), or `huber`
+(quadratic within `huber_delta` of the target, linear beyond: 0.5 r^2 for |r| <= delta, else
+delta (|r| - 0.5 delta)).
+
+Regression targets are trained standardized (trainer.data.targets: y / s after centring), and every
+reported loss is in the targets' own units: `factor` is s^2 for mse, s for l1, and s^2 for huber,
+whose delta is given in the targets' units and applied as delta / s to the standardized residual
+(Huber_delta(s r) = s^2 Huber_{delta/s}(r), exactly), so training minimizes the reported loss up to
+that constant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from trainer.runtime.errors import ConfigError
+
+LOSSES = ("auto", "cross_entropy", "nll", "mse", "l1", "huber")
+FOR_TASK = {"classification": ("cross_entropy", "nll", "mse"), "regression": ("mse", "l1", "huber")}
+DEFAULT = {"classification": "cross_entropy", "regression": "mse"}
+
+
+def check_loss(loss: str, task: str | None, data_name: str) -> None:
+    """`loss` against the data's task (None: a file's task, known once it is loaded)."""
+    if task is None or loss == "auto" or loss in FOR_TASK[task]:
+        return
+    raise ConfigError(f"loss={loss} is not a {task} loss, and data {data_name!r} is a {task} task; "
+                      f"choose loss=auto (the task's default, {DEFAULT[task]}) or one of "
+                      f"{list(FOR_TASK[task])}")
+
+
+@dataclass(frozen=True)
+class Loss:
+    """The mean loss of a batch, `loss(out, y)`, on the trained (standardized) targets."""
+
+    name: str  # as configured; `auto`: the task's default
+    task: str
+    scale: float = 1.0  # regression: the targets' standardizing scale s
+    huber_delta: float = 1.0  # in the targets' own units
+
+    @property
+    def kind(self) -> str:
+        return DEFAULT[self.task] if self.name == "auto" else self.name
+
+    @property
+    def factor(self) -> float:
+        """A loss on the trained targets times this is in the targets' own units."""
+        if self.task != "regression":
+            return 1.0
+        return self.scale if self.kind == "l1" else self.scale ** 2
+
+    def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        kind = self.kind
+        if kind == "cross_entropy":
+            return F.cross_entropy(out, y)
+        if kind == "nll":
+            return F.nll_loss(F.log_softmax(out, dim=1), y)
+        if self.task == "classification":  # mse on the one-hot code
+            return F.mse_loss(out, F.one_hot(y, out.shape[1]).to(out.dtype))
+        target = y.view_as(out)
+        if kind == "l1":
+            return F.l1_loss(out, target)
+        if kind == "huber":
+            return F.huber_loss(out, target, delta=self.huber_delta / self.scale)
+        return F.mse_loss(out, target)
