@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-fast lint mutants bench bench-process bench-step bench-sweep bench-threads clean
+.PHONY: venv run test test-fast lint docs mutants bench bench-process bench-step bench-sweep bench-threads clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,8 +38,12 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link or anchor fails.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --site-dir site
+
 # Hand-written faults in important behaviour, each run against the tests that should notice it
-# (README "Development"); fails when one survives.
+# (docs/development.md); fails when one survives.
 mutants: $(STAMP)
 	$(PY) scripts/mutants.py $(ARGS)
 
@@ -55,12 +59,12 @@ bench-process: $(STAMP)
 bench-step: $(STAMP)
 	$(PY) scripts/bench_step.py $(ARGS)
 
-bench-sweep: $(STAMP)  # basic against vectorized launcher (README "Vectorized sweeps")
+bench-sweep: $(STAMP)  # basic against vectorized launcher (docs/guides/vectorized.md)
 	$(PY) scripts/bench.py --sweep $(ARGS)
 
-# 1 vs 2 torch threads under each OpenMP wait policy, idle and with one core kept busy (README "Speed").
+# 1 vs 2 torch threads under each OpenMP wait policy, idle and with one core kept busy (docs/guides/speed.md).
 bench-threads: $(STAMP)
 	$(PY) scripts/bench_threads.py $(ARGS)
 
 clean:
-	rm -rf outputs multirun .pytest_cache
+	rm -rf outputs multirun .pytest_cache site

@@ -1,7 +1,9 @@
-"""The README's commands, as a doc test: what the README says to type must work as written.
+"""The documentation's commands, as a doc test: what README.md and the pages of the documentation
+site (docs/**/*.md) say to type must work as written.
 
 Every fenced `bash`/`console` block (also indented ones, inside lists) and every inline code span
-that starts with `python -m trainer` is parsed into commands (backslash continuations joined,
+that starts with `python -m trainer`, in README.md and in every page under docs/, is parsed into
+commands (backslash continuations joined,
 `# comments` dropped, `VAR=value` prefixes set aside, `$ ` prompts of console blocks).
 
 Why two tiers (the suite must stay fast, and training every command would take many minutes):
@@ -16,13 +18,13 @@ Why two tiers (the suite must stay fast, and training every command would take m
 - Slow (marked `slow`, about 30 s): a representative subset is really run, in a temporary
   folder: the `python -c` lines that write example files, the trainer on those files, and the
   examples whose point is a behaviour (the plateau schedule lowers the rate), with epochs capped.
-  The Python block of "Using it from Python" runs too.
+  The Python blocks of the Python API page (docs/guides/python-api.md) run too.
 
-Commands are skipped by what they contain, never by their place in the README, so sections can
-move and grow: CUDA (`device=cuda` without a GPU), SLURM (`hydra/launcher=slurm`,
-`hydra.launcher.backend=slurm`), several
-processes (`torchrun`, `srun`) and tools that are not ours (`make`, `source`, `tensorboard`, `pip`,
-`mkdir`) are not checked at all; a data set to download (`data=mnist`, `fashion_mnist`, `kmnist`,
+A command that several pages show is checked once. Commands are skipped by what they contain,
+never by their page or place, so sections can move and grow: CUDA (`device=cuda` without a GPU),
+SLURM (`hydra/launcher=slurm`, `hydra.launcher.backend=slurm`), several processes (`torchrun`,
+`srun`) and tools that are not ours (`make`, `source`, `tensorboard`, `pip`, `mkdir`) are not
+checked at all; a data set to download (`data=mnist`, `fashion_mnist`, `kmnist`,
 `cifar10`) or a placeholder for a folder that an earlier run made (`DATE/TIME`, `SWEEP_DIR`) is
 composed and checked but not run. To keep a new example out of the slow tier, leave it out of
 `RUN`; to show an error, write it as a console block with the `error: ...` line after the command.
@@ -55,6 +57,8 @@ from trainer.run import run
 from trainer.runtime.errors import UserError
 
 README = ROOT / "README.md"
+DOCS = [README, *sorted((ROOT / "docs").rglob("*.md"))]  # the front door and the site's pages
+PYTHON_API = ROOT / "docs" / "guides" / "python-api.md"
 NETWORK = re.compile(r"data=(mnist|fashion_mnist|kmnist|cifar10)\b|bench_data\.py")
 PLACEHOLDER = re.compile(r"DATE/TIME|SWEEP_DIR|ADDRESS")
 NOT_OURS = ("make", "source", "tensorboard", "pip", "mkdir", "torchrun", "srun")
@@ -65,6 +69,7 @@ class Command:
     text: str  # as written, for messages
     argv: list[str]  # without VAR=value prefixes
     error: str | None = None  # the `error: ...` a console block shows after it
+    page: str = ""  # the file it is written in, relative to the repository
 
     @property
     def tool(self) -> str:
@@ -89,8 +94,8 @@ def _split(line: str) -> list[str]:
     return words
 
 
-def readme_commands(text: str) -> list[Command]:
-    """Commands of the README's shell blocks and `python -m trainer` inline spans."""
+def page_commands(text: str) -> list[Command]:
+    """Commands of a page's shell blocks and `python -m trainer` inline spans."""
     commands: list[Command] = []
     for lang, body in re.findall(r"^[ \t]*```(\w*)\n(.*?)^[ \t]*```", text, flags=re.M | re.S):
         if lang not in ("bash", "console", "sh"):
@@ -113,7 +118,17 @@ def readme_commands(text: str) -> list[Command]:
     return commands
 
 
-COMMANDS = readme_commands(README.read_text())
+def docs_commands(pages: list) -> list[Command]:
+    """Every page's commands, each command (text and shown error) once, where it first appears."""
+    seen: dict[tuple[str, str | None], Command] = {}
+    for page in pages:
+        for cmd in page_commands(page.read_text()):
+            cmd.page = str(page.relative_to(ROOT))
+            seen.setdefault((cmd.text, cmd.error), cmd)
+    return list(seen.values())
+
+
+COMMANDS = docs_commands(DOCS)
 
 
 def skip_reason(cmd: Command) -> str | None:
@@ -188,9 +203,38 @@ def check_job(cfg) -> None:
 TRAINER = [c for c in COMMANDS if c.tool == "trainer" and skip_reason(c) is None]
 
 
-def test_the_readme_has_commands():
-    assert len(TRAINER) >= 30 and any(c.error for c in COMMANDS)
+def test_the_docs_have_commands():
+    assert len(DOCS) >= 15 and len(TRAINER) >= 30 and any(c.error for c in COMMANDS)
     assert any("digits_schedules schedule.per_arm.tau=1000" in c.text for c in TRAINER)
+    # the README's table: one example of each command, all of them checked here
+    readme = {c.tool for c in page_commands(README.read_text())}
+    assert {"trainer", "trainer.report", "trainer.eval", "trainer.landscape"} <= readme
+
+
+def test_the_readme_is_a_front_door():
+    assert len(README.read_text().splitlines()) <= 250
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub (and the site: mkdocs.yml's slugify) gives a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_readmes_links_lead_somewhere():
+    """README.md is outside the site, so `make docs` does not check its links: each relative one
+    names a file of the repository, and a heading of it when it has an anchor."""
+    links = [m for m in LINK.findall(README.read_text()) if "://" not in m]
+    assert len(links) >= 15
+    for link in links:
+        path, _, anchor = link.partition("#")
+        target = ROOT / path
+        assert target.exists(), f"README.md links to {path}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.*)$", target.read_text(), flags=re.M)
+            assert anchor in {github_anchor(h) for h in headings}, f"README.md: {link}: no such heading"
 
 
 @pytest.mark.parametrize("cmd", TRAINER, ids=[c.text[:70] for c in TRAINER])
@@ -218,12 +262,12 @@ def test_eval_and_report_commands_use_their_options(tool, module):
             assert not sep or f"{key}=" in module.USAGE or key.startswith("data."), (cmd.text, key)
 
 
-def test_readme_examples_write_under_outputs():
+def test_examples_write_under_outputs():
     for cmd in COMMANDS:
         written = re.findall(r"(?:savetxt|savez)\('([^']+)'", cmd.text) + [
             a.split("=", 1)[1] for a in cmd.args if a.startswith(("json=", "out="))]
         for path in written:
-            assert path.startswith("outputs/"), f"{cmd.text} writes {path} into the checkout"
+            assert path.startswith("outputs/"), f"{cmd.page}: {cmd.text} writes {path} into the checkout"
 
 
 # The slow tier: commands that are run, each picked by what it shows, with epochs capped.
@@ -259,10 +303,9 @@ def test_representative_commands_run_as_written(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_the_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    section = README.read_text().split("## Using it from Python")[1].split("\n## ")[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", PYTHON_API.read_text(), flags=re.S)
     assert len(blocks) == 2
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the README's own examples
+        exec(compile(block, str(PYTHON_API), "exec"), {})  # noqa: S102 - the page's own examples
     assert (tmp_path / "outputs" / "from-python" / "metrics.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]  # Trainer's run: a temporary folder
