@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # worker (--dist loadfile) in collection order (--no-loadscope-reorder): starting these first keeps
 # one of them from running alone at the end.
 HEAVY_FIRST = ("test_cluster_slurm.py", "test_cluster_postgres.py",  # servers, then their tests
-               "test_readme.py", "test_reliability_cli.py", "test_optuna.py", "test_vectorized_cli.py",
+               "test_docs.py", "test_reliability_cli.py", "test_optuna.py", "test_vectorized_cli.py",
                "test_bad_values.py", "test_dashboards.py", "test_packaging.py", "test_cli.py",
                "test_report_stats.py", "test_vectorized.py", "test_landscape.py", "test_sweeps.py",
                "test_configs.py", "test_multirun_resume.py", "test_resume_guarantees.py", "test_speed.py",
