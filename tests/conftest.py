@@ -39,24 +39,28 @@ from trainer.logs.events import read_scalars  # noqa: F401  (tests import it fro
 from trainer.sweeps.jobs import job_number
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"  # HEAVY_FIRST names files from here
 
 
 # The files that take the longest, heaviest first, as measured (`make test` with --durations=0: the
 # seconds of each file's tests summed, their subprocesses included). `make test` runs a file per
 # worker (--dist loadfile) in collection order (--no-loadscope-reorder): starting these first keeps
-# one of them from running alone at the end.
-HEAVY_FIRST = ("test_cluster_slurm.py", "test_cluster_postgres.py",  # servers, then their tests
-               "test_docs.py", "test_reliability_cli.py", "test_optuna.py", "test_vectorized_cli.py",
-               "test_bad_values.py", "test_dashboards.py", "test_packaging.py", "test_cli.py",
-               "test_report_stats.py", "test_vectorized.py", "test_landscape.py", "test_sweeps.py",
-               "test_configs.py", "test_multirun_resume.py", "test_resume_guarantees.py", "test_speed.py",
-               "test_ensembles.py", "test_experiments_13.py", "test_bench.py", "test_data_runs.py",
-               "test_reliability.py")
+# one of them from running alone at the end. Paths from tests/.
+HEAVY_FIRST = ("cli/test_cluster_slurm.py", "cli/test_cluster_postgres.py",  # servers, then their tests
+               "docs/test_docs.py", "cli/test_signals.py", "cli/test_optuna.py", "cli/test_vectorized.py",
+               "unit/config/test_validate.py", "unit/logs/test_dashboard.py", "cli/test_packaging.py",
+               "cli/test_main.py", "unit/report/test_stats.py", "unit/vectorized/test_group.py",
+               "unit/landscape/test_paths.py", "unit/sweeps/test_objective.py",
+               "integration/test_configs.py", "cli/test_multirun_resume.py", "unit/storage/test_resume.py",
+               "unit/training/test_accel.py", "unit/ensemble/test_model.py",
+               "integration/test_experiments.py", "scripts/test_bench.py", "integration/test_data.py",
+               "integration/test_reliability.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+    # stable: the rest keep their order
+    items.sort(key=lambda item: rank.get(item.path.relative_to(TESTS).as_posix(), len(rank)))
 
 
 @functools.cache
@@ -95,6 +99,14 @@ def script(name: str) -> ModuleType:
     sys.modules[name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def write_values(path: Path, values, header: str | None = "a,b,y", delimiter: str = ",") -> Path:
+    """A CSV file of these numbers (rows of an array), under this header (None: none)."""
+    import numpy as np
+
+    np.savetxt(path, values, delimiter=delimiter, header=header or "", comments="", fmt="%g")
+    return path
 
 
 def read_metrics(run_dir: str | Path) -> dict:

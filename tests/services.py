@@ -1,4 +1,4 @@
-"""Throw-away servers for tests/test_cluster_*.py: a PostgreSQL server and a one-node SLURM cluster on
+"""Throw-away servers for tests/cli/test_cluster_*.py: a PostgreSQL server and a one-node SLURM cluster on
 localhost, started from Debian's packages (`.ci/run` installs them) and stopped and removed after.
 
 Each start waits for its server with a deadline and raises `Unavailable` (the tests skip with its

@@ -88,7 +88,7 @@ def test_bad_file_stops_before_anything_is_written(cfg_factory, tmp_path):
 
 
 # The command line prints a UserError raised by run() as paragraph(message) and exits 2
-# (tests/test_bad_values.py runs it); these two check that paragraph for errors in the data.
+# (tests/unit/config/test_validate.py runs it); these two check that paragraph for errors in the data.
 def test_bad_csv_is_one_paragraph_with_its_path_whole(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,y\n1,2,0\n3,oops,1\n")

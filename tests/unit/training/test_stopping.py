@@ -1,9 +1,14 @@
-"""Early stopping on a scripted validation curve, and in a run."""
+"""Early stopping on a scripted validation curve, and in a run; monitor=auto's choice of metric."""
 
+
+import numpy as np
+import pytest
 
 from tests.conftest import read_metrics, read_scalars
 from trainer.run import run
 from trainer.training.stopping import EarlyStopping
+
+SMALL = ("epochs=3", "model.width=16", "model.depth=1")
 
 
 def stop_epoch(curve: list[float], **options) -> int | None:
@@ -53,3 +58,18 @@ def test_run_stops_early(cfg_factory, tmp_path):
     assert metrics["epochs"] == 3 and metrics["stopped_by"] == "early_stopping"
     assert metrics["status"] == "completed" and metrics == read_metrics(tmp_path)
     assert [s for s, _ in read_scalars(tmp_path)["val/loss"]] == [1, 2, 3]
+
+
+def test_monitor_auto_is_val_acc_for_classification(cfg_factory, tmp_path):
+    metrics = run(cfg_factory(*SMALL), out_dir=tmp_path)
+    assert metrics["monitor"] == "val/acc" == read_metrics(tmp_path)["monitor"]
+    accs = [v for _, v in read_scalars(tmp_path)["val/acc"]]
+    assert metrics["best_epoch"] == 1 + int(np.argmax(accs))  # the first epoch with the best acc
+    assert metrics["val/acc"] == pytest.approx(max(accs))
+
+
+def test_monitor_auto_is_val_loss_for_regression(cfg_factory, tmp_path):
+    metrics = run(cfg_factory("data=regression", *SMALL), out_dir=tmp_path)
+    assert metrics["monitor"] == "val/loss"
+    losses = [v for _, v in read_scalars(tmp_path)["val/loss"]]
+    assert metrics["val/loss"] == pytest.approx(min(losses))

@@ -1,12 +1,14 @@
-"""`python -m trainer.eval` on a data file other than the one a model was trained on."""
+"""`python -m trainer.eval`: on a data file other than the one a model was trained on, its
+predictions file, regression in the targets' units, a folder without checkpoints."""
 
 import numpy as np
 import pytest
 
 import trainer.eval as trainer_eval
-from tests.conftest import make_cfg
+from tests.conftest import make_cfg, write_values
+from trainer.eval import evaluate_checkpoint, load
 from trainer.run import run
-from trainer.runtime.errors import ConfigError
+from trainer.runtime.errors import ConfigError, DataError
 from trainer.storage.checkpoint import load_checkpoint
 
 
@@ -106,3 +108,23 @@ def test_a_data_set_with_its_own_test_part_names_it(tmp_path):
     rows = np.concatenate([s.rows["train"][1], s.rows["val"][1]])
     assert sorted(rows) == list(range(20))
     assert np.array_equal(s.x_val.numpy(), x[s.rows["val"][1]])  # the rows named are the rows held
+
+
+def test_regression_losses_are_in_original_units_and_eval_reproduces_them(cfg_factory, tmp_path):
+    # y in the thousands: standardized for training, reported as MSE in its own units.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 2))
+    y = 1000 + 300 * np.sin(x[:, 0]) + 5 * rng.normal(size=300)
+    path = write_values(tmp_path / "t.csv", np.c_[x, y])
+    metrics = run(cfg_factory("data=csv", f"data.path={path}", "data.task=regression", "epochs=40",
+                              "model.width=32"), out_dir=tmp_path / "run")
+    assert 20 < metrics["test/loss"] < 0.2 * y.var()  # learnt, far better than the mean's MSE
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert ckpt["target"]["kind"] == "standardize" and 900 < float(ckpt["target"]["mean"]) < 1100
+    again = evaluate_checkpoint(load(tmp_path / "run"), "test")  # a run folder: its best.pt
+    assert again["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
+
+
+def test_eval_of_a_folder_without_checkpoints_explains(tmp_path):
+    with pytest.raises(DataError, match="folder without checkpoints/best.pt"):
+        load(tmp_path)

@@ -1,5 +1,6 @@
 """Learning-rate schedules: the notes' formulas, read back from TensorBoard, and their composition."""
 
+import logging
 import math
 
 import pytest
@@ -106,3 +107,22 @@ def test_cosine_per_update_spans_the_whole_run(cfg_factory, tmp_path):
     total = metrics["steps"]
     for k, value in read_scalars(tmp_path)[LR_TAG]:
         assert value == pytest.approx(0.2 * (1 + math.cos(math.pi * k / total)) / 2, rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.slow  # over a second on 2 cores
+def test_per_arm_options_apply_to_the_arm_that_takes_them(cfg_factory, tmp_path, caplog):
+    # The README's `python -m trainer -m +experiment=digits_schedules schedule.per_arm.tau=1000`,
+    # each of its four scheduler arms in-process (one seed, one rate, one epoch; this was also a
+    # CLI sweep of those four, test_cli_sweep_arms: the command line's sweeps are test_cli.py's).
+    common = ("+experiment=digits_schedules", "schedule.per_arm.tau=1000", "epochs=1", "model.width=16",
+              "averaging=none", "optimizer.lr=0.1", "seed=0")
+    for arm in ("none", "step", "inverse_time", "plateau"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="trainer.training.schedules"):
+            metrics = run(cfg_factory(*common, f"scheduler={arm}"), out_dir=tmp_path / arm)
+        assert metrics["status"] == "completed", arm
+        said = "schedule.per_arm.tau=1000" in caplog.text and "an option of another arm" in caplog.text
+        assert said == (arm in ("step", "plateau")), (arm, caplog.text)  # tau ignored, and said
+    lrs = dict(read_scalars(tmp_path / "inverse_time")[LR_TAG])
+    k = max(lrs)
+    assert lrs[k] == pytest.approx(0.1 / (1 + k / 1000), rel=1e-5)  # tau=1000, not the default 100

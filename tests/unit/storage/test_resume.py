@@ -17,7 +17,7 @@ import trainer.run as run_module
 import trainer.storage.checkpoint as checkpoint_module
 import trainer.training.fit as fit_module
 from tests.conftest import read_metrics, read_scalars
-from tests.test_reliability import StopAfter
+from tests.integration.test_reliability import StopAfter
 from trainer.eval import evaluate_checkpoint
 from trainer.run import run
 from trainer.runtime.errors import ConfigError, FolderRefused, StorageError

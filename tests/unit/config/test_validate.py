@@ -9,13 +9,15 @@ here: its overrides as typed, and words its message must contain.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from tests.conftest import cli, cli_in_process, make_cfg
+from tests.conftest import cli, cli_in_process, make_cfg, write_values
 from trainer.config.overrides import check_launcher, check_override_keys
 from trainer.config.validate import config_dir
 from trainer.landscape.paths import landscape
@@ -343,3 +345,22 @@ def test_an_ensemble_of_one_member_says_it_is_one_model(overrides, words, caplog
     caplog.clear()
     validate(make_cfg("ensemble=bagging", "ensemble.members=2"))
     assert "single member" not in caplog.text
+
+
+def test_val_acc_on_a_regression_file_fails_before_training(cfg_factory, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 2))
+    path = write_values(tmp_path / "t.csv", np.c_[x, x[:, 0] + 0.5])
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="monitor=val/acc needs classes"):
+        run(cfg_factory("data=csv", f"data.path={path}", "monitor=val/acc"), out_dir=out)
+    # No metrics, events or checkpoints: only the run folder's lock and the record of the process
+    # that held it, so that trainer.report.sweep shows the run as failed (trainer.storage.rundir).
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) in ([], [".lock", "process.json"])
+
+
+def test_slurm_without_sbatch_is_one_message(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert shutil.which("sbatch") is None
+    with pytest.raises(ConfigError, match="sbatch, which is not on this machine's PATH"):
+        check_launcher(["-m", "hydra/launcher=slurm"])

@@ -116,7 +116,7 @@ def test_averaging_update_does_not_sync_the_host():
 
 
 def test_resume_restores_averaging_warmup_and_early_stopping(cfg_factory, tmp_path):
-    from tests.test_reliability import assert_same_run
+    from tests.integration.test_reliability import assert_same_run
 
     opts = ("averaging=poly", "warmup_steps=30", "scheduler=plateau", "scheduler.patience=0",
             "early_stopping.patience=3", "early_stopping.min_delta=0.01", "optimizer=momentum",

@@ -13,7 +13,7 @@ import pytest
 from matplotlib.image import imread
 
 from tests.conftest import cli_in_process, make_cfg, read_metrics
-from tests.test_sweeps import fake_job
+from tests.unit.sweeps.test_objective import fake_job
 from trainer.logs.events import elapsed_seconds
 from trainer.logs.writer import RunLogger
 from trainer.report import stats as report_stats

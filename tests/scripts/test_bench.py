@@ -1,5 +1,6 @@
-"""The benchmark scripts: bench.py's smoke mode writes its table (not the committed BENCHMARKS.md);
-bench_process.py's arithmetic; bench_step.py's variants make the same update."""
+"""The benchmark scripts: bench.py's smoke mode writes its table (not the committed BENCHMARKS.md,
+which --write never replaces with smoke numbers); bench_process.py's arithmetic; bench_step.py's
+variants make the same update."""
 
 import re
 import statistics
@@ -9,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, script
 
 
 @pytest.mark.slow
@@ -77,3 +78,10 @@ def test_bench_step_variants_make_the_same_update():
     bench.STEPS[4] = 3
     times = bench.measure(4, repeats=1)
     assert set(times) == set(trained) and all(0 < t < 1e6 for t in times.values())
+
+
+def test_bench_never_overwrites_the_committed_table_with_smoke_numbers(capsys):
+    bench = script("bench")
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--quick", "--write"])
+    assert exc.value.code == 2 and "--write replaces BENCHMARKS.md" in capsys.readouterr().err

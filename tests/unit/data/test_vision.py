@@ -136,3 +136,10 @@ def test_cifar10_read_through_torchvision(tmp_path, monkeypatch):
     first = batches["data_batch_1"]["data"][0].reshape(3, 32, 32).transpose(1, 2, 0).reshape(-1)
     assert np.array_equal(src.x[0], first)  # channels last, as torchvision's .data holds them
     assert list(src.y[:4]) == batches["data_batch_1"]["labels"]
+
+
+def test_offline_download_leaves_no_folders(tmp_path):
+    root = tmp_path / "data"
+    with pytest.raises(DataError, match="data.download=false"):
+        load_source("mnist", root=str(root), download=False)
+    assert not (root / "MNIST").exists()

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.conftest import write_values
 from trainer.data import load_source, make_splits
 from trainer.runtime.errors import DataError
 
@@ -156,3 +157,18 @@ def test_npz_that_is_not_an_archive(tmp_path):
     np.save(tmp_path / "x.npy", np.ones((3, 2)))
     with pytest.raises(DataError, match="holds a single array"):
         load_source("npz", path=str(tmp_path / "x.npy"))
+
+
+def test_csv_without_header_and_with_semicolons(tmp_path):
+    rng = np.random.default_rng(0)
+    values = np.c_[rng.normal(size=(30, 2)), np.arange(30) % 2]
+    plain = load_source("csv", path=str(write_values(tmp_path / "n.csv", values, header=None)))
+    assert len(plain.x) == 30  # the first row is data, not a header
+    by_number = load_source("csv", path=str(tmp_path / "n.csv"), target="0", task="regression")
+    np.testing.assert_allclose(by_number.y, values[:, 0], rtol=1e-5)
+    forced = load_source("csv", path=str(tmp_path / "n.csv"), header=True)
+    assert len(forced.x) == 29
+    semi = write_values(tmp_path / "s.csv", values, header="a;b;y", delimiter=";")
+    assert load_source("csv", path=str(semi)).x.shape == (30, 2)
+    with pytest.raises(DataError, match="set data.delimiter=';'"):
+        load_source("csv", path=str(semi), delimiter=",")

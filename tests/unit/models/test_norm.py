@@ -9,8 +9,8 @@ from torch.nn import functional as F
 
 from models import MLP
 from tests.conftest import read_metrics
-from tests.test_reliability import assert_same_run
-from tests.test_speed import blobs, one_epoch
+from tests.integration.test_reliability import assert_same_run
+from tests.unit.training.test_accel import blobs, one_epoch
 from trainer.config.build import build_data, check_batch_norm
 from trainer.data import prepare_data
 from trainer.eval import evaluate_checkpoint

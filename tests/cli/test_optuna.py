@@ -113,7 +113,7 @@ def test_median_pruner_stops_bad_trials_early(pruned_search):
 
 @pytest.mark.slow
 def test_report_of_an_optuna_search_shows_pruned_jobs_best_trial_and_importances(pruned_search, capsys):
-    # `python -m trainer.report SWEEP` in-process (its own process: tests/test_vectorized_cli.py)
+    # `python -m trainer.report SWEEP` in-process (its own process: tests/cli/test_vectorized.py)
     report.main([str(pruned_search)])
     study = load(pruned_search, "lrs")
     n_pruned = sum(t.state == TrialState.PRUNED for t in study.trials)
@@ -334,7 +334,7 @@ def test_a_trial_whose_config_cannot_be_composed_is_failed_and_the_study_goes_on
 
 
 def test_the_shipped_search_space_passes_the_check(tmp_path):
-    from tests.test_bad_values import search_space
+    from tests.unit.config.test_validate import search_space
 
     space, fixed = search_space(["+hparams_search=digits_optuna"], tmp_path / "s")
     assert set(space) >= {"optimizer", "optimizer.lr"} and (tmp_path / "s").is_dir()

@@ -41,7 +41,7 @@ def test_small_multiples_keep_a_colour_per_value_of_the_other_keys():
         [[(0, "none"), (1, "poly")]] * 2
 
 
-# The optimizer labels: tests/test_cli.py, on the sweep of digits_optimizers made there.
+# The optimizer labels: tests/cli/test_main.py, on the sweep of digits_optimizers made there.
 
 
 def test_notes_estimate_leaves_out_the_biases(cfg_factory, tmp_path):

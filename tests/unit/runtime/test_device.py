@@ -22,7 +22,9 @@ from tests.conftest import ROOT, cli, job_dirs, make_job_cfg, read_metrics
 from trainer.config.build import batch_size_for, build_data, build_model
 from trainer.config.validate import config_dir
 from trainer.data import prepare_data
+from trainer.run import run
 from trainer.runtime import device as device_module
+from trainer.runtime.device import set_threads
 
 CPU = torch.device("cpu")
 
@@ -156,3 +158,49 @@ def test_bench_threads_table_gives_medians_and_ratios_to_one_thread():
         ("0.40", "1.00", "4,000", "1.00"), ("4.00", "10.00", "40,000", "10.00"),
         ("0.20", "0.50", "2,000", "0.50"), ("1.60", "4.00", "16,000", "4.00")]
     assert rows[4][0].strip() == "one kept busy (load 3.0-3.0)"
+
+
+def test_threads_auto_takes_one_for_a_small_step_and_the_default_for_a_large_one(monkeypatch):
+    monkeypatch.setattr(device_module, "DEFAULT_THREADS", 2)
+    before = torch.get_num_threads()
+    try:
+        cpu = torch.device("cpu")
+        assert set_threads("auto", 203_530, 1, cpu) == 1       # 784-256-10 at batch 1
+        assert set_threads("auto", 203_530, 64, cpu) == 2      # ... at batch 64: back to the default
+        assert set_threads("auto", 15_000, 64, cpu) == 1
+        assert set_threads(2, 15_000, 64, cpu) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_auto_validates_on_all_threads_after_training_a_small_step_on_one(
+        cfg_factory, tmp_path, monkeypatch):
+    """A 64-256-10 net at batch 32 trains on one thread; its 8,192-row-sized validation passes (here
+    all of digits' validation rows) take torch's default count, which is back for the next epoch."""
+    from trainer.training import fit as fit_module
+
+    monkeypatch.setattr(device_module, "DEFAULT_THREADS", 2)
+    cpu = torch.device("cpu")
+    assert device_module.eval_threads(1, 203_530, 10_000, cpu) is None  # threads=N: N everywhere
+    seen: dict[str, set[int]] = {"train": set(), "val": set()}
+    validate, train = fit_module.validation_metrics, fit_module.train_epoch
+
+    def counted(kind, func):
+        def call(*args, **kwargs):
+            seen[kind].add(torch.get_num_threads())
+            return func(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(fit_module, "validation_metrics", counted("val", validate))
+    monkeypatch.setattr(fit_module, "train_epoch", counted("train", train))
+    before = torch.get_num_threads()
+    try:
+        assert set_threads("auto", 203_530, 1, cpu) == 1  # 784-256-10 trains at batch 1 on one thread
+        assert device_module.eval_threads("auto", 203_530, 10_000, cpu) == 2  # and validates on two
+        assert device_module.eval_threads("auto", 203_530, 10, cpu) is None  # 10 rows: one too
+        metrics = run(cfg_factory("model.width=256", "batch_size=32", "epochs=2", "device=cpu"),
+                      out_dir=tmp_path)
+    finally:
+        torch.set_num_threads(before)
+    assert metrics["status"] == "completed"
+    assert seen == {"train": {1}, "val": {2}}
