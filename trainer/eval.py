@@ -175,7 +175,7 @@ def write_predictions(path: str | Path, header: list[str], rows: list[list[Any]]
     import csv
     import io
 
-    from trainer.storage.checkpoint import atomic_write
+    from trainer.runtime.files import atomic_write
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -212,7 +212,7 @@ def check_file_source(name: str, data: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trainer.storage.checkpoint import write_json
+    from trainer.runtime.files import write_json
 
     args = sys.argv[1:] if argv is None else argv
     try:

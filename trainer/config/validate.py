@@ -16,8 +16,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
-from trainer.config.checks import did_you_mean
 from trainer.config.schema import Config, declared, register, schema_of
+from trainer.runtime.checks import did_you_mean
 from trainer.runtime.errors import ConfigError
 from trainer.training.losses import check_loss
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from trainer.config.checks import (
+from trainer.runtime.checks import (
     FRACTION,
     POSITIVE,
     POSITIVE_NUMBER,
@@ -54,7 +54,7 @@ class Digits(DataSet):
     task_known: ClassVar[str | None] = "classification"
 
     def load(self) -> Any:
-        from trainer.data.sources import load_digits
+        from trainer.data.digits import load_digits
 
         return load_digits()
 

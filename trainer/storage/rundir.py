@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trainer.runtime.errors import ConfigError, FolderRefused
-from trainer.storage.checkpoint import storage_error
+from trainer.runtime.files import storage_error
 
 log = logging.getLogger(__name__)
 
