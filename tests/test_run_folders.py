@@ -18,7 +18,7 @@ import pytest
 import trainer.storage.checkpoint as checkpoint_module
 from tests.conftest import cli_in_process, job_dirs, make_cfg, read_metrics, read_scalars
 from tests.test_resume_guarantees import Killed, kill_at
-from trainer.report.sweep import find_jobs
+from trainer.report.read import find_jobs
 from trainer.run import run
 from trainer.runtime.errors import ConfigError, FolderRefused, StorageError
 from trainer.runtime.files import storage_error

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainer.config.validate import config_dir
 from trainer.landscape.functions import FUNCTIONS, Box, Trajectory, descend
-from trainer.runtime.cli import fail
-from trainer.runtime.errors import ConfigError, UserError
+from trainer.runtime.cli import user_errors
+from trainer.runtime.errors import ConfigError
 from trainer.runtime.files import write_json
 
 log = logging.getLogger("trainer.landscape")
@@ -143,10 +142,6 @@ def _report(p: Trajectory, steps: int) -> str:
 def main(cfg: DictConfig) -> None:
     from trainer.runtime.runinfo import hydra_output_dir
 
-    try:
+    with user_errors():
         landscape(cfg, hydra_output_dir())
-    except UserError as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        fail(str(exc), 2)
 
