@@ -5,13 +5,15 @@ to a higher one, and subpackage `__init__` files that say what lives there and i
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from functools import cache
 from pathlib import Path
 
 import grimp
 
-PACKAGE = Path(__file__).resolve().parent.parent / "trainer"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "trainer"
 
 # The layers, bottom to top: a module imports modules of its own package and of the layers below it.
 LAYERS = [
@@ -195,3 +197,11 @@ def test_subpackage_inits_say_what_lives_there_and_import_nothing():
             problems.append(f"{name}/__init__.py imports {heavy} when the package is imported: import "
                             "the modules where they are used, or load names on first use (`__getattr__`)")
     assert not problems, "\n".join(problems)
+
+
+def test_the_architecture_doc_lists_these_layers():
+    section = (ROOT / "docs" / "architecture.md").read_text().split("## Layers", 1)[-1]
+    items = re.findall(r"^\d+\. (.*)$", section, flags=re.M)
+    written = [tuple(re.findall(r"`(\w+)(?:/|\.py)`", item)) for item in items]  # `data/`, `run.py`
+    assert written == LAYERS, f"docs/architecture.md (Layers) lists {written}; this test's LAYERS: {LAYERS}"
+
