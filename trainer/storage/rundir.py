@@ -141,9 +141,10 @@ def discard_staged(out: Path) -> None:
 def staged_hydra_dir(out: Path) -> Path | None:
     """Where Hydra wrote this job's config files, when that is a pending folder inside `.hydra`."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
-    if not HydraConfig.initialized():
-        return None
+    if not HydraConfig.initialized() or OmegaConf.is_missing(HydraConfig.get().runtime, "output_dir"):
+        return None  # no job: Hydra's config composed, e.g. by a test, but nothing run with it
     sub = HydraConfig.get().output_subdir
     if sub is None or Path(sub) == Path(".hydra"):
         return None
