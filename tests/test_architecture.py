@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 from functools import cache
 from pathlib import Path
 
 import grimp
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "trainer"
@@ -161,6 +163,20 @@ def test_nothing_imports_the_root_package():
     importers = sorted(graph().find_modules_that_directly_import("trainer"))
     assert not importers, f"these modules import the root package `trainer`: {importers}; import " \
         "the module that holds what they need (trainer.runtime.startup: __version__, the wait policy)"
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_import_trainer_registers_every_resolver_the_configs_name(tmp_path):
+    """Every process imports the root package first (a joblib or submitit worker too): that alone
+    registers the resolvers, before Hydra composes or resolves a config."""
+    named = {m for path in (ROOT / "configs").rglob("*.yaml")
+             for m in re.findall(r"\$\{([a-z_][\w.]*):", path.read_text())}
+    ours = sorted(n for n in named if n not in ("now", "hydra") and not n.startswith("oc."))  # not Hydra's
+    code = ("import trainer\nfrom omegaconf import OmegaConf\n"
+            f"print([n for n in {ours} if not OmegaConf.has_resolver(n)])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert "run_id" in ours and out.stdout.strip() == "[]", \
+        f"not registered by `import trainer`: {out.stdout}{out.stderr}"
 
 
 def top_level_imports(path: Path) -> list[str]:
