@@ -7,7 +7,7 @@ Two workloads: `--bmm` products of (16, 64, 128) by (16, 128, 128) (issue 26's m
 `--steps` SGD steps of a 784-256-10 MLP at batch 64 (2.0e5 parameters x 64 = 1.3e7, above
 threads=auto's line of 4e6, so threads=auto gives it torch's default count). The variants: one
 thread, and `--threads` threads with the policy unset (libgomp's default: spin, then sleep), PASSIVE
-(trainer's default, trainer/__init__.py) and ACTIVE, each timed `--repeats` times in a fresh
+(trainer's default, trainer/runtime/startup.py) and ACTIVE, each timed `--repeats` times in a fresh
 process per round (OpenMP reads OMP_WAIT_POLICY once, when torch loads it). Each round runs them
 all with no busy loop, then all again while a busy-loop process (started and stopped here) keeps
 one core busy, in the other order every second round. Prints medians, ratios to one thread, and

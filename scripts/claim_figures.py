@@ -26,8 +26,8 @@ import sys
 from pathlib import Path
 
 from trainer.report.axes import AXIS_LABELS, group_series
+from trainer.report.read import read_sweep, sweep_monitor, swept_keys
 from trainer.report.stats import ARM_KEY, Choice, group_jobs, resolved_lr, select, test_metric
-from trainer.report.sweep import read_sweep, sweep_monitor, swept_keys
 
 DIGITS_IN, DIGITS_OUT = 64, 10  # the notes' d and K for the 8x8 digits
 

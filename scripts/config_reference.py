@@ -203,7 +203,7 @@ def composed(overrides: list[str]) -> dict:
 
 
 def render() -> str:
-    schema.register()  # the schemas in Hydra's ConfigStore, as `import trainer.config` does
+    schema.register()  # the schemas in Hydra's ConfigStore, as `import trainer.config.validate` does
     lines = [HEADER]
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         top = composed([])

@@ -17,8 +17,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from trainer.report.read import read_sweep, swept_keys
 from trainer.report.stats import group_jobs, select
-from trainer.report.sweep import read_sweep, swept_keys
 
 ARM, K, MONITOR = "experiment/ensemble_arm", "arms.k", "val/acc"
 LABELS = {"bagging": "bagging (bootstrap)", "bagging_parts": "bagging (disjoint parts)",

@@ -69,7 +69,7 @@ MUTANTS = (
     Mutant("a killed trial's retry does not stand for it in the report", "trainer/report/stats.py",
            "            out[job.name] = later.name", "            pass",
            ("tests/unit/report/test_stats.py",)),
-    Mutant("the passive OpenMP wait policy not set", "trainer/__init__.py",
+    Mutant("the passive OpenMP wait policy not set", "trainer/runtime/startup.py",
            'os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")', "pass",
            ("tests/unit/runtime/test_device.py", "-k", "import_trainer_sets")),
     Mutant("a new run trains over a folder that holds a run", "trainer/storage/rundir.py",

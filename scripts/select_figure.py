@@ -19,8 +19,8 @@ from pathlib import Path
 
 from trainer.eval import evaluate_checkpoint
 from trainer.logs.events import read_scalars
+from trainer.report.read import read_sweep, swept_keys
 from trainer.report.stats import Choice, group_jobs, select
-from trainer.report.sweep import read_sweep, swept_keys
 from trainer.storage.checkpoint import load_checkpoint
 
 MONITOR = "val/acc"

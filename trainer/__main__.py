@@ -15,7 +15,7 @@ from trainer.config.validate import config_dir, static_monitor
 from trainer.runtime.cli import fail, paragraph
 from trainer.runtime.errors import FolderRefused, UserError
 from trainer.sweeps.jobs import hydra_arg
-from trainer.sweeps.objective import check_direction, objective, worst  # also registers ${trainer_direction:}
+from trainer.sweeps.objective import check_direction, objective, worst
 
 log = logging.getLogger("trainer")
 

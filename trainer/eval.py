@@ -7,15 +7,14 @@ arguments change it, e.g. another data set or file of the same features.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.runtime.cli import fail, parse_options
-from trainer.runtime.errors import ConfigError, DataError, UserError
+from trainer.runtime.cli import parse_options, user_errors
+from trainer.runtime.errors import ConfigError, DataError
 
 USAGE = ("python -m trainer.eval ckpt=PATH [split=test|val|train|all] [data.KEY=VALUE ...] "
          "[data=FILE] [device=auto|cpu|cuda] [json=PATH] [predictions=FILE.csv]")
@@ -175,7 +174,7 @@ def write_predictions(path: str | Path, header: list[str], rows: list[list[Any]]
     import csv
     import io
 
-    from trainer.storage.checkpoint import atomic_write
+    from trainer.runtime.files import atomic_write
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -212,10 +211,10 @@ def check_file_source(name: str, data: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trainer.storage.checkpoint import write_json
+    from trainer.runtime.files import write_json
 
     args = sys.argv[1:] if argv is None else argv
-    try:
+    with user_errors():
         data_overrides = [a for a in args if a.startswith("data.")]
         opts = parse_options([a for a in args if not a.startswith("data.")],
                              {"ckpt": None, "split": "", "data": "", "device": "auto", "json": "",
@@ -231,10 +230,6 @@ def main(argv: list[str] | None = None) -> None:
         metrics = checkpoint_metrics(ckpt, model, splits, cfg, split)
         if opts["predictions"]:
             write_predictions(opts["predictions"], *prediction_table(model, splits, split))
-    except UserError as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        fail(str(exc))
     shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(f"{split}/"))
     print(f"{opts['ckpt']} (epoch {metrics['epoch']}) on {metrics['data']} {split} "
           f"({metrics['samples']:,} samples): {shown}")

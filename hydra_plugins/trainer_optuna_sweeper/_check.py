@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from hydra_plugins.trainer_optuna_sweeper import _space
-from trainer.config.checks import did_you_mean
+from trainer.runtime.checks import did_you_mean
 from trainer.runtime.errors import ConfigError, UserError
 
 FIX = "fix it in hydra.sweeper.params or on the command line"

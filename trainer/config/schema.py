@@ -2,7 +2,7 @@
 ConfigStore as the base of its YAML file (`defaults: [/schema/...@_here_]`).
 
 The YAML files give the values and the comments; these classes give the keys and what each value
-may be (`key(check)`, see trainer.config.checks). Hydra composes every config on top of its
+may be (`key(check)`, see trainer.runtime.checks). Hydra composes every config on top of its
 schema in struct mode, so a key that no schema declares (`epoch: 5` in an experiment file, or
 `model.widht=3` on the command line) is refused at once. The data sets' schemas are their own
 `_target_` classes (trainer.data.sets); the optimizers' and schedulers' are made from their
@@ -19,7 +19,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from trainer.config.checks import (
+from trainer.data.sets import SCHEMAS as DATA_SCHEMAS
+from trainer.runtime.checks import (
     POSITIVE,
     POSITIVE_NUMBER,
     WHOLE,
@@ -31,7 +32,6 @@ from trainer.config.checks import (
     Widths,
     key,
 )
-from trainer.data.sets import SCHEMAS as DATA_SCHEMAS
 from trainer.training.losses import LOSSES
 
 # What `monitor` may name: the validation metrics fit() produces (val/acc for classification only).

@@ -1,8 +1,5 @@
-"""Data: load a source, split it into train/val/test, preprocess with train statistics only.
-
-The names below are loaded on first use: `trainer.data.sets` (the schemas Hydra registers before
-it parses the command line) must not pull in torch.
-"""
+"""Data: load a source, split it into train/val/test, preprocess with train statistics only. The
+names below load on first use: `trainer.data.sets`, which Hydra registers first, needs no torch."""
 
 from __future__ import annotations
 

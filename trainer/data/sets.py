@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from trainer.config.checks import (
+from trainer.runtime.checks import (
     FRACTION,
     POSITIVE,
     POSITIVE_NUMBER,
@@ -27,11 +27,18 @@ TASK_CHOICES = ("auto", "classification", "regression")
 PREPROCESS = ("standardize", "whiten_pca", "whiten_zca", "none")  # trainer.data.preprocess's kinds
 
 
-@dataclass
+def data_set(cls: type) -> type:
+    """A data set's schema: a dataclass whose `_target_` names the class itself, as its
+    configs/data/*.yaml does (`_target_: trainer.data.sets.Spirals`)."""
+    cls.__annotations__ = {"_target_": "str", **cls.__dict__.get("__annotations__", {})}
+    cls._target_ = f"{cls.__module__}.{cls.__qualname__}"
+    return dataclass(cls)
+
+
+@data_set
 class DataSet:
     """What every data set has: its name, how it is split, how its inputs are preprocessed."""
 
-    _target_: str = "trainer.data.sets.DataSet"
     name: Any = key(Text(optional=False))
     val_fraction: Any = key(FRACTION)  # of the whole data set (or of an official train split)
     test_fraction: Any = key(FRACTION)
@@ -46,24 +53,22 @@ class DataSet:
         raise NotImplementedError(f"{type(self).__name__} does not say how to load its data")
 
 
-@dataclass
+@data_set
 class Digits(DataSet):
     """The 8x8 handwritten digits that scikit-learn ships (1,797 images, 10 classes), no network."""
 
-    _target_: str = "trainer.data.sets.Digits"
     task_known: ClassVar[str | None] = "classification"
 
     def load(self) -> Any:
-        from trainer.data.sources import load_digits
+        from trainer.data.digits import load_digits
 
         return load_digits()
 
 
-@dataclass
+@data_set
 class Vision(DataSet):
     """A torchvision set (mnist, fashion_mnist, kmnist, cifar10) with its official splits."""
 
-    _target_: str = "trainer.data.sets.Vision"
     root: Any = key(Text(), None)  # null: $TRAINER_DATA if set, else ~/.cache/trainer/data
     download: Any = key(Flag(), True)
     task_known: ClassVar[str | None] = "classification"
@@ -74,11 +79,10 @@ class Vision(DataSet):
         return load_vision(self.name, root=self.root, download=self.download)
 
 
-@dataclass
+@data_set
 class CSV(DataSet):
     """A table of numbers in a CSV file: `data=csv data.path=FILE data.target=COLUMN`."""
 
-    _target_: str = "trainer.data.sets.CSV"
     target: Any = key(Text(number_ok=True), None)
     task: Any = key(OneOf(TASK_CHOICES), "auto")
     delimiter: Any = key(OneChar(words=("auto",)), "auto")
@@ -92,11 +96,10 @@ class CSV(DataSet):
                         header=self.header)
 
 
-@dataclass
+@data_set
 class NPZ(DataSet):
     """Arrays x, y (and x_val/y_val, x_test/y_test) saved with numpy.savez."""
 
-    _target_: str = "trainer.data.sets.NPZ"
     task: Any = key(OneOf(TASK_CHOICES), "auto")
     path: Any = key(Text(required="for data=npz: give the file, e.g. data=npz data.path=my_data.npz"), None)
 
@@ -106,12 +109,12 @@ class NPZ(DataSet):
         return load_npz(self.path, task=self.task)
 
 
-@dataclass
+@data_set
 class Synthetic(DataSet):
-    """Points drawn from a known distribution, `n_samples` before the split: the keys a subclass
-    adds to DataSet's are the arguments of its `generator` in trainer.data.synthetic."""
+    """Points drawn from a known distribution, `n_samples` before the split, by the function of
+    trainer.data.synthetic named as the subclass (Spirals: `spirals`); the keys a subclass adds to
+    DataSet's are its arguments."""
 
-    generator: ClassVar[str] = ""
     n_samples: Any = key(POSITIVE, 1000)
     noise: Any = key(Number(low=0, hint=" (the std of the noise)"), 0.1)
     seed: Any = key(WHOLE, 0)  # the generator's seed; by default the split seed
@@ -122,40 +125,31 @@ class Synthetic(DataSet):
 
         common = {f.name for f in fields(DataSet)}
         options = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in common}
-        return getattr(synthetic, self.generator)(**options)
+        return getattr(synthetic, type(self).__name__.lower())(**options)
 
 
-@dataclass
+@data_set
 class Spirals(Synthetic):
-    _target_: str = "trainer.data.sets.Spirals"
-    generator: ClassVar[str] = "spirals"
     classes: Any = key(Number(whole=True, low=2), 2)
 
 
-@dataclass
+@data_set
 class Gaussians(Synthetic):
-    _target_: str = "trainer.data.sets.Gaussians"
-    generator: ClassVar[str] = "gaussians"
     classes: Any = key(Number(whole=True, low=2), 3)
 
 
-@dataclass
+@data_set
 class Circles(Synthetic):
-    _target_: str = "trainer.data.sets.Circles"
-    generator: ClassVar[str] = "circles"
     factor: Any = key(Number(low=0, high=1, low_open=True, hint=": the inner circle's radius"), 0.5)
 
 
-@dataclass
+@data_set
 class XOR(Synthetic):
-    _target_: str = "trainer.data.sets.XOR"
-    generator: ClassVar[str] = "xor"
+    """Points in [-1, 1]^2, class 1 where x1 * x2 > 0."""
 
 
-@dataclass
+@data_set
 class Regression(Synthetic):
-    _target_: str = "trainer.data.sets.Regression"
-    generator: ClassVar[str] = "regression"
     dim: Any = key(POSITIVE, 1)
     task_known: ClassVar[str | None] = "regression"
 

@@ -76,6 +76,21 @@ def _carve(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarra
     return perm[k:], perm[:k]
 
 
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # x, y, and the source rows they are
+
+
+def _part(source: Source, split: str, kept: Rows, fraction: float,
+          rng: np.random.Generator) -> tuple[Rows, tuple[np.ndarray, np.ndarray, tuple[str, np.ndarray]]]:
+    """The source's own `split` (val or test) where it has one, else round(fraction * n) rows carved
+    at random from `kept`: what stays kept, and the part's x, y and rows (Splits.rows)."""
+    own = getattr(source, f"x_{split}")
+    if own is not None:
+        return kept, (own, getattr(source, f"y_{split}"), (split, np.arange(len(own))))
+    x, y, ids = kept
+    rest, part = _carve(len(x), fraction, rng)
+    return (x[rest], y[rest], ids[rest]), (x[part], y[part], ("data", ids[part]))
+
+
 def make_splits(source: Source, val_fraction: float, test_fraction: float, seed: int,
                 device: torch.device | str = "cpu") -> Splits:
     """Use the source's own val/test splits where it has them, else carve them from its data.
@@ -84,24 +99,11 @@ def make_splits(source: Source, val_fraction: float, test_fraction: float, seed:
     The tensors are made on `device`; compact (uint8) features travel before they become float32.
     """
     rng = np.random.default_rng(seed)
-    x, y = source.x, source.y
-    ids = np.arange(len(x))  # the rows of source.x that x holds
-    if source.x_test is not None:
-        x_test, y_test = source.x_test, source.y_test
-        test_rows = ("test", np.arange(len(x_test)))
-    else:
-        rest, test = _carve(len(x), test_fraction, rng)
-        x, y, x_test, y_test = x[rest], y[rest], x[test], y[test]
-        ids, test_rows = ids[rest], ("data", ids[test])
-    if source.x_val is not None:
-        x_val, y_val = source.x_val, source.y_val
-        val_rows = ("val", np.arange(len(x_val)))
-    else:
-        # val_fraction is of the whole data, so carve val_fraction / (1 - test_fraction) of the rest.
-        share = val_fraction if source.x_test is not None else val_fraction / (1 - test_fraction)
-        rest, val = _carve(len(x), share, rng)
-        x, y, x_val, y_val = x[rest], y[rest], x[val], y[val]
-        ids, val_rows = ids[rest], ("data", ids[val])
+    kept = (source.x, source.y, np.arange(len(source.x)))  # ids: the rows of source.x that x holds
+    kept, (x_test, y_test, test_rows) = _part(source, "test", kept, test_fraction, rng)
+    # val_fraction is of the whole data, so carve val_fraction / (1 - test_fraction) of the rest.
+    share = val_fraction if source.x_test is not None else val_fraction / (1 - test_fraction)
+    (x, y, ids), (x_val, y_val, val_rows) = _part(source, "val", kept, share, rng)
     for name, part in (("train", x), ("validation", x_val), ("test", x_test)):
         if len(part) == 0:
             raise DataError(

@@ -13,7 +13,7 @@ import torch
 
 from trainer.data.base import Source
 from trainer.runtime.errors import DataError
-from trainer.storage.checkpoint import save_checkpoint
+from trainer.runtime.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def load_vision(name: str, root: str | None = None, download: bool = True) -> So
     if arrays is None:
         arrays = {**_read(name, folder, download), "version": CACHE_VERSION}
         try:
-            save_checkpoint(arrays, cache)
+            atomic_write(cache, lambda f: torch.save(arrays, f))
         except OSError as exc:  # a read-only data folder still trains, just without the cache
             log.warning("could not cache %s in %s (%s)", name, cache, exc)
     return Source(x=arrays["x"].numpy(), y=arrays["y"].numpy(), task="classification",

@@ -17,7 +17,6 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -128,27 +127,6 @@ def build_predictor(cfg: DictConfig, in_dim: int, out_dim: int, classification: 
     members = [build_model(cfg.model, in_dim, out_dim) for _ in range(k)]
     alphas = torch.ones(k) if kind == "bagging" else torch.zeros(k)
     return Ensemble(members, classification, alphas)
-
-
-def member_report(model: nn.Module, splits: Any) -> list[dict[str, float]]:
-    """metrics.json's `members`: each member's own val/test metrics (and alpha), in the weights
-    the ensemble was tested with."""
-    from trainer.data.targets import original_units
-    from trainer.training.loop import evaluate
-
-    if not isinstance(model, Ensemble):
-        return []
-    loss_fn, classification = splits.loss, splits.task == "classification"
-    report = []
-    for m, member in enumerate(model.members):
-        row = {"alpha": float(model.alphas[m])}
-        for split in ("val", "test"):
-            x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
-            metrics = original_units(evaluate(member, loss_fn, x, y, classification=classification),
-                                     splits.loss_factor)
-            row.update({f"{split}/{k}": v for k, v in metrics.items()})
-        report.append(row)
-    return report
 
 
 # --------------------------------------------------------------------------- checks

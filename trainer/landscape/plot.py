@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from trainer.landscape.paths import Fn, Trajectory
+from trainer.landscape.functions import Fn, Trajectory
 
 
 def _figure(paths: list[Trajectory], fn: Fn, title: str, xlim: tuple[float, float],

@@ -116,7 +116,7 @@ def write_sweep_experiment(sweep_dir: Path, config: DictConfig, swept: list[str]
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from torch.utils.tensorboard.writer import FileWriter
 
-    from trainer.logs.writer import run_hparams
+    from trainer.logs.hparams import run_hparams
 
     task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
     # Hydra sets its config for each job only: an experiment's `${hydra:runtime.choices...}` (its

@@ -129,7 +129,7 @@ def truncate_events(run_dir: str | Path, epoch: int, step: int) -> int:
     from tensorboard.compat.proto import event_pb2
     from tensorboard.summary.writer.record_writer import RecordWriter
 
-    from trainer.storage.checkpoint import atomic_write
+    from trainer.runtime.files import atomic_write
 
     dropped = 0
     for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):

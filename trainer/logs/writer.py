@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-HParamValue = int | float | str | bool
-SKIPPED = ("_partial_", "progress")  # not hyperparameters
+# The hyperparameters and the tags, also imported from here (run.py, vectorized/, tests)
+from trainer.logs.hparams import HParamValue, flatten_hparams, run_hparams  # noqa: F401
+from trainer.training.curves import LR_TAG, SPEED_TAG  # noqa: F401
 
-# Tags. TensorBoard lists a run's groups (the part before the first `/`) in sorted order and opens
-# the first ones; `~` sorts after every letter, so the epoch curves (train/, val/, val_raw/) come
-# first and these after them. Every epoch curve is logged against the epoch; the learning rate,
-# which changes within an epoch, against the optimizer update count, in a group of its own that
-# says so.
-LR_TAG = "~per_update/lr"
-SPEED_TAG = "~speed/samples_per_s"  # training samples per second, per epoch
 OLD_LR_TAG = "lr"  # the learning rate's tag in runs written before it moved under ~per_update/
 
 
@@ -70,68 +63,6 @@ class RunLogger:
 
     def close(self) -> None:
         self.writer.close()
-
-
-def flatten_hparams(tree: Mapping[str, Any], prefix: str = "") -> dict[str, HParamValue | None]:
-    """Nested config -> flat `{"model.width": 128, ...}` of values the HParams plugin accepts.
-
-    A group's `_target_` becomes the group's own key (`optimizer: "Adam"`); `_partial_` is dropped.
-    """
-    flat: dict[str, HParamValue | None] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if key == "_target_" and prefix:
-            flat[prefix[:-1]] = str(value).rsplit(".", 1)[-1]
-        elif key in SKIPPED:
-            continue
-        elif isinstance(value, Mapping):
-            flat.update(flatten_hparams(value, prefix=f"{name}."))
-        elif isinstance(value, bool | int | float | str):
-            flat[name] = value
-        else:  # lists; None stays None (run_hparams gives it its column's type)
-            flat[name] = None if value is None else str(value)
-    return flat
-
-
-def known_hparams() -> dict[str, HParamValue]:
-    """Every key that an option of a config group can set (from the schema), with a neutral value of
-    its type: so sgd and adam jobs both have `optimizer.momentum` and `optimizer.betas` columns."""
-    from trainer.config.checks import Flag
-    from trainer.config.schema import GROUP_SCHEMAS
-
-    known: dict[str, HParamValue] = {}
-    for group, schemas in GROUP_SCHEMAS.items():
-        known[group] = "none"  # the group's own column names its `_target_`
-        for schema in schemas.values():
-            for f in fields(schema):
-                if f.name.startswith("_"):
-                    continue
-                check, default = f.metadata.get("check"), f.default
-                number = f.metadata.get("number") or (isinstance(default, int | float)
-                                                      and not isinstance(default, bool))
-                neutral = False if isinstance(check, Flag) or isinstance(default, bool) else (
-                    float("nan") if number else "")
-                known.setdefault(f"{group}.{f.name}", neutral)
-    return known
-
-
-def run_hparams(resolved: Mapping[str, Any], choices: Mapping[str, str] | None = None
-                ) -> dict[str, HParamValue]:
-    """A job's hyperparameters with the same keys in every job of a sweep: its own flattened
-    config, plus every key that another option of its config groups has, with a neutral value.
-    `choices` (Hydra's `runtime.choices`: `optimizer: momentum`) names each group's column by the
-    config chosen, which tells `sgd` from `momentum` where the class (`SGD`) would not."""
-    flat = flatten_hparams(resolved)
-    for group, choice in (choices or {}).items():
-        if group in flat and choice is not None:
-            flat[group] = str(choice)
-    known = known_hparams()
-    for key, value in flat.items():
-        if value is None:  # null: the column's "not set", a NaN in a numeric column (cosine's T_max)
-            flat[key] = known[key] if isinstance(known.get(key), float) else ""
-    for key, neutral in known.items():
-        flat.setdefault(key, neutral)
-    return dict(sorted(flat.items()))
 
 
 class NullLogger:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from trainer.config.build import batch_size_for
+from trainer.report.read import Job
+from trainer.report.stats import Group
 from trainer.training.loop import num_batches
-
-if TYPE_CHECKING:
-    from trainer.report.stats import Group
-    from trainer.report.sweep import Job
 
 AXES = ("epoch", "step", "samples", "time")
 BANDS = ("std", "minmax")

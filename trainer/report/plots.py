@@ -1,4 +1,4 @@
-"""The report's table cells and figures: validation curves, best values per swept value, the
+"""The report's figures: validation curves, best values per swept value, the
 notes' protocol as bars."""
 
 from __future__ import annotations
@@ -6,22 +6,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from trainer.report.axes import Series
-    from trainer.report.stats import Choice
-    from trainer.report.sweep import Job
-
-
-def cell(value: object) -> str:
-    """A table cell: metrics to 4 decimals, long swept numbers (Optuna's) to 4 significant digits."""
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
-    text = str(value)
-    if len(text) > 8 and numbers([text]):
-        return f"{float(text):.4g}"
-    return text
+from trainer.report.axes import AXIS_LABELS, Series
+from trainer.report.cells import cell, numbers
+from trainer.report.read import Job
+from trainer.report.stats import Choice, test_metric
 
 
 def label(job: Job, keys: list[str]) -> str:
@@ -41,8 +30,6 @@ def plot_curves(panels: list[Panel], axis: str, path: Path) -> None:
     """The panels side by side: each line a job or a group's mean (with its band), the best thick."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, Agg when saving
     from matplotlib.ticker import MaxNLocator
-
-    from trainer.report.axes import AXIS_LABELS
 
     many = max((len(p.series) for p in panels), default=0) > 5  # legends beside the plots
     fig = Figure(figsize=(6.5 * len(panels) + (2.5 if many else 0), 5.5), layout="constrained")
@@ -79,8 +66,6 @@ def plot_select(choices: list[Choice], keys: list[str], monitor: str, path: Path
     import numpy as np
     from matplotlib.figure import Figure
 
-    from trainer.report.stats import test_metric
-
     test = test_metric(monitor)
     fig = Figure(figsize=(max(5.0, 1.3 * len(choices) + 2), 4.8), layout="constrained")
     ax = fig.add_subplot()
@@ -109,13 +94,6 @@ def plot_select(choices: list[Choice], keys: list[str], monitor: str, path: Path
     if any(c.chosen for c in choices):
         ax.legend(fontsize="small", loc="best")
     fig.savefig(path)  # dpi: matplotlib's savefig.dpi (report's dpi=)
-
-
-def numbers(values: list[str]) -> list[float] | None:
-    try:
-        return [float(v) for v in values]
-    except ValueError:
-        return None
 
 
 def plot_params(jobs: list[Job], keys: list[str], best: Job | None, monitor: str, path: Path) -> None:

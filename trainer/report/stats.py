@@ -6,16 +6,11 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from trainer.report.plots import cell
+from trainer.report.cells import cell
+from trainer.report.read import Job
 from trainer.runtime.errors import ConfigError
 from trainer.sweeps.objective import direction_of
-
-if TYPE_CHECKING:
-    from trainer.report.sweep import Job
-
-METRICS = ("val/loss", "val/acc", "test/loss", "test/acc")  # the report's columns
 
 
 @dataclass(frozen=True)

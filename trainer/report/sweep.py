@@ -6,182 +6,26 @@ and config), `metrics.json` once the job has finished, and its TensorBoard event
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
-import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from omegaconf import OmegaConf
 
 from trainer.logs.dashboard import REPORT_IMAGES, add_images
 from trainer.report.axes import AXES, BANDS
 from trainer.report.plots import plot_params, plot_select
-from trainer.report.stats import METRICS, Group, best_group, check_keys, group_jobs, retried, select
+from trainer.report.read import Job, read_sweep, sweep_monitor, swept_keys
+from trainer.report.stats import Group, best_group, check_keys, group_jobs, retried, select
 from trainer.report.tables import draw_curves, print_groups, print_jobs, print_select, rows, write_csv
-from trainer.runtime.cli import fail, parse_options, probe_folder
-from trainer.runtime.errors import ConfigError, DataError, StorageError, UserError
-from trainer.storage.rundir import MOVED
-from trainer.sweeps.jobs import (
-    NEVER_IN_NAMES,
-    job_number,
-    order_key,
-    planned_jobs,
-    superseded,
-    unfinished_status,
-)
+from trainer.runtime.cli import parse_options, probe_folder, user_errors
+from trainer.runtime.errors import ConfigError, StorageError
+from trainer.sweeps.jobs import NEVER_IN_NAMES
 from trainer.sweeps.objective import direction_of
 from trainer.sweeps.trial import study_summary
 
 USAGE = ("python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600] [over=seed,...] [select=KEY,...] "
          "[x=epoch|step|samples|time] [band=std|minmax] [format=png|pdf|svg] [dpi=110]")
 NOT_BEST = ("failed", "diverged", "pruned")  # statuses never marked best
-CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")  # the curves report_curves draws
-
-
-@dataclass
-class Job:
-    """What the report knows about one job of a sweep."""
-
-    name: str
-    overrides: dict[str, str]
-    monitor: str
-    status: str
-    epochs: int = 0
-    epochs_total: int | None = None
-    best_epoch: int | None = None
-    wall_time_s: float | None = None
-    values: dict[str, float] = field(default_factory=dict)  # METRICS at the best epoch
-    curve: list[tuple[int, float]] = field(default_factory=list)  # `monitor` per epoch
-    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # CURVES per epoch
-    path: Path | None = None  # the job's folder (None: not started)
-    config: dict[str, Any] = field(default_factory=dict)  # its .hydra/config.yaml
-    metrics: dict[str, Any] = field(default_factory=dict)  # its metrics.json, once finished
-
-    def score(self, monitor: str) -> float:
-        """The job's best validation `monitor`, NaN when it has none."""
-        return self.values.get(monitor, math.nan)
-
-
-def find_jobs(sweep_dir: Path) -> list[Path]:
-    """Job folders: those holding `.hydra/overrides.yaml`, in job-number order; not the old runs that
-    `overwrite=true` moved into a job's `.overwritten-TIME/`."""
-    dirs = [p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")
-            if not any(part.startswith(MOVED) for part in p.relative_to(sweep_dir).parts)]
-    return sorted(dirs, key=lambda d: [order_key(part) for part in d.relative_to(sweep_dir).parts])
-
-
-def job_name(job_dir: Path, sweep_dir: Path) -> str:
-    """The job's number (`3` for the folder `3_optimizer=adam,...` or `3`), else its folder."""
-    if job_dir == sweep_dir:
-        return "."
-    relative = job_dir.relative_to(sweep_dir)
-    number = job_number(relative.name)
-    return str(number) if number is not None and len(relative.parts) == 1 else str(relative)
-
-
-def parse_overrides(lines: list[str]) -> dict[str, str]:
-    """Hydra's `key=value` override strings as a dict (`+key`, `++key` and `~key` as `key`)."""
-    out = {}
-    for line in lines:
-        key, _, value = str(line).partition("=")
-        out[key.lstrip("+~")] = value
-    return out
-
-
-def load_yaml(path: Path) -> Any:
-    """A file Hydra wrote into a job's .hydra/, as plain Python values."""
-    try:
-        return OmegaConf.to_container(OmegaConf.load(path))
-    except Exception as exc:  # YAML syntax errors come in several types
-        raise DataError(f"{path} cannot be read ({type(exc).__name__}: {exc}); Hydra writes it when the "
-                        "job starts: restore or delete that job folder") from exc
-
-
-def read_job(job_dir: Path, sweep_dir: Path, now: float, stale_s: float, superseded: bool = False) -> Job:
-    """One job's row, from metrics.json when it finished, else from its TensorBoard events."""
-    from trainer.logs.events import scalar_events
-
-    hydra_dir = job_dir / ".hydra"
-    config = load_yaml(hydra_dir / "config.yaml") if (hydra_dir / "config.yaml").is_file() else {}
-    monitor = str(config.get("monitor", "val/loss"))
-    job = Job(name=job_name(job_dir, sweep_dir),
-              overrides=parse_overrides(load_yaml(hydra_dir / "overrides.yaml")),
-              monitor=monitor, status="running", epochs_total=config.get("epochs"), path=job_dir,
-              config=config)
-    events = scalar_events(job_dir) if any(job_dir.glob("events.out.tfevents.*")) else {}
-    if monitor == "auto":  # the run's rule: val/acc when the task has classes (events show it)
-        monitor = job.monitor = "val/acc" if "val/acc" in events else "val/loss"
-    job.curve = [(e.step, e.value) for e in events.get(monitor, [])]
-    job.curves = {tag: [(e.step, e.value) for e in events[tag]] for tag in CURVES if tag in events}
-    metrics_path = job_dir / "metrics.json"
-    if metrics_path.is_file():
-        try:
-            metrics = json.loads(metrics_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{metrics_path} cannot be read as JSON ({exc}); it is written atomically "
-                            "by the trainer, so it was changed by hand: delete it to report the job "
-                            "from its TensorBoard events") from exc
-        job.metrics, job.status = metrics, str(metrics.get("status", "completed"))
-        if metrics.get("monitor") in ("val/loss", "val/acc") and metrics["monitor"] != monitor:
-            job.monitor = metrics["monitor"]  # the run resolved `auto` for its task
-            job.curve = [(e.step, e.value) for e in events.get(job.monitor, [])]
-        job.values = {k: float(metrics[k]) for k in METRICS if metrics.get(k) is not None}
-        job.epochs, job.best_epoch = metrics.get("epochs", 0), metrics.get("best_epoch")
-        job.wall_time_s = metrics.get("wall_time_s")
-        return job
-    job.status = unfinished_status(job_dir, now, stale_s, superseded)
-    if job.curve:  # so far: the best epoch by `monitor`, the other validation metrics at it
-        pick = max if direction_of(monitor) == "maximize" else min
-        finite = [(s, v) for s, v in job.curve if math.isfinite(v)] or job.curve
-        job.best_epoch = pick(finite, key=lambda sv: sv[1])[0]
-        job.values = {e_tag: e.value for e_tag in ("val/loss", "val/acc")
-                      for e in events.get(e_tag, []) if e.step == job.best_epoch}
-        job.epochs = max(s for s, _ in job.curve)
-        walls = [e.wall_time for series in events.values() for e in series]
-        job.wall_time_s = round(max(walls) - min(walls), 3)
-    return job
-
-
-def read_sweep(sweep_dir: str | Path, stale_s: float = 600.0) -> list[Job]:
-    """Every job of a sweep, those of its multirun.yaml not started yet included; DataError when
-    the folder is not a sweep."""
-    path = Path(sweep_dir)
-    if not path.is_dir():
-        raise DataError(f"{sweep_dir} is not a folder; pass the sweep folder that `python -m trainer -m ...` "
-                        "wrote, e.g. multirun/2026-01-31/12-00-00")
-    dirs = find_jobs(path)
-    planned = planned_jobs(path)
-    if not dirs and not planned:
-        raise DataError(
-            f"{sweep_dir} is not a sweep: none of its folders holds a job's .hydra/overrides.yaml. Pass the "
-            "folder of a multirun (`python -m trainer -m ...` writes multirun/DATE/TIME/N_.../ for job N) "
-            "or of a single run (outputs/DATE/TIME)")
-    now = time.time()
-    jobs = [read_job(d, path, now, stale_s, superseded(d, dirs)) for d in dirs]
-    seen = {j.name for j in jobs}
-    monitor = sweep_monitor(jobs) if jobs else str(OmegaConf.load(path / "multirun.yaml").get("monitor"))
-    jobs += [Job(name=str(num), overrides=parse_overrides(overrides), monitor=monitor, status="not started")
-             for num, overrides in enumerate(planned or []) if str(num) not in seen]
-    return sorted(jobs, key=lambda j: order_key(j.name))
-
-
-def swept_keys(jobs: list[Job]) -> list[str]:
-    """Override keys whose value is not the same in every job (all keys for a single job)."""
-    # How a job ran, not what it is: a sweep resumed with resume=true has it only in the jobs it ran.
-    keys = [k for k in dict.fromkeys(k for job in jobs for k in job.overrides) if k not in NEVER_IN_NAMES]
-    if len(jobs) == 1:
-        return keys
-    return [k for k in keys if len({job.overrides.get(k) for job in jobs}) > 1]
-
-
-def sweep_monitor(jobs: list[Job]) -> str:
-    """The metric that ranks the jobs: their `monitor` (the most common one, if they differ)."""
-    return Counter(j.monitor for j in jobs).most_common(1)[0][0]
 
 
 def best_job(jobs: list[Job], monitor: str) -> Job | None:
@@ -209,10 +53,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     check_choice("x", x, AXES)
     check_choice("band", band, BANDS)
     check_choice("format", fmt, FORMATS)
-    jobs = read_sweep(sweep_dir, stale_s)
-    retries = retried(jobs, NEVER_IN_NAMES)  # a killed attempt: its retry counts, it does not
-    attempts = {j.name: j.status for j in jobs if j.name in retries}
-    jobs = [j for j in jobs if j.name not in retries]
+    jobs, retries = without_retried(read_sweep(sweep_dir, stale_s))
     keys, monitor = swept_keys(jobs), sweep_monitor(jobs)
     if over is not None:
         check_keys("over", over, keys)
@@ -224,14 +65,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
         check_keys("select", select_keys, setting_keys, averaged)
     out_dir = Path(out) if out is not None else Path(sweep_dir)
     check_out(out_dir, "out" if out is not None else "the sweep folder")
-    common = {k: v for k, v in jobs[0].overrides.items() if k not in keys}
-    counts = Counter(j.status for j in jobs)
-    print(f"sweep {sweep_dir}: {len(jobs)} jobs (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")")
-    for name, retry in retries.items():
-        print(f"job {name} ({attempts[name]}) was run again as job {retry}, which stands for it below")
-    if common:
-        print("same in every job: " + " ".join(f"{k}={v}" for k, v in common.items()))
-    print("val/* at each job's best epoch on its monitor; test/* with those weights")
+    print_header(sweep_dir, jobs, keys, retries)
     paths = {"csv": out_dir / "report.csv", "curves": out_dir / f"report_curves.{fmt}"}
     if grouped:
         best = best_group(groups, monitor)
@@ -263,6 +97,27 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, stale_s: float 
     return paths
 
 
+def without_retried(jobs: list[Job]) -> tuple[list[Job], list[str]]:
+    """The jobs without the killed attempts whose retry stands for them (that retry counts, they do
+    not), and a line for each such attempt."""
+    retries = retried(jobs, NEVER_IN_NAMES)
+    said = [f"job {j.name} ({j.status}) was run again as job {retries[j.name]}, which stands for it below"
+            for j in jobs if j.name in retries]
+    return [j for j in jobs if j.name not in retries], said
+
+
+def print_header(sweep_dir: str | Path, jobs: list[Job], keys: list[str], retries: list[str]) -> None:
+    """The lines above the table: the jobs by status, the retried ones, what every job shares."""
+    counts = Counter(j.status for j in jobs)
+    print(f"sweep {sweep_dir}: {len(jobs)} jobs (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")")
+    for line in retries:
+        print(line)
+    common = {k: v for k, v in jobs[0].overrides.items() if k not in keys}
+    if common:
+        print("same in every job: " + " ".join(f"{k}={v}" for k, v in common.items()))
+    print("val/* at each job's best epoch on its monitor; test/* with those weights")
+
+
 def check_out(out_dir: Path, what: str) -> None:
     """The report's folder exists, or is made, and takes files: else one paragraph, before any output."""
     try:
@@ -282,7 +137,7 @@ def check_choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
+    with user_errors():
         opts = parse_options(sys.argv[1:] if argv is None else argv,
                              {"dir": None, "out": "", "stale": "600", "over": "", "select": "",
                               "x": "epoch", "band": "std", "format": "png", "dpi": "110"}, USAGE,
@@ -303,10 +158,6 @@ def main(argv: list[str] | None = None) -> None:
         with rc_context({"savefig.dpi": dpi}):
             report(opts["dir"], opts["out"] or None, stale, over, key_list(opts["select"] or ""),
                    opts["x"] or "epoch", opts["band"] or "std", opts["format"])
-    except UserError as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        fail(str(exc))
 
 
 def key_list(text: str) -> list[str]:

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from trainer.report.axes import group_series
-from trainer.report.plots import Panel, cell, label, plot_curves
-from trainer.report.stats import METRICS, Choice, Group, grid_edge, group_rows, select_rows, test_metric
-
-if TYPE_CHECKING:
-    from trainer.report.sweep import Job
+from trainer.report.cells import cell
+from trainer.report.plots import Panel, label, plot_curves
+from trainer.report.read import METRICS, Job
+from trainer.report.stats import Choice, Group, grid_edge, group_rows, select_rows, test_metric
 
 
 def rows(jobs: list[Job], keys: list[str], best: Job | None) -> list[dict[str, object]]:

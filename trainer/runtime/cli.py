@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
-from trainer.runtime.errors import ConfigError
+from trainer.runtime.errors import ConfigError, UserError
 
 
 def paragraph(message: str) -> str:
@@ -22,6 +25,18 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """One paragraph on stderr, then exit with `code`."""
     print(paragraph(message), file=sys.stderr)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """A command's user error (trainer.runtime.errors.UserError) as its one paragraph and exit 2; with
+    HYDRA_FULL_ERROR=1, as Hydra's own commands do, the traceback instead."""
+    try:
+        yield
+    except UserError as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        fail(str(exc))
 
 
 # Our Hydra plugins (hydra_plugins/ in the repository root, installed as that namespace's packages).

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import torch
 
-import trainer
+from trainer.runtime import startup
 from trainer.runtime.errors import ConfigError
-from trainer.training.loop import EVAL_BATCH
 
 DEVICES = ("auto", "cpu", "cuda")
+EVAL_BATCH = 8192  # rows an evaluation forward pass takes at once (trainer.training.loop.evaluate)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def resolve_device(name: str) -> torch.device:
 # 259 vs 238, at 256 (6.7e6) 638 vs 532. The line sits above the digits-sized steps, which two
 # threads speed up by at most 16% on idle cores but slow down 3-4x when other work shares them (a
 # 3-epoch default run: 0.31 s on one thread, 1.34 s on two, at a load average of 4). Measured under
-# OpenMP's spinning default; trainer now sets OMP_WAIT_POLICY=PASSIVE (trainer/__init__.py), which
+# OpenMP's spinning default; trainer now sets OMP_WAIT_POLICY=PASSIVE (trainer/runtime/startup.py), which
 # keeps two threads from stalling on shared cores but pays a wake-up per parallel op on idle ones:
 # rerun `make bench-threads` on an idle machine before moving the line (BENCHMARKS.md).
 ONE_THREAD_WORK = 4e6
@@ -52,8 +52,8 @@ DEFAULT_THREADS = torch.get_num_threads()
 
 def wait_policy() -> str:
     """OpenMP's wait policy in this process, as its environment had it when torch loaded: `passive`
-    (trainer/__init__.py's default), `active`, or `default` (libgomp: spin a while, then sleep)."""
-    value = (trainer.WAIT_POLICY_AT_LOAD or "").strip().lower()
+    (trainer/runtime/startup.py's default), `active`, or `default` (libgomp: spin a while, then sleep)."""
+    value = (startup.WAIT_POLICY_AT_LOAD or "").strip().lower()
     return value if value in ("active", "passive") else "default"
 
 
@@ -68,7 +68,7 @@ def set_threads(threads: int | str, params: int, batch_size: int, device: torch.
     default, also after an earlier job of the same process took 1). Returns the count in use."""
     torch.set_num_threads(threads_for(threads, params, batch_size, device))
     n = torch.get_num_threads()
-    if n > 1 and trainer.TORCH_FIRST and wait_policy() == "default":
+    if n > 1 and startup.TORCH_FIRST and wait_policy() == "default":
         log.debug("torch was imported before trainer, so OpenMP keeps its default wait policy (spin, "
                   "then sleep): %d threads can be much slower than one while other work shares the cores "
                   "(set OMP_WAIT_POLICY=PASSIVE before torch is imported, or threads=1)", n)

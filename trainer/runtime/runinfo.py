@@ -7,8 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import trainer
 from trainer.runtime.device import wait_policy
+from trainer.runtime.startup import __version__
 
 
 def git_commit() -> str:
@@ -35,5 +35,5 @@ def hydra_output_dir() -> Path:
 def run_meta(device: object) -> dict[str, str]:
     """Recorded in metrics.json and every checkpoint. `omp_wait_policy`: how the CPU threads waited
     (trainer.runtime.device.wait_policy), which decides a multi-threaded run's speed on a busy machine."""
-    return {"version": trainer.__version__, "git_commit": git_commit(), "device": str(device),
+    return {"version": __version__, "git_commit": git_commit(), "device": str(device),
             "omp_wait_policy": wait_policy()}

@@ -27,12 +27,9 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from trainer.storage.checkpoint import load_checkpoint, save_checkpoint
-
-if TYPE_CHECKING:
-    from trainer.vectorized.member import Member
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +42,18 @@ GROUP_SECONDS = 30.0
 OWN_THREADS = 8  # threads writing members' own files at once
 T = TypeVar("T")
 POINTER = "in_group.pt"  # in each member's checkpoints/: where its group file is, and its fixed entries
+
+
+class Member(Protocol):
+    """What the group file needs of a member (trainer.vectorized.member.Member, the layer above)."""
+
+    key: str  # its name in the group file
+    out: Path  # its run folder
+    save: Any  # its Checkpointer: `extras`, `due(state)`
+    state: Any  # its FitState: `status`
+    logger: Any  # its RunLogger: `flush()`
+
+    def pruned_stop(self) -> None: ...
 
 
 class GroupSaver:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from trainer.logs.writer import flatten_hparams
+from trainer.logs.hparams import flatten_hparams
 from trainer.runtime.errors import ConfigError
 from trainer.storage.checkpoint import load_checkpoint
 

@@ -4,7 +4,7 @@ into a folder that holds a run before the new run is accepted there.
 Hydra writes `.hydra/config.yaml` (and hydra.yaml, overrides.yaml) and opens the job's log file
 before the run starts. For a run that could be refused (a resume, or a folder that holds a run),
 `hydra.output_subdir` points it at `.hydra/pending-TOKEN` instead (see configs/config.yaml and
-`trainer.config.hydra_subdir`), and `RunFolder` holds back the log lines meant for the folder's log
+`trainer.sweeps.jobs.hydra_subdir`), and `RunFolder` holds back the log lines meant for the folder's log
 file. `RunFolder.commit` moves those config files over the old ones and writes the held lines once
 the run is accepted; a refused or finished run discards them, leaving the folder as it was.
 """
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trainer.runtime.errors import ConfigError, FolderRefused
-from trainer.storage.checkpoint import storage_error
+from trainer.runtime.files import storage_error
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,10 @@ def discard_staged(out: Path) -> None:
 def staged_hydra_dir(out: Path) -> Path | None:
     """Where Hydra wrote this job's config files, when that is a pending folder inside `.hydra`."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
-    if not HydraConfig.initialized():
-        return None
+    if not HydraConfig.initialized() or OmegaConf.is_missing(HydraConfig.get().runtime, "output_dir"):
+        return None  # no job: Hydra's config composed, e.g. by a test, but nothing run with it
     sub = HydraConfig.get().output_subdir
     if sub is None or Path(sub) == Path(".hydra"):
         return None

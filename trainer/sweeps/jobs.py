@@ -22,6 +22,8 @@ from hydra.core.singleton import Singleton
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from trainer.runtime.resolvers import RUN_ID
+
 log = logging.getLogger(__name__)
 
 NEVER_IN_NAMES = ("resume", "ckpt", "overwrite", "progress")  # say how a job runs, not what it is
@@ -99,6 +101,26 @@ def existing_job_dir(num: int | str) -> str | None:
             except Exception:  # an unreadable record: not this job's folder
                 continue
     return None
+
+
+def hydra_subdir(resume: object, ckpt: object) -> str:
+    """`${trainer_hydra_subdir:}`, where Hydra writes a job's config files: `.hydra`, or a pending
+    folder for a run that may be refused (a resume, or a job folder that holds a run:
+    trainer.storage.rundir)."""
+    return f".hydra/pending-{RUN_ID}" if resume is True or ckpt or _output_holds_run() else ".hydra"
+
+
+def _output_holds_run() -> bool:
+    """Whether the job's output folder (Hydra's, set before it writes its config files) holds a run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        out = Path(str(HydraConfig.get().runtime.output_dir))
+    except Exception:  # no job yet (the sweep's own process): nothing to stage
+        return False
+    from trainer.storage.rundir import run_files  # imports torch: only once a job runs
+
+    return bool(run_files(out))
 
 
 def same_job_overrides(overrides: list[str]) -> set[str]:
@@ -254,11 +276,3 @@ class SweepCallback(Callback):
         print(f"sweep done: {sweep}\n  compare the jobs: python -m trainer.report {sweep}\n"
               f"  view with: tensorboard --logdir {sweep}")
 
-
-def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("trainer_job_dir"):
-        OmegaConf.register_new_resolver("trainer_job_dir", job_dir_name)
-        OmegaConf.register_new_resolver("trainer_fixed_keys", fixed_keys)
-
-
-register_resolvers()

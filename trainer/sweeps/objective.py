@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from trainer.runtime.errors import ConfigError
 from trainer.training.stopping import mode_for
 
 
 def direction_of(monitor: str) -> str:
-    """`maximize` for accuracies, `minimize` for losses (the rule fit() uses to pick the best epoch)."""
+    """`${trainer_direction:${monitor}}` in configs/hparams_search/ (the search follows `monitor`):
+    `maximize` for accuracies, `minimize` for losses (the rule fit() uses to pick the best epoch)."""
     return "maximize" if mode_for(str(monitor)) == "max" else "minimize"
 
 
@@ -40,8 +39,3 @@ def check_direction(sweeper_direction: Any, monitor: str) -> None:
             f"it is {'high' if direction_of(monitor) == 'maximize' else 'low'}; set "
             f"hydra.sweeper.direction={direction_of(monitor)} or leave it out (it follows monitor)"
         )
-
-
-# `${trainer_direction:${monitor}}` in configs/hparams_search/: the search follows `monitor`.
-if not OmegaConf.has_resolver("trainer_direction"):
-    OmegaConf.register_new_resolver("trainer_direction", direction_of)

@@ -14,7 +14,7 @@ from torch import nn
 
 from models.mlp import ACTIVATIONS
 from trainer.data import Splits
-from trainer.logs.writer import RunLogger
+from trainer.training.curves import CurveLogger
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -76,7 +76,7 @@ class LayerStats:
     """Logs `layer_stats` of a fixed probe batch at the end of every `every`-th epoch."""
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, every: int,
-                 logger: RunLogger) -> None:
+                 logger: CurveLogger) -> None:
         self.model, self.loss_fn, self.x, self.y = model, loss_fn, x, y
         self.every, self.logger = every, logger
 
@@ -92,7 +92,7 @@ class LayerStats:
                 self.logger.histogram(f"{name}/layer{i}", t, epoch)
 
 
-def probe(model: nn.Module, splits: Splits, batch_size: int, every: int, logger: RunLogger) -> LayerStats:
+def probe(model: nn.Module, splits: Splits, batch_size: int, every: int, logger: CurveLogger) -> LayerStats:
     """Layer statistics on a fixed probe batch: the first `batch_size` samples of the train split."""
     x, y = splits.x_train[:batch_size], splits.y_train[:batch_size]
     return LayerStats(model, splits.loss, x, y, every, logger)

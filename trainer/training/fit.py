@@ -15,11 +15,11 @@ from tqdm import tqdm
 
 from trainer.data import Splits
 from trainer.data.targets import original_units
-from trainer.logs.writer import LR_TAG, SPEED_TAG, RunLogger
 from trainer.runtime.device import num_threads
 from trainer.runtime.distributed import all_mean
 from trainer.training.accel import Step
 from trainer.training.averaging import WeightAverage
+from trainer.training.curves import LR_TAG, SPEED_TAG, CurveLogger
 from trainer.training.loop import EpochCursor, evaluate, num_batches, train_epoch
 from trainer.training.regularization import Penalty
 from trainer.training.schedules import Schedule
@@ -109,7 +109,7 @@ class FitOptions:
 class FitHooks:
     """What fit() calls out to: logs, checkpoints, a stop request, a search's pruner."""
 
-    logger: RunLogger
+    logger: CurveLogger
     save: Callable[[FitState], None] = lambda state: None  # after every epoch and on a stop
     stop_requested: Callable[[], bool] = lambda: False
     prune: Callable[[int, float], str] | None = None  # (epoch, monitor) -> why to stop, or ""

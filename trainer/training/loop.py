@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from trainer.runtime.device import EVAL_BATCH
 from trainer.training.accel import Step, TrainStep
-
-EVAL_BATCH = 8192  # rows an evaluation forward pass takes at once
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool) -> int:

@@ -12,7 +12,6 @@ from torch import nn
 from models import count_parameters
 from trainer.data import Splits
 from trainer.data.targets import original_units
-from trainer.ensemble.model import Ensemble, member_report
 from trainer.training.averaging import WeightAverage
 from trainer.training.fit import FitState
 from trainer.training.loop import evaluate
@@ -62,7 +61,7 @@ def run_metrics(seed: int, state: FitState, test: dict[str, float], model: nn.Mo
     if warning:  # completed, exit 0, but not a result to trust: said in the log and metrics.json
         log.warning("%s", warning)
         metrics["warning"] = warning
-    if test and isinstance(model, Ensemble):  # each member's own metrics beside the ensemble's
+    if test and hasattr(model, "members"):  # an ensemble: each member's own metrics beside its own
         metrics["members"] = member_report(model, splits)
     if splits.task == "classification":
         metrics["train/acc"] = state.last_metrics.get("train/acc")
@@ -87,3 +86,19 @@ def suspicious(state: FitState, splits: Splits) -> str:
             return (f"the best val/acc {acc:.4f} is at chance (always predicting the most frequent class "
                     f"scores {chance:.4f}): the model learned nothing; lower optimizer.lr or train longer")
     return ""
+
+
+def member_report(model: nn.Module, splits: Splits) -> list[dict[str, float]]:
+    """metrics.json's `members`: each member's own val/test metrics (and alpha), in the weights the
+    ensemble (trainer.ensemble.model.Ensemble: its `members` and their `alphas`) was tested with."""
+    loss_fn, classification = splits.loss, splits.task == "classification"
+    report = []
+    for m, member in enumerate(model.members):
+        row = {"alpha": float(model.alphas[m])}
+        for split in ("val", "test"):
+            x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
+            metrics = original_units(evaluate(member, loss_fn, x, y, classification=classification),
+                                     splits.loss_factor)
+            row.update({f"{split}/{k}": v for k, v in metrics.items()})
+        report.append(row)
+    return report

@@ -14,7 +14,8 @@ from PIL import Image
 
 from tests.conftest import cli_in_process
 from trainer.config.validate import config_dir
-from trainer.landscape.paths import FUNCTIONS, descend, landscape
+from trainer.landscape.functions import FUNCTIONS, descend
+from trainer.landscape.paths import landscape
 
 
 def landscape_cfg(*overrides: str) -> DictConfig:

@@ -63,15 +63,15 @@ def test_import_trainer_sets_the_wait_policy_before_torch(policy, torch_first, e
 def test_wait_policy_reads_the_value_torch_loaded_with(monkeypatch):
     for value, expected in (("PASSIVE", "passive"), (" Active ", "active"), (None, "default"),
                             ("sometimes", "default")):  # libgomp ignores a value it does not know
-        monkeypatch.setattr("trainer.WAIT_POLICY_AT_LOAD", value)
+        monkeypatch.setattr("trainer.runtime.startup.WAIT_POLICY_AT_LOAD", value)
         assert device_module.wait_policy() == expected
 
 
 @pytest.mark.parametrize(("torch_first", "policy", "logged"), [
     (True, None, True), (True, "PASSIVE", False), (False, None, False)])
 def test_a_spinning_policy_is_logged_where_torch_came_first(monkeypatch, caplog, torch_first, policy, logged):
-    monkeypatch.setattr("trainer.TORCH_FIRST", torch_first)
-    monkeypatch.setattr("trainer.WAIT_POLICY_AT_LOAD", policy)
+    monkeypatch.setattr("trainer.runtime.startup.TORCH_FIRST", torch_first)
+    monkeypatch.setattr("trainer.runtime.startup.WAIT_POLICY_AT_LOAD", policy)
     before = torch.get_num_threads()
     try:
         with caplog.at_level("DEBUG", logger="trainer.runtime.device"):

@@ -18,9 +18,10 @@ import pytest
 import trainer.storage.checkpoint as checkpoint_module
 from tests.conftest import cli_in_process, job_dirs, make_cfg, read_metrics, read_scalars
 from tests.unit.storage.test_resume import Killed, kill_at
-from trainer.report.sweep import find_jobs
+from trainer.report.read import find_jobs
 from trainer.run import run
 from trainer.runtime.errors import ConfigError, FolderRefused, StorageError
+from trainer.runtime.files import storage_error
 
 pytestmark = pytest.mark.slow
 
@@ -164,7 +165,7 @@ def test_a_full_disk_at_the_first_checkpoint_then_resume_logs_each_epoch_once(cf
     save = checkpoint_module.save_checkpoint
 
     def full_disk(state, path, **kwargs):
-        raise checkpoint_module.storage_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        raise storage_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
 
     monkeypatch.setattr(checkpoint_module, "save_checkpoint", full_disk)
     with pytest.raises(StorageError):
