@@ -10,8 +10,7 @@ from typing import Any
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-HParamValue = int | float | str | bool
-SKIPPED = ("_partial_", "progress")  # not hyperparameters
+from trainer.config.flat import HParamValue, flatten_hparams
 
 # Tags. TensorBoard lists a run's groups (the part before the first `/`) in sorted order and opens
 # the first ones; `~` sorts after every letter, so the epoch curves (train/, val/, val_raw/) come
@@ -70,27 +69,6 @@ class RunLogger:
 
     def close(self) -> None:
         self.writer.close()
-
-
-def flatten_hparams(tree: Mapping[str, Any], prefix: str = "") -> dict[str, HParamValue | None]:
-    """Nested config -> flat `{"model.width": 128, ...}` of values the HParams plugin accepts.
-
-    A group's `_target_` becomes the group's own key (`optimizer: "Adam"`); `_partial_` is dropped.
-    """
-    flat: dict[str, HParamValue | None] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if key == "_target_" and prefix:
-            flat[prefix[:-1]] = str(value).rsplit(".", 1)[-1]
-        elif key in SKIPPED:
-            continue
-        elif isinstance(value, Mapping):
-            flat.update(flatten_hparams(value, prefix=f"{name}."))
-        elif isinstance(value, bool | int | float | str):
-            flat[name] = value
-        else:  # lists; None stays None (run_hparams gives it its column's type)
-            flat[name] = None if value is None else str(value)
-    return flat
 
 
 def known_hparams() -> dict[str, HParamValue]:
