@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from models import count_parameters
 from trainer.config.build import (
+    RunLength,
     batch_size_for,
     build_averaging,
     build_data,
@@ -24,9 +25,9 @@ from trainer.config.build import (
     build_schedule,
     check_batch_norm,
 )
-from trainer.config.validate import check_monitor, validate
+from trainer.config.ensemble_checks import kind_of
+from trainer.config.validate import check_loaded, validate
 from trainer.data import Splits, prepare_data
-from trainer.ensemble.model import kind_of
 from trainer.logs import dashboard
 from trainer.logs.events import remove_events, truncate_events
 from trainer.logs.writer import NullLogger, RunLogger, run_hparams
@@ -44,7 +45,6 @@ from trainer.training import accel
 from trainer.training.diagnostics import probe
 from trainer.training.fit import FitHooks, FitOptions, FitState, Training, fit
 from trainer.training.loop import num_batches
-from trainer.training.losses import check_loss
 from trainer.training.outcome import run_metrics, test_metrics
 from trainer.training.stopping import EarlyStopping, mode_for, resolve_monitor
 
@@ -109,8 +109,7 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
     splits, prep = prepare_data(build_data(cfg.data), device)
     if plan.ckpt is not None:
         check_data(plan.ckpt, plan.path, splits.fingerprint)
-    check_monitor(cfg.monitor, splits.task, cfg.data.name)  # a file's task is known only now
-    check_loss(cfg.loss, splits.task, cfg.data.name)
+    check_loaded(cfg, splits.task)  # a file's task is known only now
     splits.loss_name, splits.huber_delta = cfg.loss, float(cfg.huber_delta)
     monitor = resolve_monitor(cfg.monitor, splits.task)
     batch_size = batch_size_for(cfg.batch_size, len(splits.x_train))
@@ -165,7 +164,7 @@ def build_training(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
     check_batch_norm(cfg.model.norm, len(splits.x_train), batch_size, cfg.drop_last, world.size)
     model = build_model(cfg.model, splits.in_dim, splits.out_dim).to(device)
     set_threads(cfg.threads, count_parameters(model), batch_size, device)
-    optimizer = build_optimizer(cfg, model.parameters(), device)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters(), device, cfg.cuda_graphs)
     averaging = build_averaging(cfg.averaging, model)
     per_epoch = num_batches(len(splits.x_train), batch_size, cfg.drop_last)
     penalty = build_penalty(cfg.regularization, model)
@@ -174,7 +173,8 @@ def build_training(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
                            cuda_graphs=cfg.cuda_graphs, compiled=cfg.compile,
                            distributed=world.distributed, batch_size=batch_size // world.size,
                            grad_clip=cfg.grad_clip, penalty=penalty, backprop=cfg.backprop)
-    return Training(model, optimizer, build_schedule(cfg, optimizer, per_epoch, averaging), step,
+    schedule = build_schedule(cfg.scheduler, cfg.schedule, optimizer, RunLength.of(cfg, per_epoch), averaging)
+    return Training(model, optimizer, schedule, step,
                     generator=torch.Generator(device=device).manual_seed(int(cfg.seed)),
                     averaging=averaging,
                     stopping=EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.config.build import build_averaging, build_model, build_optimizer, build_schedule
-from trainer.config.validate import check_monitor
+from trainer.config.build import RunLength, build_averaging, build_model, build_optimizer, build_schedule
+from trainer.config.validate import check_loaded
 from trainer.data import Splits
 from trainer.data.targets import original_units
 from trainer.logs import dashboard
@@ -100,14 +100,14 @@ class Member:
         self.resume_note = plan.note
         if plan.ckpt is not None:
             check_data(plan.ckpt, plan.path, splits.fingerprint)
-        check_monitor(cfg.monitor, splits.task, cfg.data.name)
+        check_loaded(cfg, splits.task)  # a file's task is known only now
         self.monitor = resolve_monitor(cfg.monitor, splits.task)
         self.splits, self.prep, self.device = splits, prep, device
         self.batch_size = len(splits.x_train) if cfg.batch_size == "full" else int(cfg.batch_size)
         # The weights this job would start from alone: run() seeds, prepares the data (which draws
         # nothing from torch's generator) and builds the model, in this order.
         model = build_model(cfg.model, splits.in_dim, splits.out_dim).to(device)
-        optimizer = build_optimizer(cfg, model.parameters(), device)
+        optimizer = build_optimizer(cfg.optimizer, model.parameters(), device, cfg.cuda_graphs)
         # Its updates are the group's (MemberwiseOptimizer): tell torch's schedulers that it steps.
         optimizer._opt_called = True
         averaging = build_averaging(cfg.averaging, model)
@@ -115,7 +115,8 @@ class Member:
         stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
                                  mode_for(self.monitor))
         generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
-        self.training = Training(model, optimizer, build_schedule(cfg, optimizer, per_epoch, averaging),
+        self.training = Training(model, optimizer, build_schedule(cfg.scheduler, cfg.schedule, optimizer,
+                                 RunLength.of(cfg, per_epoch), averaging),
                                  None, generator, averaging=averaging, stopping=stopping)
         self.model, self.optimizer, self.schedule = model, optimizer, self.training.schedule
         self.averaging, self.stopping, self.generator = averaging, stopping, generator
