@@ -201,10 +201,10 @@ def _report(p: Trajectory, steps: int) -> str:
 
 @hydra.main(config_path=config_dir(), config_name="landscape", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from trainer.runtime.runinfo import hydra_output_dir
+    from trainer.runtime.job import JobContext
 
     try:
-        landscape(cfg, hydra_output_dir())
+        landscape(cfg, JobContext.from_hydra().output_dir)
     except UserError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
