@@ -15,7 +15,7 @@ from trainer.runtime.job import JobContext
 
 # Hydra calls these resolvers while it sets a job up, before the job runs (configs/config.yaml's
 # hydra.output_subdir and hydra.sweep.subdir): they read its runtime config themselves.
-RESOLVERS = {"trainer.config.validate", "trainer.sweeps.jobs"}
+RESOLVERS = {"trainer.sweeps.jobs"}
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ training split, a batch of one sample for BatchNorm: trainer.config.build).
 from __future__ import annotations
 
 import logging
-import secrets
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -24,6 +23,7 @@ from trainer.config.ensemble_checks import check_ensemble, check_ensemble_task
 from trainer.config.nodes import check_node
 from trainer.config.schema import Config, register, schema_of
 from trainer.runtime.errors import ConfigError
+from trainer.runtime.job import RUN_ID
 from trainer.training.losses import check_loss
 
 log = logging.getLogger(__name__)
@@ -43,36 +43,12 @@ def config_dir() -> str:
     raise FileNotFoundError(f"no configs/config.yaml found beside {here}; the installation is broken")
 
 
-_RUN_ID = secrets.token_hex(3)
-
-
-def hydra_subdir(resume: object, ckpt: object) -> str:
-    """Where Hydra writes a job's config files: `.hydra`, or a pending folder for a run that may be
-    refused (a resume, or a job folder that holds a run: trainer.storage.rundir)."""
-    return f".hydra/pending-{_RUN_ID}" if resume is True or ckpt or _output_holds_run() else ".hydra"
-
-
-def _output_holds_run() -> bool:
-    """Whether the job's output folder (Hydra's, set before it writes its config files) holds a run."""
-    from hydra.core.hydra_config import HydraConfig
-
-    try:
-        out = Path(str(HydraConfig.get().runtime.output_dir))
-    except Exception:  # no job yet (the sweep's own process): nothing to stage
-        return False
-    from trainer.storage.rundir import run_files  # imports torch: only once a job runs
-
-    return bool(run_files(out))
-
-
 def register_resolvers() -> None:
     """`${run_id:}`: a random token per process, so two runs started in one second never share an
-    output directory (Hydra's `${now:...}` has one-second resolution). `${trainer_hydra_subdir:}`:
-    see `hydra_subdir`."""
+    output directory (Hydra's `${now:...}` has one-second resolution). (`${trainer_hydra_subdir:}`,
+    which asks the run folder, is trainer.sweeps.jobs'.)"""
     if not OmegaConf.has_resolver("run_id"):
-        OmegaConf.register_new_resolver("run_id", lambda: _RUN_ID)
-    if not OmegaConf.has_resolver("trainer_hydra_subdir"):
-        OmegaConf.register_new_resolver("trainer_hydra_subdir", hydra_subdir)
+        OmegaConf.register_new_resolver("run_id", lambda: RUN_ID)
 
 
 register_resolvers()

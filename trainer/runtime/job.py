@@ -8,12 +8,17 @@ calls while it sets a job up (`${trainer_hydra_subdir:}`, `${trainer_job_dir:}`)
 
 from __future__ import annotations
 
+import secrets
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+# This process's token: `${run_id:}` in output folder names (trainer.config.validate) and the pending
+# folder of a job's config files (trainer.sweeps.jobs.hydra_subdir).
+RUN_ID = secrets.token_hex(3)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ into a folder that holds a run before the new run is accepted there.
 Hydra writes `.hydra/config.yaml` (and hydra.yaml, overrides.yaml) and opens the job's log file
 before the run starts. For a run that could be refused (a resume, or a folder that holds a run),
 `hydra.output_subdir` points it at `.hydra/pending-TOKEN` instead (see configs/config.yaml and
-`trainer.config.hydra_subdir`), and `RunFolder` holds back the log lines meant for the folder's log
+`trainer.sweeps.jobs.hydra_subdir`), and `RunFolder` holds back the log lines meant for the folder's log
 file. `RunFolder.commit` moves those config files over the old ones and writes the held lines once
 the run is accepted; a refused or finished run discards them, leaving the folder as it was.
 """

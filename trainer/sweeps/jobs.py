@@ -22,6 +22,8 @@ from hydra.core.singleton import Singleton
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from trainer.runtime.job import RUN_ID
+
 log = logging.getLogger(__name__)
 
 NEVER_IN_NAMES = ("resume", "ckpt", "overwrite", "progress")  # say how a job runs, not what it is
@@ -255,10 +257,32 @@ class SweepCallback(Callback):
               f"  view with: tensorboard --logdir {sweep}")
 
 
+def hydra_subdir(resume: object, ckpt: object) -> str:
+    """`${trainer_hydra_subdir:${resume},${ckpt}}`: where Hydra writes a job's config files: `.hydra`, or
+    a pending folder for a run that may be refused (a resume, or a job folder that holds a run:
+    trainer.storage.rundir)."""
+    return f".hydra/pending-{RUN_ID}" if resume is True or ckpt or _output_holds_run() else ".hydra"
+
+
+def _output_holds_run() -> bool:
+    """Whether the job's output folder (Hydra's, set before it writes its config files) holds a run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from trainer.storage.rundir import run_files
+
+    try:
+        out = Path(str(HydraConfig.get().runtime.output_dir))
+    except Exception:  # no job yet (the sweep's own process): nothing to stage
+        return False
+    return bool(run_files(out))
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("trainer_job_dir"):
         OmegaConf.register_new_resolver("trainer_job_dir", job_dir_name)
         OmegaConf.register_new_resolver("trainer_fixed_keys", fixed_keys)
+    if not OmegaConf.has_resolver("trainer_hydra_subdir"):
+        OmegaConf.register_new_resolver("trainer_hydra_subdir", hydra_subdir)
 
 
 register_resolvers()
