@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from trainer.config.validate import config_dir, static_monitor
 from trainer.runtime.cli import fail, paragraph
 from trainer.runtime.errors import FolderRefused, UserError
+from trainer.runtime.job import JobContext
 from trainer.sweeps.jobs import hydra_arg
 from trainer.sweeps.objective import check_direction, objective, worst
 
@@ -63,13 +64,12 @@ def sweep_monitor(cfg: DictConfig, direction: object) -> str:
     return monitor
 
 
-def job_value(metrics: dict, cfg: DictConfig, out: Path, multirun: bool) -> float:
+def job_value(metrics: dict, cfg: DictConfig, job: JobContext) -> float:
     """What a finished run() means for the command line: its exit, summary, and sweep value."""
-    from hydra.core.hydra_config import HydraConfig
-
+    out, multirun = job.output_dir, job.multirun
     if metrics["status"] == "interrupted":
         signum = signal.Signals[metrics.get("signal", "SIGTERM")]
-        sweep = HydraConfig.get().sweep.dir
+        sweep = job.sweep_dir
         again = (f"{hydra_arg('hydra.sweep.dir', str(sweep))} resume=true (completed jobs are skipped)"
                  if multirun else f"{hydra_arg('hydra.run.dir', str(out))} resume=true")
         message = (f"{signum.name} received: the run {metrics['reason']}. Its checkpoint is in "
@@ -99,18 +99,13 @@ def job_value(metrics: dict, cfg: DictConfig, out: Path, multirun: bool) -> floa
 
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     from trainer.run import run  # torch imports after Hydra parsed the CLI
-    from trainer.runtime.runinfo import hydra_output_dir
 
-    hydra_cfg = HydraConfig.get()
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    direction = hydra_cfg.sweeper.get("direction")
-    monitor = sweep_monitor(cfg, direction)
+    job = JobContext.from_hydra()  # the one read of Hydra's runtime config
+    multirun = job.multirun
+    monitor = sweep_monitor(cfg, job.sweeper.get("direction"))
     try:
-        metrics = run(cfg)
+        metrics = run(cfg, job=job)
     except KeyboardInterrupt:  # Ctrl-C before training started (during training, run() handles it)
         fail("interrupted (Ctrl-C) before training started; no checkpoint was written", 130)
     except FolderRefused as exc:  # another process's folder, or a run's: a sweep stops there too
@@ -125,9 +120,9 @@ def main(cfg: DictConfig) -> float:
         return worst(monitor)
     except Exception:
         if multirun:  # Hydra keeps the error; put it in the job's log too
-            log.exception("job %s failed", hydra_cfg.job.num)
+            log.exception("job %s failed", job.num)
         raise
-    return job_value(metrics, cfg, hydra_output_dir(), multirun)
+    return job_value(metrics, cfg, job)
 
 
 if __name__ == "__main__":

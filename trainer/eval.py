@@ -90,7 +90,7 @@ def load_model(ckpt: dict[str, Any], cfg: DictConfig, classification: bool, devi
 
     in_dim, out_dim = model_dims(ckpt["model"])
     # an ensemble's checkpoint holds all its members and their alphas: it is evaluated as one model
-    model = build_predictor(cfg, in_dim, out_dim, classification)
+    model = build_predictor(cfg.model, cfg.get("ensemble"), in_dim, out_dim, classification)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

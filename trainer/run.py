@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from models import count_parameters
 from trainer.config.build import (
+    RunLength,
     batch_size_for,
     build_averaging,
     build_data,
@@ -24,16 +25,17 @@ from trainer.config.build import (
     build_schedule,
     check_batch_norm,
 )
-from trainer.config.validate import check_monitor, validate
+from trainer.config.ensemble_checks import kind_of
+from trainer.config.validate import check_loaded, validate
 from trainer.data import Splits, prepare_data
-from trainer.ensemble.model import kind_of
 from trainer.logs import dashboard
 from trainer.logs.events import remove_events, truncate_events
 from trainer.logs.writer import NullLogger, RunLogger, run_hparams
 from trainer.runtime import distributed
 from trainer.runtime.device import eval_threads, resolve_device, set_threads
 from trainer.runtime.errors import FolderRefused, UserError
-from trainer.runtime.runinfo import hydra_output_dir, run_meta
+from trainer.runtime.job import JobContext
+from trainer.runtime.runinfo import new_output_dir, run_meta
 from trainer.runtime.signals import StopOnSignal
 from trainer.storage.checkpoint import Checkpointer, remove_stale_temporaries, restore, write_json
 from trainer.storage.resume import Resumption, check_data, plan_resume
@@ -44,7 +46,6 @@ from trainer.training import accel
 from trainer.training.diagnostics import probe
 from trainer.training.fit import FitHooks, FitOptions, FitState, Training, fit
 from trainer.training.loop import num_batches
-from trainer.training.losses import check_loss
 from trainer.training.outcome import run_metrics, test_metrics
 from trainer.training.stopping import EarlyStopping, mode_for, resolve_monitor
 
@@ -57,43 +58,49 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Train and test one configuration; write logs, checkpoints and metrics.json into `out_dir`.
+def run(cfg: DictConfig, out_dir: str | Path | None = None, job: JobContext | None = None) -> dict[str, Any]:
+    """Train and test one configuration; write logs, checkpoints and metrics.json into `out_dir`
+    (default: the Hydra job's folder, or a new `outputs/DATE/TIME-ID`). `job`: the Hydra job this run
+    is (trainer/__main__.py reads it); None from Python, without Hydra.
 
     Raises `FolderRefused` when `out_dir` is another process's, or holds a run that `cfg` neither
     continues (`resume`, `ckpt`) nor replaces (`overwrite`)."""
+    job = job or JobContext.outside_hydra(out_dir)
+    chosen = Path(out_dir) if out_dir is not None else job.output_dir or new_output_dir()
     try:
         validate(cfg)
     except UserError:
-        refused_config(Path(out_dir) if out_dir is not None else hydra_output_dir())
+        refused_config(chosen, job.staged_dir)
         raise
     world = distributed.setup(resolve_device(cfg.device))
     try:
-        out = distributed.shared_dir(world, Path(out_dir) if out_dir is not None else hydra_output_dir())
+        out = distributed.shared_dir(world, chosen)
         with RunFolder(out, lock=world.is_main, resume=cfg.resume, ckpt=cfg.ckpt, overwrite=cfg.overwrite,
-                       on_accept=lambda: record_process(out)) as folder:
-            return _run(cfg, out, world, folder)
+                       on_accept=lambda: record_process(out), staged=job.staged_dir) as folder:
+            return _run(cfg, out, world, folder, job)
     finally:
         distributed.teardown(world)
 
 
-def refused_config(out: Path) -> None:
+def refused_config(out: Path, staged: Path | None = None) -> None:
     """The folder of a run whose config was refused: one that holds a run stays as it was; an empty
-    one is the run's as any other (its process record, its log), so a report sees it failed."""
+    one is the run's as any other (its process record, its log), so a report sees it failed.
+    `staged`: the config files Hydra staged for the run, removed."""
     if not out.is_dir():  # a run through the Python API: no folder is made for it
         return
     if run_files(out):
-        discard_staged(out)
+        discard_staged(staged)
         return
     try:
         main = int(os.environ.get("RANK", "0")) == 0  # before torchrun's ranks are set up
-        with RunFolder(out, lock=main, on_accept=lambda: record_process(out)):
+        with RunFolder(out, lock=main, on_accept=lambda: record_process(out), staged=staged):
             pass
     except FolderRefused:  # another process's: the config's error is the one to tell
         pass
 
 
-def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder) -> dict[str, Any]:
+def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder,
+         job: JobContext) -> dict[str, Any]:
     started, device = time.time(), world.device
     seed_everything(cfg.seed)
     accel.setup_backend(device, cfg.tf32)
@@ -109,8 +116,7 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
     splits, prep = prepare_data(build_data(cfg.data), device)
     if plan.ckpt is not None:
         check_data(plan.ckpt, plan.path, splits.fingerprint)
-    check_monitor(cfg.monitor, splits.task, cfg.data.name)  # a file's task is known only now
-    check_loss(cfg.loss, splits.task, cfg.data.name)
+    check_loaded(cfg, splits.task)  # a file's task is known only now
     splits.loss_name, splits.huber_delta = cfg.loss, float(cfg.huber_delta)
     monitor = resolve_monitor(cfg.monitor, splits.task)
     batch_size = batch_size_for(cfg.batch_size, len(splits.x_train))
@@ -119,7 +125,7 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
     folder.commit()  # the checks passed: this run's config files replace the previous ones
 
     meta = run_meta(device)
-    logger = open_logger(out, world, plan, resolved, state)
+    logger = open_logger(out, world, plan, resolved, state, job)
     log.info("data %s %s; model %s %s, %d parameters; on %s (%d CPU threads)", cfg.data.name,
              splits.sizes(), "-".join(map(str, [splits.in_dim, *training.model.widths, splits.out_dim])),
              cfg.model.activation, count_parameters(training.model), device, torch.get_num_threads())
@@ -132,7 +138,7 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
     # Signals are caught until metrics.json is written: one after the last epoch changes nothing,
     # a second Ctrl-C stops at once (KeyboardInterrupt) with the last checkpoint intact.
     with StopOnSignal() as stop:
-        hooks = FitHooks(logger, save, stop, None if world.distributed else epoch_reporter(cfg.epochs))
+        hooks = FitHooks(logger, save, stop, None if world.distributed else epoch_reporter(cfg.epochs, job))
         if not world.is_main:
             hooks.save = lambda state: None
         elif cfg.log_layer_stats:
@@ -165,7 +171,7 @@ def build_training(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
     check_batch_norm(cfg.model.norm, len(splits.x_train), batch_size, cfg.drop_last, world.size)
     model = build_model(cfg.model, splits.in_dim, splits.out_dim).to(device)
     set_threads(cfg.threads, count_parameters(model), batch_size, device)
-    optimizer = build_optimizer(cfg, model.parameters(), device)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters(), device, cfg.cuda_graphs)
     averaging = build_averaging(cfg.averaging, model)
     per_epoch = num_batches(len(splits.x_train), batch_size, cfg.drop_last)
     penalty = build_penalty(cfg.regularization, model)
@@ -174,7 +180,8 @@ def build_training(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
                            cuda_graphs=cfg.cuda_graphs, compiled=cfg.compile,
                            distributed=world.distributed, batch_size=batch_size // world.size,
                            grad_clip=cfg.grad_clip, penalty=penalty, backprop=cfg.backprop)
-    return Training(model, optimizer, build_schedule(cfg, optimizer, per_epoch, averaging), step,
+    schedule = build_schedule(cfg.scheduler, cfg.schedule, optimizer, RunLength.of(cfg, per_epoch), averaging)
+    return Training(model, optimizer, schedule, step,
                     generator=torch.Generator(device=device).manual_seed(int(cfg.seed)),
                     averaging=averaging,
                     stopping=EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
@@ -204,7 +211,7 @@ def resume_training(plan: Resumption, training: Training, device: torch.device) 
 
 
 def open_logger(out: Path, world: distributed.World, plan: Resumption, resolved: dict[str, Any],
-                state: FitState) -> RunLogger | NullLogger:
+                state: FitState, job: JobContext) -> RunLogger | NullLogger:
     """The run's TensorBoard writer (rank 0 only); a run continued in its own folder first drops
     what the stopped run logged after its checkpoint, and keeps its HParams and config text; a run
     that `resume=true` starts afresh (killed before its first checkpoint) drops all it logged."""
@@ -218,8 +225,8 @@ def open_logger(out: Path, world: distributed.World, plan: Resumption, resolved:
         remove_events(out)
     logger = RunLogger(out)
     if not plan.same_folder:
-        logger.hparams(run_hparams(resolved, dashboard.config_choices()))
-        logger.describe(dashboard.config_text(resolved), dashboard.command_line(),
+        logger.hparams(run_hparams(resolved, dict(job.choices)))
+        logger.describe(dashboard.config_text(resolved), dashboard.command_line(job),
                         layer_stats=bool(resolved.get("log_layer_stats")))
     return logger
 

@@ -2,9 +2,10 @@
 
 Every value a trial can draw (each choice, each point of a `range`, both bounds of an `interval`)
 must compose with the command line's other overrides into a config whose keys each pass the checks
-a command-line value passes (trainer.config.check_values, and torch building the optimizer and
-schedule). Checks that relate keys are left to the trials: a pair of values is only wrong for the
-trials that draw both, and such a trial's job logs the error and the study goes on.
+a command-line value passes (trainer.config.validate's check_values and check_optimization: the
+optimizer's and scheduler's arguments against torch's rules, nothing built). Checks that relate
+keys are left to the trials: a pair of values is only wrong for the trials that draw both, and such
+a trial's job logs the error and the study goes on.
 """
 
 from __future__ import annotations
@@ -51,8 +52,7 @@ def check_config(cfg: DictConfig) -> None:
     job's own Hydra config in place, as the job sees it (`${hydra:runtime.choices.optimizer}`)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from trainer.config.build import check_optimization
-    from trainer.config.validate import check_values
+    from trainer.config.validate import check_optimization, check_values
 
     saved = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(cfg)

@@ -44,6 +44,7 @@ class Job:
     task_cfg: DictConfig | None = None  # what the task function gets (no `hydra` node)
     out: Path | None = None
     hydra_cfg: DictConfig | None = None  # HydraConfig's copy of the job's `hydra` node, once made
+    context: Any = None  # trainer.runtime.job.JobContext: Hydra's runtime config, read once started
 
 
 def current(job: Job) -> None:
@@ -77,7 +78,10 @@ def without_hydra(config: DictConfig) -> DictConfig:
 
 
 def start_job(job: Job, launcher: Any) -> None:
-    """`run_job` up to the task call: output folder, Hydra's config files, `on_job_start`."""
+    """`run_job` up to the task call: output folder, Hydra's config files, `on_job_start`; the job's
+    context (as trainer/__main__.py reads it for a job of the basic launcher)."""
+    from trainer.runtime.job import JobContext
+
     config = job.config
     current(job)
     out = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
@@ -94,6 +98,7 @@ def start_job(job: Job, launcher: Any) -> None:
         _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_out)
     launcher.hydra_context.callbacks.on_job_start(config=config, task_function=launcher.task_function)
     job.task_cfg, job.out = task_cfg, out.absolute()
+    job.context = JobContext.from_hydra()
 
 
 def end_job(job: Job, launcher: Any, value: Any, failed: bool = False) -> JobReturn:
@@ -212,7 +217,7 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
     from trainer.__main__ import job_value, sweep_monitor
     from trainer.runtime.cli import fail, paragraph
     from trainer.runtime.errors import FolderRefused, UserError
-    from trainer.storage.rundir import hold_log, settle, staged_hydra_dir
+    from trainer.storage.rundir import hold_log, settle
     from trainer.sweeps.jobs import record_process
     from trainer.sweeps.objective import worst
     from trainer.vectorized.runner import run_members
@@ -228,10 +233,10 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
     monitors = []
     for job in jobs:
         current(job)
-        monitors.append(sweep_monitor(job.task_cfg, job.config.hydra.sweeper.get("direction")))
+        monitors.append(sweep_monitor(job.task_cfg, job.context.sweeper.get("direction")))
     try:
         results = run_members([j.task_cfg for j in jobs], [j.out for j in jobs], label=label,
-                              max_members=launcher.max_members,
+                              max_members=launcher.max_members, jobs=[j.context for j in jobs],
                               before_open=lambda i: current(jobs[i]), started=started)
     except FolderRefused as exc:  # as with the basic launcher: the sweep stops, exit status 2
         fail(str(exc), 2)
@@ -241,7 +246,7 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
     finally:
         for job in jobs:  # those that no run took: a fresh folder gets the process record a report reads
             current(job)
-            if settle(job.out, staged_hydra_dir(job.out)):
+            if settle(job.out, job.context.staged_dir):
                 record_process(job.out, started)
         for handler in handlers:
             logging.getLogger().removeHandler(handler)
@@ -259,7 +264,7 @@ def run_group(launcher: Any, jobs: list[Job], label: str) -> dict[int, JobReturn
             returns[job.idx] = end_job(job, launcher, worst(monitors[i]))
             continue
         try:
-            value = job_value(result, job.task_cfg, job.out, multirun=True)
+            value = job_value(result, job.task_cfg, job.context)
         except Exception as exc:  # optuna.TrialPruned: the task function's exception, as run_job keeps it
             returns[job.idx] = end_job(job, launcher, exc, failed=True)
         else:

@@ -11,8 +11,9 @@ Why two tiers (the suite must stay fast, and training every command would take m
 - Fast, every command the suite can check (about 10 s): each `python -m trainer ...` command is
   composed in-process with Hydra, every arm of a sweep included (comma lists on the command line
   and an experiment's `hydra.sweeper.params`), then passes the trainer's own checks before any
-  work: the command-line key check, `validate(cfg)`, and building its optimizer and scheduler on
-  a dummy parameter (which catches options that a scheduler does not take). A console block that
+  work: the command-line key check, `validate(cfg)` (which builds nothing), then its optimizer and
+  scheduler built on a dummy parameter, as a run builds them (torch's own checks, beyond
+  the rules trainer.config.arguments declares). A console block that
   shows `error: ...` after a command checks that the command fails with that message. Commands
   of `trainer.eval` and `trainer.report` use only options those tools have.
 - Slow (marked `slow`, about 30 s): a representative subset is really run, in a temporary
@@ -48,7 +49,6 @@ from omegaconf import OmegaConf, open_dict
 
 from tests.conftest import ROOT, composed, read_scalars
 from trainer import eval as trainer_eval
-from trainer.config.build import check_optimization
 from trainer.config.overrides import check_override_keys
 from trainer.config.validate import config_dir, validate
 from trainer.logs.writer import LR_TAG
@@ -195,9 +195,17 @@ def job_cfg(overrides: list[str]):
 
 
 def check_job(cfg) -> None:
-    """The trainer's checks before any work, plus building the optimizer and scheduler."""
-    validate(cfg)  # builds the optimizer and the schedule on a dummy parameter
-    check_optimization(cfg)
+    """The trainer's checks before any work, then the optimizer and scheduler built as a run builds
+    them, on a dummy parameter."""
+    import torch
+
+    from trainer.config.build import RunLength, build_averaging, build_optimizer, build_schedule
+
+    validate(cfg)  # builds nothing
+    dummy = torch.nn.Linear(1, 1)
+    optimizer = build_optimizer(cfg.optimizer, dummy.parameters(), torch.device("cpu"))
+    build_schedule(cfg.scheduler, cfg.schedule, optimizer, RunLength.of(cfg, 1),
+                   build_averaging(cfg.averaging, dummy))
 
 
 TRAINER = [c for c in COMMANDS if c.tool == "trainer" and skip_reason(c) is None]

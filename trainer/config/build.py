@@ -4,60 +4,37 @@ the run has: the model's parameters, the optimizer, the model)."""
 
 from __future__ import annotations
 
-import inspect
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from hydra.utils import get_object, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from trainer.config.arguments import arm_options, momentum_below_one, refusal
 from trainer.data.sets import DataSet
 from trainer.runtime.errors import ConfigError
 from trainer.training import accel
 from trainer.training.averaging import WeightAverage
 from trainer.training.regularization import Penalty, make_penalty
-from trainer.training.schedules import Schedule, arm_options
+from trainer.training.schedules import Schedule
+
+log = logging.getLogger(__name__)
 
 
 def instantiate_checked(node: DictConfig | dict, group: str, *args: Any, **kwargs: Any) -> Any:
     """`instantiate(node)` (called with `args` when partial), with a bad argument reported as the
     config key it came from."""
     node = OmegaConf.create(node) if isinstance(node, dict) else node
-    _momentum_below_one(node, group)
+    momentum_below_one(node, group)
     try:
         built = instantiate(node)
         return built(*args, **kwargs) if node.get("_partial_") else built
     except Exception as exc:  # TypeError: unknown argument; ValueError: a value torch rejects
         cause = exc.__cause__ or exc
-        raise ConfigError(f"{group}={node.get('_target_')} cannot be built from the config "
-                          f"{dict(OmegaConf.to_container(node))}: {cause}. Fix or remove the "
-                          f"{group}.* value it names") from None
-
-
-def _momentum_below_one(node: DictConfig, group: str) -> None:
-    """torch takes any momentum >= 0, but from 1 on the velocity never decays: every step adds the
-    whole past, and the run diverges whatever the learning rate (its message would say lower lr)."""
-    momentum = node.get("momentum")
-    if isinstance(momentum, int | float) and not isinstance(momentum, bool) and momentum >= 1:
-        raise ConfigError(f"{group}.momentum={momentum} must be below 1 (e.g. 0.9): with momentum >= 1 "
-                          "the velocity never decays and the steps grow without bound, whatever the "
-                          "learning rate")
-
-
-def _numbers_where_numbers(node: DictConfig, group: str) -> None:
-    """A word where the target's argument is a number (`optimizer.lr=abc`), named by its key: torch's
-    own message would be a comparison of a str with a float."""
-    try:
-        params = inspect.signature(get_object(node._target_)).parameters
-    except Exception:  # an unknown target: instantiate_checked reports it
-        return
-    for name, value in node.items():
-        if not isinstance(value, str) or name.startswith("_") or name not in params:
-            continue
-        default, annotation = params[name].default, str(params[name].annotation)
-        if not (isinstance(default, str) or "str" in annotation or "Literal" in annotation):
-            raise ConfigError(f"{group}.{name}={value!r} must be a number")
+        raise refusal(group, node.get("_target_"), OmegaConf.to_container(node), cause) from None
 
 
 def build_data(data: DictConfig) -> DataSet:
@@ -70,11 +47,11 @@ def build_model(model: DictConfig, in_dim: int, out_dim: int) -> nn.Module:
     return instantiate(model, in_dim=in_dim, out_dim=out_dim)
 
 
-def build_optimizer(cfg: DictConfig, params: Any, device: torch.device) -> torch.optim.Optimizer:
-    """The configured `torch.optim` optimizer over `params`, with the device's fast options."""
-    _numbers_where_numbers(cfg.optimizer, "optimizer")
-    fast = accel.optimizer_options(cfg.optimizer._target_, cfg.optimizer, device, cfg.cuda_graphs)
-    return instantiate_checked(cfg.optimizer, "optimizer", params, **fast)
+def build_optimizer(optimizer: DictConfig, params: Any, device: torch.device,
+                    cuda_graphs: bool = False) -> torch.optim.Optimizer:
+    """The `torch.optim` optimizer of `configs/optimizer/` over `params`, with the device's fast options."""
+    fast = accel.optimizer_options(optimizer._target_, optimizer, device, cuda_graphs)
+    return instantiate_checked(optimizer, "optimizer", params, **fast)
 
 
 def build_averaging(avg: DictConfig, model: nn.Module) -> WeightAverage | None:
@@ -82,22 +59,48 @@ def build_averaging(avg: DictConfig, model: nn.Module) -> WeightAverage | None:
     return instantiate_checked(avg, "averaging", model) if "_target_" in avg else None
 
 
-def build_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, per_epoch: int,
-                   averaging: WeightAverage | None) -> Schedule:
+@dataclass(frozen=True)
+class RunLength:
+    """What a schedule needs to know of the run: its epochs, its updates per epoch, `max_steps`,
+    and the linear warm-up (`warmup_steps`, `warmup_start_factor`)."""
+
+    epochs: int
+    per_epoch: int
+    max_steps: int | None = None
+    warmup_steps: int = 0
+    warmup_start_factor: float = 1.0
+
+    @classmethod
+    def of(cls, cfg: DictConfig, per_epoch: int) -> RunLength:
+        """The run's length from its top-level keys."""
+        return cls(int(cfg.epochs), per_epoch, cfg.max_steps, int(cfg.warmup_steps),
+                   float(cfg.warmup_start_factor))
+
+
+def scheduler_options(scheduler: DictConfig, schedule: DictConfig, length: RunLength) -> dict[str, Any]:
+    """The scheduler's arguments: its node, the sweep arm's options it takes (`schedule.per_arm`), and
+    cosine's `T_max: null` as the whole run in `schedule.interval` units."""
+    per_arm = OmegaConf.to_container(schedule.per_arm) if schedule.per_arm else None
+    taken, unused = arm_options(scheduler._target_, per_arm)
+    if unused:
+        log.info("scheduler: %s is an option of another arm of the sweep; %s does not take it",
+                 ", ".join(f"schedule.per_arm.{k}={per_arm[k]}" for k in unused), scheduler._target_)
+    options = {**OmegaConf.to_container(scheduler), **taken}
+    if "T_max" in options and options["T_max"] is None:
+        updates = length.epochs * length.per_epoch
+        options["T_max"] = (length.epochs if schedule.interval == "epoch"
+                            else min(updates, length.max_steps or updates))
+    return options
+
+
+def build_schedule(scheduler: DictConfig, schedule: DictConfig, optimizer: torch.optim.Optimizer,
+                   length: RunLength, averaging: WeightAverage | None) -> Schedule:
     """The scheduler at its interval (`schedule.interval`), the linear warm-up, and SWA's SWALR."""
-    interval = cfg.schedule.interval
-    scheduler = None
-    if "_target_" in cfg.scheduler:
-        _numbers_where_numbers(cfg.scheduler, "scheduler")
-        per_arm = OmegaConf.to_container(cfg.schedule.per_arm) if cfg.schedule.per_arm else None
-        options = {**OmegaConf.to_container(cfg.scheduler),
-                   **arm_options(cfg.scheduler._target_, per_arm, "scheduler")}
-        if "T_max" in options and options["T_max"] is None:  # cosine over the whole run, in interval units
-            updates = cfg.epochs * per_epoch
-            options["T_max"] = cfg.epochs if interval == "epoch" else min(updates, cfg.max_steps or updates)
-        scheduler = instantiate_checked(options, "scheduler", optimizer)
+    built = None
+    if "_target_" in scheduler:
+        built = instantiate_checked(scheduler_options(scheduler, schedule, length), "scheduler", optimizer)
     swa = averaging.swalr(optimizer) if averaging is not None else None
-    return Schedule(optimizer, scheduler, interval, cfg.warmup_steps, cfg.warmup_start_factor,
+    return Schedule(optimizer, built, schedule.interval, length.warmup_steps, length.warmup_start_factor,
                     swa=(swa, averaging.start_epoch) if swa is not None else None)
 
 
@@ -128,11 +131,3 @@ def check_batch_norm(norm: str, n_train: int, batch_size: int, drop_last: bool, 
 def build_penalty(reg: DictConfig, model: nn.Module) -> Penalty | None:
     """The regularization penalty of `model`'s weights (configs/config.yaml `regularization`), or None."""
     return make_penalty(model, l1=reg.l1, l2=reg.l2, biases=reg.biases)
-
-
-def check_optimization(cfg: DictConfig) -> None:
-    """Build the optimizer and the schedule once on a dummy parameter: torch checks their arguments
-    before any data is read."""
-    dummy = nn.Linear(1, 1)
-    optimizer = build_optimizer(cfg, dummy.parameters(), torch.device("cpu"))
-    build_schedule(cfg, optimizer, per_epoch=1, averaging=build_averaging(cfg.averaging, dummy))

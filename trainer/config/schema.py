@@ -6,8 +6,9 @@ may be (`key(check)`, see trainer.runtime.checks). Hydra composes every config o
 schema in struct mode, so a key that no schema declares (`epoch: 5` in an experiment file, or
 `model.widht=3` on the command line) is refused at once. The data sets' schemas are their own
 `_target_` classes (trainer.data.sets); the optimizers' and schedulers' are made from their
-classes' signatures (`signature_schema`), and torch checks their values when validate builds
-them once on a dummy parameter, before any work.
+classes' signatures (`signature_schema`: importing this module imports torch.optim, and builds
+nothing), and their values are checked against torch's own rules (trainer.config.arguments)
+before any work.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ SCHEDULERS = ("torch.optim.lr_scheduler.StepLR", "torch.optim.lr_scheduler.Multi
               "trainer.training.schedules.inverse_sqrt")
 NOT_OPTIONS = ("self", "params", "optimizer", "foreach", "fused", "capturable", "differentiable",
                "maximize", "last_epoch", "verbose")
-CHECKS = {"lr": POSITIVE_NUMBER}  # the rest torch checks when the dummy is built
+CHECKS = {"lr": POSITIVE_NUMBER}  # the rest: torch's rules, trainer.config.arguments
 
 
 def signature_schema(target: str) -> type:

@@ -2,21 +2,25 @@
 
 The schema (trainer.config.schema, and the data sets' own classes in trainer.data.sets) declares
 every key and what its value may be; `validate(cfg)` applies those checks, then the few that
-relate keys to each other, and builds the optimizer and scheduler once on a dummy parameter, so
-torch itself checks their arguments. Nothing else in the package rejects a config value, except
-what only the data can tell (a file's task, a batch larger than the training split, a batch of
-one sample for BatchNorm: trainer.config.build).
+relate keys to each other, and checks the optimizer's and scheduler's arguments against their
+classes' signatures and torch's rules (trainer.config.arguments), building nothing. What needs
+the data's task (monitor, loss, boosting) is `check_task`: run by `validate` when the config
+fixes the task, else once the data is loaded (`check_loaded`). Nothing else in the package
+rejects a config value, except what only the loaded data can tell (a batch larger than the
+training split, a batch of one sample for BatchNorm: trainer.config.build).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import fields, is_dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from trainer.config.schema import Config, declared, register, schema_of
+from trainer.config.arguments import arm_options, check_arguments
+from trainer.config.ensemble_checks import check_ensemble, check_ensemble_task
+from trainer.config.nodes import check_node
+from trainer.config.schema import Config, register, schema_of
 from trainer.runtime.checks import did_you_mean
 from trainer.runtime.errors import ConfigError
 from trainer.training.losses import check_loss
@@ -39,24 +43,6 @@ def config_dir() -> str:
 
 
 register()  # the schemas, before Hydra composes anything
-
-
-def check_node(node: DictConfig, schema: type, prefix: str, strict: bool = True) -> None:
-    """Every key of `node` is declared by `schema` (unless not `strict`: an optimizer's or scheduler's
-    other arguments are for torch to accept), and every value passes its key's check."""
-    known = declared(schema)
-    for name in node:
-        if strict and not str(name).startswith("_") and name not in known:
-            where = f"{prefix}{name}"
-            raise ConfigError(f"unknown config key {where}{did_you_mean(name, known, prefix)}: it is "
-                              f"not one of {sorted(known)}; check its spelling in the command line or "
-                              "the experiment file")
-    for f in fields(schema):
-        check = f.metadata.get("check")
-        if check is not None and f.name in node:
-            check(f"{prefix}{f.name}", node[f.name])
-        elif isinstance(node.get(f.name), DictConfig) and is_dataclass(f.default_factory):
-            check_node(node[f.name], f.default_factory, f"{prefix}{f.name}.")  # e.g. early_stopping
 
 
 def known_task(data: DictConfig) -> str | None:
@@ -85,12 +71,33 @@ def check_monitor(monitor: object, task: str | None, data_name: str) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check every value the run uses; raise `ConfigError` naming the key and the allowed values."""
+    """Check every value the run uses; raise `ConfigError` naming the key and the allowed values.
+    Builds nothing: no torch object is made."""
     check_values(cfg)
     _check_relations(cfg)
-    from trainer.config.build import check_optimization  # torch: only once the keys are known to be sound
-
     check_optimization(cfg)
+
+
+def check_loaded(cfg: DictConfig, task: str) -> None:
+    """Once the data is loaded: the checks of `check_task` that `validate` could not make (a file
+    whose task only its contents tell)."""
+    if known_task(cfg.data) is None:
+        check_task(cfg, task)
+
+
+def check_task(cfg: DictConfig, task: str) -> None:
+    """What must fit the data's task: the monitored metric, the loss, boosting."""
+    check_monitor(cfg.monitor, task, cfg.data.name)
+    check_loss(cfg.loss, task, cfg.data.name)
+    check_ensemble_task(cfg, task)
+
+
+def check_optimization(cfg: DictConfig) -> None:
+    """The optimizer's and the scheduler's arguments, from the config alone (nothing is built)."""
+    check_arguments(cfg.optimizer, "optimizer")
+    if "_target_" in cfg.scheduler:
+        per_arm = OmegaConf.to_container(cfg.schedule.per_arm) if cfg.schedule.per_arm else None
+        check_arguments(cfg.scheduler, "scheduler", arm_options(cfg.scheduler._target_, per_arm)[0])
 
 
 def check_values(cfg: DictConfig) -> None:
@@ -123,11 +130,9 @@ def _check_relations(cfg: DictConfig) -> None:
     if not d.val_fraction + d.test_fraction < 1:
         raise ConfigError(f"data.val_fraction={d.val_fraction} and data.test_fraction={d.test_fraction} "
                           "must sum to less than 1, leaving a training split")
-    check_monitor(cfg.monitor, known_task(d), d.name)
-    check_loss(cfg.loss, known_task(d), d.name)
-    from trainer.ensemble.model import check_ensemble  # torch: imported when a config is checked
-
-    check_ensemble(cfg, known_task(d))
+    if known_task(d) is not None:  # else once the data is loaded: check_loaded
+        check_task(cfg, known_task(d))
+    check_ensemble(cfg)
     if "start_epoch" in avg and avg.start_epoch > cfg.epochs:
         raise ConfigError(f"averaging.start_epoch={avg.start_epoch} is after the last epoch "
                           f"(epochs={cfg.epochs}); nothing would be averaged: lower it or raise epochs")
@@ -155,5 +160,6 @@ def _check_relations(cfg: DictConfig) -> None:
             f"run is on {device}; use precision=bf16 on the CPU, or precision=fp32")
 
 
-__all__ = ["FULL_BATCH_ADVISED", "FULL_BATCH_ONLY", "check_monitor", "check_values", "config_dir",
-           "did_you_mean", "known_task", "static_monitor", "validate"]
+__all__ = ["FULL_BATCH_ADVISED", "FULL_BATCH_ONLY", "check_loaded", "check_monitor", "check_node",
+           "check_optimization", "check_task", "check_values", "config_dir", "did_you_mean", "known_task",
+           "static_monitor", "validate"]

@@ -19,19 +19,17 @@ import torch
 from omegaconf import DictConfig
 
 from models import count_parameters
-from trainer.config.build import build_optimizer, build_schedule, instantiate_checked
+from trainer.config.build import RunLength, build_optimizer, build_schedule, instantiate_checked
+from trainer.config.ensemble_checks import kind_of, size_of
 from trainer.data import Splits
 from trainer.data.targets import original_units
 from trainer.ensemble.model import (
     Ensemble,
     bootstrap_samples,
     build_predictor,
-    check_ensemble,
     disjoint_parts,
-    kind_of,
     padded,
     samme_update,
-    size_of,
 )
 from trainer.logs.writer import SPEED_TAG
 from trainer.runtime import distributed
@@ -146,8 +144,8 @@ def build_ensemble(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
     kind = kind_of(cfg)
     if world.distributed:
         raise ConfigError(f"ensemble={kind} runs in one process: start it without torchrun")
-    check_ensemble(cfg, splits.task)  # a file's task is known only now
-    model = build_predictor(cfg, splits.in_dim, splits.out_dim, splits.task == "classification").to(device)
+    model = build_predictor(cfg.model, cfg.ensemble, splits.in_dim, splits.out_dim,
+                            splits.task == "classification").to(device)
     set_threads(cfg.threads, count_parameters(model), batch_size, device)
     # The samples are drawn first from the run's generator, which then orders the batches.
     generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
@@ -169,13 +167,14 @@ def build_ensemble(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
         raise ConfigError(f"batch_size={batch_size} is larger than each member's part of the train split "
                           f"({length} samples with ensemble.split=parts and {k} members); use at most "
                           f"{length}, batch_size=full, or fewer members")
-    carrier = build_optimizer(cfg, model.parameters(), device)  # never steps: carries the lr
+    carrier = build_optimizer(cfg.optimizer, model.parameters(), device)  # never steps: carries the lr
     carrier._opt_called = True  # tell torch's schedulers that it steps (the stack's updates do)
     stack = Stack(model, cfg, device)
     stack.train(list(range(k)) if kind == "bagging" else [0])
     per_epoch = num_batches(length, batch_size, cfg.drop_last)
     stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta, mode_for(monitor))
-    return EnsembleTraining(model, carrier, build_schedule(cfg, carrier, per_epoch, None), None, generator,
+    schedule = build_schedule(cfg.scheduler, cfg.schedule, carrier, RunLength.of(cfg, per_epoch), None)
+    return EnsembleTraining(model, carrier, schedule, None, generator,
                             stopping=stopping, sampling=sampling, stack=stack, kind=kind,
                             per_round=cfg.epochs // k, grad_clip=cfg.grad_clip)
 

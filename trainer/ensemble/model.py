@@ -1,5 +1,6 @@
 """Ensembles, the notes' bagging and boosting: the combined model, each member's samples, SAMME's
-weights, and the checks of `ensemble.*`. How the members train is in trainer.ensemble.fit.
+weights. How the members train is in trainer.ensemble.fit; the checks of `ensemble.*` in
+trainer.config.ensemble_checks.
 
 The ensemble's prediction is the alpha-weighted mean of its members' predicted probabilities,
 `p(c|x) = sum_m alpha_m p_m(c|x) / sum_m alpha_m` (regression: of their predictions), and its
@@ -13,7 +14,6 @@ and the soft form also gives the validation loss a meaning.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,25 +22,11 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from trainer.runtime.errors import ConfigError
+from trainer.config.ensemble_checks import kind_of, size_of
 
-log = logging.getLogger(__name__)
-
-KINDS = ("none", "bagging", "boosting")
 # SAMME's error is clamped to at least this: a member that misclassifies no (weighted) training
 # sample gets a large finite alpha, log((1 - EPS) / EPS) + log(C - 1), instead of infinity.
 MIN_ERROR = 1e-10
-
-
-def kind_of(cfg: DictConfig | dict) -> str:
-    """`ensemble.kind` of a config (a checkpoint's config from before ensembles: none)."""
-    node = cfg.get("ensemble") or {}
-    return str(node.get("kind", "none"))
-
-
-def size_of(node: DictConfig | dict) -> int:
-    """Members of the ensemble `node`: bagging's `members`, boosting's `rounds`, 1 for none."""
-    return int(node.get("members") or node.get("rounds") or 1)
 
 
 # --------------------------------------------------------------------------- each member's samples
@@ -115,80 +101,18 @@ class Ensemble(nn.Module):
         return torch.where(total > 0, mixed, chance)  # before boosting's first round: chance
 
 
-def build_predictor(cfg: DictConfig, in_dim: int, out_dim: int, classification: bool) -> nn.Module:
-    """The config's model: `model` itself, or an `Ensemble` of `ensemble.members`/`rounds` of them
+def build_predictor(model: DictConfig, ensemble: DictConfig | None, in_dim: int, out_dim: int,
+                    classification: bool) -> nn.Module:
+    """The network of the `model` node, or an `Ensemble` of `ensemble.members`/`rounds` of them
     (built in turn from torch's generator, so each starts from its own initial weights)."""
     from trainer.config.build import build_model
 
-    kind = kind_of(cfg)
+    kind = kind_of({"ensemble": ensemble})
     if kind == "none":
-        return build_model(cfg.model, in_dim, out_dim)
-    k = size_of(cfg.ensemble)
-    members = [build_model(cfg.model, in_dim, out_dim) for _ in range(k)]
+        return build_model(model, in_dim, out_dim)
+    k = size_of(ensemble)
+    members = [build_model(model, in_dim, out_dim) for _ in range(k)]
     alphas = torch.ones(k) if kind == "bagging" else torch.zeros(k)
     return Ensemble(members, classification, alphas)
 
 
-# --------------------------------------------------------------------------- checks
-def check_ensemble(cfg: DictConfig, task: str | None) -> None:
-    """`ensemble.*` against its schema, and what an ensemble cannot be combined with (`task`: the
-    data's, None while only its file can tell)."""
-    from trainer.config.schema import GROUP_SCHEMAS
-    from trainer.config.validate import check_node
-
-    node = cfg.get("ensemble")
-    kind = kind_of(cfg)
-    if kind not in KINDS:
-        raise ConfigError(f"ensemble.kind={kind!r} is not allowed; choose ensemble=none, ensemble=bagging "
-                          "or ensemble=boosting")
-    check_node(node, GROUP_SCHEMAS["ensemble"][kind], "ensemble.")
-    if kind == "none":
-        return
-    which = f"ensemble={kind}"
-    if size_of(node) == 1:  # the K = 1 point of an ensemble curve (experiment digits_ensembles)
-        one = ("one model on a bootstrap resample of the train split" if kind == "bagging"
-               and node.get("split") == "bootstrap" else "one model on the whole train split")
-        log.warning("%s with %s=1 trains a single member: %s, not an ensemble; use ensemble=none for "
-                    "a plain run", which, "ensemble.members" if kind == "bagging" else "ensemble.rounds", one)
-    if kind == "boosting" and task == "regression":
-        raise ConfigError(f"{which} is multi-class AdaBoost (SAMME), which reweights misclassified "
-                          f"samples, but data {cfg.data.name!r} is a regression task; use ensemble=bagging "
-                          "(it averages the members' predictions) or ensemble=none")
-    if kind == "boosting" and cfg.epochs % node.rounds:
-        near = node.rounds * max(1, round(cfg.epochs / node.rounds))
-        raise ConfigError(f"epochs={cfg.epochs} is not a multiple of ensemble.rounds={node.rounds}: each "
-                          f"round trains epochs/rounds epochs; set epochs={near} or change ensemble.rounds")
-    if kind == "boosting" and cfg.early_stopping.patience is not None:
-        raise ConfigError(f"{which} cannot stop early: within a round the ensemble's validation metric "
-                          "does not change (the round's member joins at its end); leave "
-                          "early_stopping.patience=null (the best round is still chosen on validation)")
-    _check_unsupported(cfg, which)
-
-
-def _check_unsupported(cfg: DictConfig, which: str) -> None:
-    """What the stacked members' training (trainer.training.stacked) does not do."""
-    from hydra.utils import get_object
-
-    from trainer.training.stacked import LINEAR_IN_LR
-
-    optimizer = get_object(cfg.optimizer._target_)
-    if not (isinstance(optimizer, type) and issubclass(optimizer, LINEAR_IN_LR)):
-        raise ConfigError(f"{which} trains its members with a member-wise optimizer, which "
-                          f"{optimizer.__name__} is not (its update is not linear in the learning rate); "
-                          f"use one of {', '.join(c.__name__.lower() for c in LINEAR_IN_LR)}")
-    unsupported = {
-        f"averaging={str(cfg.averaging.get('_target_', '')).rsplit('.', 1)[-1]}":
-            ("_target_" in cfg.averaging, "averaging=none"),
-        "model.norm=batch": (cfg.model.norm == "batch", "model.norm=layer or none"),
-        f"precision={cfg.precision}": (cfg.precision != "fp32", "precision=fp32"),
-        "compile=true": (cfg.compile, "compile=false"),
-        "cuda_graphs=true": (cfg.cuda_graphs, "cuda_graphs=false"),
-        "regularization": (cfg.regularization.l1 > 0 or cfg.regularization.l2 > 0,
-                           "regularization.l1=0 regularization.l2=0 (optimizer.weight_decay works)"),
-        "log_layer_stats=true": (cfg.log_layer_stats, "log_layer_stats=false"),
-        f"loss={cfg.get('loss', 'auto')}": (cfg.get("loss", "auto") != "auto", "loss=auto"),
-    }
-    for what, (used, fix) in unsupported.items():
-        if used:
-            raise ConfigError(f"{which} cannot be combined with {what}: the members train as one stacked "
-                              f"model, which does not support it; use {fix}, or ensemble=none")

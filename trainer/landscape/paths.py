@@ -140,8 +140,8 @@ def _report(p: Trajectory, steps: int) -> str:
 
 @hydra.main(config_path=config_dir(), config_name="landscape", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from trainer.runtime.runinfo import hydra_output_dir
+    from trainer.runtime.job import JobContext
 
     with user_errors():
-        landscape(cfg, hydra_output_dir())
+        landscape(cfg, JobContext.from_hydra().output_dir)
 

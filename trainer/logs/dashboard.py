@@ -8,13 +8,14 @@ from __future__ import annotations
 import copy
 import shlex
 import struct
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from trainer.runtime.job import JobContext
 
 # Single-point values written at the end of a run. `~` sorts after every letter, so TensorBoard's
 # time-series view lists these cards after the curves (`lr`, `train/*`, `val/*`), not above them.
@@ -46,17 +47,13 @@ def final_scalars(best: Mapping[str, float], test: Mapping[str, float]) -> dict[
     return out
 
 
-def command_line() -> str:
+def command_line(job: JobContext) -> str:
     """The command that started this run (and, in a sweep, the job's own overrides)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized():
-        return f"run(cfg) called from Python: {shlex.join(sys.argv)}"
-    hydra = HydraConfig.get()
-    text = "python -m trainer " + shlex.join(sys.argv[1:])
-    if hydra.mode == RunMode.MULTIRUN:
-        text += f"\n\njob {hydra.job.num} of the sweep: " + shlex.join(hydra.overrides.task)
+    if not job.hydra:
+        return f"run(cfg) called from Python: {shlex.join(job.argv)}"
+    text = "python -m trainer " + shlex.join(job.argv[1:])
+    if job.multirun:
+        text += f"\n\njob {job.num} of the sweep: " + shlex.join(job.overrides)
     return text
 
 
@@ -79,17 +76,6 @@ def _hparam_info(name: str, value: Any, differs: bool) -> Any:
     kind = (api_pb2.DATA_TYPE_BOOL if isinstance(value, bool) else api_pb2.DATA_TYPE_FLOAT64
             if isinstance(value, int | float) else api_pb2.DATA_TYPE_STRING)
     return api_pb2.HParamInfo(name=name, type=kind, differs=differs)
-
-
-def config_choices() -> dict[str, str]:
-    """The config chosen in each group of this job (`optimizer: momentum`), from Hydra's runtime
-    config; empty outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return {}
-    return {str(k): str(v) for k, v in HydraConfig.get().runtime.choices.items()
-            if v is not None and not str(k).startswith("hydra/")}
 
 
 def hparam_names(keys: list[str], hparams: Mapping[str, Any]) -> list[str]:

@@ -1,5 +1,5 @@
-"""A run's hyperparameters for TensorBoard's HParams dashboard: its config flattened, with the same
-keys in every job of a sweep (from the schema)."""
+"""A run's hyperparameters for TensorBoard's HParams dashboard: its config flattened
+(trainer.config.flat), with the same keys in every job of a sweep (from the schema)."""
 
 from __future__ import annotations
 
@@ -7,29 +7,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-HParamValue = int | float | str | bool
-SKIPPED = ("_partial_", "progress")  # not hyperparameters
-
-
-def flatten_hparams(tree: Mapping[str, Any], prefix: str = "") -> dict[str, HParamValue | None]:
-    """Nested config -> flat `{"model.width": 128, ...}` of values the HParams plugin accepts.
-
-    A group's `_target_` becomes the group's own key (`optimizer: "Adam"`); `_partial_` is dropped.
-    """
-    flat: dict[str, HParamValue | None] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if key == "_target_" and prefix:
-            flat[prefix[:-1]] = str(value).rsplit(".", 1)[-1]
-        elif key in SKIPPED:
-            continue
-        elif isinstance(value, Mapping):
-            flat.update(flatten_hparams(value, prefix=f"{name}."))
-        elif isinstance(value, bool | int | float | str):
-            flat[name] = value
-        else:  # lists; None stays None (run_hparams gives it its column's type)
-            flat[name] = None if value is None else str(value)
-    return flat
+from trainer.config.flat import HParamValue, flatten_hparams
 
 
 def known_hparams() -> dict[str, HParamValue]:

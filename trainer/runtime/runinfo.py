@@ -21,14 +21,9 @@ def git_commit() -> str:
         return "unknown"
 
 
-def hydra_output_dir() -> Path:
-    """The run's folder: Hydra's output directory, or a new `outputs/DATE/TIME-ID` outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    if HydraConfig.initialized() and not OmegaConf.is_missing(HydraConfig.get().runtime, "output_dir"):
-        return Path(HydraConfig.get().runtime.output_dir)
-    # run(cfg) from Python without out_dir: a new folder as the command line makes, never the current one
+def new_output_dir() -> Path:
+    """A new `outputs/DATE/TIME-ID` for a run from Python given no folder (as the command line makes
+    one; never the current folder)."""
     return Path("outputs") / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-{secrets.token_hex(3)}"
 
 

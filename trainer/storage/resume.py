@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from trainer.logs.hparams import flatten_hparams
+from trainer.config.flat import ABSENT, config_changes
 from trainer.runtime.errors import ConfigError
 from trainer.storage.checkpoint import load_checkpoint
 
@@ -95,24 +95,11 @@ def newest_state(path: Path, device: torch.device | str
                       f"with ckpt={best_path}")
 
 
-ABSENT = "<absent>"
 # Keys added inside existing nodes by later versions, with the value that trains as the versions
 # before them did: a checkpoint without the key resumes under that value.
 ADDED_KEYS = {"model.norm": "none", "model.norm_position": "pre", "regularization.l1": 0.0,
               "regularization.l2": 0.0, "regularization.biases": False, "ensemble.kind": "none",
               "loss": "auto", "huber_delta": 1.0}
-
-
-def _changes(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """{key: (saved, now)} for the keys whose values differ, or that one config lacks (another group
-    option: scheduler=none has no scheduler.gamma). A top-level key that only the new config has is
-    an option added by a later version of the trainer, not a change."""
-    a, b = flatten_hparams(saved), flatten_hparams(now)
-    keys = sorted(k for k in a.keys() | b.keys()
-                  if k in a or "." in k or any(o.startswith(f"{k}.") for o in b))
-    for key, value in ADDED_KEYS.items():
-        a.setdefault(key, value)
-    return {k: (a.get(k, ABSENT), b.get(k, ABSENT)) for k in keys if a.get(k, ABSENT) != b.get(k, ABSENT)}
 
 
 def recorded_config(out: Path) -> dict[str, Any] | None:
@@ -128,7 +115,7 @@ def recorded_config(out: Path) -> dict[str, Any] | None:
 
 def check_config(saved: dict[str, Any], path: Path, resolved: dict[str, Any]) -> None:
     """Refuse to continue the run recorded at `path` with a config that would train differently."""
-    changes = _changes(saved, resolved)
+    changes = config_changes(saved, resolved, ADDED_KEYS)
     refused = {k: v for k, v in changes.items() if k not in RESUMABLE_CHANGES}
     cosine = resolved.get("scheduler", {}).get("T_max", "unset") is None
     if cosine:  # T_max null spans the whole run: its shape depends on the run's length

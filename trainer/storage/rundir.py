@@ -131,9 +131,9 @@ class HeldLog:
         self.files = []
 
 
-def discard_staged(out: Path) -> None:
-    """Remove the config files Hydra staged for a run that stopped before reaching its folder."""
-    staged = staged_hydra_dir(out)
+def discard_staged(staged: Path | None) -> None:
+    """Remove the config files Hydra staged (`staged`: trainer.runtime.job.JobContext.staged_dir) for a
+    run that stopped before reaching its folder."""
     if staged is not None:
         shutil.rmtree(staged, ignore_errors=True)
 
@@ -184,14 +184,16 @@ class RunFolder:
     in that folder: accepted by `commit` once its checks pass), or after `overwrite` moved the old
     run's files aside; otherwise `FolderRefused`, with the folder left byte for byte as it was.
     An empty folder is accepted at once. `on_accept` runs once the run is accepted (the process
-    record of a sweep job).
+    record of a sweep job). `staged`: where Hydra wrote the job's config files, when that is a
+    pending folder (trainer.runtime.job.JobContext.staged_dir).
     """
 
     def __init__(self, out: Path, lock: bool = True, *, resume: bool = False, ckpt: str | None = None,
-                 overwrite: bool = False, on_accept: Callable[[], None] | None = None) -> None:
+                 overwrite: bool = False, on_accept: Callable[[], None] | None = None,
+                 staged: Path | None = None) -> None:
         self.out, self.lock = out, lock
         self.resume, self.ckpt, self.overwrite, self.on_accept = resume, ckpt, overwrite, on_accept
-        self.staged = staged_hydra_dir(out)
+        self.staged = staged
         self.moved: Path | None = None  # where overwrite=true put the old run's files
         self.accepted = False
         self._fd: int | None = None

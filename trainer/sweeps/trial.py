@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from trainer.runtime.errors import ConfigError, DataError
+from trainer.runtime.job import JobContext
 from trainer.sweeps.jobs import job_number
 
 log = logging.getLogger(__name__)
@@ -76,33 +77,27 @@ def make_pruner(name: str, args: dict[str, Any] | None = None) -> Any:
                           f"optuna.pruners.{PRUNERS[name]} for its arguments") from None
 
 
-def epoch_reporter(epochs: int) -> Callable[[int, float], str] | None:
+def epoch_reporter(epochs: int, job: JobContext) -> Callable[[int, float], str] | None:
     """For a job of an Optuna search: a callback that reports the monitor of each epoch to the job's
     trial (its intermediate values, which optuna-dashboard draws, with or without a pruner) and
     returns why the pruner stops it (empty: go on; always with `pruner=none`). None for any other
     run."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    hydra_cfg = HydraConfig.get()
-    sweeper = hydra_cfg.sweeper
-    if sweeper.get("_target_") != SWEEPER:
+    sweeper = job.sweeper
+    if not job.hydra or sweeper.get("_target_") != SWEEPER:
         return None
     import optuna
 
-    storage = open_storage(storage_url(sweeper.storage, hydra_cfg.sweep.dir))
-    args = OmegaConf.to_container(sweeper.pruner_args) if sweeper.get("pruner_args") else {}
-    study = optuna.load_study(study_name=sweeper.study_name, storage=storage,
+    storage = open_storage(storage_url(sweeper.get("storage"), job.sweep_dir))
+    args = dict(sweeper.get("pruner_args") or {})
+    study = optuna.load_study(study_name=sweeper["study_name"], storage=storage,
                               pruner=make_pruner(sweeper.get("pruner", "none"), args))
-    study_id = storage.get_study_id_from_name(sweeper.study_name)
-    trial = optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(
-        study_id, int(hydra_cfg.job.num)))
+    study_id = storage.get_study_id_from_name(sweeper["study_name"])
+    trial = optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, int(job.num)))
 
     def report(epoch: int, value: float) -> str:
         trial.report(value, epoch)
         if epoch < epochs and trial.should_prune():
-            return f"pruned by the {sweeper.pruner} pruner after epoch {epoch}"
+            return f"pruned by the {sweeper.get('pruner')} pruner after epoch {epoch}"
         return ""
 
     return report

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from hydra.utils import get_object
 
-from trainer.logs.writer import flatten_hparams
+from trainer.config.flat import flatten_hparams
 from trainer.training.stacked import LINEAR_IN_LR
 
 MAY_DIFFER_KEYS = ("seed", "model.init", "model.init_std", "model.bias_init", "optimizer.lr",

@@ -19,14 +19,15 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.config.build import build_averaging, build_model, build_optimizer, build_schedule
-from trainer.config.validate import check_monitor
+from trainer.config.build import RunLength, build_averaging, build_model, build_optimizer, build_schedule
+from trainer.config.validate import check_loaded
 from trainer.data import Splits
 from trainer.data.targets import original_units
 from trainer.logs import dashboard
 from trainer.logs.events import remove_events, truncate_events
 from trainer.logs.writer import LR_TAG, SPEED_TAG, RunLogger, run_hparams
 from trainer.run import seed_everything
+from trainer.runtime.job import JobContext
 from trainer.runtime.runinfo import run_meta
 from trainer.storage.checkpoint import Checkpointer, remove_stale_temporaries, restore, write_json
 from trainer.storage.group_file import recover
@@ -82,15 +83,17 @@ class Member:
 
     @classmethod
     def open(cls, cfg: DictConfig, out: Path, splits: Splits, prep: Any, device: torch.device,
-             stack: contextlib.ExitStack, name: str = "", started: float | None = None) -> Member:
+             stack: contextlib.ExitStack, name: str = "", started: float | None = None,
+             job: JobContext | None = None) -> Member:
         """The member of job `cfg` writing into `out`, as `run()` would set it up; raises `Finished`
         for a finished run, `FolderRefused` for a folder it may not train into and `UserError` for
         a refused resume; `cfg` is validated already (`trainer.config.validate`, as `run_members`
-        does). `started`: the group's start, in the job's process record."""
-        self = cls(cfg, out, name or out.name)
+        does). `started`: the group's start, in the job's process record; `job`: its Hydra context."""
+        self, job = cls(cfg, out, name or out.name), job or JobContext.outside_hydra(out)
         # The lock, the folder's guarantee, Hydra's staged .hydra files and held log lines.
         folder = stack.enter_context(RunFolder(out, resume=cfg.resume, ckpt=cfg.ckpt, overwrite=cfg.overwrite,
-                                               on_accept=lambda: record_process(out, started)))
+                                               on_accept=lambda: record_process(out, started),
+                                               staged=job.staged_dir))
         seed_everything(cfg.seed)
         if cfg.resume and not cfg.ckpt:
             recover(out)  # a group killed without warning: its newest state is in the group file
@@ -100,23 +103,23 @@ class Member:
         self.resume_note = plan.note
         if plan.ckpt is not None:
             check_data(plan.ckpt, plan.path, splits.fingerprint)
-        check_monitor(cfg.monitor, splits.task, cfg.data.name)
+        check_loaded(cfg, splits.task)  # a file's task is known only now
         self.monitor = resolve_monitor(cfg.monitor, splits.task)
         self.splits, self.prep, self.device = splits, prep, device
         self.batch_size = len(splits.x_train) if cfg.batch_size == "full" else int(cfg.batch_size)
         # The weights this job would start from alone: run() seeds, prepares the data (which draws
         # nothing from torch's generator) and builds the model, in this order.
         model = build_model(cfg.model, splits.in_dim, splits.out_dim).to(device)
-        optimizer = build_optimizer(cfg, model.parameters(), device)
+        optimizer = build_optimizer(cfg.optimizer, model.parameters(), device, cfg.cuda_graphs)
         # Its updates are the group's (MemberwiseOptimizer): tell torch's schedulers that it steps.
         optimizer._opt_called = True
         averaging = build_averaging(cfg.averaging, model)
-        per_epoch = num_batches(len(splits.x_train), self.batch_size, cfg.drop_last)
+        length = RunLength.of(cfg, num_batches(len(splits.x_train), self.batch_size, cfg.drop_last))
         stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
                                  mode_for(self.monitor))
         generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
-        self.training = Training(model, optimizer, build_schedule(cfg, optimizer, per_epoch, averaging),
-                                 None, generator, averaging=averaging, stopping=stopping)
+        self.training = Training(model, optimizer, build_schedule(cfg.scheduler, cfg.schedule, optimizer,
+                                 length, averaging), None, generator, averaging=averaging, stopping=stopping)
         self.model, self.optimizer, self.schedule = model, optimizer, self.training.schedule
         self.averaging, self.stopping, self.generator = averaging, stopping, generator
         self.state = FitState()
@@ -136,8 +139,8 @@ class Member:
         self.logger = RunLogger(out)
         stack.callback(self.logger.close)
         if not plan.same_folder:
-            self.logger.hparams(run_hparams(self.resolved, dashboard.config_choices()))
-            self.logger.describe(dashboard.config_text(self.resolved), dashboard.command_line(),
+            self.logger.hparams(run_hparams(self.resolved, dict(job.choices)))
+            self.logger.describe(dashboard.config_text(self.resolved), dashboard.command_line(job),
                                  layer_stats=bool(self.resolved.get("log_layer_stats")))
         # Read every step: plain values, not DictConfig lookups (microseconds each, times M per step).
         self.grad_clip, self.max_steps = cfg.grad_clip, cfg.max_steps
@@ -147,7 +150,7 @@ class Member:
                   "target": splits.target.state_dict(), "data": splits.fingerprint, "meta": self.meta}
         self.save = MemberCheckpointer(self, out / "checkpoints", self.training, extras,
                                        cfg.checkpoint_every_n_epochs, before_write=self.logger.flush)
-        self.prune = epoch_reporter(cfg.epochs)  # a job of a pruned Optuna search: its trial
+        self.prune = epoch_reporter(cfg.epochs, job)  # a job of a pruned Optuna search: its trial
         return self
 
     # ----------------------------------------------------------------------------- per step

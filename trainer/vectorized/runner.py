@@ -21,6 +21,7 @@ from trainer.config.validate import validate
 from trainer.data import prepare_data
 from trainer.runtime.device import resolve_device, set_threads
 from trainer.runtime.errors import ConfigError, FolderRefused, UserError
+from trainer.runtime.job import JobContext
 from trainer.runtime.signals import StopOnSignal
 from trainer.training import accel
 from trainer.vectorized.group import train_group
@@ -34,15 +35,18 @@ Result = dict[str, Any] | UserError
 
 def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members: int | None = None,
                 label: str = "group", before_open: Callable[[int], None] = lambda i: None,
-                stop: StopOnSignal | None = None, started: float | None = None) -> list[Result]:
+                stop: StopOnSignal | None = None, started: float | None = None,
+                jobs: Sequence[JobContext] | None = None) -> list[Result]:
     """Train the jobs `cfgs` (one group: `grouping.group_key` equal) into their folders `outs`.
 
     `before_open(i)` runs before job i is set up (the launcher makes job i's Hydra config current
     there, so its staged `.hydra` files and command line are the job's own). Members beyond
     `max_members` (null: what fits in memory) train in further groups, one after another.
     `started` goes into every job's process record (one time for jobs trained together). A job
-    whose folder is refused (`FolderRefused`) stops the group before it trains: raised.
+    whose folder is refused (`FolderRefused`) stops the group before it trains: raised. `jobs`: each
+    job's Hydra context (the launcher's); None: jobs run from Python, without Hydra.
     """
+    jobs = jobs or [JobContext.outside_hydra(out) for out in outs]
     results: list[Result | None] = [None] * len(cfgs)
     for i, cfg in enumerate(cfgs):  # a bad value of a member's own key is that job's error alone
         try:
@@ -78,21 +82,21 @@ def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members
             log.info("%s: %d jobs as one stacked %s model (%d parameters each) on %s, %d CPU threads",
                      name, len(part), "-".join(map(str, dims)), params, device, threads)
             _train_part(cfgs, outs, part, splits, prep, device, before_open, stop, name, results,
-                        started or time.time())
+                        started or time.time(), jobs)
     return [r if r is not None else ConfigError("not started: the sweep was stopped by a signal first")
             for r in results]
 
 
 def _train_part(cfgs: Sequence[DictConfig], outs: Sequence[Path], part: list[int], splits: Any, prep: Any,
                 device: Any, before_open: Callable[[int], None], stop: StopOnSignal, name: str,
-                results: list[Result | None], started: float) -> None:
+                results: list[Result | None], started: float, jobs: Sequence[JobContext]) -> None:
     with contextlib.ExitStack() as stack:
         members: dict[int, Member] = {}
         for i in part:
             before_open(i)
             try:
                 members[i] = Member.open(cfgs[i], Path(outs[i]), splits, prep, device, stack,
-                                         started=started)
+                                         started=started, job=jobs[i])
             except Finished as done:
                 results[i] = done.metrics
             except FolderRefused:  # another process's, or a run's: the sweep stops (trainer.__main__)

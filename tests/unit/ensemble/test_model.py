@@ -119,7 +119,7 @@ def test_bagging_averages_the_members_probabilities_and_eval_agrees(bagged):
     members = members_of(ckpt, cfg, splits.in_dim, splits.out_dim)
     x, y = splits.x_test, splits.y_test
     mean = torch.stack([mlp(x).softmax(1) for mlp in members]).mean(0)
-    ensemble = build_predictor(cfg, splits.in_dim, splits.out_dim, True)
+    ensemble = build_predictor(cfg.model, cfg.ensemble, splits.in_dim, splits.out_dim, True)
     ensemble.load_state_dict(ckpt["model"])
     assert isinstance(ensemble, Ensemble)
     assert torch.allclose(ensemble.eval()(x).exp(), mean, atol=1e-6)
@@ -187,7 +187,7 @@ def test_regression_bagging_is_the_mean_prediction(tmp_path):
     metrics = run(make_cfg("data=regression", *BAGGING, "epochs=1"), out_dir=tmp_path)
     ckpt, cfg, splits = reloaded(tmp_path)
     members = members_of(ckpt, cfg, splits.in_dim, splits.out_dim)
-    ensemble = build_predictor(cfg, splits.in_dim, splits.out_dim, False)
+    ensemble = build_predictor(cfg.model, cfg.ensemble, splits.in_dim, splits.out_dim, False)
     ensemble.load_state_dict(ckpt["model"])
     with torch.no_grad():
         mean = torch.stack([mlp(splits.x_test) for mlp in members]).mean(0)

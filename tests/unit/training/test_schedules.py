@@ -118,7 +118,7 @@ def test_per_arm_options_apply_to_the_arm_that_takes_them(cfg_factory, tmp_path,
               "averaging=none", "optimizer.lr=0.1", "seed=0")
     for arm in ("none", "step", "inverse_time", "plateau"):
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="trainer.training.schedules"):
+        with caplog.at_level(logging.INFO, logger="trainer.config.build"):
             metrics = run(cfg_factory(*common, f"scheduler={arm}"), out_dir=tmp_path / arm)
         assert metrics["status"] == "completed", arm
         said = "schedule.per_arm.tau=1000" in caplog.text and "an option of another arm" in caplog.text
