@@ -61,11 +61,12 @@ def seed_everything(seed: int) -> None:
 def run(cfg: DictConfig, out_dir: str | Path | None = None, job: JobContext | None = None) -> dict[str, Any]:
     """Train and test one configuration; write logs, checkpoints and metrics.json into `out_dir`
     (default: the Hydra job's folder, or a new `outputs/DATE/TIME-ID`). `job`: the Hydra job this run
-    is (trainer/__main__.py reads it); None from Python, without Hydra.
+    is (trainer/__main__.py reads it); None from Python: the Hydra job of a user's own `@hydra.main`
+    when there is one and `out_dir` is not given, else none.
 
     Raises `FolderRefused` when `out_dir` is another process's, or holds a run that `cfg` neither
     continues (`resume`, `ckpt`) nor replaces (`overwrite`)."""
-    job = job or JobContext.outside_hydra(out_dir)
+    job = job or JobContext.of_caller(out_dir)
     chosen = Path(out_dir) if out_dir is not None else job.output_dir or new_output_dir()
     try:
         validate(cfg)

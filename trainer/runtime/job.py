@@ -64,6 +64,16 @@ class JobContext:
         """`run(cfg)` called from Python: no Hydra job, the folder it was given (if any)."""
         return cls(output_dir=None if output_dir is None else Path(output_dir), argv=tuple(sys.argv))
 
+    @classmethod
+    def of_caller(cls, output_dir: str | Path | None = None) -> JobContext:
+        """`run(cfg)` called without a context: given a folder, a run outside Hydra; else, inside a
+        user's own `@hydra.main`, that Hydra job (it trains into the job's folder); else outside Hydra."""
+        from hydra.core.hydra_config import HydraConfig
+
+        if output_dir is None and HydraConfig.initialized():
+            return cls.from_hydra()
+        return cls.outside_hydra(output_dir)
+
     @property
     def staged_dir(self) -> Path | None:
         """Where Hydra wrote this job's config files when that is a pending folder inside `.hydra`

@@ -79,3 +79,19 @@ def test_outside_hydra_the_context_comes_from_the_arguments(tmp_path):
     job = JobContext.outside_hydra(tmp_path)
     assert not job.hydra and job.output_dir == tmp_path and job.staged_dir is None and job.choices == {}
     assert command_line(job).startswith("run(cfg) called from Python: ")
+
+
+def test_run_called_inside_a_users_hydra_app_trains_into_its_job_folder(tmp_path):
+    """`run(cfg)` without a context or a folder, inside a `@hydra.main` of the user's: that job's
+    folder and choices; given a folder, a run of its own outside Hydra."""
+    cfg = composed(("optimizer=adam",), hydra=True)
+    cfg = cfg.copy()
+    cfg.hydra.runtime.output_dir = str(tmp_path / "job")
+    HydraConfig.instance().set_config(cfg)
+    try:
+        job = JobContext.of_caller()
+        assert job.output_dir == tmp_path / "job" and job.choices["optimizer"] == "adam"
+        other = JobContext.of_caller(tmp_path / "mine")
+        assert other.output_dir == tmp_path / "mine" and not other.hydra
+    finally:
+        HydraConfig.instance().cfg = None
