@@ -1,13 +1,15 @@
-"""The vectorized launcher composes once per choice of config groups (hydra_plugins/.../_compose.py):
-each job's `.hydra` files are those of Hydra's own composition of the job, byte for byte."""
+"""The vectorized launcher composes once per choice of config groups (hydra_plugins/.../_compose.py)
+and writes YAML with libyaml's emitter (`_launch.save_yaml`): each job's `.hydra` files are those of
+Hydra's own composition and `_save_config`, byte for byte."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from hydra.core.utils import _save_config
 
-from hydra_plugins.trainer_vectorized_launcher import _compose
+from hydra_plugins.trainer_vectorized_launcher import _compose, _launch
 from tests.conftest import cli_in_process, job_dirs
 
 SWEEP = ("-m", "hydra/launcher=vectorized", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "seed=0,1",
@@ -39,6 +41,7 @@ def test_job_files_equal_hydras_own_composition(tmp_path: Path, monkeypatch: pyt
     # one real composition per choice of groups (optimizer and data), with those choices alone; 8 jobs
     assert compositions == [["optimizer=sgd", "data=gaussians"], ["optimizer=adam", "data=gaussians"]]
     monkeypatch.setattr(_compose, "composer", lambda loader, compose: compose)  # Hydra composes each job
+    monkeypatch.setattr(_launch, "save_yaml", _save_config)  # and writes its files (OmegaConf.to_yaml)
     each = launched(tmp_path, "each")
     assert sorted(fast) == sorted(each) == list(range(8))
     for num in fast:
