@@ -34,6 +34,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Vectorized sweeps"
+NETS = {"digits": "digits: the default experiment, 64-128-128-10 on the 8x8 digits, batch 64, "
+                  "{epochs} epochs.",
+        "mnist": "mnist: 784-256-10 on random MNIST-sized data (60,000 x 784, 10 classes), batch 64, "
+                 "{mnist_epochs} epoch(s)."}
 
 
 def mnist_file(folder: Path) -> Path:
@@ -122,10 +126,8 @@ def table(rows: list[dict], args: argparse.Namespace, seconds: float, loads: tup
         f"{seconds / 60:.0f} min, {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"torch {torch.__version__}, device `cpu`, load average {loads[0]:.1f} at the start and "
         f"{loads[1]:.1f} at the end.", "",
-        f"digits: the default experiment, 64-128-128-10 on the 8x8 digits, batch 64, {args.epochs or 30} "
-        "epochs. "
-        f"mnist: 784-256-10 on random MNIST-sized data (60,000 x 784, 10 classes), batch 64, "
-        f"{args.mnist_epochs} epoch(s).", "",
+        " ".join(NETS[net].format(epochs=args.epochs or 30, mnist_epochs=args.mnist_epochs)
+                 for net in args.nets), "",
         "| net | jobs M | basic launcher (s) | vectorized (s) | floor (s) | vectorized vs basic "
         "| floor vs basic | vectorized / floor |"
         + (" vectorized before (s) | before / now |" * bool(args.before)),
