@@ -9,7 +9,6 @@ status of a stopped sweep); only the training in between is shared (`trainer.vec
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import logging
 import os
@@ -32,6 +31,8 @@ from hydra.core.utils import (
     setup_globals,
 )
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from hydra_plugins.trainer_vectorized_launcher._yaml import save_yaml
 
 log = logging.getLogger(__name__)
 
@@ -90,37 +91,6 @@ def place(job: Job) -> None:
         with read_write(node), open_dict(node):
             node.output_dir = str(out)
     job.task_cfg, job.out = without_hydra(config), out
-
-
-@functools.cache
-def yaml_dumper() -> Any:
-    """OmegaConf's YAML dumper (`OmegaConf.to_yaml`), with libyaml's emitter where PyYAML has it."""
-    import yaml
-    from omegaconf._utils import get_omega_conf_dumper
-
-    dumper = get_omega_conf_dumper()
-    if not getattr(yaml, "__with_libyaml__", False):
-        return dumper
-
-    class CDumper(yaml.CDumper):  # type: ignore[misc, name-defined]
-        pass
-
-    CDumper.add_representer(str, dumper.str_representer)  # quotes what would read back as a bool or number
-    return CDumper
-
-
-def save_yaml(cfg: Any, name: str, folder: Path) -> None:
-    """Hydra's `_save_config`: the bytes of `OmegaConf.to_yaml(cfg)` (tests/test_vectorized_compose.py),
-    emitted about 4x faster by libyaml than by PyYAML's Python emitter, which was the largest part of
-    writing a job's `.hydra` files (some 30 ms a job on a 2-core CPU)."""
-    import yaml
-
-    folder.mkdir(parents=True, exist_ok=True)
-    container = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
-    text = yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False,
-                     Dumper=yaml_dumper())
-    with open(folder / name, "w", encoding="utf-8") as file:
-        file.write(text)
 
 
 def start_job(job: Job, launcher: Any) -> None:
