@@ -59,7 +59,7 @@ bench-process: $(STAMP)
 bench-step: $(STAMP)
 	$(PY) scripts/bench_step.py $(ARGS)
 
-bench-sweep: $(STAMP)  # basic against vectorized launcher (docs/guides/vectorized.md)
+bench-sweep: $(STAMP)  # basic launcher, vectorized launcher and the floor (scripts/floor_sweep.py), one thread each
 	$(PY) scripts/bench.py --sweep $(ARGS)
 
 # 1 vs 2 torch threads under each OpenMP wait policy, idle and with one core kept busy (docs/guides/speed.md).

@@ -25,13 +25,14 @@ from hydra.core.utils import (
     JobRuntime,
     JobStatus,
     _flush_loggers,
-    _save_config,
     configure_log,
     filter_overrides,
     run_job,
     setup_globals,
 )
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from hydra_plugins.trainer_vectorized_launcher._yaml import save_yaml
 
 log = logging.getLogger(__name__)
 
@@ -77,28 +78,38 @@ def without_hydra(config: DictConfig) -> DictConfig:
     return task_cfg
 
 
+def place(job: Job) -> None:
+    """The job's output folder (`hydra.sweep.dir/hydra.sweep.subdir`, whose name may read the job's
+    Hydra config) and the task's config, once: `run_job`'s second `HydraConfig.set_config` after
+    setting the folder is made here by setting it in the copy too (what the copy would hold), and
+    the task's config is copied once and kept."""
+    if job.out is not None:
+        return
+    config = job.config
+    current(job)
+    out = (Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)).absolute()
+    for node in (config.hydra.runtime, job.hydra_cfg.hydra.runtime):
+        with read_write(node), open_dict(node):
+            node.output_dir = str(out)
+    job.task_cfg, job.out = without_hydra(config), out
+
+
 def start_job(job: Job, launcher: Any) -> None:
     """`run_job` up to the task call: output folder, Hydra's config files, `on_job_start`; the job's
     context (as trainer/__main__.py reads it for a job of the basic launcher)."""
     from trainer.runtime.job import JobContext
 
-    config = job.config
+    place(job)
     current(job)
-    out = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
-    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
-        config.hydra.runtime.output_dir = str(out.absolute())
-    job.hydra_cfg = None  # copied again, with the output folder
-    current(job)
-    task_cfg = without_hydra(config)
+    config, out = job.config, job.out
     out.mkdir(parents=True, exist_ok=True)
     if config.hydra.output_subdir is not None:
         hydra_out = out / str(config.hydra.output_subdir)
-        _save_config(task_cfg, "config.yaml", hydra_out)
-        _save_config(copy.deepcopy(HydraConfig.instance().cfg), "hydra.yaml", hydra_out)
-        _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_out)
+        save_yaml(job.task_cfg, "config.yaml", hydra_out)
+        save_yaml(job.hydra_cfg, "hydra.yaml", hydra_out)  # written as is: no copy needed
+        save_yaml(config.hydra.overrides.task, "overrides.yaml", hydra_out)
     launcher.hydra_context.callbacks.on_job_start(config=config, task_function=launcher.task_function)
-    job.task_cfg, job.out = task_cfg, out.absolute()
-    job.context = JobContext.from_hydra()
+    job.context = JobContext.from_hydra()  # the job's context, as trainer/__main__.py reads it
 
 
 def end_job(job: Job, launcher: Any, value: Any, failed: bool = False) -> JobReturn:
@@ -125,8 +136,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     jobs = [compose(launcher, o, initial_job_idx + i) for i, o in enumerate(job_overrides)]
     tasks = []
     for job in jobs:
-        current(job)  # `${hydra:...}` in a job's config
-        tasks.append(OmegaConf.to_container(without_hydra(job.config), resolve=True))
+        place(job)  # `${hydra:...}` in a job's config: its Hydra config is the current one
+        tasks.append(OmegaConf.to_container(job.task_cfg, resolve=True))
     steps = plan(tasks)
     groups = [members for kind, members in steps if kind == "group"]
     log.info("Launching %d jobs: %d stacked groups (%s members), %d on their own", len(jobs), len(groups),

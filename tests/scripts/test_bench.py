@@ -1,7 +1,9 @@
 """The benchmark scripts: bench.py's smoke mode writes its table (not the committed BENCHMARKS.md,
 which --write never replaces with smoke numbers); bench_process.py's arithmetic; bench_step.py's
-variants make the same update."""
+variants make the same update; floor_sweep.py trains what the vectorized launcher trains;
+bench_sweep.py rewrites only its own section."""
 
+import json
 import re
 import statistics
 import subprocess
@@ -10,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT, script
+from tests.conftest import ROOT, make_cfg, script
 
 
 @pytest.mark.slow
@@ -37,8 +39,6 @@ def test_bench_quick_writes_a_table(tmp_path):
 def test_bench_process_takes_epoch_time_from_outside():
     """(wall of E epochs - wall of 1 epoch) / (E - 1) per contender, from the best and from the
     median repeat; the ratio takes the faster of the bare loop's two thread counts."""
-    from tests.conftest import script
-
     bench = script("bench_process")
     times = {("bare", 1): [5.0, 4.0, 4.5], ("bare", 3): [8.0, 9.0, 8.4],  # best 2.0, median 1.95
              ("bare_1t", 1): [4.2, 4.1, 4.3], ("bare_1t", 3): [9.1, 8.5, 9.0],  # best 2.2, median 2.4
@@ -56,8 +56,6 @@ def test_bench_process_takes_epoch_time_from_outside():
 def test_bench_step_variants_make_the_same_update():
     """Each speed variant of scripts/bench_step.py trains the same net to the same weights as the
     bare loop (so their timings compare the same work), and measure() times every one of them."""
-    from tests.conftest import script
-
     bench = script("bench_step")
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(64, 784, generator=g), torch.randint(0, 10, (64,), generator=g)
@@ -85,3 +83,40 @@ def test_bench_never_overwrites_the_committed_table_with_smoke_numbers(capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--quick", "--write"])
     assert exc.value.code == 2 and "--write replaces BENCHMARKS.md" in capsys.readouterr().err
+
+
+def test_floor_sweep_writes_job_folders_with_the_launchers_results(tmp_path):
+    """scripts/floor_sweep.py (bench_sweep's floor) trains what each job trains: its metrics equal the
+    vectorized group's (stacked members from the same initial weights and batches), and every job
+    folder holds the launcher's files."""
+    from trainer.vectorized.runner import run_members
+
+    floor = script("floor_sweep")
+    floor.main(["--jobs", "2", "--out", str(tmp_path / "floor"), "data=gaussians", "epochs=2"])
+    cfgs = [make_cfg("data=gaussians", "epochs=2", f"seed={k}") for k in range(2)]
+    results = run_members(cfgs, [tmp_path / "group" / str(k) for k in range(2)])
+    for k in range(2):
+        job = tmp_path / "floor" / f"{k}_seed={k}"
+        for name in (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "metrics.json",
+                     "process.json", "trainer.log", "checkpoints/last.pt", "checkpoints/best.pt"):
+            assert (job / name).is_file(), name
+        assert len(list(job.glob("events.out.tfevents.*"))) == 1
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["best_epoch"] == results[k]["best_epoch"]
+        for key in ("val/acc", "val/loss", "test/acc", "train/loss"):
+            assert metrics[key] == pytest.approx(results[k][key], rel=1e-4, abs=1e-6), key
+
+
+def test_bench_sweep_writes_its_section_and_keeps_the_others(tmp_path):
+    bench = script("bench_sweep")
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n## Training\n\nkept\n\n## Vectorized sweeps\n\nold table\n\n"
+                    "## Data\n\nkept too\n")
+    bench.write_section("## Vectorized sweeps\n\nnew table\n", path)
+    text = path.read_text()
+    assert text.index("## Training") < text.index("new table") < text.index("### Earlier rounds") \
+        < text.index("old table") < text.index("## Data")
+    assert "kept\n" in text and "kept too\n" in text
+    bench.write_section("## Vectorized sweeps\n\nnewer table\n", path)  # the earlier rounds stay once
+    text = path.read_text()
+    assert "new table" not in text and text.count("### Earlier rounds") == 1 and "old table" in text

@@ -24,6 +24,7 @@ from trainer.storage.group_file import GroupSaver
 from trainer.training import accel
 from trainer.training.loop import EpochCursor, num_batches
 from trainer.training.stacked import MemberwiseOptimizer, StackedParams, member_losses, stacked_validation
+from trainer.training.stacked_backprop import StackedBackprop
 from trainer.training.stopping import mode_for
 from trainer.vectorized.member import Member
 
@@ -74,6 +75,8 @@ class Group:
         first = members[0]
         self.splits, self.device, self.task = first.splits, first.device, first.splits.task
         self.stacked = StackedParams([m.model for m in members])
+        by_hand = StackedBackprop.supported(self.stacked, self.task, str(first.cfg.get("backprop", "auto")))
+        self.backprop = StackedBackprop(self.stacked, self.task) if by_hand else None
         # The untrained members' validation losses (divergence's yardstick) in one batched pass.
         untrained: list[Any] = [None] * len(members)
         if self.stacked.layers is not None and any(m.needs_initial_loss for m in members):
@@ -154,9 +157,13 @@ class Group:
         rows = idx.reshape(-1)  # index_select: a row gather, faster than x[idx] on the CPU
         yb = y.index_select(0, rows).view(*idx.shape, *y.shape[1:])
         self.optimizer.zero_grad()
-        out = self.stacked(x.index_select(0, rows).view(*idx.shape, *x.shape[1:]))
-        losses = member_losses(out, yb, self.task)
-        losses.sum().backward()  # member k's gradient is that of its own loss alone
+        xb = x.index_select(0, rows).view(*idx.shape, *x.shape[1:])
+        if self.backprop is not None:  # the gradient by hand (trainer.training.stacked_backprop)
+            losses, out = self.backprop(xb, yb)
+        else:
+            out = self.stacked(xb)
+            losses = member_losses(out, yb, self.task)
+            losses.sum().backward()  # member k's gradient is that of its own loss alone
         self.optimizer.clip_([m.grad_clip for m in self.active])
         self.optimizer.step([m.lr for m in self.active], [m.weight_decay for m in self.active])
         self.loss_sums += losses.detach() * idx.shape[1]
