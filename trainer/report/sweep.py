@@ -31,10 +31,9 @@ from trainer.sweeps.jobs import (
     job_number,
     order_key,
     planned_jobs,
-    superseded,
-    unfinished_status,
 )
 from trainer.sweeps.objective import direction_of
+from trainer.sweeps.status import superseded, unfinished_status
 from trainer.sweeps.trial import study_summary
 
 USAGE = ("python -m trainer.report SWEEP_DIR [out=FOLDER] [stale=600] [over=seed,...] [select=KEY,...] "
