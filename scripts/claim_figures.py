@@ -152,7 +152,8 @@ def draw_curves(ax, drawn: list[tuple[int, Choice]], axis: str, monitor: str, ke
     if axis in ("step", "samples", "time"):
         ax.set_xscale("log")
     # seconds measure this machine at its load then, not the method: say so under the axis
-    shown = AXIS_LABELS[axis] + ("\n(depends on the machine and its load at the time)" if axis == "time" else "")
+    load = "\n(depends on the machine and its load at the time)" if axis == "time" else ""
+    shown = AXIS_LABELS[axis] + load
     ax.set(xlabel=shown, ylabel=f"mean {monitor} (± std over seeds)")
     ax.grid(alpha=0.3)
 
