@@ -178,7 +178,7 @@ def plot(found: list[Arm], arm_keys: str, path: Path) -> None:
     if all(arm.grads and all(arm.grads) for arm in found):
         panels.append(lambda ax: gradient_panel(ax, found, arm_keys))
     # a subfigure per panel: its legend goes under it, and the panels sit side by side with no gap
-    fig = Figure(figsize=(5.0 * len(panels), 5.0), layout="constrained")
+    fig = Figure(figsize=(5.5 * len(panels), 5.0), layout="constrained")
     for sub, draw in zip(fig.subfigures(1, len(panels), squeeze=False)[0], panels, strict=True):
         draw(sub.subplots())
     fig.savefig(path, dpi=110)
