@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import os
 import threading
 import zlib
 from collections.abc import Iterator
@@ -18,16 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from trainer.runtime.errors import ConfigError
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 @contextmanager

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.trial import Trial, TrialState
 
 from hydra_plugins.trainer_optuna_sweeper import _check, _space
-from hydra_plugins.trainer_optuna_sweeper._locks import Heartbeat, alive, database_locked, locked
+from hydra_plugins.trainer_optuna_sweeper._locks import Heartbeat, database_locked, locked
 from hydra_plugins.trainer_optuna_sweeper._trials import (
     check_no_jobs,
     last_checkpoint,
@@ -40,6 +40,7 @@ from hydra_plugins.trainer_optuna_sweeper._trials import (
 from trainer.config.validate import static_monitor
 from trainer.runtime.errors import ConfigError
 from trainer.sweeps.objective import direction_of
+from trainer.sweeps.status import pid_alive
 from trainer.sweeps.trial import OWNER, make_pruner, open_storage, storage_url
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class Search:
         retry = self.storage.get_heartbeat_stale_trial_callback()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             host, _, pid = str(trial.user_attrs.get(OWNER, "")).rpartition(":")
-            if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):
+            if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
                 log.warning("trial %d: its process %s is gone; marked failed, its values queued again",
                             trial.number, pid)
                 self.storage.set_trial_state_values(self.trial_id(trial.number), TrialState.FAIL)

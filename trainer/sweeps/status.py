@@ -23,10 +23,13 @@ def read_process(job_dir: Path) -> dict[str, Any] | None:
 
 def process_alive(record: dict[str, Any]) -> bool | None:
     """Whether the recorded process still exists; None when it ran on another machine."""
-    if record.get("host") != socket.gethostname():
-        return None
+    return pid_alive(record["pid"]) if record.get("host") == socket.gethostname() else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine exists."""
     try:
-        os.kill(record["pid"], 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
