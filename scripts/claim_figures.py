@@ -151,7 +151,10 @@ def draw_curves(ax, drawn: list[tuple[int, Choice]], axis: str, monitor: str, ke
             ax.fill_between(series.x, *series.band, color=f"C{colour}", alpha=0.2)
     if axis in ("step", "samples", "time"):
         ax.set_xscale("log")
-    ax.set(xlabel=AXIS_LABELS[axis], ylabel=f"mean {monitor} (± std over seeds)")
+    # seconds measure this machine at its load then, not the method: say so under the axis
+    load = "\n(depends on the machine and its load at the time)" if axis == "time" else ""
+    shown = AXIS_LABELS[axis] + load
+    ax.set(xlabel=shown, ylabel=f"mean {monitor} (± std over seeds)")
     ax.grid(alpha=0.3)
 
 

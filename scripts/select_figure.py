@@ -93,10 +93,15 @@ def tick_label(arm: Arm) -> str:
     return arm.name.replace(" ", "\n") + (f"\n{rate}" if rate else "")
 
 
-def legend_beside(ax, **kwargs) -> None:
-    """The legend to the right of the axes, never over what they show (constrained layout makes
-    room for it)."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize="small", **kwargs)
+def legend_under(ax, **kwargs) -> None:
+    """The legend under the panel, in columns, never over what it shows: the panel's own (sub)figure's
+    legend, for which constrained layout makes room below. (Beside the axes, each panel's legend
+    widened every column to the widest one's, leaving a wide gap between the panels.)"""
+    handles, labels = kwargs.pop("handles", None), kwargs.pop("labels", None)
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    ax.figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize="small",
+                     **kwargs)
 
 
 def table(found: list[Arm], arm_keys: str) -> str:
@@ -123,7 +128,7 @@ def accuracy_panel(ax, found: list[Arm]) -> None:
                 continue
             mean, std = mean_std(values)
             ax.errorbar(i + offset, mean, yerr=std, fmt="o", markersize=7, capsize=4, color=colour, zorder=3,
-                        label=f"{kind} accuracy, mean ± std" if i == 0 else None)
+                        label=f"{kind}: mean ± std" if i == 0 else None)
             spread = np.linspace(0.06, 0.14, len(values)) if len(values) > 1 else np.array([0.1])
             ax.scatter(i + offset + spread, values, color="black", s=8, alpha=0.7, zorder=4,
                        label="each seed" if i == 0 and kind == "test" else None)
@@ -134,7 +139,7 @@ def accuracy_panel(ax, found: list[Arm]) -> None:
     ax.grid(alpha=0.3, axis="y")
     handles, labels = ax.get_legend_handles_labels()  # train, test, then the seeds' dots
     order = sorted(range(len(labels)), key=lambda k: labels[k] == "each seed")
-    legend_beside(ax, handles=[handles[k] for k in order], labels=[labels[k] for k in order])
+    legend_under(ax, handles=[handles[k] for k in order], labels=[labels[k] for k in order])
 
 
 def selection_panel(ax, found: list[Arm], arm_keys: str) -> None:
@@ -147,7 +152,7 @@ def selection_panel(ax, found: list[Arm], arm_keys: str) -> None:
                     yerr=[s.std if s.n > 1 else 0.0 for s in stats], marker="o", capsize=3, label=arm.name)
     ax.set(xscale="log", xlabel="learning rate", ylabel="validation accuracy",
            title="validation accuracy of every setting (mean ± std)")
-    legend_beside(ax, title=arm_keys)
+    legend_under(ax, title=arm_keys)
     ax.grid(alpha=0.3)
 
 
@@ -158,7 +163,7 @@ def gradient_panel(ax, found: list[Arm], arm_keys: str) -> None:
         ax.plot(range(1, len(per_layer) + 1), per_layer, marker="o", label=arm.name)
     ax.set(yscale="log", xlabel="layer (1: input side; last: output layer)", ylabel="gradient norm ||dL/dW||",
            title=f"gradient norm per layer after epoch {found[0].grad_epoch}")
-    legend_beside(ax, title=arm_keys)
+    legend_under(ax, title=arm_keys)
     ax.grid(alpha=0.3)
 
 
@@ -172,9 +177,10 @@ def plot(found: list[Arm], arm_keys: str, path: Path) -> None:
         panels.append(lambda ax: selection_panel(ax, found, arm_keys))
     if all(arm.grads and all(arm.grads) for arm in found):
         panels.append(lambda ax: gradient_panel(ax, found, arm_keys))
-    fig = Figure(figsize=(6.6 * len(panels), 4.6), layout="constrained")  # each with its legend beside
-    for ax, draw in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
-        draw(ax)
+    # a subfigure per panel: its legend goes under it, and the panels sit side by side with no gap
+    fig = Figure(figsize=(5.5 * len(panels), 5.0), layout="constrained")
+    for sub, draw in zip(fig.subfigures(1, len(panels), squeeze=False)[0], panels, strict=True):
+        draw(sub.subplots())
     fig.savefig(path, dpi=110)
 
 

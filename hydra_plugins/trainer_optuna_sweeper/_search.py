@@ -3,25 +3,20 @@
 Several processes may share a study (same storage): each asks trials while the study has fewer
 than `n_trials` (finished, running or waiting), under a lock file in the sweep folder and, for a
 study in PostgreSQL, an advisory lock in the database (processes on machines that share no disk),
-so none asks one too many. A trial whose process died (same machine: its pid is gone;
+so none asks one too many (`_locks`). A trial whose process died (same machine: its pid is gone;
 elsewhere: no heartbeat for two intervals) is marked failed and queued again with the same values,
-and the queued copy replaces it in the count. Job folders are named by trial number.
+and the queued copy replaces it in the count. Job folders are named by trial number (`_trials`).
 """
 
 from __future__ import annotations
 
 import copy
-import fcntl
-import functools
-import json
 import logging
 import math
 import os
 import socket
-import threading
 import time
 import warnings
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -29,134 +24,26 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import Trial, TrialState
 
 from hydra_plugins.trainer_optuna_sweeper import _check, _space
+from hydra_plugins.trainer_optuna_sweeper._locks import Heartbeat, database_locked, locked
+from hydra_plugins.trainer_optuna_sweeper._trials import (
+    check_no_jobs,
+    last_checkpoint,
+    outcome,
+    record_job,
+    save_results,
+    told,
+)
 from trainer.config.validate import static_monitor
 from trainer.runtime.errors import ConfigError
-from trainer.sweeps.jobs import job_number
 from trainer.sweeps.objective import direction_of
+from trainer.sweeps.status import pid_alive
 from trainer.sweeps.trial import OWNER, make_pruner, open_storage, storage_url
 
 log = logging.getLogger(__name__)
-RESULTS = "optimization_results.yaml"
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def told(study: optuna.Study, trial: Trial, value: float | None, state: TrialState) -> None:
-    try:
-        study.tell(trial, value, state=state)
-    except RuntimeError as exc:  # the grid sampler calls study.stop() on its last point
-        if "Study.stop" not in str(exc):
-            raise
-
-
-# What optuna-dashboard shows of each trial beside its value (user attributes), from its job's folder.
-SHOWN_METRICS = ("val/loss", "val/acc", "test/loss", "test/acc", "best_epoch", "epochs", "status")
-
-
-def record_job(study: optuna.Study, trial: Trial, ret: Any) -> None:
-    """The trial's job folder and its metrics.json's main numbers as user attributes (never fails
-    the search: a job that wrote no metrics has only its folder)."""
-    try:
-        folder = Path(str(ret.hydra_cfg.hydra.runtime.output_dir))
-        trial.set_user_attr("job_folder", str(folder))
-        metrics = json.loads((folder / "metrics.json").read_text())
-        for key in SHOWN_METRICS:
-            if key in metrics:
-                trial.set_user_attr(key, metrics[key])
-    except Exception as exc:  # noqa: BLE001  (attributes are a courtesy)
-        log.debug("trial %d: no job attributes (%s)", trial.number, exc)
-
-
-@contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """Only one process of the search counts and asks trials at a time."""
-    with open(folder / ".optuna.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def check_no_jobs(sweep_dir: Path, url: str) -> None:
-    """A study with no trials in a sweep folder that holds job folders (its database deleted or lost)
-    would number its trials from 0 again, into the old jobs' folders: refused."""
-    jobs = sorted((p.name for p in sweep_dir.iterdir() if p.is_dir() and job_number(p.name) is not None
-                   and (p / ".hydra").is_dir()), key=job_number)
-    if jobs:
-        shown = ", ".join(jobs[:3]) + (", ..." if len(jobs) > 3 else "")
-        raise ConfigError(f"{sweep_dir} holds {len(jobs)} job folders of an earlier search ({shown}) but "
-                          f"its study in {url} has no trials (the database was deleted, lost or "
-                          "replaced): a new study would number its trials from 0 again, into those "
-                          "folders. Restore the study's database to continue that search, or start "
-                          "this one in another hydra.sweep.dir")
-
-
-@functools.cache
-def lock_engine(url: str) -> Any:
-    import sqlalchemy
-
-    return sqlalchemy.create_engine(url, pool_size=1)
-
-
-@contextmanager
-def database_locked(url: str, study_name: str) -> Iterator[None]:
-    """With a study in PostgreSQL, only one process of the search, on any machine, counts and asks
-    trials at a time: a session advisory lock, which the server drops when a killed process's
-    connection goes. Other databases rely on the sweep folder's lock file alone."""
-    if not url.startswith("postgresql"):
-        yield
-        return
-    from sqlalchemy import text
-
-    key = zlib.crc32(f"trainer_optuna_sweeper:{study_name}".encode())
-    try:
-        conn = lock_engine(url).connect()
-        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-    except Exception as exc:  # a missing driver, a server that cannot be reached
-        raise ConfigError(f"hydra.sweeper.storage={url} cannot be opened ({type(exc).__name__}: {exc}); "
-                          "give an SQLAlchemy URL such as postgresql+psycopg://user:password@host/db "
-                          "(with its driver installed: pip install '.[postgres]')") from None
-    try:
-        yield
-    finally:
-        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-        conn.close()
-
-
-class Heartbeat:
-    """Records a heartbeat for the running trials every `interval` seconds, in a thread."""
-
-    def __init__(self, storage: Any, trial_ids: list[int], interval: int) -> None:
-        self.storage, self.trial_ids, self.interval = storage, trial_ids, interval
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True)
-
-    def _beat(self) -> None:
-        while not self.stop.wait(self.interval):
-            for trial_id in self.trial_ids:
-                self.storage.record_heartbeat(trial_id)
-
-    def __enter__(self) -> Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 class Search:
@@ -223,7 +110,7 @@ class Search:
         retry = self.storage.get_heartbeat_stale_trial_callback()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             host, _, pid = str(trial.user_attrs.get(OWNER, "")).rpartition(":")
-            if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):
+            if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
                 log.warning("trial %d: its process %s is gone; marked failed, its values queued again",
                             trial.number, pid)
                 self.storage.set_trial_state_values(self.trial_id(trial.number), TrialState.FAIL)
@@ -253,13 +140,8 @@ class Search:
         """`ckpt=` the last checkpoint of the attempt this trial retries, if it left one: with
         `resume=true` a trial killed midway continues from it (in its own, new job folder)."""
         history = self.storage.get_trial(self.trial_id(trial.number)).system_attrs.get("retry_history")
-        if not history:
-            return []
-        for folder in self.sweep_dir.glob(f"{history[-1]}*"):  # `N` or `N_values` (folder names)
-            last = folder / "checkpoints" / "last.pt"
-            if job_number(folder.name) == history[-1] and last.is_file():
-                return [f"ckpt={_space.quoted(str(last))}"]
-        return []
+        last = last_checkpoint(self.sweep_dir, history[-1]) if history else None
+        return [f"ckpt={_space.quoted(str(last))}"] if last is not None else []
 
     def launch(self, trials: list[Trial], fixed: dict[str, str]) -> list[Any]:
         """Run the trials as jobs numbered by trial (consecutive numbers go in one launcher batch)."""
@@ -295,20 +177,11 @@ class Search:
     def tell(self, study: optuna.Study, trials: list[Trial], returns: list[Any]) -> None:
         failures = []
         for trial, ret in zip(trials, returns, strict=True):
-            value, state = None, TrialState.COMPLETE
-            try:
-                # A pruned job raises TrialPruned; looked at directly, since reading return_value
-                # would print Hydra's "Error executing job" for it.
-                if ret.status == JobStatus.FAILED and isinstance(ret._return_value, optuna.TrialPruned):
-                    state = TrialState.PRUNED
-                else:
-                    value = float(ret.return_value)
-            except Exception as exc:  # the job raised; Hydra keeps the exception in its return
-                state = TrialState.FAIL
+            value, state = outcome(ret, trial.number)
+            if state == TrialState.FAIL:
                 failures.append(ret)
-                log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
             record_job(study, trial, ret)
-            told(study, trial, value if state == TrialState.COMPLETE else None, state)
+            told(study, trial, value, state)
             shown = f"{value:.4g}" if value is not None else state.name.lower()
             values = " ".join(f"{k}={v}" for k, v in trial.params.items())
             log.info("trial %d: %s -> %s", trial.number, values, shown)
@@ -356,7 +229,7 @@ class Search:
             with Heartbeat(self.storage, [self.trial_id(t.number) for t in trials], self.heartbeat_interval):
                 returns = self.launch(trials, fixed)
             self.tell(study, trials, returns)
-        self.save_results(study)
+        save_results(study, self.sweep_dir, self.study_name, self.url)
 
     def save_config(self) -> None:
         """multirun.yaml, as Hydra's own sweeper writes it, with the study's storage and name."""
@@ -364,14 +237,3 @@ class Search:
         with read_write(saved), open_dict(saved):
             saved.hydra.sweeper.storage, saved.hydra.sweeper.study_name = self.url, self.study_name
         OmegaConf.save(saved, self.sweep_dir / "multirun.yaml")
-
-    def save_results(self, study: optuna.Study) -> None:
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not complete:
-            log.warning("no trial of the study completed; %s not written", RESULTS)
-            return
-        best: FrozenTrial = study.best_trial
-        log.info("best trial %d: %s -> %s", best.number, best.params, best.value)
-        OmegaConf.save(OmegaConf.create({"name": "optuna", "study_name": self.study_name, "storage": self.url,
-                                         "best_trial": best.number, "best_params": best.params,
-                                         "best_value": best.value}), self.sweep_dir / RESULTS)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
 from hydra.core.utils import (
     JobReturn,
     JobRuntime,
@@ -169,8 +170,10 @@ class OnNode:
     task_function: Any
     config: DictConfig
     max_members: int | None
+    singletons: dict[Any, Any]  # Hydra's singletons of the sweep's process (SweepKeys: folder names)
 
     def __call__(self, label: str | None, jobs: list[Job]) -> dict[int, JobReturn]:
+        Singleton.set_state(self.singletons)
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         if label is None:
@@ -205,7 +208,8 @@ def launch_on_slurm(launcher: Any, jobs: list[Job], steps: list[tuple[str, list[
     executor.update_parameters(name=str(launcher.config.hydra.job.name), **options,
                                **({"slurm_partition": partition} if partition else {}),
                                **({"slurm_account": account} if account else {}))
-    on_node = OnNode(launcher.hydra_context, launcher.task_function, launcher.config, launcher.max_members)
+    on_node = OnNode(launcher.hydra_context, launcher.task_function, launcher.config, launcher.max_members,
+                     Singleton.get_state())
     with executor.batch():
         submitted = [executor.submit(on_node, label, part) for label, part in units]
     for (label, part), job in zip(units, submitted, strict=True):

@@ -64,8 +64,8 @@ def optimizers_sweep(tmp_path_factory) -> Path:
 
 def test_multirun_experiment(optimizers_sweep):
     jobs = sorted(p.parent.name for p in optimizers_sweep.glob("*/metrics.json"))
-    assert jobs == ["0_arms.rate=low,optimizer=sgd,seed=0", "1_arms.rate=high,optimizer=sgd,seed=0",
-                    "2_arms.rate=low,optimizer=adam,seed=0", "3_arms.rate=high,optimizer=adam,seed=0"]
+    assert jobs == ["0_optimizer=sgd,arms.rate=low,seed=0", "1_optimizer=sgd,arms.rate=high,seed=0",
+                    "2_optimizer=adam,arms.rate=low,seed=0", "3_optimizer=adam,arms.rate=high,seed=0"]
     # Each arm's rate comes from its own row of the experiment's table (arms.lr).
     rates = [read_scalars(optimizers_sweep / job)[LR_TAG][0][1] for job in jobs]
     assert rates == pytest.approx([0.1, 1.0, 0.001, 0.01])

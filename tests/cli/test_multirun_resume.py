@@ -41,3 +41,26 @@ def test_a_killed_grid_multirun_resumes(tmp_path):
     assert len(seen) == 6 and all(j.status == "completed" for j in seen)
     assert report.swept_keys(seen) == ["optimizer.lr", "batch_size"]  # not resume, set in jobs 3-5 only
     assert json.loads(done[0])["val/loss"] == pytest.approx(seen[0].values["val/loss"])
+
+
+@pytest.mark.slow
+def test_a_sweep_named_before_padded_numbers_resumes_in_its_own_folders(tmp_path):
+    """Job folders are numbered to the sweep's width (`00` .. `11`), keys in the command line's order;
+    a sweep whose folders an earlier version named `0_...` continues in them."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "data=gaussians", "seed=0,1,2,3,4,5", "optimizer.lr=0.1,0.01", f"hydra.sweep.dir={sweep}"]
+    first = cli_in_process(*args, "epochs=1")
+    assert first.returncode == 0, first.stderr
+    names = [p.name for p in job_dirs(sweep).values()]
+    assert sorted(names)[:3] == ["00_seed=0,optimizer.lr=0.1", "01_seed=0,optimizer.lr=0.01",
+                                 "02_seed=1,optimizer.lr=0.1"] and len(names) == 12
+    old = {}
+    for name in names:  # as the earlier version named them: `0_optimizer.lr=0.1,seed=0`
+        number, _, what = name.partition("_")
+        seed, lr = what.split(",")
+        old[int(number)] = f"{int(number)}_{lr},{seed}"
+        (sweep / name).rename(sweep / old[int(number)])
+    again = cli_in_process(*args, "epochs=2", "resume=true")
+    assert again.returncode == 0, again.stderr
+    assert {n: p.name for n, p in job_dirs(sweep).items()} == old  # no new folders
+    assert all(read_metrics(sweep / name)["epochs"] == 2 for name in old.values())

@@ -143,7 +143,8 @@ def test_an_optuna_search_through_the_vectorized_launcher_prunes_and_completes(t
 
 
 def test_members_of_one_group_do_not_supersede_each_other(tmp_path):
-    from trainer.sweeps.jobs import record_process, superseded
+    from trainer.sweeps.jobs import record_process
+    from trainer.sweeps.status import superseded
 
     first, second, later = (tmp_path / n for n in ("0", "1", "2"))
     record_process(first, 1000.0)

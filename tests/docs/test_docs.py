@@ -187,10 +187,14 @@ def job_cfg(overrides: list[str]):
     """A job's config as Hydra hands it to the job: `${hydra:...}` interpolations (an experiment's
     per-arm rates) resolved with that job's Hydra config."""
     cfg = copy.deepcopy(composed(tuple(overrides), hydra=True))  # commands share arms: composed once
+    kept = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    OmegaConf.resolve(cfg)
+    try:
+        with open_dict(cfg):
+            del cfg["hydra"]
+        OmegaConf.resolve(cfg)
+    finally:  # a later test in this process must not run as this job (a `resume=true` one's folders)
+        HydraConfig.instance().cfg = kept
     return cfg
 
 

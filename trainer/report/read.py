@@ -20,10 +20,9 @@ from trainer.sweeps.jobs import (
     job_number,
     order_key,
     planned_jobs,
-    superseded,
-    unfinished_status,
 )
 from trainer.sweeps.objective import direction_of
+from trainer.sweeps.status import superseded, unfinished_status
 
 METRICS = ("val/loss", "val/acc", "test/loss", "test/acc")  # the report's columns
 CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")  # the curves report_curves draws

@@ -1,9 +1,10 @@
 """Sweep jobs: folder names that say what differs, and the record of the process that runs a job.
 
 `configs/config.yaml` names a job's folder `${trainer_job_dir:${hydra.job.num},${hydra.job.override_dirname}}`
-(e.g. `3_optimizer=adam,optimizer.lr=0.01`) and excludes from Hydra's `override_dirname` the keys that
-are the same in every job (`${trainer_fixed_keys:}`). Hydra computes `override_dirname` in the
-sweep's main process, where `SweepCallback.on_multirun_start` has seen the sweep's own overrides.
+(e.g. `03_optimizer=adam,optimizer.lr=0.01`: the number padded to the sweep's width, the swept keys in
+the command line's order) and excludes from Hydra's `override_dirname` the keys that are the same in
+every job (`${trainer_fixed_keys:}`). Hydra computes `override_dirname` in the sweep's main process,
+where `SweepCallback.on_multirun_start` has seen the sweep's own overrides and counted its jobs.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|\s]')
 PROCESS_FILE = "process.json"
 # `=0.007845577141205887`: a value with more than 4 significant digits after its point, in a name
 LONG_NUMBER = re.compile(r"=(-?\d+\.\d{5,}(?:e-?\d+)?)(?=,|$)")
+# Where the next `key=value` of an `override_dirname` starts: a comma before `key=` (not the commas
+# inside a value such as `model.widths=[64,32]`)
+NEXT_ITEM = re.compile(r",(?=[+~]?[\w.@/-]+=)")
 
 
 class SweepKeys(metaclass=Singleton):
@@ -41,6 +45,12 @@ class SweepKeys(metaclass=Singleton):
 
     def __init__(self) -> None:
         self.fixed: list[str] = []
+        self.swept: list[str] = []  # in the command line's order: the order of the names' keys
+        self.jobs: int | None = None  # how many jobs the sweep runs, where known at its start
+
+    def clear(self) -> None:
+        """No sweep running (its end): names as outside a sweep, for a next one in this process."""
+        self.__init__()
 
 
 def swept_keys(config: DictConfig) -> tuple[list[str], list[str]]:
@@ -66,18 +76,36 @@ def fixed_keys() -> list[str]:
 
 
 def job_dir_name(num: int | str, override_dirname: str) -> str:
-    """`3_optimizer=adam,optimizer.lr=0.01`: the job number first, then what differs, shortened;
-    a number drawn to 17 digits (an Optuna trial's `optimizer.lr=0.007845577141205887`) to 4
-    significant ones (`optimizer.lr=0.007846`): the job number keeps the name unique, and the
-    job's .hydra/overrides.yaml has the exact value."""
+    """`03_optimizer=adam,optimizer.lr=0.01`: the job number first, zero-padded to the sweep's width
+    (`00` .. `29` in a 30-job sweep, so that names sort as numbers), then what differs, in the command
+    line's order, shortened; a number drawn to 17 digits (an Optuna trial's
+    `optimizer.lr=0.007845577141205887`) to 4 significant ones (`optimizer.lr=0.007846`): the job
+    number keeps the name unique, and the job's .hydra/overrides.yaml has the exact value."""
     existing = existing_job_dir(num)
     if existing is not None:  # a rerun of the sweep (resume): its folder, as an earlier version named it
         return existing
-    what = UNSAFE.sub("_", LONG_NUMBER.sub(lambda m: f"={float(m.group(1)):.4g}", str(override_dirname)))
-    name = f"{num}_{what}" if what else str(num)
+    keys = SweepKeys.instance()
+    what = in_command_order(str(override_dirname), keys.swept)
+    what = UNSAFE.sub("_", LONG_NUMBER.sub(lambda m: f"={float(m.group(1)):.4g}", what))
+    number = f"{int(num):0{number_width(keys.jobs)}d}"
+    name = f"{number}_{what}" if what else number
     if len(name) > MAX_NAME:  # the number stays first, so the name stays unique
         name = name[: MAX_NAME - 1] + "~"
     return name.rstrip(". ")  # Windows drops trailing dots and spaces
+
+
+def number_width(jobs: int | None) -> int:
+    """Digits of the last job's number (2 for 10 to 100 jobs); 1 when the count is not known."""
+    return len(str(jobs - 1)) if jobs and jobs > 1 else 1
+
+
+def in_command_order(override_dirname: str, keys: list[str]) -> str:
+    """Hydra's `override_dirname` (its items sorted by text) with the items of `keys` first, in that
+    order (`seed=0,optimizer=adam` for `optimizer=adam,seed=0` of `-m seed=0,1 optimizer=sgd,adam`)."""
+    rank = {key: i for i, key in enumerate(keys)}
+    items = NEXT_ITEM.split(override_dirname) if override_dirname else []
+    items.sort(key=lambda item: rank.get(item.partition("=")[0].lstrip("+~"), len(rank)))  # stable
+    return ",".join(items)
 
 
 def existing_job_dir(num: int | str) -> str | None:
@@ -167,34 +195,9 @@ def record_process(out_dir: str | Path, started: float | None = None) -> None:
     path.write_text(json.dumps(record))
 
 
-def read_process(job_dir: Path) -> dict[str, Any] | None:
-    """The job's process record, or None (older folders, or a job that never started)."""
-    try:
-        record = json.loads((job_dir / PROCESS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and isinstance(record.get("pid"), int) else None
-
-
-def process_alive(record: dict[str, Any]) -> bool | None:
-    """Whether the recorded process still exists; None when it ran on another machine."""
-    if record.get("host") != socket.gethostname():
-        return None
-    try:
-        os.kill(record["pid"], 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
 def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
     """The overrides of every job a grid sweep will run, from the `multirun.yaml` Hydra's basic
     sweeper writes before the first job; None for other sweepers (Optuna decides as it goes)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         return None
@@ -202,59 +205,33 @@ def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
         hydra = OmegaConf.load(path).hydra
         if not str(hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
             return None
-        arguments = [f"{k}={v}" for k, v in (hydra.sweeper.get("params") or {}).items()]
-        overrides = OverridesParser.create().parse_overrides(arguments + list(hydra.overrides.task))
+        return grid_jobs(hydra)
     except Exception as exc:  # a damaged file: report the folders there are
         log.warning("%s cannot be read (%s); listing the job folders only", path, exc)
         return None
+
+
+def grid_jobs(hydra: DictConfig) -> list[list[str]]:
+    """Each job's overrides, as Hydra's basic sweeper splits the sweep (its params, then the command line)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    arguments = [f"{k}={v}" for k, v in (hydra.sweeper.get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides(arguments + list(hydra.overrides.task))
     return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
-def unfinished_status(job_dir: Path, now: float, stale_s: float, superseded: bool = False) -> str:
-    """`running` or `failed` for a job folder without metrics.json.
-
-    failed: its log has an ERROR line; or its recorded process has ended (same machine), or went
-    on to a later job (Hydra's basic launcher runs the jobs one after another in one process); or,
-    without a record (older folders), the process that wrote its events has ended; or none of its
-    files changed for `stale_s` seconds (a job on another machine). Running otherwise.
-    """
-    for path in job_dir.glob("*.log"):
-        if "][ERROR]" in path.read_text(errors="replace"):
-            return "failed"
-    record = read_process(job_dir)
-    alive = process_alive(record) if record is not None else None
-    if alive is False or (alive and superseded):
-        return "failed"
-    if alive:
-        return "running"
-    if record is None and writer_gone(job_dir):
-        return "failed"
-    newest = max((p.stat().st_mtime for p in job_dir.rglob("*") if p.is_file()), default=0.0)
-    return "running" if now - newest < stale_s else "failed"
-
-
-def superseded(job_dir: Path, others: list[Path]) -> bool:
-    """Whether the process that ran this job started another job after it (a sequential launcher)."""
-    mine = read_process(job_dir)
-    if mine is None:
-        return False
-    records = [r for d in others if (r := read_process(d)) is not None]
-    return any((r.get("host"), r["pid"]) == (mine.get("host"), mine["pid"])
-               and r.get("started", 0) > mine.get("started", 0) for r in records)
-
-
-def writer_gone(job_dir: Path) -> bool:
-    """Whether an event file was written by a process on this machine that no longer exists.
-
-    TensorBoard names event files `events.out.tfevents.TIME.HOST.PID.N`.
-    """
-    files = list(job_dir.glob("events.out.tfevents.*"))
-    for path in files:
-        parts = path.name.split(".")
-        host, pid = ".".join(parts[4:-2]), parts[-2]
-        if not pid.isdigit() or process_alive({"host": host, "pid": int(pid)}) is not False:
-            return False
-    return bool(files)
+def sweep_size(config: DictConfig) -> int | None:
+    """How many jobs the sweep runs: a grid's (Hydra's basic sweeper), an Optuna search's `n_trials`;
+    None for another sweeper, or a grid that cannot be counted here."""
+    sweeper = config.hydra.sweeper
+    if str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        try:
+            return len(grid_jobs(config.hydra))
+        except Exception:  # the sweeper itself will say what is wrong with it
+            return None
+    trials = sweeper.get("n_trials")
+    return trials if isinstance(trials, int) and not isinstance(trials, bool) else None
 
 
 class SweepCallback(Callback):
@@ -262,7 +239,9 @@ class SweepCallback(Callback):
     process record is written by the run once its folder is its own: trainer.storage.rundir.)"""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        swept, SweepKeys.instance().fixed = swept_keys(config)
+        keys = SweepKeys.instance()
+        swept, keys.fixed = swept_keys(config)
+        keys.swept, keys.jobs = swept, sweep_size(config)
         try:
             from trainer.logs.dashboard import write_sweep_experiment
 
@@ -272,6 +251,7 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Where to look at the whole sweep, once, after the jobs' one line each."""
+        SweepKeys.instance().clear()
         sweep = Path(str(config.hydra.sweep.dir))
         print(f"sweep done: {sweep}\n  compare the jobs: python -m trainer.report {sweep}\n"
               f"  view with: tensorboard --logdir {sweep}")

@@ -20,16 +20,36 @@ from trainer.logs.events import declared_metrics, read_hparams
 from trainer.logs.server import tensorboard
 from trainer.logs.writer import LR_TAG, SPEED_TAG
 from trainer.report import sweep as report
-from trainer.sweeps.jobs import MAX_NAME, PROCESS_FILE, hydra_arg, job_dir_name, job_number
+from trainer.sweeps.jobs import (
+    MAX_NAME,
+    PROCESS_FILE,
+    SweepKeys,
+    hydra_arg,
+    job_dir_name,
+    job_number,
+    order_key,
+)
 
 
-def test_job_folder_names_are_short_valid_and_start_with_the_job_number():
+def test_job_folder_names_are_short_valid_and_start_with_the_job_number(monkeypatch):
+    keys = SweepKeys.instance()
+    monkeypatch.setattr(keys, "jobs", None)  # outside a sweep (or one of unknown size): the bare number
+    monkeypatch.setattr(keys, "swept", [])
     assert job_dir_name(3, "optimizer=adam,optimizer.lr=0.01") == "3_optimizer=adam,optimizer.lr=0.01"
     assert job_dir_name(0, "") == "0"  # nothing differs: a sweep of one job
     assert job_dir_name(1, "data.path=/data/x y.csv") == "1_data.path=_data_x_y.csv"
     long = job_dir_name(12, ",".join(f"model.key{i}=value{i}" for i in range(30)))
     assert len(long) == MAX_NAME and long.startswith("12_model.key0=value0,") and long.endswith("~")
     assert [job_number(n) for n in ("12_model.key0=value0", "7", "report.csv", "3x")] == [12, 7, None, None]
+    # `-m seed=0,1,2 optimizer=sgd,adam ...` of 30 jobs: `03`, the keys as the command line gives them
+    monkeypatch.setattr(keys, "jobs", 30)
+    monkeypatch.setattr(keys, "swept", ["seed", "optimizer", "model.widths"])
+    assert job_dir_name(3, "model.widths=[64,32],optimizer=adam,seed=0") == \
+        "03_seed=0,optimizer=adam,model.widths=[64,32]"
+    assert job_dir_name(29, "+extra=1,seed=4") == "29_seed=4,+extra=1"  # a key not swept: after them
+    monkeypatch.setattr(keys, "jobs", 101)
+    assert job_dir_name(7, "seed=0") == "007_seed=0" and job_number("007_seed=0") == 7
+    assert sorted(["10_a", "9_a", "03_a", "b"], key=order_key) == ["03_a", "9_a", "10_a", "b"]
 
 
 @pytest.mark.parametrize("path", ["/runs/a-1/b_2.x", "/m/3_optimizer.lr=0.01,optimizer=adam", "/m/0_w=[1,2]"])
@@ -111,8 +131,8 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
     proc = cli("-m", "hydra/launcher=parallel", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "epochs=1",
                "data=spirals", "model.width=16", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
-    names = ["0_optimizer.lr=0.1,optimizer=sgd", "1_optimizer.lr=0.01,optimizer=sgd",
-             "2_optimizer.lr=0.1,optimizer=adam", "3_optimizer.lr=0.01,optimizer=adam"]
+    names = ["0_optimizer=sgd,optimizer.lr=0.1", "1_optimizer=sgd,optimizer.lr=0.01",
+             "2_optimizer=adam,optimizer.lr=0.1", "3_optimizer=adam,optimizer.lr=0.01"]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [*names, HPARAMS_RUN]  # epochs=1 in none
     hparams = {name: read_hparams(sweep / name) for name in names}
     assert all(set(h) == set(hparams[names[0]]) for h in hparams.values())
@@ -182,6 +202,7 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_numbers_drawn_to_17_digits_are_named_to_4_and_a_rerun_keeps_its_folders(tmp_path):
+    SweepKeys.instance().clear()  # outside a sweep
     assert job_dir_name(5, "batch_size=32,optimizer.lr=0.007845577141205887") == \
         "5_batch_size=32,optimizer.lr=0.007846"
     assert job_dir_name(6, "optimizer.lr=1.2345678e-05,seed=0") == "6_optimizer.lr=1.235e-05,seed=0"

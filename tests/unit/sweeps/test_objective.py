@@ -18,7 +18,7 @@ from trainer.logs.writer import RunLogger, run_hparams
 from trainer.report import sweep as report
 from trainer.run import run
 from trainer.runtime.errors import ConfigError
-from trainer.sweeps.jobs import job_number
+from trainer.sweeps.jobs import job_number, number_width, sweep_size
 from trainer.sweeps.objective import check_direction, objective
 
 OPTIMIZERS = sorted(p.stem for p in (Path(config_dir()) / "optimizer").glob("*.yaml"))
@@ -78,6 +78,19 @@ def test_search_and_launcher_configs_compose():
     assert {"sgd", "momentum", "adam"} <= set(OPTIMIZERS)
     assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.gpus_per_node == 1
     assert parallel.hydra.launcher._target_.endswith("JoblibLauncher") and parallel.hydra.launcher.n_jobs == 2
+
+
+def test_a_sweep_counts_its_jobs_for_the_width_of_their_numbers():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        grid = compose("config", ["+experiment=digits_activations_init"], return_hydra_config=True)
+        search = compose("config", ["+hparams_search=digits_optuna", "hydra.sweeper.n_trials=12"],
+                         return_hydra_config=True)
+    part = grid.copy()  # the command line's seed=0 replaces the experiment's 5 seeds, as in Hydra's sweeper
+    part.hydra.overrides.task = ["+experiment=digits_activations_init", "seed=0", "model.depth=2,8,16"]
+    assert (sweep_size(grid), sweep_size(part), sweep_size(search)) == (180, 54, 12)
+    assert [number_width(n) for n in (None, 1, 10, 11, 100, 101, 180)] == [1, 1, 1, 2, 2, 3, 3]
 
 
 def fake_job(sweep: Path, num: int, overrides: list[str]) -> Path:
