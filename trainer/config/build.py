@@ -12,10 +12,12 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from trainer.data import Splits
 from trainer.data.sets import DataSet
 from trainer.runtime.errors import ConfigError
 from trainer.training import accel
 from trainer.training.averaging import WeightAverage
+from trainer.training.losses import Loss
 from trainer.training.regularization import Penalty, make_penalty
 from trainer.training.schedules import Schedule, arm_options
 
@@ -75,6 +77,13 @@ def build_optimizer(cfg: DictConfig, params: Any, device: torch.device) -> torch
     _numbers_where_numbers(cfg.optimizer, "optimizer")
     fast = accel.optimizer_options(cfg.optimizer._target_, cfg.optimizer, device, cfg.cuda_graphs)
     return instantiate_checked(cfg.optimizer, "optimizer", params, **fast)
+
+
+def build_loss(loss: str, huber_delta: float, splits: Splits) -> Loss:
+    """The run's one loss (`loss`, `huber_delta`): what its steps minimize and its epochs report,
+    on the trained targets (regression: standardized by `splits.target`)."""
+    scale = splits.target.scale if splits.target is not None else 1.0
+    return Loss(loss, splits.task, scale, float(huber_delta))
 
 
 def build_averaging(avg: DictConfig, model: nn.Module) -> WeightAverage | None:

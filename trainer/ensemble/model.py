@@ -130,7 +130,7 @@ def build_predictor(cfg: DictConfig, in_dim: int, out_dim: int, classification: 
     return Ensemble(members, classification, alphas)
 
 
-def member_report(model: nn.Module, splits: Any) -> list[dict[str, float]]:
+def member_report(model: nn.Module, splits: Any, loss: Any) -> list[dict[str, float]]:
     """metrics.json's `members`: each member's own val/test metrics (and alpha), in the weights
     the ensemble was tested with."""
     from trainer.data.targets import original_units
@@ -138,14 +138,14 @@ def member_report(model: nn.Module, splits: Any) -> list[dict[str, float]]:
 
     if not isinstance(model, Ensemble):
         return []
-    loss_fn, classification = splits.loss, splits.task == "classification"
+    classification = splits.task == "classification"
     report = []
     for m, member in enumerate(model.members):
         row = {"alpha": float(model.alphas[m])}
         for split in ("val", "test"):
             x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
-            metrics = original_units(evaluate(member, loss_fn, x, y, classification=classification),
-                                     splits.loss_factor)
+            metrics = original_units(evaluate(member, loss, x, y, classification=classification),
+                                     loss.factor)
             row.update({f"{split}/{k}": v for k, v in metrics.items()})
         report.append(row)
     return report

@@ -7,15 +7,13 @@ import time
 from typing import Any
 
 import torch
-from torch import nn
 
 from models import count_parameters
 from trainer.data import Splits
 from trainer.data.targets import original_units
 from trainer.ensemble.model import Ensemble, member_report
-from trainer.training.averaging import WeightAverage
-from trainer.training.fit import FitState
 from trainer.training.loop import evaluate
+from trainer.training.state import FitState, Training
 
 log = logging.getLogger(__name__)
 
@@ -24,22 +22,23 @@ log = logging.getLogger(__name__)
 CHANCE_MARGIN = 0.01
 
 
-def test_metrics(test_on: str, model: nn.Module, averaging: WeightAverage | None, state: FitState,
-                 splits: Splits) -> dict[str, float]:
+def test_metrics(test_on: str, training: Training, state: FitState, splits: Splits) -> dict[str, float]:
     """The test split's metrics of the best-validation weights (or, test_on=last, the last ones)."""
+    model, averaging = training.model, training.averaging
     if test_on == "best" and state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     elif averaging is not None and averaging.count:  # test_on=last: the last averaged weights
         model.load_state_dict(averaging.weights())
-    test = evaluate(model, splits.loss, splits.x_test, splits.y_test,
+    test = evaluate(model, training.loss, splits.x_test, splits.y_test,
                     classification=splits.task == "classification")
-    return original_units(test, splits.loss_factor)  # regression: in the targets' own units
+    return original_units(test, training.loss.factor)  # regression: in the targets' own units
 
 
-def run_metrics(seed: int, state: FitState, test: dict[str, float], model: nn.Module, splits: Splits,
+def run_metrics(seed: int, state: FitState, test: dict[str, float], training: Training, splits: Splits,
                 started: float, meta: dict[str, str], monitor: str) -> dict[str, Any]:
     """metrics.json: the best epoch's validation metrics, the test metrics, and how the run went;
     `monitor` is the metric that picked the best epoch (`auto` resolved for the task)."""
+    model = training.model
     metrics: dict[str, Any] = {**state.best_metrics, **{f"test/{k}": v for k, v in test.items()}}
     metrics.update({
         "train/loss": state.last_metrics.get("train/loss"),
@@ -63,7 +62,7 @@ def run_metrics(seed: int, state: FitState, test: dict[str, float], model: nn.Mo
         log.warning("%s", warning)
         metrics["warning"] = warning
     if test and isinstance(model, Ensemble):  # each member's own metrics beside the ensemble's
-        metrics["members"] = member_report(model, splits)
+        metrics["members"] = member_report(model, splits, training.loss)
     if splits.task == "classification":
         metrics["train/acc"] = state.last_metrics.get("train/acc")
     return metrics
