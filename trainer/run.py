@@ -84,16 +84,16 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
 
     splits, prep = prepare_data(build_data(cfg.data), device)
     meta = run_meta(device)
-    run = setup_run(cfg, out, resolved, splits, prep, plan, folder, partial(build_run_training, world=world),
-                    meta=meta, main=world.is_main)
-    training, logger, batch_size = run.training, run.logger, run.batch_size
+    build = partial(build_run_training, world=world)
+    setup = setup_run(cfg, out, resolved, splits, prep, plan, folder, build, meta=meta, main=world.is_main)
+    training, logger, batch_size, monitor = setup.training, setup.logger, setup.batch_size, setup.monitor
     log.info("data %s %s; model %s %s, %d parameters; on %s (%d CPU threads)", cfg.data.name,
              splits.sizes(), "-".join(map(str, [splits.in_dim, *training.model.widths, splits.out_dim])),
              cfg.model.activation, count_parameters(training.model), device, torch.get_num_threads())
-    save = Checkpointer(out / "checkpoints", training, run.extras, cfg.checkpoint_every_n_epochs,
+    save = Checkpointer(out / "checkpoints", training, setup.extras, cfg.checkpoint_every_n_epochs,
                         before_write=logger.flush, background=True)
     threads = eval_threads(cfg.threads, count_parameters(training.model), len(splits.x_val), device)
-    options = fit_options(cfg, batch_size, run.monitor, world, threads)
+    options = fit_options(cfg, batch_size, monitor, world, threads)
     # Signals are caught until metrics.json is written: one after the last epoch changes nothing,
     # a second Ctrl-C stops at once (KeyboardInterrupt) with the last checkpoint intact.
     with StopOnSignal() as stop:
@@ -104,11 +104,11 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
             hooks.layer_stats = probe(training.model, splits, training.loss, batch_size,
                                       cfg.log_layer_stats_every_n_epochs, logger)
         try:
-            state, test = fit_and_test(training, splits, options, hooks, run.state, cfg.test_on)
+            state, test = fit_and_test(training, splits, options, hooks, setup.state, cfg.test_on)
         finally:
             save.close()  # every checkpoint on disk before metrics.json, also when training failed
         logger.close()
-        metrics = run_metrics(cfg.seed, state, test, training, splits, started, meta, run.monitor)
+        metrics = run_metrics(cfg.seed, state, test, training, splits, started, meta, monitor)
         if plan.note:
             metrics["resume"] = plan.note
         if stop.received is not None:
@@ -128,7 +128,7 @@ def build_run_training(cfg: DictConfig, splits: Splits, batch_size: int, monitor
     check_batch_norm(cfg.model.norm, len(splits.x_train), batch_size, cfg.drop_last, world.size)
     device = splits.x_train.device
 
-    def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[accel.Step, Any]:
+    def step_for(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[accel.Step, Any]:
         set_threads(cfg.threads, count_parameters(model), batch_size, device)
         penalty = build_penalty(cfg.regularization, model)
         return accel.make_step(accel.compile_model(distributed.wrap(model, world), cfg.compile), optimizer,
@@ -137,7 +137,7 @@ def build_run_training(cfg: DictConfig, splits: Splits, batch_size: int, monitor
                                batch_size=batch_size // world.size, grad_clip=cfg.grad_clip,
                                penalty=penalty, backprop=cfg.backprop), penalty
 
-    return build_training(cfg, splits, batch_size, monitor, loss, make_step)
+    return build_training(cfg, splits, batch_size, monitor, loss, step_for)
 
 
 def fit_options(cfg: DictConfig, batch_size: int, monitor: str, world: distributed.World,
