@@ -2,10 +2,9 @@
 
 A member is set up as `trainer.run` sets up a run (trainer.storage.setup: the same seeding,
 builders, resume checks and checkpoint layout), so its folder is an ordinary run folder, and its
-epochs end by fit()'s rules (trainer.training.epoch). Its model's
-parameters become views into the group's stacked tensors (`StackedParams.adopt`); its own optimizer
-never steps: it carries the learning rate that the member's `Schedule` sets, and the optimizer state
-that a checkpoint records.
+epochs end by fit()'s rules (trainer.training.epoch). Its model's parameters become views into the
+group's stacked tensors (`StackedParams.adopt`); its own optimizer never updates: it carries the
+learning rate that the member's `Schedule` sets, and the optimizer state that a checkpoint records.
 """
 
 from __future__ import annotations
