@@ -127,7 +127,7 @@ def trainer_loop(b: Bench, epoch: int, batch: int, out: Path) -> Callable[[], No
     logger = RunLogger(out)
     generator = torch.Generator(device=b.device).manual_seed(0)
 
-    training = Training(model, opt, Schedule(opt, None, "epoch"), step, generator)
+    training = Training(model, opt, Schedule(opt, None, "epoch"), step, generator, loss_fn)
     # What run's checkpoint writes each epoch (best.pt too: a fresh fit's one epoch is its best).
     save = Checkpointer(out, training, {}, 1, before_write=logger.flush)
     options = FitOptions(epochs=1, batch_size=batch, monitor="val/loss")

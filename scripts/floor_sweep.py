@@ -59,7 +59,7 @@ def stacked_members(tasks: list, splits) -> list:
     import torch
 
     from trainer.config.build import build_model
-    from trainer.run import seed_everything
+    from trainer.runtime.seed import seed_everything
 
     models = []
     for task in tasks:
@@ -161,7 +161,8 @@ def events(folder: Path, k: int, run: dict, resolved: dict, text: str) -> None:
     from torch.utils.tensorboard.summary import hparams, scalar
     from torch.utils.tensorboard.summary import text as text_summary
 
-    from trainer.logs.writer import LR_TAG, SPEED_TAG, flatten_hparams
+    from trainer.config.flat import flatten_hparams
+    from trainer.training.curves import LR_TAG, SPEED_TAG
 
     path = folder / f"events.out.tfevents.{time.time():.0f}.floor.{os.getpid()}.{k}"
     with open(path, "wb") as f:
@@ -190,7 +191,7 @@ def write_job(k: int, cfg, run: dict, names: list, params: list, splits, prep, s
     from omegaconf import OmegaConf
 
     from trainer.runtime.runinfo import run_meta
-    from trainer.storage.checkpoint import atomic_write, write_json
+    from trainer.runtime.files import atomic_write, write_json
     from trainer.sweeps.jobs import record_process
 
     out = Path(cfg.hydra.runtime.output_dir)

@@ -74,7 +74,6 @@ def rebuild(ckpt: dict[str, Any], data_overrides: list[str] | None = None,
     # A checkpoint from before targets were standardized has no "target": its targets were raw.
     splits, _ = prepare_data(build_data(cfg.data), prep_state=ckpt["preprocess"],
                              target_state=ckpt.get("target", {"kind": "none"}))
-    splits.loss_name, splits.huber_delta = cfg.get("loss", "auto"), float(cfg.get("huber_delta", 1.0))
     in_dim, out_dim = model_dims(ckpt["model"])
     if (splits.in_dim, splits.out_dim) != (in_dim, out_dim):
         raise DataError(f"the data has {splits.in_dim} features and {splits.out_dim} outputs (classes) "
@@ -124,23 +123,34 @@ def checkpoint_metrics(ckpt: dict[str, Any], model: Any, splits: Any, cfg: DictC
     dev = next(model.parameters()).device
     x = torch.cat([getattr(splits, f"x_{n}") for n in names]).to(dev)
     y = torch.cat([getattr(splits, f"y_{n}") for n in names]).to(dev)
-    raw = evaluate(model, splits.loss, x, y, classification=splits.task == "classification")
-    metrics = original_units(raw, splits.loss_factor)
+    loss = checkpoint_loss(cfg, splits)
+    raw = evaluate(model, loss, x, y, classification=splits.task == "classification")
+    metrics = original_units(raw, loss.factor)
     return {**{f"{split}/{k}": v for k, v in metrics.items()}, "samples": len(x), "split": split,
             "epoch": (ckpt.get("fit") or {}).get("epoch", ckpt.get("epoch")), "data": cfg.data.name}
 
 
-def prediction_table(model: Any, splits: Any, split: str) -> tuple[list[str], list[list[Any]]]:
+def checkpoint_loss(cfg: DictConfig, splits: Any) -> Any:
+    """The loss a checkpoint's run trained with (one from before `loss` existed: the task's default)."""
+    from trainer.config.build import build_loss
+
+    return build_loss(cfg.get("loss", "auto"), cfg.get("huber_delta", 1.0), splits)
+
+
+def prediction_table(model: Any, splits: Any, split: str,
+                     loss: Any = None) -> tuple[list[str], list[list[Any]]]:
     """(header, rows) of the model's predictions on a split (or all three), one row per sample:
     where the sample came from (`split`, `part` and `row` of the data set: trainer.data.split's
     `Splits.rows`), its target and prediction in the data's own units, and for a classifier
-    trained with cross-entropy or NLL the class probabilities (softmax of the outputs; for mse on
-    one-hot codes, the raw outputs)."""
+    trained with cross-entropy or NLL (`loss`; None: the task's default) the class probabilities
+    (softmax of the outputs; for mse on one-hot codes, the raw outputs)."""
     import torch
 
     from trainer.training.loop import EVAL_BATCH
+    from trainer.training.losses import SOFTMAX_LOSSES, Loss
 
     classification = splits.task == "classification"
+    softmax = (loss or Loss("auto", splits.task)).kind in SOFTMAX_LOSSES
     dev = next(model.parameters()).device
     header, rows = ["split", "part", "row"], []
     for name in split_names(split):
@@ -150,7 +160,7 @@ def prediction_table(model: Any, splits: Any, split: str) -> tuple[list[str], li
                              for i in range(0, len(x), EVAL_BATCH)])
         part, ids = splits.rows.get(name, ("data", range(len(x))))
         if classification:
-            scores = out.softmax(dim=1) if splits.loss.kind in ("cross_entropy", "nll") else out
+            scores = out.softmax(dim=1) if softmax else out
             body = torch.cat([y.cpu().view(-1, 1).float(), out.argmax(dim=1).view(-1, 1).float(), scores], 1)
         else:  # standardized targets and outputs, back in the data's units
             target, pred = splits.target.inverse(y.cpu()), splits.target.inverse(out)
@@ -159,7 +169,7 @@ def prediction_table(model: Any, splits: Any, split: str) -> tuple[list[str], li
             rows.append([name, part, int(i), *values])
     width = out.shape[1]
     if classification:
-        kind = "prob" if splits.loss.kind in ("cross_entropy", "nll") else "output"
+        kind = "prob" if softmax else "output"
         header += ["target", "prediction", *(f"{kind}_{k}" for k in range(width))]
         rows = [[*r[:3], int(r[3]), int(r[4]), *r[5:]] for r in rows]
     elif width == 1:
@@ -229,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
         model, splits, cfg = rebuild(ckpt, data_overrides, opts["device"])
         metrics = checkpoint_metrics(ckpt, model, splits, cfg, split)
         if opts["predictions"]:
-            write_predictions(opts["predictions"], *prediction_table(model, splits, split))
+            table = prediction_table(model, splits, split, checkpoint_loss(cfg, splits))
+            write_predictions(opts["predictions"], *table)
     shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(f"{split}/"))
     print(f"{opts['ckpt']} (epoch {metrics['epoch']}) on {metrics['data']} {split} "
           f"({metrics['samples']:,} samples): {shown}")

@@ -4,58 +4,39 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from models import count_parameters
-from trainer.config.build import (
-    RunLength,
-    batch_size_for,
-    build_averaging,
-    build_data,
-    build_model,
-    build_optimizer,
-    build_penalty,
-    build_schedule,
-    check_batch_norm,
-)
+from trainer.config.build import build_data, build_penalty, check_batch_norm
 from trainer.config.ensemble_checks import kind_of
-from trainer.config.validate import check_loaded, validate
+from trainer.config.validate import validate
 from trainer.data import Splits, prepare_data
+from trainer.ensemble.fit import build_ensemble
 from trainer.logs import dashboard
-from trainer.logs.events import remove_events, truncate_events
-from trainer.logs.writer import NullLogger, RunLogger, run_hparams
 from trainer.runtime import distributed
 from trainer.runtime.device import eval_threads, resolve_device, set_threads
 from trainer.runtime.errors import FolderRefused, UserError
 from trainer.runtime.job import JobContext
 from trainer.runtime.runinfo import new_output_dir, run_meta
 from trainer.runtime.signals import StopOnSignal
-from trainer.storage.checkpoint import Checkpointer, remove_stale_temporaries, restore, write_json
-from trainer.storage.resume import Resumption, check_data, plan_resume
+from trainer.storage.checkpoint import Checkpointer, write_json
 from trainer.storage.rundir import RunFolder, discard_staged, run_files
+from trainer.storage.setup import build_training, plan_run, setup_run
 from trainer.sweeps.jobs import record_process
 from trainer.sweeps.trial import epoch_reporter
 from trainer.training import accel
 from trainer.training.diagnostics import probe
 from trainer.training.fit import FitHooks, FitOptions, FitState, Training, fit
-from trainer.training.loop import num_batches
+from trainer.training.losses import Loss
 from trainer.training.outcome import run_metrics, test_metrics
-from trainer.training.stopping import EarlyStopping, mode_for, resolve_monitor
 
 log = logging.getLogger(__name__)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def run(cfg: DictConfig, out_dir: str | Path | None = None, job: JobContext | None = None) -> dict[str, Any]:
@@ -103,36 +84,22 @@ def refused_config(out: Path, staged: Path | None = None) -> None:
 def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder,
          job: JobContext) -> dict[str, Any]:
     started, device = time.time(), world.device
-    seed_everything(cfg.seed)
     accel.setup_backend(device, cfg.tf32)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    if cfg.resume and not cfg.ckpt and world.is_main:  # a job of a vectorized group killed without warning
-        from trainer.storage.group_file import recover  # here: trainer.vectorized imports this module
-
-        recover(out)
-    plan = plan_resume(out, device, resolved)
+    plan = plan_run(cfg, out, device, resolved, main=world.is_main)
     if plan.finished is not None:
         return plan.finished
 
     splits, prep = prepare_data(build_data(cfg.data), device)
-    if plan.ckpt is not None:
-        check_data(plan.ckpt, plan.path, splits.fingerprint)
-    check_loaded(cfg, splits.task)  # a file's task is known only now
-    splits.loss_name, splits.huber_delta = cfg.loss, float(cfg.huber_delta)
-    monitor = resolve_monitor(cfg.monitor, splits.task)
-    batch_size = batch_size_for(cfg.batch_size, len(splits.x_train))
-    training = build_training(cfg, splits, batch_size, device, world, monitor)
-    state = resume_training(plan, training, device)
-    folder.commit()  # the checks passed: this run's config files replace the previous ones
-
     meta = run_meta(device)
-    logger = open_logger(out, world, plan, resolved, state, job)
+    build = partial(build_run_training, world=world)
+    setup = setup_run(cfg, out, resolved, splits, prep, plan, folder, build, job, meta=meta,
+                      main=world.is_main)
+    training, logger, batch_size, monitor = setup.training, setup.logger, setup.batch_size, setup.monitor
     log.info("data %s %s; model %s %s, %d parameters; on %s (%d CPU threads)", cfg.data.name,
              splits.sizes(), "-".join(map(str, [splits.in_dim, *training.model.widths, splits.out_dim])),
              cfg.model.activation, count_parameters(training.model), device, torch.get_num_threads())
-    extras = {"config": resolved, "preprocess": prep.state_dict(), "target": splits.target.state_dict(),
-              "data": splits.fingerprint, "meta": meta}
-    save = Checkpointer(out / "checkpoints", training, extras, cfg.checkpoint_every_n_epochs,
+    save = Checkpointer(out / "checkpoints", training, setup.extras, cfg.checkpoint_every_n_epochs,
                         before_write=logger.flush, background=True)
     threads = eval_threads(cfg.threads, count_parameters(training.model), len(splits.x_val), device)
     options = fit_options(cfg, batch_size, monitor, world, threads)
@@ -143,14 +110,14 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
         if not world.is_main:
             hooks.save = lambda state: None
         elif cfg.log_layer_stats:
-            hooks.layer_stats = probe(training.model, splits, batch_size, cfg.log_layer_stats_every_n_epochs,
-                                      logger)
+            hooks.layer_stats = probe(training.model, splits, training.loss, batch_size,
+                                      cfg.log_layer_stats_every_n_epochs, logger)
         try:
-            state, test = fit_and_test(training, splits, options, hooks, state, cfg.test_on)
+            state, test = fit_and_test(training, splits, options, hooks, setup.state, cfg.test_on)
         finally:
             save.close()  # every checkpoint on disk before metrics.json, also when training failed
         logger.close()
-        metrics = run_metrics(cfg.seed, state, test, training.model, splits, started, meta, monitor)
+        metrics = run_metrics(cfg.seed, state, test, training, splits, started, meta, monitor)
         if plan.note:
             metrics["resume"] = plan.note
         if stop.received is not None:
@@ -162,32 +129,24 @@ def _run(cfg: DictConfig, out: Path, world: distributed.World, folder: RunFolder
     return metrics
 
 
-def build_training(cfg: DictConfig, splits: Splits, batch_size: int, device: torch.device,
-                   world: distributed.World, monitor: str) -> Training:
+def build_run_training(cfg: DictConfig, splits: Splits, batch_size: int, monitor: str, loss: Loss, *,
+                       world: distributed.World) -> Training:
     """The model and everything that updates it, built from the config."""
     if kind_of(cfg) != "none":  # bagging's or boosting's members, trained as one stacked model
-        from trainer.ensemble.fit import build_ensemble  # it imports trainer.vectorized, which imports run
-
-        return build_ensemble(cfg, splits, batch_size, device, world, monitor)
+        return build_ensemble(cfg, splits, batch_size, splits.x_train.device, world, monitor, loss)
     check_batch_norm(cfg.model.norm, len(splits.x_train), batch_size, cfg.drop_last, world.size)
-    model = build_model(cfg.model, splits.in_dim, splits.out_dim).to(device)
-    set_threads(cfg.threads, count_parameters(model), batch_size, device)
-    optimizer = build_optimizer(cfg.optimizer, model.parameters(), device, cfg.cuda_graphs)
-    averaging = build_averaging(cfg.averaging, model)
-    per_epoch = num_batches(len(splits.x_train), batch_size, cfg.drop_last)
-    penalty = build_penalty(cfg.regularization, model)
-    step = accel.make_step(accel.compile_model(distributed.wrap(model, world), cfg.compile), optimizer,
-                           splits.loss, device, precision=cfg.precision,
-                           cuda_graphs=cfg.cuda_graphs, compiled=cfg.compile,
-                           distributed=world.distributed, batch_size=batch_size // world.size,
-                           grad_clip=cfg.grad_clip, penalty=penalty, backprop=cfg.backprop)
-    schedule = build_schedule(cfg.scheduler, cfg.schedule, optimizer, RunLength.of(cfg, per_epoch), averaging)
-    return Training(model, optimizer, schedule, step,
-                    generator=torch.Generator(device=device).manual_seed(int(cfg.seed)),
-                    averaging=averaging,
-                    stopping=EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
-                                           mode_for(monitor)),
-                    penalty=penalty)
+    device = splits.x_train.device
+
+    def step_for(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[accel.Step, Any]:
+        set_threads(cfg.threads, count_parameters(model), batch_size, device)
+        penalty = build_penalty(cfg.regularization, model)
+        return accel.make_step(accel.compile_model(distributed.wrap(model, world), cfg.compile), optimizer,
+                               loss, device, precision=cfg.precision, cuda_graphs=cfg.cuda_graphs,
+                               compiled=cfg.compile, distributed=world.distributed,
+                               batch_size=batch_size // world.size, grad_clip=cfg.grad_clip,
+                               penalty=penalty, backprop=cfg.backprop), penalty
+
+    return build_training(cfg, splits, batch_size, monitor, loss, step_for)
 
 
 def fit_options(cfg: DictConfig, batch_size: int, monitor: str, world: distributed.World,
@@ -201,37 +160,6 @@ def fit_options(cfg: DictConfig, batch_size: int, monitor: str, world: distribut
                       eval_threads=eval_threads)
 
 
-def resume_training(plan: Resumption, training: Training, device: torch.device) -> FitState:
-    """A fresh state, or the checkpoint's loaded into `training`."""
-    if plan.ckpt is None:
-        return FitState()
-    state = restore(plan.ckpt, plan.best_weights, plan.path, training, device)
-    plan.note = f"continued from {plan.path} at epoch {state.epoch}, step {state.step}"
-    log.info(plan.note)
-    return state
-
-
-def open_logger(out: Path, world: distributed.World, plan: Resumption, resolved: dict[str, Any],
-                state: FitState, job: JobContext) -> RunLogger | NullLogger:
-    """The run's TensorBoard writer (rank 0 only); a run continued in its own folder first drops
-    what the stopped run logged after its checkpoint, and keeps its HParams and config text; a run
-    that `resume=true` starts afresh (killed before its first checkpoint) drops all it logged."""
-    if not world.is_main:
-        return NullLogger()
-    for stale in remove_stale_temporaries(out / "checkpoints"):
-        log.warning("removed %s, left by a run killed while writing it", stale)
-    if plan.same_folder:
-        truncate_events(out, state.epoch, state.step)
-    elif plan.afresh:
-        remove_events(out)
-    logger = RunLogger(out)
-    if not plan.same_folder:
-        logger.hparams(run_hparams(resolved, dict(job.choices)))
-        logger.describe(dashboard.config_text(resolved), dashboard.command_line(job),
-                        layer_stats=bool(resolved.get("log_layer_stats")))
-    return logger
-
-
 def fit_and_test(training: Training, splits: Splits, options: FitOptions, hooks: FitHooks, state: FitState,
                  test_on: str) -> tuple[FitState, dict[str, float]]:
     """Train; test the chosen weights of a completed fit; log the end (final metrics or status)."""
@@ -239,7 +167,7 @@ def fit_and_test(training: Training, splits: Splits, options: FitOptions, hooks:
     try:
         fit(training, splits, options, hooks, state)
         if state.status == "completed":
-            test = test_metrics(test_on, training.model, training.averaging, state, splits)
+            test = test_metrics(test_on, training, state, splits)
     except KeyboardInterrupt:
         state.status = "interrupted"
         state.reason = (f"stopped at once at step {state.step} (second Ctrl-C); a resume continues "

@@ -32,14 +32,9 @@ LAYERS = [
     ("run", "eval", "api", "__main__"),  # the entry points, and `from trainer import Trainer`
 ]
 
-# Imports that still run up a layer, each removed by another part of issue 27: delete its line when
-# that part lands (the test says so once the import is gone). A new upward import fails the test.
-ALLOWED = {
-    ("trainer.data.split", "trainer.training.losses"):
-        "item 3: the loss leaves Splits, built in the builders and carried by Training",
-    ("trainer.vectorized.member", "trainer.run"):
-        "item 2: one setup_run for run() and the vectorized launcher (seed_everything)",
-}
+# Imports allowed to run up a layer, each with why and until when: none. A new upward import fails
+# the test; an entry whose import is gone fails it too (delete the entry).
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 @cache

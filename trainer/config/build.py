@@ -14,10 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from trainer.config.arguments import arm_options, momentum_below_one, refusal
+from trainer.data import Splits
 from trainer.data.sets import DataSet
 from trainer.runtime.errors import ConfigError
 from trainer.training import accel
 from trainer.training.averaging import WeightAverage
+from trainer.training.losses import Loss
 from trainer.training.regularization import Penalty, make_penalty
 from trainer.training.schedules import Schedule
 
@@ -52,6 +54,13 @@ def build_optimizer(optimizer: DictConfig, params: Any, device: torch.device,
     """The `torch.optim` optimizer of `configs/optimizer/` over `params`, with the device's fast options."""
     fast = accel.optimizer_options(optimizer._target_, optimizer, device, cuda_graphs)
     return instantiate_checked(optimizer, "optimizer", params, **fast)
+
+
+def build_loss(loss: str, huber_delta: float, splits: Splits) -> Loss:
+    """The run's one loss (`loss`, `huber_delta`): what its steps minimize and its epochs report,
+    on the trained targets (regression: standardized by `splits.target`)."""
+    scale = splits.target.scale if splits.target is not None else 1.0
+    return Loss(loss, splits.task, scale, float(huber_delta))
 
 
 def build_averaging(avg: DictConfig, model: nn.Module) -> WeightAverage | None:

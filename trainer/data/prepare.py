@@ -18,7 +18,8 @@ def prepare_data(data: DataSet, device: torch.device | str = "cpu", prep_state: 
                  target_state: dict | None = None) -> tuple[Splits, Preprocessor]:
     """Load, split, and preprocess on `device` with statistics of the train split only (or the
     saved statistics `prep_state`, `target_state` of a checkpoint). Regression targets are
-    standardized too (`splits.target`), so a loss times `splits.loss_factor` is in original units."""
+    standardized too (`splits.target`), so a loss times its `factor` (trainer.training.losses.Loss)
+    is in original units."""
     splits = make_splits(load_set(data), data.val_fraction, data.test_fraction, data.split_seed, device)
     splits.fingerprint = data_fingerprint(splits.x_train, splits.y_train, splits.sizes())
     if prep_state is None:

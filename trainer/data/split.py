@@ -10,7 +10,6 @@ import torch
 from trainer.data.base import Source
 from trainer.data.targets import TargetScaler
 from trainer.runtime.errors import DataError
-from trainer.training.losses import Loss
 
 
 @dataclass
@@ -31,25 +30,10 @@ class Splits:
     # Regression: the map that standardized the targets with train statistics (prepare_data);
     # None: targets as given.
     target: TargetScaler | None = None
-    # The config's `loss` (trainer.training.losses; auto: the task's default) and Huber's delta, set by
-    # the run.
-    loss_name: str = "auto"
-    huber_delta: float = 1.0
     # Where each split's rows came from: split -> (part of the source, row numbers in that part), the
     # part being "data" (the data set's one table, or its training part) or the data set's own "val"
     # or "test" part. `python -m trainer.eval predictions=FILE` writes them beside each prediction.
     rows: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
-
-    @property
-    def loss(self) -> Loss:
-        """The training and evaluation loss on these (standardized) targets."""
-        scale = self.target.scale if self.target is not None else 1.0
-        return Loss(self.loss_name, self.task, scale, self.huber_delta)
-
-    @property
-    def loss_factor(self) -> float:
-        """A loss on these targets times this is in the targets' original units."""
-        return self.loss.factor
 
     @property
     def in_dim(self) -> int:

@@ -4,14 +4,15 @@ drawing its batches from its own samples, with a weight per sample in its loss.
 Bagging trains all K members at once for `epochs` epochs, member m on its bootstrap resample (or its
 part); boosting trains one member per round (epochs / rounds epochs each) on the whole train split
 weighted by SAMME, and at the round's end sets the member's alpha and the samples' next weights.
-`build_ensemble` returns the run's `Training`, whose `epoch` (`train_and_validate`) fit() calls in
-place of its own; the rest (validating the ensemble, the best epoch, checkpoints, resume, early
-stopping, the log) is fit()'s.
+`build_ensemble` returns the run's `Training`, whose epoch's training part (`train_batches`, and
+`end_training`: a boosting round's end, each member's validation) replaces a plain model's; the rest
+(validating the ensemble, divergence, the best epoch, checkpoints, resume, early stopping, the log)
+is fit()'s and trainer.training.epoch's, as for any run.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -31,14 +32,16 @@ from trainer.ensemble.model import (
     padded,
     samme_update,
 )
-from trainer.logs.writer import SPEED_TAG
+from trainer.logs.writer import RunLogger
 from trainer.runtime import distributed
 from trainer.runtime.device import set_threads
 from trainer.runtime.errors import ConfigError
 from trainer.training import accel
-from trainer.training.fit import FitOptions, FitState, Training, diverged, validation_metrics
+from trainer.training.epoch import validation_metrics
 from trainer.training.loop import EpochCursor, num_batches
-from trainer.training.stacked import MemberwiseOptimizer, StackedParams, sample_losses
+from trainer.training.losses import Loss
+from trainer.training.stacked import MemberwiseOptimizer, StackedParams
+from trainer.training.state import FitOptions, Training
 from trainer.training.stopping import EarlyStopping, mode_for
 
 
@@ -97,21 +100,21 @@ class Stack:
         self.params = StackedParams([self.ensemble.members[m] for m in members])
         self.optimizer = MemberwiseOptimizer(self.build, self.params)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, classification: bool, lr: float,
+    def step(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, loss: Loss, lr: float,
              weight_decay: float, grad_clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One update of every stacked member on its own batch (x (M, b, D), y, weight (M, b)): its
         loss is the weighted mean over its batch's counted samples. Returns the sums of the weighted
         losses and of the correct predictions (device tensors, not synced)."""
         self.optimizer.zero_grad()
         out = self.params(x)  # (M, b, K)
-        losses = sample_losses(out, y, "classification" if classification else "regression")
+        losses = loss.samples(out, y)
         weighted = losses * weight  # (M, b)
         counted = (weight > 0).sum(1).clamp_min(1)
         (weighted.sum(1) / counted).sum().backward()  # member m's gradient is its own loss's
         k = len(self.members)
         self.optimizer.clip_([grad_clip] * k)
         self.optimizer.step([lr] * k, [weight_decay] * k)
-        correct = (((out.argmax(-1) == y) & (weight > 0)).sum() if classification
+        correct = (((out.argmax(-1) == y) & (weight > 0)).sum() if loss.task == "classification"
                    else y.new_zeros((), dtype=torch.long))
         return weighted.detach().sum(), correct
 
@@ -132,14 +135,56 @@ class EnsembleTraining(Training):
         super().__init__(*args, **kwargs)
         self.sampling, self.stack, self.kind, self.per_round = sampling, stack, kind, per_round
         self.grad_clip = grad_clip
-        self.epoch = train_and_validate
 
     def stateful(self) -> dict[str, Any]:
         return {**super().stateful(), "ensemble_samples": self.sampling, "ensemble_optimizer": self.stack}
 
+    def round_of(self, epoch: int) -> int | None:
+        """The boosting round that `epoch` belongs to (None: bagging)."""
+        return (epoch - 1) // self.per_round if self.kind == "boosting" else None
+
+    def new_cursor(self, splits: Splits) -> EpochCursor:
+        return self.sampling.start(self.generator)
+
+    def epoch_batches(self, splits: Splits, options: FitOptions) -> int:
+        return num_batches(self.sampling.index.shape[1], options.batch_size, options.drop_last)
+
+    def train_batches(self, splits: Splits, options: FitOptions, cursor: EpochCursor,
+                      on_step: Callable[[], bool], epoch: int, max_updates: int | None) -> bool:
+        """Train the stacked members (boosting: the round's) on their batches from where `cursor`
+        stands; False when `on_step` stopped the epoch."""
+        if self.kind == "boosting":
+            self.stack.train([self.round_of(epoch)])
+        size, sampling = options.batch_size, self.sampling
+        batches = self.epoch_batches(splits, options)
+        counted = sampling.counted(cursor.perm, size)
+        left = batches if max_updates is None else max_updates
+        weight_decay = float(self.optimizer.param_groups[0].get("weight_decay", 0.0))
+        for i in range(cursor.next_batch, min(batches, cursor.next_batch + left)):
+            order = cursor.perm[:, i * size:(i + 1) * size]  # (M, b) positions in each member's samples
+            index, weight = sampling.index.gather(1, order), sampling.weight.gather(1, order)
+            loss, correct = self.stack.step(splits.x_train[index], splits.y_train[index], weight, self.loss,
+                                            float(self.optimizer.param_groups[0]["lr"]), weight_decay,
+                                            self.grad_clip)
+            cursor.loss_sum += loss
+            cursor.correct += correct
+            cursor.seen += counted[i]
+            cursor.next_batch = i + 1
+            if on_step():
+                return False
+        return True
+
+    def end_training(self, epoch: int, splits: Splits, logger: RunLogger) -> None:
+        """A boosting round's end (the member's alpha, the samples' next weights), and each member's
+        own validation metrics, logged."""
+        round_ = self.round_of(epoch)
+        if round_ is not None and epoch % self.per_round == 0:
+            logger.scalars(end_round(self.model, self.sampling, round_, splits), epoch)
+        logger.scalars(member_validation(self.model, splits, round_, self.loss), epoch)
+
 
 def build_ensemble(cfg: DictConfig, splits: Splits, batch_size: int, device: torch.device,
-                   world: distributed.World, monitor: str) -> EnsembleTraining:
+                   world: distributed.World, monitor: str, loss: Loss) -> EnsembleTraining:
     """The ensemble of `cfg.ensemble`, its members' samples, and what trains them."""
     kind = kind_of(cfg)
     if world.distributed:
@@ -167,64 +212,16 @@ def build_ensemble(cfg: DictConfig, splits: Splits, batch_size: int, device: tor
         raise ConfigError(f"batch_size={batch_size} is larger than each member's part of the train split "
                           f"({length} samples with ensemble.split=parts and {k} members); use at most "
                           f"{length}, batch_size=full, or fewer members")
-    carrier = build_optimizer(cfg.optimizer, model.parameters(), device)  # never steps: carries the lr
-    carrier._opt_called = True  # tell torch's schedulers that it steps (the stack's updates do)
+    carrier = build_optimizer(cfg.optimizer, model.parameters(), device)  # never updates: carries the lr
     stack = Stack(model, cfg, device)
     stack.train(list(range(k)) if kind == "bagging" else [0])
     per_epoch = num_batches(length, batch_size, cfg.drop_last)
     stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta, mode_for(monitor))
-    schedule = build_schedule(cfg.scheduler, cfg.schedule, carrier, RunLength.of(cfg, per_epoch), None)
-    return EnsembleTraining(model, carrier, schedule, None, generator,
-                            stopping=stopping, sampling=sampling, stack=stack, kind=kind,
-                            per_round=cfg.epochs // k, grad_clip=cfg.grad_clip)
-
-
-def train_and_validate(training: EnsembleTraining, splits: Splits, options: FitOptions, state: FitState,
-                       on_step: Any, epoch: int) -> dict[str, float] | None:
-    """fit()'s epoch for an ensemble: train the stacked members on their batches from where the
-    cursor stands, end a boosting round, validate the ensemble and each member. None when the epoch
-    stopped before its end (a stop request) or the fit diverged."""
-    t, sampling = training, training.sampling
-    round_ = (epoch - 1) // t.per_round if t.kind == "boosting" else None
-    if round_ is not None:
-        t.stack.train([round_])
-    if state.cursor is None:
-        state.cursor = sampling.start(t.generator)
-    cursor, size = state.cursor, options.batch_size
-    batches = num_batches(sampling.index.shape[1], size, options.drop_last)
-    counted = sampling.counted(cursor.perm, size)
-    on_step.bar.reset(total=batches)
-    on_step.bar.update(cursor.next_batch)
-    on_step.bar.set_description(f"epoch {epoch}/{options.epochs}")
-    t0, seen0 = time.perf_counter(), cursor.seen
-    classification = splits.task == "classification"
-    left = batches if options.max_steps is None else options.max_steps - state.step
-    weight_decay = float(t.optimizer.param_groups[0].get("weight_decay", 0.0))
-    for i in range(cursor.next_batch, min(batches, cursor.next_batch + left)):
-        order = cursor.perm[:, i * size:(i + 1) * size]  # (M, b) positions in each member's samples
-        index, weight = sampling.index.gather(1, order), sampling.weight.gather(1, order)
-        loss, correct = t.stack.step(splits.x_train[index], splits.y_train[index], weight, classification,
-                                     float(t.optimizer.param_groups[0]["lr"]), weight_decay, t.grad_clip)
-        cursor.loss_sum += loss
-        cursor.correct += correct
-        cursor.seen += counted[i]
-        cursor.next_batch = i + 1
-        if on_step():
-            return None
-    on_step.bar.update(on_step.bar.total - on_step.bar.n)
-    stats = cursor.stats(classification)
-    train = original_units({f"train/{k}": v.item() for k, v in stats.items()}, splits.loss_factor)
-    logger = on_step.hooks.logger
-    if round_ is not None and epoch % t.per_round == 0:
-        logger.scalars(end_round(t.model, sampling, round_, splits), epoch)
-    val = original_units(validation_metrics(t.model, None, splits), splits.loss_factor)
-    logger.scalars(member_validation(t.model, splits, round_), epoch)
-    state.reason = diverged(train["train/loss"], val["val/loss"], state, options.divergence_factor, epoch)
-    if state.reason:
-        state.status = "diverged"
-        return None
-    return {**train, **val, "lr": float(t.optimizer.param_groups[0]["lr"]),
-            SPEED_TAG: (cursor.seen - seen0) / (time.perf_counter() - t0)}
+    run_length = RunLength.of(cfg, per_epoch)
+    schedule = build_schedule(cfg.scheduler, cfg.schedule, carrier, run_length, None).carried()
+    return EnsembleTraining(model, carrier, schedule, None, generator, loss, stopping=stopping,
+                            sampling=sampling, stack=stack, kind=kind, per_round=cfg.epochs // k,
+                            grad_clip=cfg.grad_clip)
 
 
 @torch.no_grad()
@@ -242,11 +239,11 @@ def end_round(model: Ensemble, sampling: Sampling, round_: int, splits: Splits) 
     return {f"member_{round_}/alpha": result.alpha, f"member_{round_}/train_err": result.err}
 
 
-def member_validation(model: Ensemble, splits: Splits, round_: int | None) -> dict[str, float]:
+def member_validation(model: Ensemble, splits: Splits, round_: int | None, loss: Loss) -> dict[str, float]:
     """`member_m/val/*` of every member (boosting: those trained so far and the round's)."""
     members = model.members if round_ is None else model.members[:round_ + 1]
     metrics = {}
     for m, member in enumerate(members):
-        own = original_units(validation_metrics(member, None, splits), splits.loss_factor)
+        own = original_units(validation_metrics(member, None, splits, loss), loss.factor)
         metrics.update({f"member_{m}/{k}": v for k, v in own.items()})
     return metrics

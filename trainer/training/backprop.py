@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from models.mlp import MLP
+from trainer.training.losses import Loss, autograd_value_and_grad
 
 aten = torch.ops.aten
 Grad = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -37,9 +38,6 @@ ACTIVATION_GRADS: dict[type[nn.Module], Grad] = {
     nn.SiLU: lambda m, g, z, h: aten.silu_backward(g, z),
     nn.Identity: lambda m, g, z, h: g,
 }
-# Losses whose derivative is computed here (F.cross_entropy is log_softmax, then nll_loss); any
-# other loss is differentiated by autograd on the outputs alone.
-SOFTMAX_LOSSES = ("cross_entropy", "nll")
 
 
 def manual_reason(model: nn.Module, precision: str, compiled: bool, cuda_graphs: bool,
@@ -82,8 +80,10 @@ class ManualBackprop:
             grad = ACTIVATION_GRADS[type(act)]
             self.hidden.append((lin.weight, lin.bias, act.forward, partial(grad, act)))
         self.out = (linears[-1].weight, linears[-1].bias)
-        self.loss_fn = loss_fn
-        self.softmax_loss = getattr(loss_fn, "kind", None) in SOFTMAX_LOSSES
+        # dL/d(outputs): the run's Loss derives its own (trainer.training.losses); any other loss
+        # function is differentiated by autograd on the outputs alone.
+        self.loss_grad = (loss_fn.value_and_grad if isinstance(loss_fn, Loss)
+                          else lambda out, y, one: autograd_value_and_grad(loss_fn, out, y))
         self.one = torch.ones((), device=linears[-1].weight.device)  # dL/dL, autograd's seed
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,26 +98,13 @@ class ManualBackprop:
             h = f(z)
         weight, bias = self.out
         out = torch.addmm(bias, h, weight.t())
-        loss, g = self.loss_and_grad(out, yb)  # dL/dz of the output layer
+        loss, g = self.loss_grad(out, yb, self.one)  # dL/dz of the output layer
         for (w, b, _, df), (h_in, z) in zip(reversed(self.hidden), reversed(saved), strict=True):
             g_in = df(g.mm(weight), z, h)  # dL/dz of the layer below, through f'
             weight.grad, bias.grad = g.t().mm(h), g.sum(0)
             g, h, weight, bias = g_in, h_in, w, b
         weight.grad, bias.grad = g.t().mm(h), g.sum(0)  # the first layer (h is the input batch)
         return loss, out
-
-    def loss_and_grad(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch's mean loss and dL/d(outputs)."""
-        if self.softmax_loss:
-            logp = torch.log_softmax(out, 1)
-            loss, total = aten.nll_loss_forward(logp, y, None, 1, -100)
-            g = aten.nll_loss_backward(self.one, logp, y, None, 1, -100, total)
-            return loss, aten._log_softmax_backward_data(g, logp, 1, logp.dtype)
-        leaf = out.detach().requires_grad_()
-        with torch.enable_grad():
-            loss = self.loss_fn(leaf, y)
-        (g,) = torch.autograd.grad(loss, leaf)
-        return loss.detach(), g
 
 
 def sgd_update(optimizer: torch.optim.Optimizer) -> Callable[[], None] | None:

@@ -92,7 +92,8 @@ class LayerStats:
                 self.logger.histogram(f"{name}/layer{i}", t, epoch)
 
 
-def probe(model: nn.Module, splits: Splits, batch_size: int, every: int, logger: CurveLogger) -> LayerStats:
+def probe(model: nn.Module, splits: Splits, loss: LossFn, batch_size: int, every: int,
+          logger: CurveLogger) -> LayerStats:
     """Layer statistics on a fixed probe batch: the first `batch_size` samples of the train split."""
     x, y = splits.x_train[:batch_size], splits.y_train[:batch_size]
-    return LayerStats(model, splits.loss, x, y, every, logger)
+    return LayerStats(model, loss, x, y, every, logger)

@@ -7,14 +7,12 @@ import time
 from typing import Any
 
 import torch
-from torch import nn
 
 from models import count_parameters
 from trainer.data import Splits
 from trainer.data.targets import original_units
-from trainer.training.averaging import WeightAverage
-from trainer.training.fit import FitState
 from trainer.training.loop import evaluate
+from trainer.training.state import FitState, Training
 
 log = logging.getLogger(__name__)
 
@@ -23,22 +21,23 @@ log = logging.getLogger(__name__)
 CHANCE_MARGIN = 0.01
 
 
-def test_metrics(test_on: str, model: nn.Module, averaging: WeightAverage | None, state: FitState,
-                 splits: Splits) -> dict[str, float]:
+def test_metrics(test_on: str, training: Training, state: FitState, splits: Splits) -> dict[str, float]:
     """The test split's metrics of the best-validation weights (or, test_on=last, the last ones)."""
+    model, averaging = training.model, training.averaging
     if test_on == "best" and state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     elif averaging is not None and averaging.count:  # test_on=last: the last averaged weights
         model.load_state_dict(averaging.weights())
-    test = evaluate(model, splits.loss, splits.x_test, splits.y_test,
+    test = evaluate(model, training.loss, splits.x_test, splits.y_test,
                     classification=splits.task == "classification")
-    return original_units(test, splits.loss_factor)  # regression: in the targets' own units
+    return original_units(test, training.loss.factor)  # regression: in the targets' own units
 
 
-def run_metrics(seed: int, state: FitState, test: dict[str, float], model: nn.Module, splits: Splits,
+def run_metrics(seed: int, state: FitState, test: dict[str, float], training: Training, splits: Splits,
                 started: float, meta: dict[str, str], monitor: str) -> dict[str, Any]:
     """metrics.json: the best epoch's validation metrics, the test metrics, and how the run went;
     `monitor` is the metric that picked the best epoch (`auto` resolved for the task)."""
+    model = training.model
     metrics: dict[str, Any] = {**state.best_metrics, **{f"test/{k}": v for k, v in test.items()}}
     metrics.update({
         "train/loss": state.last_metrics.get("train/loss"),
@@ -62,7 +61,7 @@ def run_metrics(seed: int, state: FitState, test: dict[str, float], model: nn.Mo
         log.warning("%s", warning)
         metrics["warning"] = warning
     if test and hasattr(model, "members"):  # an ensemble: each member's own metrics beside its own
-        metrics["members"] = member_report(model, splits)
+        metrics["members"] = member_report(model, splits, training.loss)
     if splits.task == "classification":
         metrics["train/acc"] = state.last_metrics.get("train/acc")
     return metrics
@@ -88,17 +87,18 @@ def suspicious(state: FitState, splits: Splits) -> str:
     return ""
 
 
-def member_report(model: nn.Module, splits: Splits) -> list[dict[str, float]]:
+def member_report(model: torch.nn.Module, splits: Splits, loss: Any) -> list[dict[str, float]]:
     """metrics.json's `members`: each member's own val/test metrics (and alpha), in the weights the
-    ensemble (trainer.ensemble.model.Ensemble: its `members` and their `alphas`) was tested with."""
-    loss_fn, classification = splits.loss, splits.task == "classification"
+    ensemble (trainer.ensemble.model.Ensemble: its `members` and their `alphas`) was tested with;
+    `loss`: the run's (trainer.training.losses.Loss)."""
+    classification = splits.task == "classification"
     report = []
     for m, member in enumerate(model.members):
         row = {"alpha": float(model.alphas[m])}
         for split in ("val", "test"):
             x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
-            metrics = original_units(evaluate(member, loss_fn, x, y, classification=classification),
-                                     splits.loss_factor)
+            metrics = original_units(evaluate(member, loss, x, y, classification=classification),
+                                     loss.factor)
             row.update({f"{split}/{k}": v for k, v in metrics.items()})
         report.append(row)
     return report

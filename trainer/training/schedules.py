@@ -66,11 +66,22 @@ class Schedule:
     def __init__(self, optimizer: torch.optim.Optimizer, scheduler: Any | None, interval: str,
                  warmup_steps: int = 0, warmup_start_factor: float = 0.01,
                  swa: tuple[SWALR, int] | None = None) -> None:
-        self.scheduler, self.interval, self.warmup_steps = scheduler, interval, warmup_steps
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.interval, self.warmup_steps = interval, warmup_steps
         self.warmup = (LinearLR(optimizer, warmup_start_factor, 1.0, total_iters=warmup_steps)
                        if warmup_steps > 0 else None)
         self.swa, self.swa_start = swa if swa is not None else (None, 0)
         self.swa_active = False
+
+    def carried(self) -> Schedule:
+        """This schedule, for an optimizer that carries the learning rate but never updates (the
+        updates are a stack's: trainer.training.stacked): it steps once without gradients, which
+        changes nothing, so torch's schedulers know that it steps and do not warn that they step
+        before it."""
+        if any(p.grad is not None for group in self.optimizer.param_groups for p in group["params"]):
+            raise ValueError("a carrier optimizer's parameters have no gradients")
+        self.optimizer.step()
+        return self
 
     @property
     def per_update(self) -> bool:

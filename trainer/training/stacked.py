@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
-from torch.nn import functional as F
 
 from models.mlp import ACTIVATIONS
+from trainer.training.losses import Loss
 
 # torch.optim classes whose update is linear in lr and independent of the parameters' values
 # (given the gradient), so that one update with lr = 1 scaled per member is each member's update.
@@ -111,23 +111,9 @@ def _mlp_layers(model: nn.Module) -> list[Any] | None:
     return layers
 
 
-def sample_losses(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """(M, b) loss of each member's each sample: the task's default loss (trainer.training.losses)."""
-    if task == "classification":
-        return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
-    return (out - y.view_as(out)).pow(2).flatten(2).mean(2)
-
-
-def member_losses(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """(M,) mean loss of each member's batch: the task's default loss (trainer.training.losses) per member."""
-    if task == "classification":
-        return sample_losses(out, y, task).mean(1)
-    return (out - y.view_as(out)).pow(2).flatten(1).mean(1)  # one mean over b x K, as a lone mse_loss
-
-
 @torch.inference_mode()
 def stacked_validation(stacked: StackedParams, x: torch.Tensor, y: torch.Tensor,
-                       task: str) -> list[dict[str, float]]:
+                       loss: Loss) -> list[dict[str, float]]:
     """Each member's `val/loss` (and `val/acc`) in one batched pass: what `trainer.training.loop.evaluate`
     computes for one model, for all members (rows in chunks that keep M x rows x width small)."""
     members = len(next(iter(stacked.params.values())))
@@ -139,12 +125,12 @@ def stacked_validation(stacked: StackedParams, x: torch.Tensor, y: torch.Tensor,
         xb, yb = x[i:i + rows], y[i:i + rows]
         out = stacked(xb.expand(members, *xb.shape), train=False)
         ys = yb.expand(members, *yb.shape)
-        loss_sum += member_losses(out, ys, task).float() * len(xb)
-        if task == "classification":
+        loss_sum += loss.member_means(out, ys).float() * len(xb)
+        if loss.task == "classification":
             correct += (out.argmax(-1) == ys).sum(1)
     n = max(len(x), 1)
     columns = {"val/loss": (loss_sum / n).tolist()}  # one host sync for the group
-    if task == "classification":
+    if loss.task == "classification":
         columns["val/acc"] = (correct / n).tolist()
     return [{tag: column[k] for tag, column in columns.items()} for k in range(members)]
 

@@ -2,11 +2,12 @@
 
 For a group whose members are plain MLPs (`StackedParams.layers`: batched Linear layers and the
 activations of `backprop.ACTIVATION_GRADS` between them, no dropout) on the task's default loss,
-`StackedBackprop(stacked, task)(x, y)` computes each member's mean batch loss (M,), the outputs
+`StackedBackprop(stacked, loss)(x, y)` computes each member's mean batch loss (M,), the outputs
 (M, b, K) and every stacked parameter's `.grad` directly: forward z_l = baddbmm(b_l, h_{l-1}, W_l^T),
 h_l = f(z_l); backward from dL/dz_L: dL/dW_l = g_l^T h_{l-1} (bmm), dL/db_l = sum of g_l over the
 batch, g_{l-1} = f'(z_{l-1}) * (g_l W_l), through aten's own derivative of each activation. As
-autograd's backward of `member_losses(...).sum()`, member k's gradient is that of its own loss
+autograd's backward of the run's `Loss.member_means(...).sum()` (the loss and dL/d(outputs) are
+that Loss's: `member_means_and_grad`), member k's gradient is that of its own loss
 alone; the sums run in another order than autograd's, so the numbers agree to rounding, not bit
 for bit (the members already differ from their lone jobs by the batched products' order).
 Measured at M = 64 digits nets on this project's 2-core CPU, one thread (issue 31): 0.177 ms per
@@ -21,13 +22,14 @@ from typing import Any
 import torch
 
 from trainer.training.backprop import ACTIVATION_GRADS
+from trainer.training.losses import Loss
 
 
 class StackedBackprop:
     """`(x (M, b, D), y) -> (losses (M,), outputs (M, b, K))`, with `.grad` set on the stacked tensors."""
 
-    def __init__(self, stacked: Any, task: str) -> None:
-        self.stacked, self.task = stacked, task
+    def __init__(self, stacked: Any, loss: Loss) -> None:
+        self.stacked, self.loss = stacked, loss
 
     @staticmethod
     def supported(stacked: Any, task: str, backprop: str = "auto") -> bool:
@@ -49,7 +51,7 @@ class StackedBackprop:
             else:
                 z, h = h, layer(h)
                 saved.append((layer, z, h))
-        losses, g = self.loss_and_grad(h, y)
+        losses, g = self.loss.member_means_and_grad(h, y)
         for entry in reversed(saved):
             if isinstance(entry[0], torch.nn.Module):
                 module, z, out = entry
@@ -60,15 +62,3 @@ class StackedBackprop:
             if h_in is not x:
                 g = torch.bmm(g, weight)
         return losses, h
-
-    def loss_and_grad(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each member's mean loss (`stacked.member_losses`) and d(sum of them)/d(outputs)."""
-        b = out.shape[1]
-        if self.task == "classification":
-            logp = torch.log_softmax(out, -1)  # (M, b, K)
-            losses = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1)
-            g = logp.exp()
-            g.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(g[..., :1], -1.0))
-            return losses, g.div_(b)
-        diff = out - y.view_as(out)
-        return diff.pow(2).flatten(1).mean(1), diff.mul(2.0 / diff[0].numel())

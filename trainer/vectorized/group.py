@@ -23,7 +23,7 @@ from trainer.config.build import instantiate_checked
 from trainer.storage.group_file import GroupSaver
 from trainer.training import accel
 from trainer.training.loop import EpochCursor, num_batches
-from trainer.training.stacked import MemberwiseOptimizer, StackedParams, member_losses, stacked_validation
+from trainer.training.stacked import MemberwiseOptimizer, StackedParams, stacked_validation
 from trainer.training.stacked_backprop import StackedBackprop
 from trainer.training.stopping import mode_for
 from trainer.vectorized.member import Member
@@ -74,13 +74,14 @@ class Group:
         self.active, self.stop, self.label, self.signal = members, stop, label, signal
         first = members[0]
         self.splits, self.device, self.task = first.splits, first.device, first.splits.task
+        self.loss = first.training.loss  # one for all (loss=auto: trainer.vectorized.grouping)
         self.stacked = StackedParams([m.model for m in members])
         by_hand = StackedBackprop.supported(self.stacked, self.task, str(first.cfg.get("backprop", "auto")))
-        self.backprop = StackedBackprop(self.stacked, self.task) if by_hand else None
+        self.backprop = StackedBackprop(self.stacked, self.loss) if by_hand else None
         # The untrained members' validation losses (divergence's yardstick) in one batched pass.
         untrained: list[Any] = [None] * len(members)
         if self.stacked.layers is not None and any(m.needs_initial_loss for m in members):
-            untrained = stacked_validation(self.stacked, self.splits.x_val, self.splits.y_val, self.task)
+            untrained = stacked_validation(self.stacked, self.splits.x_val, self.splits.y_val, self.loss)
         for m, val in zip(members, untrained, strict=True):
             m.initial_loss(val)
         fast = accel.optimizer_options(first.cfg.optimizer._target_, first.cfg.optimizer, self.device, False)
@@ -162,7 +163,7 @@ class Group:
             losses, out = self.backprop(xb, yb)
         else:
             out = self.stacked(xb)
-            losses = member_losses(out, yb, self.task)
+            losses = self.loss.member_means(out, yb)
             losses.sum().backward()  # member k's gradient is that of its own loss alone
         self.optimizer.clip_([m.grad_clip for m in self.active])
         self.optimizer.step([m.lr for m in self.active], [m.weight_decay for m in self.active])
@@ -221,7 +222,7 @@ class Group:
                 self._cursors(i + 1)
                 seconds = time.perf_counter() - t0
                 for m in capped:
-                    m.end_epoch(epoch, seconds, self.seen - seen0, save=False)
+                    m.end_epoch(epoch, seconds, self.seen - seen0)
                 self.saver.epoch_end(capped, epoch)  # they all end here (max_steps)
                 self._drop(capped)
             if not self.active:
@@ -232,9 +233,9 @@ class Group:
     def end_epoch(self, epoch: int, seconds: float, seen: int) -> None:
         vals: list[Any] = [None] * len(self.active)
         if self.stacked_val:
-            vals = stacked_validation(self.stacked, self.splits.x_val, self.splits.y_val, self.task)
+            vals = stacked_validation(self.stacked, self.splits.x_val, self.splits.y_val, self.loss)
         for m, val in zip(self.active, vals, strict=True):
-            m.end_epoch(epoch, seconds, seen, save=False, val=val)
+            m.end_epoch(epoch, seconds, seen, val=val)
         self.saver.epoch_end(self.active, epoch)
         values = [m.state.last_metrics.get(m.monitor, float("nan")) for m in self.active
                   if m.state.status != "diverged"]

@@ -19,8 +19,9 @@ from trainer.config.validate import config_dir
 from trainer.data import prepare_data
 from trainer.ensemble.model import Ensemble, build_predictor, disjoint_parts, padded, samme_update
 from trainer.eval import evaluate_checkpoint
-from trainer.run import run, seed_everything
+from trainer.run import run
 from trainer.runtime.errors import ConfigError
+from trainer.runtime.seed import seed_everything
 from trainer.storage.checkpoint import load_checkpoint
 from trainer.storage.resume import check_config
 from trainer.vectorized.grouping import unsupported

@@ -177,13 +177,14 @@ def test_threads_auto_validates_on_all_threads_after_training_a_small_step_on_on
         cfg_factory, tmp_path, monkeypatch):
     """A 64-256-10 net at batch 32 trains on one thread; its 8,192-row-sized validation passes (here
     all of digits' validation rows) take torch's default count, which is back for the next epoch."""
-    from trainer.training import fit as fit_module
+    from trainer.training import epoch as epoch_module
+    from trainer.training import state as state_module
 
     monkeypatch.setattr(device_module, "DEFAULT_THREADS", 2)
     cpu = torch.device("cpu")
     assert device_module.eval_threads(1, 203_530, 10_000, cpu) is None  # threads=N: N everywhere
     seen: dict[str, set[int]] = {"train": set(), "val": set()}
-    validate, train = fit_module.validation_metrics, fit_module.train_epoch
+    validate, train = epoch_module.validation_metrics, state_module.train_epoch
 
     def counted(kind, func):
         def call(*args, **kwargs):
@@ -191,8 +192,8 @@ def test_threads_auto_validates_on_all_threads_after_training_a_small_step_on_on
             return func(*args, **kwargs)
         return call
 
-    monkeypatch.setattr(fit_module, "validation_metrics", counted("val", validate))
-    monkeypatch.setattr(fit_module, "train_epoch", counted("train", train))
+    monkeypatch.setattr(epoch_module, "validation_metrics", counted("val", validate))
+    monkeypatch.setattr(state_module, "train_epoch", counted("train", train))
     before = torch.get_num_threads()
     try:
         assert set_threads("auto", 203_530, 1, cpu) == 1  # 784-256-10 trains at batch 1 on one thread

@@ -15,7 +15,7 @@ import torch
 
 import trainer.run as run_module
 import trainer.storage.checkpoint as checkpoint_module
-import trainer.training.fit as fit_module
+import trainer.training.epoch as fit_module
 from tests.conftest import read_metrics, read_scalars
 from tests.integration.test_reliability import StopAfter
 from trainer.eval import evaluate_checkpoint

@@ -134,7 +134,7 @@ def test_resume_restores_averaging_warmup_and_early_stopping(cfg_factory, tmp_pa
 
 
 def test_swa_tests_averaged_weights_even_when_a_plain_epoch_validated_better(tmp_path):
-    from trainer.training.fit import FitState, keep_if_best
+    from trainer.training.epoch import FitState, keep_if_best
 
     class Average:  # what keep_if_best reads of a WeightAverage
         def __init__(self, start_epoch, count):

@@ -14,7 +14,8 @@ from tests.conftest import make_cfg, read_metrics, read_scalars
 from trainer.config.build import build_data, build_model
 from trainer.data import prepare_data
 from trainer.logs.writer import LR_TAG
-from trainer.run import run, seed_everything
+from trainer.run import run
+from trainer.runtime.seed import seed_everything
 from trainer.vectorized.group import Group
 from trainer.vectorized.member import Member
 from trainer.vectorized.runner import run_members
@@ -171,7 +172,7 @@ def test_a_nudge_of_1e7_to_the_initial_weights_is_amplified_only_in_a_chaotic_ru
     sweeps): the basic launcher alone, run twice, the second time with every initial weight moved by
     1e-7 (about what a different order of floating-point sums does). A chaotic run (Adam at a high
     rate) ends far apart, with this launcher too; a stable one stays within rounding."""
-    import trainer.run as run_module
+    import trainer.storage.setup as run_module
 
     cfg = [*CHAOS, f"optimizer={optimizer}", f"optimizer.lr={lr}", f"epochs={epochs}"]
     plain = run(make_cfg(*cfg), out_dir=tmp_path / "plain")
