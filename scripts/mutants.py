@@ -69,8 +69,11 @@ MUTANTS = (
     Mutant("a killed trial's retry does not stand for it in the report", "trainer/report/stats.py",
            "            out[job.name] = later.name", "            pass",
            ("tests/unit/report/test_stats.py",)),
+    # (the rest of the module still imports: a bare `pass` broke `import trainer`, conftest included)
     Mutant("the passive OpenMP wait policy not set", "trainer/runtime/startup.py",
-           'os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")', "pass",
+           'os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")\nif not TORCH_FIRST:\n'
+           '    WAIT_POLICY_AT_LOAD = os.environ["OMP_WAIT_POLICY"]',
+           'if not TORCH_FIRST:\n    WAIT_POLICY_AT_LOAD = os.environ.get("OMP_WAIT_POLICY")',
            ("tests/unit/runtime/test_device.py", "-k", "import_trainer_sets")),
     Mutant("a new run trains over a folder that holds a run", "trainer/storage/rundir.py",
            "        if found and not self.overwrite:", "        if False:",

@@ -43,18 +43,20 @@ TESTS = ROOT / "tests"  # HEAVY_FIRST names files from here
 
 
 # The files that take the longest, heaviest first, as measured (`make test` with --durations=0: the
-# seconds of each file's tests summed, their subprocesses included). `make test` runs a file per
-# worker (--dist loadfile) in collection order (--no-loadscope-reorder): starting these first keeps
-# one of them from running alone at the end. Paths from tests/.
+# seconds of each file's tests summed, their subprocesses included; 2026-12-07). `make test` runs a
+# file per worker (--dist loadfile) in collection order (--no-loadscope-reorder): starting these
+# first keeps one of them from running alone at the end. Paths from tests/.
 HEAVY_FIRST = ("cli/test_cluster_slurm.py", "cli/test_cluster_postgres.py",  # servers, then their tests
-               "docs/test_docs.py", "cli/test_signals.py", "cli/test_optuna.py", "cli/test_vectorized.py",
-               "unit/config/test_validate.py", "unit/logs/test_dashboard.py", "cli/test_packaging.py",
-               "cli/test_main.py", "unit/report/test_stats.py", "unit/vectorized/test_group.py",
-               "unit/landscape/test_paths.py", "unit/sweeps/test_objective.py",
-               "integration/test_configs.py", "cli/test_multirun_resume.py", "unit/storage/test_resume.py",
-               "unit/training/test_accel.py", "unit/ensemble/test_model.py",
-               "integration/test_experiments.py", "scripts/test_bench.py", "integration/test_data.py",
-               "integration/test_reliability.py")
+               "cli/test_optuna.py", "docs/test_docs.py", "cli/test_signals.py",
+               "unit/config/test_validate.py", "cli/test_vectorized.py", "cli/test_packaging.py",
+               "unit/logs/test_dashboard.py", "unit/runtime/test_device.py", "unit/storage/test_rundir.py",
+               "cli/test_main.py", "unit/report/test_stats.py", "unit/sweeps/test_objective.py",
+               "unit/vectorized/test_group.py", "unit/storage/test_resume.py",
+               "unit/landscape/test_paths.py", "cli/test_multirun_resume.py", "cli/test_terminal.py",
+               "integration/test_configs.py", "unit/training/test_accel.py",
+               "unit/training/test_backprop.py", "integration/test_experiments.py",
+               "unit/ensemble/test_model.py", "scripts/test_bench.py", "docs/test_config_reference.py",
+               "integration/test_reliability.py", "integration/test_data.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

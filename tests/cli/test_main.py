@@ -1,4 +1,5 @@
-"""The real command line, in a subprocess, as a user types it."""
+"""The real command line as a user types it: the default run (in-process), the installed package
+(in a subprocess), an experiment's sweep."""
 
 import subprocess
 import sys
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_default_run_reaches_expected_accuracy(tmp_path):
-    proc = cli(f"hydra.run.dir={tmp_path}")
+    proc = cli_in_process(f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     metrics = read_metrics(tmp_path)
     assert metrics["test/acc"] >= 0.95  # an MLP on the digits

@@ -128,8 +128,8 @@ def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
     """4 jobs through the joblib launcher: folders named by what differs, the same hparam keys,
     HParams on the swept keys, chart layout, config text, report table and images."""
     sweep = tmp_path / "sweep"
-    proc = cli("-m", "hydra/launcher=parallel", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "epochs=1",
-               "data=spirals", "model.width=16", f"hydra.sweep.dir={sweep}")
+    proc = cli_in_process("-m", "hydra/launcher=parallel", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01",
+                          "epochs=1", "data=spirals", "model.width=16", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     names = ["0_optimizer=sgd,optimizer.lr=0.1", "1_optimizer=sgd,optimizer.lr=0.01",
              "2_optimizer=adam,optimizer.lr=0.1", "3_optimizer=adam,optimizer.lr=0.01"]
@@ -211,15 +211,16 @@ def test_numbers_drawn_to_17_digits_are_named_to_4_and_a_rerun_keeps_its_folders
     # that an earlier version named otherwise
     sweep = tmp_path / "sweep"
     rates = "optimizer.lr=0.0123456789,0.1"
-    proc = cli("-m", "data=gaussians", "epochs=1", rates, f"hydra.sweep.dir={sweep}")
+    proc = cli_in_process("-m", "data=gaussians", "epochs=1", rates, f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     assert sorted(job_dirs(sweep)[n].name for n in (0, 1)) == ["0_optimizer.lr=0.01235", "1_optimizer.lr=0.1"]
     (sweep / "0_optimizer.lr=0.01235").rename(sweep / "0_optimizer.lr=0.0123456789")
-    proc = cli("-m", "data=gaussians", "epochs=2", rates, "resume=true", f"hydra.sweep.dir={sweep}")
+    proc = cli_in_process("-m", "data=gaussians", "epochs=2", rates, "resume=true",
+                          f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     assert read_metrics(sweep / "0_optimizer.lr=0.0123456789")["epochs"] == 2
     assert not (sweep / "0_optimizer.lr=0.01235").exists()
     # a job of other values is another job: its own folder, not the old one's
-    proc = cli("-m", "data=gaussians", "epochs=1", "optimizer.lr=0.5", f"hydra.sweep.dir={sweep}")
+    proc = cli_in_process("-m", "data=gaussians", "epochs=1", "optimizer.lr=0.5", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     assert read_metrics(sweep / "0")["status"] == "completed"  # one value: not in the name
