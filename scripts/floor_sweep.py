@@ -190,8 +190,8 @@ def write_job(k: int, cfg, run: dict, names: list, params: list, splits, prep, s
     import torch
     from omegaconf import OmegaConf
 
-    from trainer.runtime.runinfo import run_meta
     from trainer.runtime.files import atomic_write, write_json
+    from trainer.runtime.runinfo import run_meta
     from trainer.sweeps.jobs import record_process
 
     out = Path(cfg.hydra.runtime.output_dir)
