@@ -1,4 +1,5 @@
-"""The figures of README "The lectures' comparisons", from a finished sweep and the report's numbers.
+"""The figures of docs/experiments.md "The lectures' comparisons", from a finished sweep and the
+report's numbers.
 
     python scripts/claim_figures.py SWEEP_DIR select=KEY[,KEY] [x=epoch,step,time]
         [kind=curves|capacity] [out=PATH.png]

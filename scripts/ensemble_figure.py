@@ -1,5 +1,5 @@
-"""The figure and table of README "Ensembles experiment", from a finished `+experiment=digits_ensembles`
-sweep:
+"""The figure and table of docs/experiments.md "Ensembles experiment", from a finished
+`+experiment=digits_ensembles` sweep:
 
     python scripts/ensemble_figure.py SWEEP_DIR [out=outputs/digits_ensembles.png]
 

@@ -1,4 +1,5 @@
-"""The README's pictures of what a user sees, taken anew: the terminal, TensorBoard, optuna-dashboard.
+"""The pictures of what a user sees (README.md and docs/getting-started.md), taken anew: the
+terminal, TensorBoard, optuna-dashboard.
 
     python scripts/screenshots.py [out=docs/screenshots] [epochs=10]
 

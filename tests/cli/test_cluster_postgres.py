@@ -1,5 +1,5 @@
 """An Optuna study shared through a real PostgreSQL server by processes with their own sweep
-folders and host names, as on machines that share no disk (README "Running on a cluster").
+folders and host names, as on machines that share no disk (docs/guides/distributed.md "Running on a cluster").
 
 The server starts once for this file (tests/services.py), which `make test` hands to one worker
 (--dist loadfile); it is stopped and removed at the end, also when a test fails. Without the

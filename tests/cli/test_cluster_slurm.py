@@ -1,6 +1,6 @@
 """The SLURM launchers on a real one-node SLURM cluster on localhost: hydra/launcher=slurm, a job
 cancelled with scancel, the GPU check, `srun --ntasks=2` against torchrun, and the vectorized
-launcher's groups as SLURM jobs (README "Running on a cluster").
+launcher's groups as SLURM jobs (docs/guides/distributed.md "Running on a cluster").
 
 The cluster starts once for this file (tests/services.py), which `make test` hands to one worker
 (--dist loadfile); it is shut down and removed at the end, also when a test fails. Without the

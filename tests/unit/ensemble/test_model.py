@@ -1,6 +1,6 @@
-"""Ensembles (README "Ensembles"): each member's samples, SAMME's update, the ensemble's prediction
-against its members' own outputs, metrics.json against trainer.eval, TensorBoard, resume; real runs
-on the digits (a few epochs each)."""
+"""Ensembles (docs/guides/optimization.md "Ensembles"): each member's samples, SAMME's update, the
+ensemble's prediction against its members' own outputs, metrics.json against trainer.eval,
+TensorBoard, resume; real runs on the digits (a few epochs each)."""
 
 from __future__ import annotations
 

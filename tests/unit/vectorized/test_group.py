@@ -168,10 +168,11 @@ CHAOS = ["data=spirals", "data.n_samples=300", "model.width=32", "batch_size=16"
 ])
 def test_a_nudge_of_1e7_to_the_initial_weights_is_amplified_only_in_a_chaotic_run(
         tmp_path, monkeypatch, optimizer, lr, epochs, amplified):
-    """Why the vectorized launcher equals the basic one only on stable settings (README, Vectorized
-    sweeps): the basic launcher alone, run twice, the second time with every initial weight moved by
-    1e-7 (about what a different order of floating-point sums does). A chaotic run (Adam at a high
-    rate) ends far apart, with this launcher too; a stable one stays within rounding."""
+    """Why the vectorized launcher equals the basic one only on stable settings
+    (docs/guides/vectorized.md): the basic launcher alone, run twice, the second time with every
+    initial weight moved by 1e-7 (about what a different order of floating-point sums does). A
+    chaotic run (Adam at a high rate) ends far apart, with this launcher too; a stable one stays
+    within rounding."""
     import trainer.storage.setup as run_module
 
     cfg = [*CHAOS, f"optimizer={optimizer}", f"optimizer.lr={lr}", f"epochs={epochs}"]
