@@ -32,10 +32,12 @@ class StackedBackprop:
         self.stacked, self.loss = stacked, loss
 
     @staticmethod
-    def supported(stacked: Any, task: str, backprop: str = "auto") -> bool:
-        """Whether the group's gradient can be computed here (else autograd's)."""
+    def supported(stacked: Any, task: str, backprop: str = "auto", device: str = "cpu") -> bool:
+        """Whether the group's gradient is computed here (else autograd's): `backprop=auto` chooses
+        it where it was measured, on the CPU, as for a single run (trainer.training.accel)."""
         layers = stacked.layers
-        return (backprop == "auto" and layers is not None and task in ("classification", "regression")
+        return (backprop == "auto" and device == "cpu" and layers is not None
+                and task in ("classification", "regression")
                 and isinstance(layers[-1], tuple)
                 and all(isinstance(m, tuple) or type(m) in ACTIVATION_GRADS for m in layers))
 

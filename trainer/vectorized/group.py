@@ -76,7 +76,8 @@ class Group:
         self.splits, self.device, self.task = first.splits, first.device, first.splits.task
         self.loss = first.training.loss  # one for all (loss=auto: trainer.vectorized.grouping)
         self.stacked = StackedParams([m.model for m in members])
-        by_hand = StackedBackprop.supported(self.stacked, self.task, str(first.cfg.get("backprop", "auto")))
+        by_hand = StackedBackprop.supported(self.stacked, self.task, str(first.cfg.get("backprop", "auto")),
+                                            self.device.type)
         self.backprop = StackedBackprop(self.stacked, self.loss) if by_hand else None
         # The untrained members' validation losses (divergence's yardstick) in one batched pass.
         untrained: list[Any] = [None] * len(members)

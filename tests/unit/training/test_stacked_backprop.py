@@ -42,3 +42,4 @@ def test_dropout_and_backprop_autograd_keep_autograd() -> None:
     assert not StackedBackprop.supported(stacked, "classification")
     plain = StackedParams([MLP(5, 3, [4]) for _ in range(2)])
     assert not StackedBackprop.supported(plain, "classification", backprop="autograd")
+    assert not StackedBackprop.supported(plain, "classification", device="cuda")  # measured on the CPU only
