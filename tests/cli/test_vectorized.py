@@ -152,3 +152,22 @@ def test_members_of_one_group_do_not_supersede_each_other(tmp_path):
     assert not superseded(first, [second])
     record_process(later)  # a later group of the same process: the first group is over
     assert superseded(first, [second, later])
+
+
+@pytest.mark.slow
+def test_regularized_jobs_run_alone_with_the_basic_launchers_numbers(tmp_path):
+    """The stacked step takes no regularization penalty: such jobs run alone, and each ends with
+    exactly the metrics of the same job through the basic launcher."""
+    common = ["regularization.l2=0.01", "seed=0,1", "epochs=2", "progress=false"]
+    vec = cli_in_process("-m", "hydra/launcher=vectorized", *common, f"hydra.sweep.dir={tmp_path / 'vec'}")
+    assert vec.returncode == 0, vec.stderr
+    assert "regularization.l2=0.01 is not vectorized" in vec.stderr + vec.stdout
+    basic = cli_in_process("-m", *common, f"hydra.sweep.dir={tmp_path / 'basic'}")
+    assert basic.returncode == 0, basic.stderr
+    vec_jobs, basic_jobs = job_dirs(tmp_path / "vec"), job_dirs(tmp_path / "basic")
+    assert sorted(vec_jobs) == sorted(basic_jobs) == [0, 1]
+    for i in vec_jobs:
+        mine, theirs = read_metrics(vec_jobs[i]), read_metrics(basic_jobs[i])
+        numbers = [k for k in theirs if "/" in k] + ["steps", "epochs", "status"]
+        assert "train/penalty" in theirs or "val/loss" in theirs
+        assert {k: mine.get(k) for k in numbers} == {k: theirs[k] for k in numbers}

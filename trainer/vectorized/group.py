@@ -108,6 +108,8 @@ class Group:
 
     def _drop(self, gone: Sequence[Member]) -> None:
         """Finish the members `gone` and compact the group to the others."""
+        if not gone:  # an epoch where none ended: no restacking, and the group file's write goes on
+            return
         keep = [k for k, m in enumerate(self.active) if m not in gone]
         received = self.signal()  # recorded as run() does, whatever the member's end
         for m in gone:

@@ -66,6 +66,10 @@ def unsupported(resolved: Mapping[str, Any]) -> str | None:
     for key in ("compile", "cuda_graphs"):
         if resolved.get(key):
             return f"{key}=true is not vectorized"
+    reg = resolved.get("regularization") or {}
+    for key in ("l1", "l2"):  # the stacked step takes no penalty: such a job would train unregularized
+        if reg.get(key):
+            return f"regularization.{key}={reg[key]} is not vectorized (the stacked step has no penalty)"
     if resolved.get("log_layer_stats"):  # the stacked step has no per-member layer probes
         return "log_layer_stats=true is not vectorized (its per-layer statistics need the job's own model)"
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
