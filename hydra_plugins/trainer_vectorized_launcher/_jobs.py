@@ -27,22 +27,12 @@ class Job:
 
 
 def current(job: Job) -> None:
-    """Make `job`'s Hydra config the current one, as `HydraConfig.set_config` does; its view of the
-    config is made once per job and kept (it is read-only)."""
+    """Make `job`'s Hydra config the current one: `HydraConfig.set_config`, whose copy of the config
+    (about 20 ms on this project's CPU) is made once per job and kept (it is read-only)."""
     if job.hydra_cfg is None:
-        job.hydra_cfg = hydra_view(job.config)
+        HydraConfig.instance().set_config(job.config)
+        job.hydra_cfg = HydraConfig.instance().cfg
     HydraConfig.instance().cfg = job.hydra_cfg
-
-
-def hydra_view(config: DictConfig) -> DictConfig:
-    """What `HydraConfig.set_config(config)` makes current: a config holding only the `hydra` node,
-    read-only, whose interpolations resolve against `config`. set_config copies the node into it
-    (10 ms a job on this project's CPU) and then points the copy's parent at `config`; the node
-    itself, whose parent is `config`, serves the same."""
-    OmegaConf.set_readonly(config.hydra, True)
-    view = DictConfig({})
-    view.__dict__["_content"] = {"hydra": config._get_node("hydra")}
-    return view
 
 
 def compose(launcher: Any, overrides: Sequence[str], idx: int) -> Job:
