@@ -1,13 +1,11 @@
-"""The real command line as a user types it: the default run (in-process), the installed package
-(in a subprocess), an experiment's sweep."""
+"""The real command line as a user types it: the default run (in-process), an experiment's sweep.
+(The installed package: tests/cli/test_packaging.py.)"""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli, cli_in_process, read_metrics, read_scalars, script
+from tests.conftest import cli_in_process, read_metrics, read_scalars, script
 from trainer.logs.writer import LR_TAG
 
 pytestmark = pytest.mark.slow
@@ -24,31 +22,6 @@ def test_default_run_reaches_expected_accuracy(tmp_path):
     assert (tmp_path / "checkpoints" / "best.pt").is_file()
     losses = [v for _, v in read_scalars(tmp_path)["train/loss"]]
     assert losses[-1] < losses[0] / 10
-
-
-def test_installed_package_runs_from_any_folder_with_command_line_choices(tmp_path):
-    """`pip install .` (not editable): configs ship inside the package; a run of the installed copy
-    takes the choices a user types."""
-    target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(target), str(ROOT)],
-                   check=True, capture_output=True)
-    for tree, installed in (("configs", "trainer/configs"), ("trainer", "trainer"), ("models", "models"),
-                            ("hydra_plugins", "hydra_plugins")):
-        for path in (ROOT / tree).rglob("*"):
-            if path.suffix in (".py", ".yaml"):
-                assert (target / installed / path.relative_to(ROOT / tree)).is_file(), path
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    proc = cli(f"hydra.run.dir={tmp_path / 'run'}", "epochs=2", "optimizer=nesterov", "optimizer.lr=0.05",
-               "model.depth=3", "model.width=[32,16,8]", "model.activation=tanh",
-               "model.init=xavier", "model.dropout=0.1", "batch_size=32", "scheduler=step",
-               "seed=3", "device=cpu", cwd=elsewhere, env={"PYTHONPATH": str(target)})
-    assert proc.returncode == 0, proc.stderr
-    metrics = read_metrics(tmp_path / "run")
-    assert metrics["status"] == "completed"
-    assert metrics["params"] == 64 * 32 + 32 + 32 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10
-    assert metrics["val/acc"] > 0.3
 
 
 @pytest.fixture(scope="module")
