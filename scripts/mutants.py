@@ -85,6 +85,9 @@ MUTANTS = (
            "trainer/storage/rundir.py",
            'os.write(self._fd, f"{os.getpid()}\\n".encode())', "pass",
            ("tests/unit/storage/test_rundir.py", "tests/unit/storage/test_resume.py")),
+    Mutant("a vectorized job with an L1/L2 penalty trains in a stacked group (which takes no penalty)",
+           "trainer/vectorized/grouping.py", "        if reg.get(key):", "        if False:",
+           ("tests/cli/test_vectorized.py", "-k", "regularized")),
 )
 
 
