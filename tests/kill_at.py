@@ -3,7 +3,9 @@ exact moment of its N-th write of checkpoints/FILE (last.pt or best.pt), instead
 
 MOMENT: `before` (SIGKILL before the write begins), `mid` (SIGKILL with the file written to its
 temporary name, not yet renamed), `sigint2` (two SIGINTs before the write: a user pressing Ctrl-C
-twice, the second stopping at once). A test hook from outside: the trainer has none of its own.
+twice, the second stopping at once), or `sigterm_update` (FILE ignored: SIGTERM, as a cluster's
+preemption sends it, at the N-th optimizer update, mid-epoch). A test hook from outside: the
+trainer has none of its own.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import sys
 from pathlib import Path
 
 import trainer.storage.checkpoint as resume
+from trainer.training.epoch import Updates
 
 moment, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 args = sys.argv[sys.argv.index("--") + 1:]
-writes = 0
+writes = updates = 0
 save_checkpoint, replace = resume.save_checkpoint, os.replace
 
 
@@ -40,6 +43,17 @@ def rename(src: str, dst: str) -> None:
     replace(src, dst)
 
 
+def count(self: Updates, *a, **k):
+    global updates
+    updates += 1
+    if updates == n:
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler only sets a flag: fit stops after this update
+    return counted(self, *a, **k)
+
+
+counted = Updates.count
+if moment == "sigterm_update":
+    Updates.count = count
 resume.save_checkpoint = save
 os.replace = rename  # atomic_write renames through it; other files pass through unchanged
 sys.argv = ["trainer", *args]

@@ -40,14 +40,12 @@ def wait_for(predicate, timeout: float = 120.0, every: float = 0.001) -> None:
 
 
 def test_sigterm_mid_epoch_saves_and_resume_completes(tmp_path):
-    # 350 updates an epoch (as many as the digits' 315): the signal lands inside epoch 2.
+    # 350 updates an epoch (as many as the digits' 315): SIGTERM at the 500th update, inside epoch 2
+    # (at an exact update, tests/kill_at.py: a signal sent after a sleep could land after the end).
     args = ("epochs=3", "data=spirals", "data.n_samples=2000", "batch_size=4", "progress=false",
             f"hydra.run.dir={tmp_path}")
-    proc = start(*args)
-    wait_for(lambda: (tmp_path / "checkpoints" / "last.pt").exists(), every=0.05)
-    time.sleep(0.1)  # into epoch 2
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
+    proc = kill_run("sigterm_update", "-", 500, *args)
+    stderr = proc.stderr
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "SIGTERM" in stderr and "resume=true" in stderr and "Traceback" not in stderr
     metrics = read_metrics(tmp_path)
