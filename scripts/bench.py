@@ -40,9 +40,10 @@ from trainer.logs.writer import RunLogger  # noqa: E402
 from trainer.runtime.device import resolve_device  # noqa: E402
 from trainer.storage.checkpoint import Checkpointer  # noqa: E402
 from trainer.training import accel  # noqa: E402
-from trainer.training.fit import FitHooks, FitOptions, Training, fit  # noqa: E402
+from trainer.training.fit import fit  # noqa: E402
 from trainer.training.losses import Loss  # noqa: E402
 from trainer.training.schedules import Schedule  # noqa: E402
+from trainer.training.state import FitHooks, FitOptions, Training  # noqa: E402
 
 EVAL_BATCH = 8192
 

@@ -22,19 +22,21 @@ from trainer.logs import dashboard
 from trainer.runtime import distributed
 from trainer.runtime.device import eval_threads, resolve_device, set_threads
 from trainer.runtime.errors import FolderRefused, UserError
+from trainer.runtime.files import write_json
 from trainer.runtime.job import JobContext
 from trainer.runtime.runinfo import new_output_dir, run_meta
 from trainer.runtime.signals import StopOnSignal
-from trainer.storage.checkpoint import Checkpointer, write_json
+from trainer.storage.checkpoint import Checkpointer
 from trainer.storage.rundir import RunFolder, discard_staged, run_files
 from trainer.storage.setup import build_training, plan_run, setup_run
 from trainer.sweeps.jobs import record_process
 from trainer.sweeps.trial import epoch_reporter
 from trainer.training import accel
 from trainer.training.diagnostics import probe
-from trainer.training.fit import FitHooks, FitOptions, FitState, Training, fit
+from trainer.training.fit import fit
 from trainer.training.losses import Loss
 from trainer.training.outcome import run_metrics, test_metrics
+from trainer.training.state import FitHooks, FitOptions, FitState, Training
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli_in_process, read_metrics, read_scalars, script
-from trainer.logs.writer import LR_TAG
+from trainer.training.curves import LR_TAG
 
 pytestmark = pytest.mark.slow
 

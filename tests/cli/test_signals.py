@@ -13,11 +13,11 @@ import pytest
 from tests.conftest import ROOT, cli_in_process, make_cfg, outside, read_metrics, subprocess_env
 from trainer.config.build import build_data
 from trainer.data import prepare_data
-from trainer.logs.writer import LR_TAG
 from trainer.run import run
 from trainer.runtime.errors import FolderRefused
 from trainer.storage.checkpoint import load_checkpoint
 from trainer.sweeps.callbacks import check_writable
+from trainer.training.curves import LR_TAG
 
 pytestmark = pytest.mark.slow
 

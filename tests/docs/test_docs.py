@@ -51,10 +51,10 @@ from tests.conftest import ROOT, composed, read_scalars
 from trainer import eval as trainer_eval
 from trainer.config.overrides import check_override_keys
 from trainer.config.validate import config_dir, validate
-from trainer.logs.writer import LR_TAG
 from trainer.report import sweep as trainer_report
 from trainer.run import run
 from trainer.runtime.errors import UserError
+from trainer.training.curves import LR_TAG
 
 README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").rglob("*.md"))]  # the front door and the site's pages

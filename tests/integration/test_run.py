@@ -5,9 +5,9 @@ import torch
 
 from tests.conftest import read_metrics, read_scalars
 from trainer.logs.dashboard import FINAL
-from trainer.logs.writer import LR_TAG, SPEED_TAG
 from trainer.run import run
 from trainer.storage.checkpoint import load_checkpoint
+from trainer.training.curves import LR_TAG, SPEED_TAG
 
 
 def test_run_trains_and_writes_everything(cfg_factory, tmp_path):

@@ -9,9 +9,7 @@ from typing import Any
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-# The hyperparameters and the tags, also imported from here (run.py, vectorized/, tests)
-from trainer.logs.hparams import HParamValue, flatten_hparams, run_hparams  # noqa: F401
-from trainer.training.curves import LR_TAG, SPEED_TAG  # noqa: F401
+from trainer.config.flat import HParamValue
 
 OLD_LR_TAG = "lr"  # the learning rate's tag in runs written before it moved under ~per_update/
 

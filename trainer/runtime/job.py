@@ -15,10 +15,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-# RUN_ID: this process's token, `${run_id:}` in output folder names and the pending folder of a job's
-# config files (trainer.sweeps.jobs.hydra_subdir)
-from trainer.runtime.resolvers import RUN_ID  # noqa: E402,F401
-
 
 @dataclass(frozen=True)
 class JobContext:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from trainer.runtime.errors import ConfigError
-from trainer.runtime.files import atomic_write, remove_stale_temporaries, write_json  # noqa: F401  run.py's
+from trainer.runtime.files import atomic_write
 from trainer.training.fit import FitState, Training
 
 

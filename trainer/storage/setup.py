@@ -32,17 +32,19 @@ from trainer.config.validate import check_loaded
 from trainer.data import Splits
 from trainer.logs import dashboard
 from trainer.logs.events import remove_events, truncate_events
-from trainer.logs.writer import NullLogger, RunLogger, run_hparams
+from trainer.logs.hparams import run_hparams
+from trainer.logs.writer import NullLogger, RunLogger
+from trainer.runtime.files import remove_stale_temporaries
 from trainer.runtime.job import JobContext
 from trainer.runtime.seed import seed_everything
-from trainer.storage.checkpoint import remove_stale_temporaries, restore
+from trainer.storage.checkpoint import restore
 from trainer.storage.group_file import recover
 from trainer.storage.resume import Resumption, check_data, plan_resume
 from trainer.training.accel import Step
-from trainer.training.fit import FitState, Training
 from trainer.training.loop import num_batches
 from trainer.training.losses import Loss
 from trainer.training.regularization import Penalty
+from trainer.training.state import FitState, Training
 from trainer.training.stopping import EarlyStopping, mode_for, resolve_monitor
 
 log = logging.getLogger(__name__)

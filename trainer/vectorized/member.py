@@ -21,16 +21,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainer.data import Splits
 from trainer.logs import dashboard
+from trainer.runtime.files import write_json
 from trainer.runtime.job import JobContext
 from trainer.runtime.runinfo import run_meta
-from trainer.storage.checkpoint import Checkpointer, write_json
+from trainer.storage.checkpoint import Checkpointer
 from trainer.storage.rundir import RunFolder
 from trainer.storage.setup import RunSetup, build_training, plan_run, setup_run
 from trainer.sweeps.jobs import record_process
 from trainer.sweeps.trial import epoch_reporter
 from trainer.training.epoch import Updates, after_save, close_epoch, initial_loss, record_epoch
-from trainer.training.fit import FitHooks, FitOptions, FitState
 from trainer.training.outcome import run_metrics, test_metrics
+from trainer.training.state import FitHooks, FitOptions, FitState
 
 log = logging.getLogger(__name__)
 meta_once = functools.cache(run_meta)  # version and `git rev-parse` once per process, not per member

@@ -18,7 +18,6 @@ from trainer import eval as trainer_eval
 from trainer.logs.dashboard import FINAL, FINAL_METRICS, HPARAMS_RUN, IMAGES_RUN, REPORT_IMAGES
 from trainer.logs.events import declared_metrics, read_hparams
 from trainer.logs.server import tensorboard
-from trainer.logs.writer import LR_TAG, SPEED_TAG
 from trainer.report import sweep as report
 from trainer.sweeps.jobs import (
     MAX_NAME,
@@ -29,6 +28,7 @@ from trainer.sweeps.jobs import (
     job_number,
     order_key,
 )
+from trainer.training.curves import LR_TAG, SPEED_TAG
 
 
 def test_job_folder_names_are_short_valid_and_start_with_the_job_number(monkeypatch):

@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from tests.conftest import cli_in_process, make_cfg, outside, read_metrics, subprocess_env
 from trainer import eval as trainer_eval
 from trainer.config.validate import config_dir
-from trainer.logs.writer import RunLogger, run_hparams
+from trainer.logs.hparams import run_hparams
+from trainer.logs.writer import RunLogger
 from trainer.report import sweep as report
 from trainer.run import run
 from trainer.runtime.errors import ConfigError

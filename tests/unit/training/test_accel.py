@@ -8,9 +8,9 @@ from torch.nn import functional as F
 
 from models import MLP
 from tests.conftest import read_scalars
-from trainer.logs.writer import LR_TAG
 from trainer.run import run
 from trainer.training import accel
+from trainer.training.curves import LR_TAG
 from trainer.training.loop import EpochCursor, shard_batches, train_epoch
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

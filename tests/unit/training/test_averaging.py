@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from tests.conftest import read_metrics, read_scalars
-from trainer.logs.writer import LR_TAG
 from trainer.run import run
 from trainer.storage.checkpoint import load_checkpoint
 from trainer.training.averaging import WeightAverage
+from trainer.training.curves import LR_TAG
 
 
 def iterates(n: int) -> list[torch.Tensor]:

@@ -9,11 +9,11 @@ from torch import nn
 
 from models import MLP
 from tests.conftest import read_scalars
-from trainer.logs.writer import SPEED_TAG
 from trainer.run import run
 from trainer.storage.checkpoint import load_checkpoint
 from trainer.training import accel
 from trainer.training.backprop import ACTIVATION_GRADS, manual_reason, sgd_update
+from trainer.training.curves import SPEED_TAG
 from trainer.training.losses import Loss
 
 OPTIMIZERS = {

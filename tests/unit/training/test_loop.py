@@ -12,10 +12,10 @@ from models import MLP
 from tests.conftest import read_scalars
 from trainer.config.build import build_data
 from trainer.data import prepare_data
-from trainer.logs.writer import LR_TAG
 from trainer.run import run
 from trainer.storage.checkpoint import load_checkpoint
 from trainer.training.accel import TrainStep
+from trainer.training.curves import LR_TAG
 from trainer.training.loop import EpochCursor, train_epoch
 
 SMALL = ("data.val_fraction=0.45", "data.test_fraction=0.45")  # ~180 train samples

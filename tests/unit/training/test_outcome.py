@@ -5,8 +5,8 @@ import torch
 from tests.conftest import make_cfg
 from trainer.data.split import Splits
 from trainer.run import run
-from trainer.training.fit import FitState
 from trainer.training.outcome import suspicious
+from trainer.training.state import FitState
 
 
 def splits_with_val_labels(labels: list[int]) -> Splits:

@@ -9,8 +9,8 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau, StepLR
 from torch.optim.swa_utils import SWALR
 
 from tests.conftest import read_scalars
-from trainer.logs.writer import LR_TAG
 from trainer.run import run
+from trainer.training.curves import LR_TAG
 from trainer.training.schedules import Schedule, inverse_sqrt, inverse_time
 
 

@@ -13,9 +13,9 @@ import torch
 from tests.conftest import make_cfg, read_metrics, read_scalars
 from trainer.config.build import build_data, build_model
 from trainer.data import prepare_data
-from trainer.logs.writer import LR_TAG
 from trainer.run import run
 from trainer.runtime.seed import seed_everything
+from trainer.training.curves import LR_TAG
 from trainer.vectorized.group import Group
 from trainer.vectorized.member import Member
 from trainer.vectorized.runner import run_members
