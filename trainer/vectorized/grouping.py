@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from hydra.utils import get_object
 
+from models import resolve_widths
 from trainer.config.flat import flatten_hparams
 from trainer.training.stacked import LINEAR_IN_LR
 
@@ -40,10 +41,32 @@ def may_differ(key: str) -> bool:
     return key in MAY_DIFFER_KEYS or key.startswith(MAY_DIFFER_PREFIXES)
 
 
+# What a plain MLP (no normalization layers) may have of its own: its hidden layers' widths and its
+# activation; only the number of hidden layers is the group's (trainer.training.stacked_layers).
+ARCHITECTURE_KEYS = ("model.width", "model.depth", "model.activation")
+
+
+def hidden_widths(resolved: Mapping[str, Any]) -> list[int] | None:
+    """A plain MLP's hidden-layer widths, or None for a model whose architecture is in the key."""
+    model = resolved.get("model") or {}
+    if model.get("_target_") != "models.MLP" or model.get("norm", "none") != "none":
+        return None
+    try:
+        return resolve_widths(model.get("depth"), model.get("width"))
+    except (TypeError, ValueError):  # a bad width: the ordinary checks report it
+        return None
+
+
 def group_key(resolved: Mapping[str, Any]) -> str:
-    """A string equal for jobs that can train together (the resolved config without `MAY_DIFFER`)."""
+    """A string equal for jobs that can train together (the resolved config without `MAY_DIFFER`,
+    and for plain MLPs their number of hidden layers instead of their widths and activation)."""
     flat = flatten_hparams(resolved)
-    return json.dumps({k: v for k, v in sorted(flat.items()) if not may_differ(k)}, default=str)
+    widths = hidden_widths(resolved)
+    key = {k: v for k, v in sorted(flat.items())
+           if not may_differ(k) and (widths is None or k not in ARCHITECTURE_KEYS)}
+    if widths is not None:
+        key["model.hidden_layers"] = len(widths)
+    return json.dumps(key, default=str)
 
 
 def unsupported(resolved: Mapping[str, Any]) -> str | None:
@@ -125,10 +148,31 @@ def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 
+# A member joins a group padded to the widest member when none of its hidden widths is less than
+# 1/WIDTH_RATIO of the group's at that layer (trainer.training.stacked_layers). MEASURED-HERE
+WIDTH_RATIO = 4
+
+
+def buckets(widths: Sequence[Sequence[int]], members: Sequence[int]) -> list[list[int]]:
+    """`members` (indices into `widths`, one key's jobs) in groups of widths within `WIDTH_RATIO`:
+    the widest first, each job into the first group that then pads none of its members more."""
+    parts: list[list[int]] = []
+    for i in sorted(members, key=lambda j: sum(widths[j]), reverse=True):
+        for part in parts:
+            top = [max(layer) for layer in zip(*(widths[j] for j in (*part, i)), strict=True)]
+            if all(t <= WIDTH_RATIO * w for j in (*part, i) for t, w in zip(top, widths[j], strict=True)):
+                part.append(i)
+                break
+        else:
+            parts.append([i])
+    return [sorted(part) for part in sorted(parts, key=min)]
+
+
 def plan(tasks: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[int]]]:
     """The order in which a batch of jobs (resolved task configs) trains: `("group", [i, ...])` for
     jobs trained together, `("alone", [i])` with the reason for a job that cannot be vectorized;
-    in the order of each group's first job."""
+    in the order of each group's first job. Plain MLPs of different widths share a group when their
+    widths are within `WIDTH_RATIO` (`buckets`)."""
     steps: list[tuple[str, list[int]]] = []
     groups: dict[str, list[int]] = {}
     for i, task in enumerate(tasks):
@@ -141,4 +185,7 @@ def plan(tasks: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[int]]]:
             groups[key] = []
             steps.append(("group", groups[key]))
         groups[key].append(i)
-    return steps
+    widths = [hidden_widths(task) or [] for task in tasks]
+    split = [[(kind, part) for part in buckets(widths, members)] if kind == "group" else [(kind, members)]
+             for kind, members in steps]
+    return sorted((step for parts in split for step in parts), key=lambda step: min(step[1]))
