@@ -211,3 +211,17 @@ def test_a_nudge_of_1e7_to_the_initial_weights_is_amplified_only_in_a_chaotic_ru
         assert change > 1e-4, change  # over 1,000 times the nudge
     else:
         assert change < 1e-5, change
+
+
+def test_a_mixed_group_is_estimated_at_its_padded_size():
+    """The memory estimate and the log line take the stack's padded widths; the widest jobs first,
+    so that parts beyond what fits pad the least."""
+    from trainer.vectorized.runner import _padded
+
+    cfgs = [make_cfg("model.width=16"), make_cfg("model.width=[64,8]", "model.activation=tanh"),
+            make_cfg("model.width=[8,32]")]
+    order, widths, note = _padded(cfgs, [0, 1, 2])
+    assert order == [1, 2, 0] and widths == [64, 32]
+    assert note == (", padded to the widest member: hidden widths [16, 16] [64, 8] [8, 32], "
+                    "activations relu tanh")
+    assert _padded(cfgs[:1], [0]) == ([0], [16, 16], "")
