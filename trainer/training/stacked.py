@@ -2,7 +2,9 @@
 
 `StackedParams` holds, per parameter name, one leaf tensor (M, *shape); every member's own `MLP`
 parameters are views of its slice, so the member's `state_dict()`, `evaluate()` and averaging read
-the stacked weights without copies. The forward pass is PyTorch's model-ensembling recipe:
+the stacked weights without copies. Members of different widths and activations are stacked padded
+to the widest member, each a view of its own corner (trainer.training.stacked_layers).
+The forward pass is PyTorch's model-ensembling recipe:
 `vmap(functional_call(mlp, params, x))` over the member dimension, i.e. batched matmuls with the
 ordinary `models.MLP` code; for the MLP's own layers (Linear, activation, dropout) the same batched
 matmuls written out, which costs less per call.
