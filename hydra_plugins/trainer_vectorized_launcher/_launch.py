@@ -56,7 +56,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     for job in jobs:
         place(job)  # `${hydra:...}` in a job's config: its Hydra config is the current one
         tasks.append(OmegaConf.to_container(job.task_cfg, resolve=True))
-    steps = plan(tasks)
+    steps = plan(tasks, launcher.width_ratio)
     groups = [members for kind, members in steps if kind == "group"]
     log.info("Launching %d jobs: %d stacked groups (%s members), %d on their own", len(jobs), len(groups),
              ", ".join(str(len(g)) for g in groups) or "no", len(steps) - len(groups))

@@ -18,7 +18,7 @@ class VectorizedLauncher(Launcher):
     """Groups the jobs of each batch it is given and trains every group as one stacked model."""
 
     def __init__(self, max_members: int | None = None, backend: str = "local",
-                 slurm: DictConfig | None = None) -> None:
+                 slurm: DictConfig | None = None, width_ratio: float = 1) -> None:
         from trainer.runtime.errors import ConfigError
 
         if backend not in ("local", "slurm"):
@@ -26,6 +26,7 @@ class VectorizedLauncher(Launcher):
                               "process trains the groups) or slurm (each group a SLURM job)")
         self.max_members = max_members  # members per stacked model; None: what fits in memory
         self.backend, self.slurm = backend, slurm  # slurm: submitit's options for each group's job
+        self.width_ratio = width_ratio  # how far members' widths may differ (trainer.vectorized.grouping)
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -33,7 +34,7 @@ class VectorizedLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from trainer.runtime.cli import fail
 
-        problem = max_members_problem(self.max_members)
+        problem = max_members_problem(self.max_members) or width_ratio_problem(self.width_ratio)
         if problem:  # from a config file (the command line's value is checked before Hydra starts)
             fail(problem, 2)
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
@@ -56,6 +57,14 @@ def max_members_problem(value: object) -> str | None:
         return None
     return (f"hydra.launcher.max_members={value!r} must be a whole number >= 1 (the members of one stacked "
             "model) or null (as many as half the free memory holds)")
+
+
+def width_ratio_problem(value: object) -> str | None:
+    """What is wrong with a `hydra.launcher.width_ratio` value, or None (a number >= 1)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
+        return None
+    return (f"hydra.launcher.width_ratio={value!r} must be a number >= 1: how many times wider than a "
+            "member's hidden layer its group's may be (1: members of equal widths only; 4: 16 with 64)")
 
 
 def remember_compositions(loader: Any) -> None:

@@ -41,9 +41,18 @@ def test_jobs_group_by_what_they_share_and_lbfgs_runs_alone():
                      "scheduler.gamma=0.5", "early_stopping.patience=2", "epochs=7", "grad_clip=1"),
             resolved("optimizer.lr=0.2", "optimizer.weight_decay=0.01", "scheduler=step", "warmup_steps=5")]
     assert [k for k, _ in plan(same)] == ["group"]
-    apart = [resolved(), resolved("batch_size=32"), resolved("model.activation=tanh"),
+    apart = [resolved(), resolved("batch_size=32"), resolved("model.norm=layer"), resolved("model.depth=3"),
              resolved("scheduler=exponential"), resolved("optimizer.betas=[0.8,0.999]")]
-    assert [len(m) for _, m in plan(apart)] == [1] * 5
+    assert [len(m) for _, m in plan(apart)] == [1] * 6
+    # plain MLPs of one depth: any activations; widths within hydra.launcher.width_ratio (default 1)
+    archs = [resolved(f"model.activation={a}", f"model.width={w}") for a in ("relu", "sigmoid") for w in
+             ("16", "64", "[64,16]", "256")] + [resolved("model.width=[128,128]", "model.depth=null")]
+    assert plan(archs) == [("group", [0, 4]), ("group", [1, 5]), ("group", [2, 6]), ("group", [3, 7]),
+                           ("group", [8])]
+    assert plan(archs, 4) == [("group", [0, 1, 2, 4, 5, 6]), ("group", [3, 7, 8])]
+    assert plan(archs, 16) == [("group", list(range(9)))]
+    norms = [resolved("model.norm=layer", f"model.activation={a}") for a in ("relu", "tanh")]
+    assert [len(m) for _, m in plan(norms, 16)] == [1, 1]  # not a plain MLP: its architecture is the key
     assert plan([resolved("optimizer=rprop")])[0][0].startswith("Rprop")
     # an experiment's rate table: arms.rate picks optimizer.lr, a member's own; the optimizer splits
     arms = [resolved("+experiment=digits_optimizers", f"optimizer={o}", f"arms.rate={r}", f"seed={s}")
@@ -122,6 +131,44 @@ def test_sigterm_checkpoints_every_member_and_resume_finishes_them(tmp_path):
 
 
 @pytest.mark.slow
+def test_members_of_different_architectures_resume_exactly(tmp_path):
+    """One group of mixed widths (padded, sigmoid's masked) and activations, killed by SIGTERM in
+    epoch 2 and resumed, ends as the same sweep uninterrupted; each member's files have its own shapes."""
+    args = ["-m", "hydra/launcher=vectorized", "hydra.launcher.width_ratio=4", "model.width=8,[32,16]",
+            "model.activation=relu,sigmoid", "seed=0", "epochs=3", "batch_size=4", "progress=false"]
+    whole = cli_in_process(*args, f"hydra.sweep.dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr
+    assert "1 stacked groups (4 members)" in whole.stderr + whole.stdout
+    assert "padded to the widest member: hidden widths [32, 16] [8, 8], activations relu sigmoid" in (
+        whole.stderr + whole.stdout)
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", *args, f"hydra.sweep.dir={sweep}"],
+                            cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:  # the signal lands in epoch 2
+        if "group 1/1 epoch 1:" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    again = cli_in_process(*args, f"hydra.sweep.dir={sweep}", "resume=true")
+    assert again.returncode == 0, again.stderr
+    for n, job in job_dirs(sweep).items():
+        metrics, alone = read_metrics(job), read_metrics(job_dirs(tmp_path / "whole")[n])
+        assert metrics["status"] == "completed" and metrics["steps"] == alone["steps"]
+        for key in ("val/loss", "val/acc", "test/loss", "train/loss"):
+            assert metrics[key] == pytest.approx(alone[key], rel=1e-5), (n, key)
+        config = OmegaConf.load(job / ".hydra" / "config.yaml").model
+        widths = [config.width] * 2 if isinstance(config.width, int) else list(config.width)
+        for name in ("best.pt", "last.pt"):
+            ckpt = load_checkpoint(job / "checkpoints" / name)
+            assert ckpt["model"]["net.0.weight"].shape == (widths[0], ckpt["model"]["net.0.weight"].shape[1])
+            assert ckpt["model"]["net.2.weight"].shape == tuple(reversed(widths))
+            moments = ckpt["optimizer"]["state"][2]["exp_avg"]  # Adam's, of net.2.weight
+            assert moments.shape == tuple(reversed(widths))
+
+
+@pytest.mark.slow
 def test_an_optuna_search_through_the_vectorized_launcher_prunes_and_completes(tmp_path):
     import optuna
     from optuna.trial import TrialState
@@ -171,3 +218,14 @@ def test_regularized_jobs_run_alone_with_the_basic_launchers_numbers(tmp_path):
         numbers = [k for k in theirs if "/" in k] + ["steps", "epochs", "status"]
         assert "train/penalty" in theirs or "val/loss" in theirs
         assert {k: mine.get(k) for k in numbers} == {k: theirs[k] for k in numbers}
+
+
+@pytest.mark.parametrize("value", ["0.5", "abc"])
+def test_a_width_ratio_below_one_is_refused_before_any_job(tmp_path, value):
+    sweep = tmp_path / "sweep"
+    done = cli_in_process("-m", "hydra/launcher=vectorized", f"hydra.launcher.width_ratio={value}",
+                          "seed=0,1", "epochs=1", f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 2, done.stderr
+    assert f"hydra.launcher.width_ratio={value}" in done.stderr.replace("'", "")
+    assert "must be a number >= 1" in done.stderr
+    assert "Traceback" not in done.stderr and not sweep.exists()

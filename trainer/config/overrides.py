@@ -63,7 +63,8 @@ SWEEPER_COUNTS = ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs", "hydra.sweep
 
 def check_launcher(args: list[str]) -> None:
     """`hydra/launcher=slurm` needs SLURM's `sbatch`; without it submitit fails with a traceback.
-    `hydra.launcher.max_members` of the vectorized launcher: checked before any job is set up."""
+    `hydra.launcher.max_members` and `width_ratio` of the vectorized launcher: checked before any job
+    is set up."""
     for arg in args:
         key, _, text = arg.lstrip("+").partition("=")
         if key in SWEEPER_COUNTS and not text.strip().isdigit():  # Hydra's message: a type conversion
@@ -74,6 +75,16 @@ def check_launcher(args: list[str]) -> None:
             text = arg.partition("=")[2]
             value: object = None if text == "null" else int(text) if text.lstrip("-").isdigit() else text
             if problem := max_members_problem(value):
+                raise ConfigError(problem)
+        if arg.lstrip("+").startswith("hydra.launcher.width_ratio="):
+            from hydra_plugins.trainer_vectorized_launcher.vectorized_launcher import width_ratio_problem
+
+            text = arg.partition("=")[2]
+            try:
+                ratio: object = float(text)
+            except ValueError:
+                ratio = text
+            if problem := width_ratio_problem(ratio):
                 raise ConfigError(problem)
     if "hydra/launcher=slurm" in args:
         launcher, options, what = "hydra/launcher=slurm", "hydra.launcher", "every job of the sweep"

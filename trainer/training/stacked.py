@@ -2,7 +2,9 @@
 
 `StackedParams` holds, per parameter name, one leaf tensor (M, *shape); every member's own `MLP`
 parameters are views of its slice, so the member's `state_dict()`, `evaluate()` and averaging read
-the stacked weights without copies. The forward pass is PyTorch's model-ensembling recipe:
+the stacked weights without copies. Members of different widths and activations are stacked padded
+to the widest member, each a view of its own corner (trainer.training.stacked_layers).
+The forward pass is PyTorch's model-ensembling recipe:
 `vmap(functional_call(mlp, params, x))` over the member dimension, i.e. batched matmuls with the
 ordinary `models.MLP` code; for the MLP's own layers (Linear, activation, dropout) the same batched
 matmuls written out, which costs less per call.
@@ -30,6 +32,7 @@ from torch.func import functional_call, vmap
 
 from models.mlp import ACTIVATIONS
 from trainer.training.losses import Loss
+from trainer.training.stacked_layers import MemberActivations, own, pad_stack
 
 # torch.optim classes whose update is linear in lr and independent of the parameters' values
 # (given the gradient), so that one update with lr = 1 scaled per member is each member's update.
@@ -57,17 +60,21 @@ class StackedParams:
         self.adopt(models)
 
     def adopt(self, models: Sequence[nn.Module]) -> None:
-        """Stack `models`' current weights and make their parameters views of the stack."""
+        """Stack `models`' current weights (padded to the widest member: trainer.training.stacked_layers)
+        and make their parameters views of their own part of the stack."""
         current = [dict(m.named_parameters()) for m in models]
         with torch.no_grad():
-            self.params = {n: torch.stack([c[n].detach() for c in current]).requires_grad_()
+            self.params = {n: pad_stack([c[n].detach() for c in current]).requires_grad_()
                            for n in self.names}
             for k, c in enumerate(current):
                 for n in self.names:
-                    c[n].data = self.params[n].detach()[k]
+                    c[n].data = self.params[n].detach()[(k, *own(c[n].shape))]
         self.forward_fn = vmap(lambda p, x: functional_call(self.shape_model, p, (x,)),
                                randomness="different")  # dropout: each member draws its own masks
-        self.layers = _mlp_layers(self.shape_model)
+        self.layers = _mlp_layers(models, self.params)
+        if self.layers is None and any(c[n].shape != self.params[n].shape[1:] for c in current
+                                       for n in self.names):
+            raise ValueError("members of different shapes must be plain MLPs (Linear and activation layers)")
 
     @staticmethod
     def release(model: nn.Module) -> None:
@@ -93,18 +100,24 @@ class StackedParams:
         return list(self.params.values())
 
 
-def _mlp_layers(model: nn.Module) -> list[Any] | None:
-    """The MLP's `net` as (weight name, bias name) per Linear and the elementwise modules between,
-    or None for another structure (then the vmapped forward runs). Measured at M = 4 digits nets on
-    this CPU: 1.0 ms per forward and backward this way, 1.5 ms through vmap (7% at M = 64)."""
-    net = getattr(model, "net", None)
-    if not isinstance(net, nn.Sequential):
+def _mlp_layers(models: Sequence[nn.Module], params: dict[str, torch.Tensor]) -> list[Any] | None:
+    """The MLPs' `net` as (weight name, bias name) per Linear and the elementwise layers between
+    (each activation a `MemberActivations`: the members' own, on the padded stack), or None for
+    another structure (then the vmapped forward runs). Measured at M = 4 digits nets on this CPU:
+    1.0 ms per forward and backward this way, 1.5 ms through vmap (7% at M = 64)."""
+    nets = [getattr(m, "net", None) for m in models]
+    if not all(isinstance(n, nn.Sequential) and len(n) == len(nets[0]) for n in nets):
         return None
     layers: list[Any] = []
-    for name, module in net.named_children():
-        if isinstance(module, nn.Linear) and module.bias is not None:
+    widths: list[int] = []  # each member's width of the layer before
+    for i, (name, module) in enumerate(nets[0].named_children()):
+        column = [n[i] for n in nets]
+        if all(isinstance(m, nn.Linear) and m.bias is not None for m in column):
             layers.append((f"net.{name}.weight", f"net.{name}.bias"))
-        elif isinstance(module, (*ACTIVATIONS.values(), nn.Dropout)):
+            widths = [m.weight.shape[0] for m in column]
+        elif widths and all(isinstance(m, tuple(ACTIVATIONS.values())) for m in column):
+            layers.append(MemberActivations(column, widths, next(iter(params.values())).device))
+        elif all(isinstance(m, nn.Dropout) for m in column):  # its rate is the group's (grouping key)
             layers.append(module)
         else:
             return None
@@ -192,8 +205,8 @@ class MemberwiseOptimizer:
         """Write member k's slice of the state into its own optimizer (for its checkpoint)."""
         params = [p for g in member_optimizer.param_groups for p in g["params"]]
         for p, u, st in zip(params, self.scratch, self._stacked_state(), strict=True):
-            if st:
-                member_optimizer.state[p] = {key: _slice(v, u, k) for key, v in st.items()}
+            if st:  # its own shape: the padding (trainer.training.stacked_layers) is not its state
+                member_optimizer.state[p] = {key: _slice(v, u, k, p.shape) for key, v in st.items()}
 
     def load_members(self, member_optimizers: Sequence[torch.optim.Optimizer]) -> None:
         """Stack the members' own optimizer states (restored from checkpoints) into this one's."""
@@ -204,9 +217,8 @@ class MemberwiseOptimizer:
             if not states[0]:
                 continue
             self.optimizer.state[u] = {
-                key: torch.stack([s[key] for s in states]).to(u.device)
-                if isinstance(v, torch.Tensor) and v.shape == u.shape[1:] else v.clone()
-                if isinstance(v, torch.Tensor) else v
+                key: pad_stack([s[key] for s in states], u.shape[1:]).to(u.device)
+                if _stacked(v, u[0]) else v.clone() if isinstance(v, torch.Tensor) else v
                 for key, v in states[0].items()}
 
     def keep(self, keep: Sequence[int]) -> None:
@@ -216,9 +228,10 @@ class MemberwiseOptimizer:
         self.scratch = [torch.zeros_like(p) for p in self.stacked.tensors]
         self.optimizer = self.build(self.scratch)
         for u, st in zip(self.scratch, old, strict=True):
-            if st:
+            if st:  # the kept rows, cut to the kept members' padded shape (`adopt` narrows the stack)
                 self.optimizer.state[u] = {
-                    key: v.index_select(0, index) if _stacked(v, u) else v for key, v in st.items()}
+                    key: v.index_select(0, index)[(slice(None), *own(u.shape[1:]))].contiguous()
+                    if _stacked(v, u) else v for key, v in st.items()}
 
 
 def _stacked(v: Any, u: torch.Tensor) -> bool:
@@ -226,8 +239,9 @@ def _stacked(v: Any, u: torch.Tensor) -> bool:
     return isinstance(v, torch.Tensor) and v.dim() == u.dim() and v.dim() > 0
 
 
-def _slice(v: Any, u: torch.Tensor, k: int) -> Any:
-    """Member k's part of one state value: a per-element tensor is sliced, a step count copied."""
+def _slice(v: Any, u: torch.Tensor, k: int, shape: Sequence[int]) -> Any:
+    """Member k's part of one state value: a per-element tensor is sliced (its own `shape`, a copy:
+    not a view that would save the whole stack), a step count copied."""
     if _stacked(v, u):
-        return v[k].clone()
+        return v[(k, *own(shape))].clone()
     return v.clone() if isinstance(v, torch.Tensor) else v

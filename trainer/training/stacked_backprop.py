@@ -23,6 +23,7 @@ import torch
 
 from trainer.training.backprop import ACTIVATION_GRADS
 from trainer.training.losses import Loss
+from trainer.training.stacked_layers import MemberActivations
 
 
 class StackedBackprop:
@@ -39,7 +40,8 @@ class StackedBackprop:
         return (backprop == "auto" and device == "cpu" and layers is not None
                 and task in ("classification", "regression")
                 and isinstance(layers[-1], tuple)
-                and all(isinstance(m, tuple) or type(m) in ACTIVATION_GRADS for m in layers))
+                and all(isinstance(m, tuple) or isinstance(m, MemberActivations)
+                        and all(type(a) in ACTIVATION_GRADS for a in m.modules) for m in layers))
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,12 +57,24 @@ class StackedBackprop:
                 saved.append((layer, z, h))
         losses, g = self.loss.member_means_and_grad(h, y)
         for entry in reversed(saved):
-            if isinstance(entry[0], torch.nn.Module):
-                module, z, out = entry
-                g = ACTIVATION_GRADS[type(module)](module, g, z, out)
+            if isinstance(entry[0], MemberActivations):
+                layer, z, out = entry
+                g = activation_grad(layer, g, z, out)
                 continue
             weight, bias, h_in = entry
             weight.grad, bias.grad = torch.bmm(g.transpose(1, 2), h_in), g.sum(1)
             if h_in is not x:
                 g = torch.bmm(g, weight)
         return losses, h
+
+
+def activation_grad(layer: MemberActivations, g: torch.Tensor, z: torch.Tensor,
+                    h: torch.Tensor) -> torch.Tensor:
+    """dL/dz of one hidden layer from dL/dh `g`, each run of members through its own activation's
+    derivative. `h` is the masked output: at a padded unit g is already 0 (the next layer's padded
+    columns are 0), so the derivative there is 0 whatever h holds; at a member's own units h is f(z)."""
+    if len(layer.segments) == 1:
+        module = layer.segments[0][2]
+        return ACTIVATION_GRADS[type(module)](module, g, z, h)
+    return torch.cat([ACTIVATION_GRADS[type(module)](module, g[start:stop], z[start:stop], h[start:stop])
+                      for start, stop, module in layer.segments])

@@ -59,7 +59,8 @@ def train_group(members: Sequence[Member], stop: Callable[[], bool], *, label: s
         else:  # a resumed run that was already at its end
             m.finish()
     positions: dict[tuple, list[Member]] = {}  # resumed members train together from equal positions
-    for m in go:
+    # Members of one activation side by side: it runs once on their slice (StackedParams.layers).
+    for m in sorted(go, key=lambda m: str(m.cfg.model.activation)):
         at = (m.state.epoch, m.state.step, m.state.cursor.next_batch if m.state.cursor else 0)
         positions.setdefault(at, []).append(m)
     for part in positions.values():

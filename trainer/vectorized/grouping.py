@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from hydra.utils import get_object
 
+from models import resolve_widths
 from trainer.config.flat import flatten_hparams
 from trainer.training.stacked import LINEAR_IN_LR
 
@@ -40,10 +41,32 @@ def may_differ(key: str) -> bool:
     return key in MAY_DIFFER_KEYS or key.startswith(MAY_DIFFER_PREFIXES)
 
 
+# What a plain MLP (no normalization layers) may have of its own: its hidden layers' widths and its
+# activation; only the number of hidden layers is the group's (trainer.training.stacked_layers).
+ARCHITECTURE_KEYS = ("model.width", "model.depth", "model.activation")
+
+
+def hidden_widths(resolved: Mapping[str, Any]) -> list[int] | None:
+    """A plain MLP's hidden-layer widths, or None for a model whose architecture is in the key."""
+    model = resolved.get("model") or {}
+    if model.get("_target_") != "models.MLP" or model.get("norm", "none") != "none":
+        return None
+    try:
+        return resolve_widths(model.get("depth"), model.get("width"))
+    except (TypeError, ValueError):  # a bad width: the ordinary checks report it
+        return None
+
+
 def group_key(resolved: Mapping[str, Any]) -> str:
-    """A string equal for jobs that can train together (the resolved config without `MAY_DIFFER`)."""
+    """A string equal for jobs that can train together (the resolved config without `MAY_DIFFER`,
+    and for plain MLPs their number of hidden layers instead of their widths and activation)."""
     flat = flatten_hparams(resolved)
-    return json.dumps({k: v for k, v in sorted(flat.items()) if not may_differ(k)}, default=str)
+    widths = hidden_widths(resolved)
+    key = {k: v for k, v in sorted(flat.items())
+           if not may_differ(k) and (widths is None or k not in ARCHITECTURE_KEYS)}
+    if widths is not None:
+        key["model.hidden_layers"] = len(widths)
+    return json.dumps(key, default=str)
 
 
 def unsupported(resolved: Mapping[str, Any]) -> str | None:
@@ -125,10 +148,45 @@ def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 
-def plan(tasks: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[int]]]:
+# Jobs whose hidden widths differ share a group padded to its widest member (trainer.training.
+# stacked_layers) when, at every layer, the widest is at most WIDTH_RATIO times each member's width.
+# Padding costs the padded work, and a group saves only its fixed costs (set-up, and the Python of
+# each step and epoch end). Measured on this project's 2-core CPU (load 4-6, one thread, min of 7
+# repeats; 15 members a width, batch 64, Adam, the gradient by hand, milliseconds a step for all
+# groups): depth 1 widths 16, 64, 256 apart 4.6, 16+64 padded with 256 apart 5.3, 16 apart with
+# 64+256 padded 9.1, all padded 21.8; depth 3: 51.9, 52.2, 82.2, 118.1. Padding narrow members to a
+# wide one costs the wide one's work per member, where narrow stacks are cheap at any width near
+# theirs. Pairs of 15 members apart / padded: depth 1 16+32 1.70 / 1.48, 16+64 3.08 / 2.80, 32+64
+# 2.16 / 2.68, 64+128 3.89 / 4.34, 64+256 5.16 / 9.59, 128+256 6.58 / 7.02; depth 3 16+32 3.23 / 3.30,
+# 16+64 5.21 / 6.10, 64+128 16.9 / 24.9, 128+256 48.7 / 72.7. On this CPU padding pays only for the
+# tiniest nets, within the noise: so by default (`hydra.launcher.width_ratio: 1`) only members of
+# equal widths share a group (whatever their activations: 90 members of 3 activations took 10.0 and
+# 8.5 ms a step against 11.4 and 8.8 for 3 groups of 30, depth 2); a device where a step's fixed
+# cost is larger (a GPU's kernel launches) can pad further (`width_ratio=4`: 16 with 64).
+WIDTH_RATIO = 1
+
+
+def buckets(widths: Sequence[Sequence[int]], members: Sequence[int],
+            ratio: float = WIDTH_RATIO) -> list[list[int]]:
+    """`members` (indices into `widths`, one key's jobs) in groups of widths within `ratio`: from
+    the narrowest, each job into the first group where no member's width is padded more than that."""
+    parts: list[list[int]] = []
+    for i in sorted(members, key=lambda j: sum(widths[j])):
+        for part in parts:
+            top = [max(layer) for layer in zip(*(widths[j] for j in (*part, i)), strict=True)]
+            if all(t <= ratio * w for j in (*part, i) for t, w in zip(top, widths[j], strict=True)):
+                part.append(i)
+                break
+        else:
+            parts.append([i])
+    return [sorted(part) for part in sorted(parts, key=min)]
+
+
+def plan(tasks: Sequence[Mapping[str, Any]], width_ratio: float = WIDTH_RATIO) -> list[tuple[str, list[int]]]:
     """The order in which a batch of jobs (resolved task configs) trains: `("group", [i, ...])` for
     jobs trained together, `("alone", [i])` with the reason for a job that cannot be vectorized;
-    in the order of each group's first job."""
+    in the order of each group's first job. Plain MLPs of different widths share a group when their
+    widths are within `width_ratio` (`buckets`; the launcher's `hydra.launcher.width_ratio`)."""
     steps: list[tuple[str, list[int]]] = []
     groups: dict[str, list[int]] = {}
     for i, task in enumerate(tasks):
@@ -141,4 +199,8 @@ def plan(tasks: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[int]]]:
             groups[key] = []
             steps.append(("group", groups[key]))
         groups[key].append(i)
-    return steps
+    widths = [hidden_widths(task) or [] for task in tasks]
+    split = [[(kind, part) for part in buckets(widths, members, width_ratio)] if kind == "group"
+             else [(kind, members)]
+             for kind, members in steps]
+    return sorted((step for parts in split for step in parts), key=lambda step: min(step[1]))

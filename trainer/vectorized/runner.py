@@ -64,7 +64,7 @@ def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members
         batch_size = batch_size_for(first.batch_size, len(splits.x_train))
     except UserError as error:
         return [r if r is not None else error for r in results]
-    widths = resolve_widths(first.model.depth, first.model.width)
+    ready, widths, note = _padded(cfgs, ready)
     dims = [splits.in_dim, *widths, splits.out_dim]
     params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=True))
     size = fitting_members(max_members, member_bytes(params, batch_size, widths, splits.out_dim), device,
@@ -79,12 +79,27 @@ def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members
             # threads=auto as each job alone would get it (one for a small net on the CPU): the only
             # slower-than-basic measurement (grouping.CPU_STACK_BYTES) ran on two threads.
             threads = set_threads(first.threads, params, batch_size, device)
-            log.info("%s: %d jobs as one stacked %s model (%d parameters each) on %s, %d CPU threads",
-                     name, len(part), "-".join(map(str, dims)), params, device, threads)
+            log.info("%s: %d jobs as one stacked %s model (%d parameters each%s) on %s, %d CPU threads",
+                     name, len(part), "-".join(map(str, dims)), params, note, device, threads)
             _train_part(cfgs, outs, part, splits, prep, device, before_open, stop, name, results,
                         started or time.time(), jobs)
     return [r if r is not None else ConfigError("not started: the sweep was stopped by a signal first")
             for r in results]
+
+
+def _padded(cfgs: Sequence[DictConfig], ready: list[int]) -> tuple[list[int], list[int], str]:
+    """The jobs widest first (parts beyond what fits then pad the least), the stack's hidden widths
+    (each layer's widest: members of different widths are padded, trainer.training.stacked_layers,
+    and each takes the padded size) and a note for the log line where members differ."""
+    own = {i: resolve_widths(cfgs[i].model.depth, cfgs[i].model.width) for i in ready}
+    order = sorted(ready, key=lambda i: sum(own[i]), reverse=True)
+    widths = [max(layer) for layer in zip(*own.values(), strict=True)]
+    kinds = sorted({str(w) for w in own.values()})
+    activations = sorted({str(cfgs[i].model.activation) for i in ready})
+    if len(kinds) == 1 and len(activations) == 1:
+        return order, widths, ""
+    return order, widths, (f", padded to the widest member: hidden widths {' '.join(kinds)}, activations "
+                           f"{' '.join(activations)}")
 
 
 def _train_part(cfgs: Sequence[DictConfig], outs: Sequence[Path], part: list[int], splits: Any, prep: Any,

@@ -16,6 +16,7 @@ from trainer.data import prepare_data
 from trainer.run import run
 from trainer.runtime.seed import seed_everything
 from trainer.training.curves import LR_TAG
+from trainer.training.stacked_layers import own
 from trainer.vectorized.group import Group
 from trainer.vectorized.member import Member
 from trainer.vectorized.runner import run_members
@@ -25,15 +26,32 @@ SETTINGS = {
     "adam_inverse_time": ["optimizer=adam", "scheduler=inverse_time", "scheduler.tau=20"],
     "poly_full_batch": ["optimizer=sgd", "averaging=poly", "batch_size=full"],
 }
+# Members of different architectures (trainer.training.stacked_layers): widths as one int and as
+# per-layer lists, activations mixed, sigmoid (f(0) = 0.5) padded; with averaging, weight decay and
+# clipping in the second.
+SETTINGS["mixed_adam"] = ["optimizer=adam", "model.depth=2"]
+SETTINGS["mixed_momentum_poly"] = ["optimizer=momentum", "averaging=poly", "optimizer.weight_decay=0.001",
+                                   "grad_clip=1.0"]
 # (seed, lr) of each job: members differ in both.
 JOBS = {"momentum_b32": [(0, 0.01), (1, 0.05), (2, 0.02)],
         "adam_inverse_time": [(0, 0.001), (1, 0.003), (2, 0.01)],
-        "poly_full_batch": [(0, 0.1), (1, 0.3), (2, 0.05)]}
+        "poly_full_batch": [(0, 0.1), (1, 0.3), (2, 0.05)],
+        "mixed_adam": [(0, 0.003), (1, 0.01), (2, 0.001), (3, 0.003)],
+        "mixed_momentum_poly": [(0, 0.05), (1, 0.02), (2, 0.05)]}
+# And each job's architecture, where members differ in it.
+ARCHITECTURES = {
+    "mixed_adam": [["model.width=16", "model.activation=sigmoid"],
+                   ["model.width=[64,16]", "model.activation=tanh"],
+                   ["model.width=32", "model.activation=sigmoid"],
+                   ["model.width=[8,32]", "model.activation=relu"]],
+    "mixed_momentum_poly": [["model.width=[16,64]", "model.activation=relu"],
+                            ["model.width=[48,8]", "model.activation=sigmoid"], ["model.width=[4,4]"]]}
 
 
 def job_cfgs(setting: str, epochs: int = 5) -> list:
-    return [make_cfg(*SETTINGS[setting], f"seed={seed}", f"optimizer.lr={lr}", f"epochs={epochs}")
-            for seed, lr in JOBS[setting]]
+    extra = ARCHITECTURES.get(setting, [[]] * len(JOBS[setting]))
+    return [make_cfg(*SETTINGS[setting], *own, f"seed={seed}", f"optimizer.lr={lr}", f"epochs={epochs}")
+            for (seed, lr), own in zip(JOBS[setting], extra, strict=True)]
 
 
 def curve(run_dir, tag: str = "val/loss") -> list[float]:
@@ -51,8 +69,8 @@ def test_member_starts_as_its_run_and_draws_its_batches(setting, tmp_path):
         for k, cfg in enumerate(cfgs):  # what run() builds: seed, (data draws nothing), model
             seed_everything(cfg.seed)
             alone = build_model(cfg.model, splits.in_dim, splits.out_dim).state_dict()
-            for name, stacked in group.stacked.params.items():
-                assert torch.equal(stacked[k].detach(), alone[name])
+            for name, stacked in group.stacked.params.items():  # its own corner of the padded stack
+                assert torch.equal(stacked[(k, *own(alone[name].shape))].detach(), alone[name])
         group._start_epoch()
         for k, cfg in enumerate(cfgs):  # fit()'s first epoch order: randperm of the run's generator
             generator = torch.Generator().manual_seed(int(cfg.seed))
@@ -193,3 +211,17 @@ def test_a_nudge_of_1e7_to_the_initial_weights_is_amplified_only_in_a_chaotic_ru
         assert change > 1e-4, change  # over 1,000 times the nudge
     else:
         assert change < 1e-5, change
+
+
+def test_a_mixed_group_is_estimated_at_its_padded_size():
+    """The memory estimate and the log line take the stack's padded widths; the widest jobs first,
+    so that parts beyond what fits pad the least."""
+    from trainer.vectorized.runner import _padded
+
+    cfgs = [make_cfg("model.width=16"), make_cfg("model.width=[64,8]", "model.activation=tanh"),
+            make_cfg("model.width=[8,32]")]
+    order, widths, note = _padded(cfgs, [0, 1, 2])
+    assert order == [1, 2, 0] and widths == [64, 32]
+    assert note == (", padded to the widest member: hidden widths [16, 16] [64, 8] [8, 32], "
+                    "activations relu tanh")
+    assert _padded(cfgs[:1], [0]) == ([0], [16, 16], "")
