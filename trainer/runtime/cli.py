@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import importlib.util
 import os
 import sys
@@ -37,6 +39,20 @@ def user_errors() -> Iterator[None]:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         fail(str(exc))
+
+
+def quick_exit() -> None:
+    """Skip the garbage collection that Python runs over every object as the process ends.
+
+    Python's finalization ends with a full collection, which walks every object still alive: after
+    torch and torch._dynamo (which `torch.optim` imports at the first optimizer) that took 0.4 to 1 s
+    of every `python -m trainer`, far more than any of its atexit handlers, on this project's 2-core
+    CPU. `gc.freeze()` as the last atexit handler (registered first: they run last-in, first-out)
+    moves the living objects out of the collector's sight: the atexit handlers (logging's flush,
+    Hydra's, TensorBoard's) have run, modules are still torn down and objects freed by reference
+    count, only the cycles left at exit stay unfreed, as the operating system reclaims the memory
+    anyway. Nothing is written then (every file is closed by the runs themselves, before exit)."""
+    atexit.register(gc.freeze)
 
 
 # Our Hydra plugins (hydra_plugins/ in the repository root, installed as that namespace's packages).
