@@ -50,7 +50,7 @@ def repository(loader: Any, master: DictConfig) -> Any:
     return cached[1]
 
 
-def master_base(loader: Any, master: DictConfig, parser: Any, groups: list[Any]) -> DictConfig | None:
+def master_base(loader: Any, master: DictConfig, parser: Any, groups: list[Any]) -> frozenset[str] | None:
     """The sweep's own config `master` as the base of the jobs whose group overrides are `groups`,
     or None where it cannot be one. Hydra composed `master` from the command line's overrides less
     its sweeps (`defaults_list.Overrides` skips them): where no sweep chooses a config group and the
@@ -58,7 +58,8 @@ def master_base(loader: Any, master: DictConfig, parser: Any, groups: list[Any])
     command line's plain values applied, which each job's own overrides then set again (the same
     values in the same order: `key=value` and `++key=value` only, as `+key=` and `~key` cannot be
     applied twice), and nothing of a group is left out (`???`: a sweep's composition skips it, a
-    job's refuses it)."""
+    job's refuses it). Returns the keys of those values (a job that does not set each of them again
+    is Hydra's to compose), or None."""
     parsed = parser.parse_overrides(overrides=[str(line) for line in master.hydra.overrides.task])
     repo = repository(loader, master)
     if any(o.is_sweep_override() and repo.group_exists(o.key_or_group) for o in parsed):
@@ -70,7 +71,8 @@ def master_base(loader: Any, master: DictConfig, parser: Any, groups: list[Any])
         return None
     if "???" in OmegaConf.to_container(master.hydra.runtime.choices).values():
         return None
-    return master
+    values = [o for o in parsed if not o.is_sweep_override() and all(o is not g for g in own)]
+    return frozenset(o.key_or_group for o in values)
 
 
 def job_config(base: DictConfig, master: DictConfig, parsed: list[Any], groups: list[Any]) -> DictConfig:
@@ -97,7 +99,7 @@ def composer(loader: Any, compose: Compose) -> Compose:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
-    bases: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
+    bases: dict[tuple[int, tuple[str, ...]], tuple[DictConfig, frozenset[str]]] = {}
 
     def load_sweep_config(master: DictConfig, overrides: list[str]) -> DictConfig:
         try:
@@ -107,8 +109,13 @@ def composer(loader: Any, compose: Compose) -> Compose:
                 return compose(master, list(overrides))
             key = (id(master), tuple(o.input_line for o in groups))
             if key not in bases:
-                bases[key] = master_base(loader, master, parser, groups) or compose(master, list(key[1]))
-            return job_config(bases[key], master, parsed, groups)
+                needed = master_base(loader, master, parser, groups)
+                bases[key] = (master, needed) if needed is not None else (compose(master, list(key[1])),
+                                                                          frozenset())
+            base, needed = bases[key]
+            if not needed <= {o.key_or_group for o in parsed}:  # a value of the sweep's left unset
+                return compose(master, list(overrides))
+            return job_config(base, master, parsed, groups)
         except Exception:  # Hydra's own composition: its result, or its error for the user
             return compose(master, list(overrides))
 

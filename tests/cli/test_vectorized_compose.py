@@ -107,9 +107,29 @@ def test_the_sweeps_own_composition_as_base(monkeypatch: pytest.MonkeyPatch, tas
                                          "runtime": {"choices": {"optimizer": "sgd"}}}})
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(overrides=groups)
-    assert (_compose.master_base(None, master, parser, parsed) is master) is base
+    needed = _compose.master_base(None, master, parser, parsed)
+    assert needed == ({"model.width"} if base else None)  # the plain value each job must set again
     master.hydra.runtime.choices.data = "???"  # a group left out: a job's composition refuses it
     assert _compose.master_base(None, master, parser, parsed) is None
+
+
+def test_a_job_without_the_sweeps_values_goes_to_hydra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job that does not set one of the command line's values again (a sweeper that drops it) is
+    not a copy of the sweep's composition, which holds that value: Hydra composes it."""
+    from omegaconf import OmegaConf
+
+    monkeypatch.setattr(_compose, "repository", lambda loader, master: Groups())
+    dirname = {"kv_sep": "=", "item_sep": ",", "exclude_keys": []}
+    master = OmegaConf.create({"seed": 0, "model": {"width": 16}, "hydra": {
+        "overrides": {"task": ["seed=0,1", "++model.width=16"]}, "runtime": {"choices": {"optimizer": "sgd"}},
+        "job": {"override_dirname": "", "config": {"override_dirname": dirname}}}})
+    calls = []
+    load = _compose.composer(None, lambda m, overrides: calls.append(list(overrides)) or "hydra's")
+    assert load(master, ["seed=0"]) == "hydra's"
+    assert calls == [["seed=0"]]
+    job = load(master, ["seed=1", "++model.width=16"])  # one that sets it again: a copy, no composition
+    assert calls == [["seed=0"]] and job.seed == 1
+    assert job.hydra.job.override_dirname == "++model.width=16,seed=1"
 
 
 def test_hydra_overrides_and_errors_go_to_hydra(monkeypatch: pytest.MonkeyPatch) -> None:
