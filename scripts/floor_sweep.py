@@ -239,7 +239,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from trainer.config.build import batch_size_for, build_data
     from trainer.data import prepare_data
+    from trainer.runtime.cli import quick_start
 
+    if argv is None:  # the command line: the collector off the imports' objects, as `python -m trainer`
+        quick_start()
     torch.set_num_threads(args.threads)
     configs = compose_jobs(args.jobs, args.out.absolute(), args.overrides)
     first = configs[0]

@@ -127,9 +127,10 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     from trainer.config.overrides import check_launcher, check_override_keys
-    from trainer.runtime.cli import expose_hydra_plugins
+    from trainer.runtime.cli import expose_hydra_plugins, quick_start
     from trainer.runtime.distributed import hydra_overrides, srun_world
 
+    quick_start()
     try:  # before Hydra, whose own messages suggest the wrong fix (+key) or end in a traceback
         check_override_keys(sys.argv[1:])
         check_launcher(sys.argv[1:])

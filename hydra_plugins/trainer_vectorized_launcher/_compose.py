@@ -9,8 +9,11 @@ the group overrides alone is made once per distinct set of them (the real Hydra 
 each job is a copy of it with its value overrides applied and the fields that name the job's
 overrides (`hydra.overrides.task`, `hydra.job.override_dirname`) set as Hydra sets them: its
 `.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml` are those of a full composition, byte for
-byte (tests/test_vectorized_compose.py). A job whose overrides touch the `hydra` node, or anything
-this path does not cover (or that fails here, a typo's error included), is composed by Hydra.
+byte (tests/test_vectorized_compose.py). Where the sweep chooses no config group (`seed=0,1,2`,
+`optimizer.lr=...`), that composition is the sweep's own (`master_base`): Hydra composed it already
+from the same group overrides, so no job of such a sweep is composed again. A job whose overrides
+touch the `hydra` node, or anything this path does not cover (or that fails here, a typo's error
+included), is composed by Hydra.
 No torch here: Hydra imports this package at every start.
 """
 
@@ -47,6 +50,31 @@ def repository(loader: Any, master: DictConfig) -> Any:
     return cached[1]
 
 
+def master_base(loader: Any, master: DictConfig, parser: Any, groups: list[Any]) -> frozenset[str] | None:
+    """The sweep's own config `master` as the base of the jobs whose group overrides are `groups`,
+    or None where it cannot be one. Hydra composed `master` from the command line's overrides less
+    its sweeps (`defaults_list.Overrides` skips them): where no sweep chooses a config group and the
+    jobs' group overrides are the command line's, that is the composition of `groups` with the
+    command line's plain values applied, which each job's own overrides then set again (the same
+    values in the same order: `key=value` and `++key=value` only, as `+key=` and `~key` cannot be
+    applied twice), and nothing of a group is left out (`???`: a sweep's composition skips it, a
+    job's refuses it). Returns the keys of those values (a job that does not set each of them again
+    is Hydra's to compose), or None."""
+    parsed = parser.parse_overrides(overrides=[str(line) for line in master.hydra.overrides.task])
+    repo = repository(loader, master)
+    if any(o.is_sweep_override() and repo.group_exists(o.key_or_group) for o in parsed):
+        return None
+    own = group_overrides(loader, master, [o for o in parsed if not o.is_sweep_override()])
+    if own is None or [o.input_line for o in own] != [g.input_line for g in groups]:
+        return None
+    if any((o.is_add() or o.is_delete()) and all(o is not g for g in own) for o in parsed):
+        return None
+    if "???" in OmegaConf.to_container(master.hydra.runtime.choices).values():
+        return None
+    values = [o for o in parsed if not o.is_sweep_override() and all(o is not g for g in own)]
+    return frozenset(o.key_or_group for o in values)
+
+
 def job_config(base: DictConfig, master: DictConfig, parsed: list[Any], groups: list[Any]) -> DictConfig:
     """`base` (the composition of the group overrides `groups`) with the job's other overrides, as
     the tail of Hydra's `_load_configuration_impl` makes a job of them."""
@@ -71,7 +99,7 @@ def composer(loader: Any, compose: Compose) -> Compose:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
-    bases: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
+    bases: dict[tuple[int, tuple[str, ...]], tuple[DictConfig, frozenset[str]]] = {}
 
     def load_sweep_config(master: DictConfig, overrides: list[str]) -> DictConfig:
         try:
@@ -81,8 +109,13 @@ def composer(loader: Any, compose: Compose) -> Compose:
                 return compose(master, list(overrides))
             key = (id(master), tuple(o.input_line for o in groups))
             if key not in bases:
-                bases[key] = compose(master, list(key[1]))
-            return job_config(bases[key], master, parsed, groups)
+                needed = master_base(loader, master, parser, groups)
+                bases[key] = (master, needed) if needed is not None else (compose(master, list(key[1])),
+                                                                          frozenset())
+            base, needed = bases[key]
+            if not needed <= {o.key_or_group for o in parsed}:  # a value of the sweep's left unset
+                return compose(master, list(overrides))
+            return job_config(base, master, parsed, groups)
         except Exception:  # Hydra's own composition: its result, or its error for the user
             return compose(master, list(overrides))
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import importlib.util
 import os
 import sys
@@ -37,6 +39,23 @@ def user_errors() -> Iterator[None]:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         fail(str(exc))
+
+
+def quick_start() -> None:
+    """Keep Python's garbage collector off the objects of the imports (`python -m trainer`, once
+    its module imports, torch included, are done).
+
+    A full collection walks every object the collector tracks: after torch, TensorBoard and
+    torch._dynamo (which `torch.optim` imports at the first optimizer) hundreds of thousands, and
+    Python's finalization ends with one more. On this project's 2-core CPU that was 1 s of the
+    3.7 s of CPU time of a run of the default experiment. `gc.freeze()` moves the objects alive now
+    (torch's, Hydra's) out of the collector's sight for good, and again as the last atexit handler
+    (registered first: they run last-in, first-out), after logging's, Hydra's and TensorBoard's
+    handlers have run. Reference cycles made later are still collected while the process runs;
+    only those left at exit stay unfreed, which the operating system reclaims anyway, and nothing
+    is written then (every run closes its files before it returns)."""
+    gc.freeze()
+    atexit.register(gc.freeze)
 
 
 # Our Hydra plugins (hydra_plugins/ in the repository root, installed as that namespace's packages).

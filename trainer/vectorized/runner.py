@@ -76,9 +76,11 @@ def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members
             if stop():
                 break
             name = label if len(parts) == 1 else f"{label} part {n + 1}/{len(parts)}"
-            # threads=auto as each job alone would get it (one for a small net on the CPU): the only
-            # slower-than-basic measurement (grouping.CPU_STACK_BYTES) ran on two threads.
-            threads = set_threads(first.threads, params, batch_size, device)
+            # threads=auto by the group's step, M members' work at once (trainer.runtime.device's
+            # line): torch's default count for 64 digits nets, where each job alone gets one. Two
+            # threads trained such a group in 24.7 and 25.8 s against 27.6 and 26.2 s on one, with
+            # other work keeping the 2 cores busy (load average 4; docs/guides/vectorized.md).
+            threads = set_threads(first.threads, params * len(part), batch_size, device)
             log.info("%s: %d jobs as one stacked %s model (%d parameters each%s) on %s, %d CPU threads",
                      name, len(part), "-".join(map(str, dims)), params, note, device, threads)
             _train_part(cfgs, outs, part, splits, prep, device, before_open, stop, name, results,
