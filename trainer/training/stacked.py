@@ -109,24 +109,25 @@ class StackedParams:
 
 def stacked_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Every member's Linear: weight (M, out, in), bias (M, out); h (M, B, in), each member's own
-    rows, or (B, in), the same rows for all (members that draw the same batches, and validation):
-    then one matrix product over the concatenated weights, (B, in) @ (in, M * out), instead of M
-    products of copies of the same rows. The result is (M, B, out) either way, made contiguous
-    (the next layer's batched product is slower on the transposed view than the copy costs)."""
-    if h.dim() == 3:
-        return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
-    members, out, width = weight.shape
-    z = torch.addmm(bias.reshape(-1), h, weight.reshape(members * out, width).t())  # (B, M * out)
-    return z.view(len(h), members, out).transpose(0, 1).contiguous()
+    rows, or (B, in), the same rows for all (members that draw the same batches, and validation),
+    broadcast to the batched product without copies (stride 0 over the members) -> (M, B, out).
+
+    Measured on this project's 2-core CPU (thread CPU time, best of 9, one thread): the shared
+    784-256 layer of 16 members at batch 128 costs 6.8-7.2 ms against 7.6-8.2 ms for M gathered
+    copies, the numbers bit for bit the same; one product over the concatenated weights,
+    (B, in) @ (in, M * out), was slower (7.4 ms, and 15% slower for the digits net) because the
+    next layer needs its (B, M, out) result made contiguous as (M, B, out)."""
+    if h.dim() == 2:
+        h = h.expand(len(weight), *h.shape)
+    return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
 
 
 def stacked_weight_grad(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """dL/dW (M, out, in) of `stacked_linear` from g = dL/dz (M, B, out) and its input h (M, B, in)
-    or shared (B, in): g_k^T h_k per member, for a shared input one product (M * out, B) @ (B, in)."""
-    if h.dim() == 3:
-        return torch.bmm(g.transpose(1, 2), h)
-    members, rows, out = g.shape
-    return torch.mm(g.transpose(0, 1).reshape(rows, members * out).t(), h).view(members, out, -1)
+    or shared (B, in), broadcast as in the forward (4.6 ms against 5.0-5.8 ms for the copies)."""
+    if h.dim() == 2:
+        h = h.expand(len(g), *h.shape)
+    return torch.bmm(g.transpose(1, 2), h)
 
 
 def _mlp_layers(model: nn.Module) -> list[Any] | None:
