@@ -20,8 +20,9 @@ bare loop of scripts/bench_process.py:
 `--stacked` times a vectorized group's step instead (`trainer.vectorized.group.Group.step`'s work:
 the gather, the gradient by hand of `trainer.training.stacked_backprop`, one fused Adam through
 `MemberwiseOptimizer`), µs of the process's CPU time (the wall time on an idle machine with one
-thread, and robust to other processes on a busy one) per member and update, for M members of the digits net (64-128-128-10,
-batch 64) and the issue's large net (784-256-256-10, batch 128), in three variants:
+thread, and robust to other processes on a busy one) per member and update, for M members of the
+digits net (64-128-128-10, batch 64) and the issue's large net (784-256-256-10, batch 128), in
+three variants:
 
 - seed sweep: each member its own batches (M, b, D), one learning rate (the update in place);
 - lr sweep, batched: one seed, M learning rates, the same rows gathered M times (M, b, D): the
