@@ -32,6 +32,7 @@ from torch.func import functional_call, vmap
 
 from models.mlp import ACTIVATIONS
 from trainer.training.losses import Loss
+from trainer.training.stacked_linear import stacked_linear
 
 # torch.optim classes whose update is linear in lr and independent of the parameters' values
 # (given the gradient), so that one update with lr = 1 scaled per member is each member's update.
@@ -105,29 +106,6 @@ class StackedParams:
     @property
     def tensors(self) -> list[torch.Tensor]:
         return list(self.params.values())
-
-
-def stacked_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Every member's Linear: weight (M, out, in), bias (M, out); h (M, B, in), each member's own
-    rows, or (B, in), the same rows for all (members that draw the same batches, and validation),
-    broadcast to the batched product without copies (stride 0 over the members) -> (M, B, out).
-
-    Measured on this project's 2-core CPU (thread CPU time, best of 9, one thread): the shared
-    784-256 layer of 16 members at batch 128 costs 6.8-7.2 ms against 7.6-8.2 ms for M gathered
-    copies, the numbers bit for bit the same; one product over the concatenated weights,
-    (B, in) @ (in, M * out), was slower (7.4 ms, and 15% slower for the digits net) because the
-    next layer needs its (B, M, out) result made contiguous as (M, B, out)."""
-    if h.dim() == 2:
-        h = h.expand(len(weight), *h.shape)
-    return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
-
-
-def stacked_weight_grad(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """dL/dW (M, out, in) of `stacked_linear` from g = dL/dz (M, B, out) and its input h (M, B, in)
-    or shared (B, in), broadcast as in the forward (4.6 ms against 5.0-5.8 ms for the copies)."""
-    if h.dim() == 2:
-        h = h.expand(len(g), *h.shape)
-    return torch.bmm(g.transpose(1, 2), h)
 
 
 def _mlp_layers(model: nn.Module) -> list[Any] | None:
@@ -224,9 +202,9 @@ class MemberwiseOptimizer:
     def _build(self) -> None:
         """The optimizer over `handles`: tensors whose `.data` is, for each step, either the stacked
         parameters themselves (all members at one learning rate: torch's update in place, as a
-        lone job's, without the two extra passes over the stack that cost 18% of a 784-256-256-10
-        step) or the scratch update (rates differ). Its state is keyed by the handles, so it is the
-        same in both."""
+        lone job's, without the scratch's two extra passes over the stack: 1.12-1.23x faster per
+        member and update, `scripts/bench_step.py --stacked`) or the scratch update (rates differ).
+        Its state is keyed by the handles, so it is the same in both."""
         self.handles = [p.detach() for p in self.stacked.tensors]
         self.scratch: list[torch.Tensor] = []
         self.optimizer: torch.optim.Optimizer = self.build(self.handles)

@@ -23,7 +23,7 @@ import torch
 
 from trainer.training.backprop import ACTIVATION_GRADS
 from trainer.training.losses import Loss
-from trainer.training.stacked import stacked_linear, stacked_weight_grad
+from trainer.training.stacked_linear import stacked_linear, stacked_weight_grad
 
 
 class StackedBackprop:

@@ -160,7 +160,7 @@ class Group:
     def _share(self) -> None:
         """Whether every member's epoch order is the same (jobs that differ only in optimizer
         settings: same seed, data and batch size), so that each step's batch is one (b, D) gather
-        for all and the first layer one shared product (`trainer.training.stacked.stacked_linear`).
+        broadcast to every member's first layer (`trainer.training.stacked_linear`).
         Decided from the orders themselves, exact by construction, each epoch and when members leave."""
         self.shared = self.stacked.shares_input and bool((self.perms == self.perms[:1]).all())
 
