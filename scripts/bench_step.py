@@ -146,6 +146,7 @@ def stacked_variants(net: str, members: int) -> dict[str, Callable[[], Callable[
             optimizer.zero_grad()
             backprop(xb, yb)
             optimizer.step(lrs, [0.0] * members)
+        step.stacked = stacked  # type: ignore[attr-defined]  # (the test compares the variants' weights)
         return step
 
     one = [1e-3] * members
@@ -155,10 +156,10 @@ def stacked_variants(net: str, members: int) -> dict[str, Callable[[], Callable[
             "lr sweep, shared": lambda: build(same, sweep, True)}
 
 
-def measure_stacked(net: str, members: int, repeats: int) -> dict[str, float]:
-    """µs per member and update of each variant, best of `repeats` rotating rounds."""
+def measure_stacked(net: str, members: int, repeats: int, steps: int | None = None) -> dict[str, float]:
+    """µs per member and update of each variant, best of `repeats` rotating rounds of `steps`."""
     builders = stacked_variants(net, members)
-    steps = max(5, 4000 // members if net == "digits" else 400 // members)
+    steps = steps or max(5, 4000 // members if net == "digits" else 400 // members)
     best = {name: float("inf") for name in builders}
     for r in range(repeats):
         names = list(best)
