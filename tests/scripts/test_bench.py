@@ -78,6 +78,23 @@ def test_bench_step_variants_make_the_same_update():
     assert set(times) == set(trained) and all(0 < t < 1e6 for t in times.values())
 
 
+def test_bench_step_stacked_variants_time_the_same_lr_sweep():
+    """`bench_step.py --stacked`: the lr sweep's shared and batched variants train the same members
+    to the same weights bit for bit (only the copies of the batch differ), the seed sweep others."""
+    bench = script("bench_step")
+    builders = bench.stacked_variants("digits", 3)
+    steps = {name: build() for name, build in builders.items()}
+    for i in range(3):
+        for step in steps.values():
+            step(i)
+    weights = {name: [p.detach() for p in step.stacked.tensors] for name, step in steps.items()}
+    shared, batched = weights["lr sweep, shared"], weights["lr sweep, batched"]
+    assert all(torch.equal(a, b) for a, b in zip(shared, batched, strict=True))
+    assert not torch.equal(weights["seed sweep"][0], batched[0])
+    times = bench.measure_stacked("digits", 2, repeats=1, steps=3)
+    assert set(times) == set(builders) and all(0 < t < 1e6 for t in times.values())
+
+
 def test_bench_never_overwrites_the_committed_table_with_smoke_numbers(capsys):
     bench = script("bench")
     with pytest.raises(SystemExit) as exc:

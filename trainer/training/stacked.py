@@ -9,8 +9,10 @@ The forward pass is PyTorch's model-ensembling recipe:
 ordinary `models.MLP` code; for the MLP's own layers (Linear, activation, dropout) the same batched
 matmuls written out, which costs less per call.
 
-`MemberwiseOptimizer` runs torch.optim's own update (foreach or fused) once for all members. Every
-supported optimizer's update is linear in the learning rate, so it runs with lr = 1 on a scratch
+`MemberwiseOptimizer` runs torch.optim's own update (foreach or fused) once for all members. When
+all members are at one learning rate (a seed sweep; one schedule for all) it updates the stacked
+parameters in place at that rate, as a lone job's optimizer does. Otherwise: every supported
+optimizer's update is linear in the learning rate, so it runs with lr = 1 on a scratch
 tensor `u` set to zero before each step: afterwards `u` holds exactly the update direction
 (0 - 1 * d = -d), and each member's parameters move by its own lr times its slice of `u`. Weight decay
 is applied member-wise around it (L2 added to the gradient as torch does; AdamW's decoupled
@@ -33,6 +35,7 @@ from torch.func import functional_call, vmap
 from models.mlp import ACTIVATIONS
 from trainer.training.losses import Loss
 from trainer.training.stacked_layers import MemberActivations, own, pad_stack
+from trainer.training.stacked_linear import stacked_linear
 
 # torch.optim classes whose update is linear in lr and independent of the parameters' values
 # (given the gradient), so that one update with lr = 1 scaled per member is each member's update.
@@ -82,18 +85,30 @@ class StackedParams:
         for p in model.parameters():
             p.data = p.data.clone()
 
-    def __call__(self, x: torch.Tensor, train: bool = True) -> torch.Tensor:  # (M, B, D) -> (M, B, K)
+    def __call__(self, x: torch.Tensor, train: bool = True) -> torch.Tensor:
+        """(M, B, D) each member's own rows, or (B, D) the same rows for every member -> (M, B, K)."""
         self.shape_model.train(train)  # train=False: dropout off, as a member's evaluate() has it
+        if x.dim() == 2 and not self.shares_input:
+            x = x.expand(self.members, *x.shape)
         if self.layers is None:
             return self.forward_fn(self.params, x)
         h = x
         for layer in self.layers:  # the MLP's own layers, a Linear as one batched matmul
             if isinstance(layer, tuple):
-                weight, bias = (self.params[n] for n in layer)  # (M, out, in), (M, out)
-                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+                h = stacked_linear(h, *(self.params[n] for n in layer))
             else:  # elementwise (activation, dropout): the same module on (M, B, H)
                 h = layer(h)
         return h
+
+    @property
+    def members(self) -> int:
+        return len(next(iter(self.params.values())))
+
+    @property
+    def shares_input(self) -> bool:
+        """Whether one (B, D) batch can stand for all members' rows: the first layer is a Linear
+        (an input dropout would draw one mask for all)."""
+        return self.layers is not None and isinstance(self.layers[0], tuple)
 
     @property
     def tensors(self) -> list[torch.Tensor]:
@@ -129,14 +144,14 @@ def stacked_validation(stacked: StackedParams, x: torch.Tensor, y: torch.Tensor,
                        loss: Loss) -> list[dict[str, float]]:
     """Each member's `val/loss` (and `val/acc`) in one batched pass: what `trainer.training.loop.evaluate`
     computes for one model, for all members (rows in chunks that keep M x rows x width small)."""
-    members = len(next(iter(stacked.params.values())))
+    members = stacked.members
     widest = max(t.shape[1] for t in stacked.tensors if t.dim() == 3)
     rows = max(1, VAL_CHUNK // (members * widest))
     loss_sum = torch.zeros(members, device=x.device)
     correct = torch.zeros(members, device=x.device, dtype=torch.int64)
     for i in range(0, len(x), rows):
         xb, yb = x[i:i + rows], y[i:i + rows]
-        out = stacked(xb.expand(members, *xb.shape), train=False)
+        out = stacked(xb, train=False)  # the same rows for every member: one shared product
         ys = yb.expand(members, *yb.shape)
         loss_sum += loss.member_means(out, ys).float() * len(xb)
         if loss.task == "classification":
@@ -153,8 +168,7 @@ class MemberwiseOptimizer:
 
     def __init__(self, build: Any, stacked: StackedParams) -> None:
         self.build, self.stacked = build, stacked
-        self.scratch = [torch.zeros_like(p) for p in stacked.tensors]
-        self.optimizer: torch.optim.Optimizer = build(self.scratch)
+        self._build()
         if not isinstance(self.optimizer, LINEAR_IN_LR):
             raise TypeError(f"{type(self.optimizer).__name__} cannot be vectorized")
         defaults = self.optimizer.defaults
@@ -184,14 +198,36 @@ class MemberwiseOptimizer:
         if wd is not None and not self.decoupled:  # L2 on the gradient, as torch adds it (grad + wd * p)
             for p in params:
                 p.grad.add_(_broadcast(wd, p) * p)
-        for u, p in zip(self.scratch, params, strict=True):
-            u.grad = p.grad
-        torch._foreach_zero_(self.scratch)
-        self.optimizer.step()
-        for u, p in zip(self.scratch, params, strict=True):
-            if wd is not None and self.decoupled:
+        if wd is not None and self.decoupled:  # AdamW's p *= 1 - lr * wd, before the update as torch's
+            for p in params:
                 p.mul_(1 - _broadcast(lr * wd, p))
-            p.addcmul_(_broadcast(lr, p), u)
+        same = all(v == lrs[0] for v in lrs)  # e.g. a seed sweep, or one schedule for all
+        targets = [p.detach() for p in params] if same else self._zeroed_scratch()
+        for h, t, p in zip(self.handles, targets, params, strict=True):
+            h.data, h.grad = t, p.grad
+        for group in self.optimizer.param_groups:
+            group["lr"] = lrs[0] if same else 1.0
+        self.optimizer.step()
+        if not same:
+            for u, p in zip(self.scratch, params, strict=True):
+                p.addcmul_(_broadcast(lr, p), u)
+
+    def _build(self) -> None:
+        """The optimizer over `handles`: tensors whose `.data` is, for each step, either the stacked
+        parameters themselves (all members at one learning rate: torch's update in place, as a
+        lone job's, without the scratch's two extra passes over the stack: 1.12-1.23x faster per
+        member and update, `scripts/bench_step.py --stacked`) or the scratch update (rates differ).
+        Its state is keyed by the handles, so it is the same in both."""
+        self.handles = [p.detach() for p in self.stacked.tensors]
+        self.scratch: list[torch.Tensor] = []
+        self.optimizer: torch.optim.Optimizer = self.build(self.handles)
+
+    def _zeroed_scratch(self) -> list[torch.Tensor]:
+        if not self.scratch:
+            self.scratch = [torch.zeros_like(p) for p in self.stacked.tensors]
+        else:
+            torch._foreach_zero_(self.scratch)
+        return self.scratch
 
     def zero_grad(self) -> None:
         for p in self.stacked.tensors:
@@ -199,12 +235,12 @@ class MemberwiseOptimizer:
 
     # ----------------------------------------------------------------- member slices of the state
     def _stacked_state(self) -> list[dict[str, Any]]:
-        return [self.optimizer.state.get(u, {}) for u in self.scratch]
+        return [self.optimizer.state.get(h, {}) for h in self.handles]
 
     def member_state(self, k: int, member_optimizer: torch.optim.Optimizer) -> None:
         """Write member k's slice of the state into its own optimizer (for its checkpoint)."""
         params = [p for g in member_optimizer.param_groups for p in g["params"]]
-        for p, u, st in zip(params, self.scratch, self._stacked_state(), strict=True):
+        for p, u, st in zip(params, self.handles, self._stacked_state(), strict=True):
             if st:  # its own shape: the padding (trainer.training.stacked_layers) is not its state
                 member_optimizer.state[p] = {key: _slice(v, u, k, p.shape) for key, v in st.items()}
 
@@ -212,7 +248,7 @@ class MemberwiseOptimizer:
         """Stack the members' own optimizer states (restored from checkpoints) into this one's."""
         per_member = [[o.state.get(p, {}) for g in o.param_groups for p in g["params"]]
                       for o in member_optimizers]
-        for i, u in enumerate(self.scratch):
+        for i, u in enumerate(self.handles):
             states = [m[i] for m in per_member]
             if not states[0]:
                 continue
@@ -223,11 +259,10 @@ class MemberwiseOptimizer:
 
     def keep(self, keep: Sequence[int]) -> None:
         """Drop the members not in `keep` (after `StackedParams.adopt` of the kept ones)."""
-        index = torch.tensor(list(keep), device=self.scratch[0].device)
+        index = torch.tensor(list(keep), device=self.handles[0].device)
         old = self._stacked_state()
-        self.scratch = [torch.zeros_like(p) for p in self.stacked.tensors]
-        self.optimizer = self.build(self.scratch)
-        for u, st in zip(self.scratch, old, strict=True):
+        self._build()
+        for u, st in zip(self.handles, old, strict=True):
             if st:  # the kept rows, cut to the kept members' padded shape (`adopt` narrows the stack)
                 self.optimizer.state[u] = {
                     key: v.index_select(0, index)[(slice(None), *own(u.shape[1:]))].contiguous()

@@ -24,10 +24,12 @@ import torch
 from trainer.training.backprop import ACTIVATION_GRADS
 from trainer.training.losses import Loss
 from trainer.training.stacked_layers import MemberActivations
+from trainer.training.stacked_linear import stacked_linear, stacked_weight_grad
 
 
 class StackedBackprop:
-    """`(x (M, b, D), y) -> (losses (M,), outputs (M, b, K))`, with `.grad` set on the stacked tensors."""
+    """`(x, y) -> (losses (M,), outputs (M, b, K))`, with `.grad` set on the stacked tensors; x is
+    (M, b, D), or (b, D) when every member's batch is the same rows (`StackedParams.shares_input`)."""
 
     def __init__(self, stacked: Any, loss: Loss) -> None:
         self.stacked, self.loss = stacked, loss
@@ -51,7 +53,7 @@ class StackedBackprop:
             if isinstance(layer, tuple):
                 weight, bias = (params[n] for n in layer)  # (M, out, in), (M, out)
                 saved.append((weight, bias, h))
-                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+                h = stacked_linear(h, weight, bias)  # x may be (b, D), shared by all members
             else:
                 z, h = h, layer(h)
                 saved.append((layer, z, h))
@@ -62,7 +64,7 @@ class StackedBackprop:
                 g = activation_grad(layer, g, z, out)
                 continue
             weight, bias, h_in = entry
-            weight.grad, bias.grad = torch.bmm(g.transpose(1, 2), h_in), g.sum(1)
+            weight.grad, bias.grad = stacked_weight_grad(g, h_in), g.sum(1)
             if h_in is not x:
                 g = torch.bmm(g, weight)
         return losses, h

@@ -127,6 +127,7 @@ class Group:
         self.fold()
         self.perms, self.loss_sums, self.correct = (t.index_select(0, index) for t in
                                                      (self.perms, self.loss_sums, self.correct))
+        self._share()  # members that drew other orders may have left
 
     def _leave(self, m: Member) -> None:
         if m.state.status == "diverged":
@@ -155,6 +156,14 @@ class Group:
         self.correct = torch.stack([c.correct for c in cursors])
         self.next_batch, self.seen = cursors[0].next_batch, cursors[0].seen
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._share()
+
+    def _share(self) -> None:
+        """Whether every member's epoch order is the same (jobs that differ only in optimizer
+        settings: same seed, data and batch size), so that each step's batch is one (b, D) gather
+        broadcast to every member's first layer (`trainer.training.stacked_linear`).
+        Decided from the orders themselves, exact by construction, each epoch and when members leave."""
+        self.shared = self.stacked.shares_input and bool((self.perms == self.perms[:1]).all())
 
     def step(self, idx: torch.Tensor) -> None:
         """One update of every active member on its own rows `idx` (M, b) of the training split."""
@@ -162,7 +171,10 @@ class Group:
         rows = idx.reshape(-1)  # index_select: a row gather, faster than x[idx] on the CPU
         yb = y.index_select(0, rows).view(*idx.shape, *y.shape[1:])
         self.optimizer.zero_grad()
-        xb = x.index_select(0, rows).view(*idx.shape, *x.shape[1:])
+        if self.shared:  # the same rows for every member: gathered once, (b, D)
+            xb = x.index_select(0, idx[0])
+        else:
+            xb = x.index_select(0, rows).view(*idx.shape, *x.shape[1:])
         if self.backprop is not None:  # the gradient by hand (trainer.training.stacked_backprop)
             losses, out = self.backprop(xb, yb)
         else:

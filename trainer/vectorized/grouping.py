@@ -125,7 +125,10 @@ def free_bytes(device: torch.device) -> int:
 # (0.8 MB each) trained 1.8x faster than the basic launcher at M = 4 and 1.4x at M = 16 (13 MB),
 # but 3.5x slower at M = 64 (52 MB; that run also had two threads, see runner.py). Past the caches,
 # the optimizer's and the matmuls' passes over the stack wait on memory, where one job's weights
-# stay in cache; 16 MB keeps a group within what was measured to be faster.
+# stay in cache; 16 MB keeps a group within what was measured to be faster. Measured again for
+# issue 31's 784-256-256-10 (1.1 MB a member, one thread): the group's step costs the same per member
+# from M = 8 to 64 (scripts/bench_step.py --stacked), and 16 such jobs as one group (max_members=16)
+# took 59.4 / 64.1 s of CPU time against 64.0 / 57.4 s as this cap's two groups of 8: no gain seen.
 CPU_STACK_BYTES = 16 << 20
 
 

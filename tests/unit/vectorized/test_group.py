@@ -16,6 +16,8 @@ from trainer.data import prepare_data
 from trainer.run import run
 from trainer.runtime.seed import seed_everything
 from trainer.training.curves import LR_TAG
+from trainer.training.stacked import StackedParams
+from trainer.training.stacked_backprop import StackedBackprop
 from trainer.training.stacked_layers import own
 from trainer.vectorized.group import Group
 from trainer.vectorized.member import Member
@@ -225,3 +227,70 @@ def test_a_mixed_group_is_estimated_at_its_padded_size():
     assert note == (", padded to the widest member: hidden widths [16, 16] [64, 8] [8, 32], "
                     "activations relu tanh")
     assert _padded(cfgs[:1], [0]) == ([0], [16, 16], "")
+
+
+def training_batches(monkeypatch, by_hand: bool = True) -> list[int]:
+    """The dimensions of the batches the group's training steps feed its first layer, step by step:
+    2, one (b, D) batch shared by all members; 3, each member's own rows (M, b, D)."""
+    seen: list[int] = []
+    if by_hand:
+        real = StackedBackprop.__call__
+
+        def spy(self, x, y):
+            seen.append(x.dim())
+            return real(self, x, y)
+        monkeypatch.setattr(StackedBackprop, "__call__", spy)
+    else:
+        real_call = StackedParams.__call__
+
+        def spy(self, x, train=True):
+            if train:  # validation always shares its rows
+                seen.append(x.dim())
+            return real_call(self, x, train)
+        monkeypatch.setattr(StackedParams, "__call__", spy)
+    return seen
+
+
+@pytest.mark.parametrize("backprop", ["auto", "autograd"])
+def test_an_lr_sweep_shares_its_batches_and_a_seed_sweep_does_not(monkeypatch, tmp_path, backprop):
+    base = ["data=gaussians", "epochs=2", f"backprop={backprop}"]
+    seen = training_batches(monkeypatch, by_hand=backprop == "auto")
+    run_members([make_cfg(*base, "seed=3", f"optimizer.lr={lr}") for lr in (0.01, 0.02, 0.05)],
+                 [tmp_path / f"lr{i}" for i in range(3)])
+    assert len(seen) == 2 * 11 and set(seen) == {2}  # 700 training rows, batches of 64
+    seen.clear()
+    run_members([make_cfg(*base, f"seed={s}", "optimizer.lr=0.01") for s in range(3)],
+                [tmp_path / f"seed{i}" for i in range(3)])
+    assert len(seen) == 2 * 11 and set(seen) == {3}
+
+
+def test_members_share_once_those_with_other_batches_left(monkeypatch, tmp_path):
+    """Two jobs of one seed and one of another that ends after its first epoch: the group's
+    batches are each member's own in epoch 1, shared once the other seed's member has left."""
+    seen = training_batches(monkeypatch)
+    base = ["data=gaussians", "optimizer=sgd"]
+    cfgs = [make_cfg(*base, "seed=0", "optimizer.lr=0.1", "epochs=3"),
+            make_cfg(*base, "seed=1", "optimizer.lr=0.1", "epochs=1"),
+            make_cfg(*base, "seed=0", "optimizer.lr=0.3", "epochs=3")]
+    together = run_members(cfgs, [tmp_path / f"vec{i}" for i in range(3)])
+    assert seen == [3] * 11 + [2] * 22
+    for i in (0, 2):  # and the sharing members still train as their own runs
+        alone = run(cfgs[i], out_dir=tmp_path / f"seq{i}")
+        assert together[i]["steps"] == alone["steps"] == 33
+        assert curve(tmp_path / f"vec{i}") == pytest.approx(curve(tmp_path / f"seq{i}"), rel=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_lr_sweep_members_match_sequential_runs(optimizer, tmp_path):
+    """One seed, M learning rates: the members share every batch, and each still matches its run."""
+    cfgs = [make_cfg(f"optimizer={optimizer}", "seed=0", f"optimizer.lr={lr}", "epochs=4")
+            for lr in (0.003, 0.01, 0.03)]
+    together = run_members(cfgs, [tmp_path / f"vec{i}" for i in range(len(cfgs))])
+    for i, cfg in enumerate(cfgs):
+        alone = run(cfg, out_dir=tmp_path / f"seq{i}")
+        assert together[i]["steps"] == alone["steps"]
+        seq, vec = curve(tmp_path / f"seq{i}"), curve(tmp_path / f"vec{i}")
+        assert len(seq) == len(vec) == 4
+        assert vec == pytest.approx(seq, rel=1e-3)
+        assert together[i]["test/acc"] == pytest.approx(alone["test/acc"], abs=2 / 360)
