@@ -120,7 +120,7 @@ def test_padding_stays_zero_and_members_train_as_alone(optimizer) -> None:
     step.keep(keep)
     assert stacked.params["net.0.weight"].shape == (3, 4, 5)
     assert stacked.params["net.2.weight"].shape == (3, 32, 4)
-    for u, p in zip(step.scratch, stacked.tensors, strict=True):
+    for u, p in zip(step.handles, stacked.tensors, strict=True):
         for v in step.optimizer.state[u].values():
             assert v.dim() == 0 or v.shape == p.shape
 
@@ -149,9 +149,10 @@ def test_member_state_has_its_own_shapes_and_storage() -> None:
     for t in [*weights.values(), *(v for s in state.values() for v in s.values())]:
         assert t.untyped_storage().nbytes() == 4 * t.numel()
     before = {n: p.detach().clone() for n, p in stacked.params.items()}
-    moments = [step.optimizer.state[u]["exp_avg_sq"].clone() for u in step.scratch]
+    moments = [step.optimizer.state[u]["exp_avg_sq"].clone() for u in step.handles]
+    assert len(moments) == len(stacked.tensors)
     again = MemberwiseOptimizer(lambda params: torch.optim.Adam(params, lr=1.0), stacked)
     again.load_members(own_opts)
-    for u, v in zip(again.scratch, moments, strict=True):
+    for u, v in zip(again.handles, moments, strict=True):
         assert torch.equal(again.optimizer.state[u]["exp_avg_sq"], v)
     assert all(torch.equal(before[n], p) for n, p in stacked.params.items())
