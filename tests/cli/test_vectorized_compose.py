@@ -1,9 +1,11 @@
-"""The vectorized launcher composes once per choice of config groups (hydra_plugins/.../_compose.py)
-and writes YAML with libyaml's emitter (`_launch.save_yaml`): each job's `.hydra` files are those of
-Hydra's own composition and `_save_config`, byte for byte."""
+"""The vectorized launcher, and Hydra's basic launcher, compose once per choice of config groups
+(hydra_plugins/.../_compose.py); the vectorized launcher writes YAML with libyaml's emitter
+(`_launch.save_yaml`): each job's `.hydra` files are those of Hydra's own composition and
+`_save_config`, byte for byte."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -17,11 +19,11 @@ SWEEP = ("-m", "hydra/launcher=vectorized", "optimizer=sgd,adam", "optimizer.lr=
 FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
 
-def launched(tmp_path: Path, name: str) -> dict[int, Path]:
+def launched(tmp_path: Path, name: str, sweep_args: Sequence[str] = SWEEP) -> dict[int, Path]:
     """The sweep run in-process into tmp_path/sweep, then moved to tmp_path/NAME (hydra.yaml holds
     the sweep folder: both ways write into the same one)."""
     sweep = tmp_path / "sweep"
-    done = cli_in_process(*SWEEP, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    done = cli_in_process(*sweep_args, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     sweep.rename(tmp_path / name)
     return job_dirs(tmp_path / name)
@@ -52,6 +54,34 @@ def test_job_files_equal_hydras_own_composition(tmp_path: Path, monkeypatch: pyt
     overrides = (fast[7] / ".hydra" / "overrides.yaml").read_text()
     assert overrides == ("- optimizer=adam\n- optimizer.lr=0.01\n- seed=1\n- data=gaussians\n- epochs=1\n"
                          "- progress=False\n")
+
+
+def test_the_basic_launchers_job_files_equal_hydras_own_composition(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hydra's basic launcher composes by groups too (`_compose.ComposeByGroups`): the sweeper's check
+    and the launcher each take a copy of one composition per choice of groups."""
+    real_composer, compositions = _compose.composer, []
+
+    def counting(loader, compose):
+        def counted(master, overrides):
+            compositions.append(list(overrides))
+            return compose(master, overrides)
+        return real_composer(loader, counted)
+
+    monkeypatch.setattr(_compose, "composer", counting)
+    basic = [a for a in SWEEP if a != "hydra/launcher=vectorized" and not a.startswith("seed=")]
+    fast = launched(tmp_path, "fast", basic)
+    assert compositions == [["optimizer=sgd", "data=gaussians"], ["optimizer=adam", "data=gaussians"]]
+    monkeypatch.setattr(_compose, "composer", lambda loader, compose: compose)  # Hydra composes each job
+    each = launched(tmp_path, "each", basic)
+    assert sorted(fast) == sorted(each) == list(range(4))
+    for num in fast:
+        assert fast[num].name == each[num].name
+        for name in FILES:
+            assert (fast[num] / ".hydra" / name).read_bytes() == (each[num] / ".hydra" / name).read_bytes(), \
+                f"job {num}: {name}"
+    assert (fast[3] / ".hydra" / "overrides.yaml").read_text() == (
+        "- optimizer=adam\n- optimizer.lr=0.01\n- data=gaussians\n- epochs=1\n- progress=False\n")
 
 
 def test_hydra_overrides_and_errors_go_to_hydra(monkeypatch: pytest.MonkeyPatch) -> None:
