@@ -69,19 +69,20 @@ def test_the_basic_launchers_job_files_equal_hydras_own_composition(tmp_path: Pa
         return real_composer(loader, counted)
 
     monkeypatch.setattr(_compose, "composer", counting)
-    basic = [a for a in SWEEP if a != "hydra/launcher=vectorized" and not a.startswith("seed=")]
+    basic = [a if a != "optimizer=sgd,adam" else "optimizer=sgd" for a in SWEEP
+             if a != "hydra/launcher=vectorized" and not a.startswith("seed=")]
     fast = launched(tmp_path, "fast", basic)
-    assert compositions == [["optimizer=sgd", "data=gaussians"], ["optimizer=adam", "data=gaussians"]]
+    assert compositions == [["optimizer=sgd", "data=gaussians"]]  # the check's and the launcher's
     monkeypatch.setattr(_compose, "composer", lambda loader, compose: compose)  # Hydra composes each job
     each = launched(tmp_path, "each", basic)
-    assert sorted(fast) == sorted(each) == list(range(4))
+    assert sorted(fast) == sorted(each) == list(range(2))
     for num in fast:
         assert fast[num].name == each[num].name
         for name in FILES:
             assert (fast[num] / ".hydra" / name).read_bytes() == (each[num] / ".hydra" / name).read_bytes(), \
                 f"job {num}: {name}"
-    assert (fast[3] / ".hydra" / "overrides.yaml").read_text() == (
-        "- optimizer=adam\n- optimizer.lr=0.01\n- data=gaussians\n- epochs=1\n- progress=False\n")
+    assert (fast[1] / ".hydra" / "overrides.yaml").read_text() == (
+        "- optimizer=sgd\n- optimizer.lr=0.01\n- data=gaussians\n- epochs=1\n- progress=False\n")
 
 
 def test_hydra_overrides_and_errors_go_to_hydra(monkeypatch: pytest.MonkeyPatch) -> None:
