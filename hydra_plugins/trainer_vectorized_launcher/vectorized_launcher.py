@@ -74,11 +74,12 @@ def remember_compositions(loader: Any) -> None:
     launcher to take (`loader.composed.pop(...)`), which saves about 0.1 s a job on a 2-core CPU;
     and each composition is a copy of one made once per choice of config groups, with the job's
     values applied (`_compose.composer`), not a composition from scratch."""
-    from hydra_plugins.trainer_vectorized_launcher._compose import composer
+    from hydra_plugins.trainer_vectorized_launcher._compose import compose_by_groups
 
     if hasattr(loader, "composed"):
         return
-    compose = composer(loader, loader.load_sweep_config)
+    compose_by_groups(loader)
+    compose = loader.load_sweep_config
     loader.composed = {}
 
     def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:

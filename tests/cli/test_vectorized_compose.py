@@ -1,10 +1,12 @@
-"""The vectorized launcher composes once per choice of config groups (hydra_plugins/.../_compose.py),
-and not at all for a sweep that chooses none (the sweep's own composition is its jobs' base),
-and writes YAML with libyaml's emitter (`_launch.save_yaml`): each job's `.hydra` files are those of
-Hydra's own composition and `_save_config`, byte for byte."""
+"""The vectorized launcher, and Hydra's basic launcher, compose once per choice of config groups
+(hydra_plugins/.../_compose.py), and not at all for a sweep that chooses none (the sweep's own
+composition is its jobs' base); the vectorized launcher writes YAML with libyaml's emitter
+(`_launch.save_yaml`): each job's `.hydra` files are those of Hydra's own composition and
+`_save_config`, byte for byte."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ VALUES = ("-m", "hydra/launcher=vectorized", "optimizer=sgd", "optimizer.lr=0.1,
           "data=gaussians", "++model.width=16", "epochs=1", "progress=false")
 
 
-def launched(tmp_path: Path, name: str, sweep_args: tuple[str, ...] = SWEEP) -> dict[int, Path]:
+def launched(tmp_path: Path, name: str, sweep_args: Sequence[str] = SWEEP) -> dict[int, Path]:
     """The sweep run in-process into tmp_path/sweep, then moved to tmp_path/NAME (hydra.yaml holds
     the sweep folder: both ways write into the same one)."""
     sweep = tmp_path / "sweep"
@@ -33,7 +35,7 @@ def launched(tmp_path: Path, name: str, sweep_args: tuple[str, ...] = SWEEP) -> 
     return job_dirs(tmp_path / name)
 
 
-def fast_and_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sweep_args: tuple[str, ...]
+def fast_and_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sweep_args: Sequence[str]
                   ) -> tuple[dict[int, Path], dict[int, Path], list[list[str]]]:
     """The sweep's job folders through the launcher's composer and through Hydra's composition of
     each job (and its files written by Hydra), and the composer's real compositions."""
@@ -130,6 +132,27 @@ def test_a_job_without_the_sweeps_values_goes_to_hydra(monkeypatch: pytest.Monke
     job = load(master, ["seed=1", "++model.width=16"])  # one that sets it again: a copy, no composition
     assert calls == [["seed=0"]] and job.seed == 1
     assert job.hydra.job.override_dirname == "++model.width=16,seed=1"
+
+
+def test_the_basic_launchers_job_files_equal_hydras_own_composition(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hydra's basic launcher composes by groups too (`_compose.ComposeByGroups`): the sweeper's check
+    and the launcher each take a copy of one composition per choice of groups, and a sweep of values
+    alone composes no job."""
+    basic = [a for a in SWEEP if a != "hydra/launcher=vectorized" and not a.startswith("seed=")]
+    for name in ("groups", "values"):
+        (tmp_path / name).mkdir()
+    fast, _each, compositions = fast_and_each(tmp_path / "groups", monkeypatch, basic)
+    assert compositions == [["optimizer=sgd", "data=gaussians"], ["optimizer=adam", "data=gaussians"]]
+    assert sorted(fast) == list(range(4))
+    assert (fast[1] / ".hydra" / "overrides.yaml").read_text() == (
+        "- optimizer=sgd\n- optimizer.lr=0.01\n- data=gaussians\n- epochs=1\n- progress=False\n")
+    values = [a for a in VALUES if a != "hydra/launcher=vectorized" and not a.startswith("seed=")]
+    copies, real_job_config = [], _compose.job_config
+    monkeypatch.setattr(_compose, "job_config", lambda *a: copies.append(1) or real_job_config(*a))
+    fast, _each, compositions = fast_and_each(tmp_path / "values", monkeypatch, values)
+    assert compositions == [] and sorted(fast) == [0, 1]
+    assert len(copies) >= 2  # each job a copy of the sweep's own composition (the check's and the launcher's)
 
 
 def test_hydra_overrides_and_errors_go_to_hydra(monkeypatch: pytest.MonkeyPatch) -> None:

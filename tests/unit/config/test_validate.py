@@ -272,6 +272,7 @@ def search_space(args: list[str], sweep_dir: Path) -> tuple[dict, dict]:
     from hydra.utils import instantiate
 
     from hydra_plugins.trainer_optuna_sweeper._search import Search
+    from hydra_plugins.trainer_vectorized_launcher._compose import compose_by_groups
 
     hydra_args = [a for a in args if a.startswith(("hydra", "+hparams_search"))]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
@@ -279,7 +280,9 @@ def search_space(args: list[str], sweep_dir: Path) -> tuple[dict, dict]:
                       return_hydra_config=True)
         options = {k: v for k, v in cfg.hydra.sweeper.items() if k != "_target_"}
         options["sampler"] = instantiate(cfg.hydra.sweeper.sampler)
-        search = Search(cfg, None, **options, config_loader=GlobalHydra.instance().config_loader())
+        loader = GlobalHydra.instance().config_loader()
+        compose_by_groups(loader)  # as the callback (configs/config.yaml) sets it up before the sweeper
+        search = Search(cfg, None, **options, config_loader=loader)
         return search.prepare([a for a in args if a not in hydra_args])
 
 
