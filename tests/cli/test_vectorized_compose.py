@@ -136,21 +136,13 @@ def test_a_job_without_the_sweeps_values_goes_to_hydra(monkeypatch: pytest.Monke
 
 def test_the_basic_launchers_job_files_equal_hydras_own_composition(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hydra's basic launcher composes by groups too (`_compose.ComposeByGroups`): the sweeper's check
-    and the launcher each take a copy of one composition per choice of groups, and a sweep of values
-    alone composes no job."""
-    basic = [a for a in SWEEP if a != "hydra/launcher=vectorized" and not a.startswith("seed=")]
-    for name in ("groups", "values"):
-        (tmp_path / name).mkdir()
-    fast, _each, compositions = fast_and_each(tmp_path / "groups", monkeypatch, basic)
-    assert compositions == [["optimizer=sgd", "data=gaussians"], ["optimizer=adam", "data=gaussians"]]
-    assert sorted(fast) == list(range(4))
-    assert (fast[1] / ".hydra" / "overrides.yaml").read_text() == (
-        "- optimizer=sgd\n- optimizer.lr=0.01\n- data=gaussians\n- epochs=1\n- progress=False\n")
+    """Hydra's basic launcher composes as the vectorized launcher does (`_compose.ComposeByGroups`): a
+    sweep of values alone composes no job, each job a copy of the sweep's own composition with its
+    values (the sweeper's check's and the launcher's), and the files are Hydra's byte for byte."""
     values = [a for a in VALUES if a != "hydra/launcher=vectorized" and not a.startswith("seed=")]
     copies, real_job_config = [], _compose.job_config
     monkeypatch.setattr(_compose, "job_config", lambda *a: copies.append(1) or real_job_config(*a))
-    fast, _each, compositions = fast_and_each(tmp_path / "values", monkeypatch, values)
+    fast, _each, compositions = fast_and_each(tmp_path, monkeypatch, values)
     assert compositions == [] and sorted(fast) == [0, 1]
     assert len(copies) >= 2  # each job a copy of the sweep's own composition (the check's and the launcher's)
 
