@@ -78,8 +78,10 @@ def run_members(cfgs: Sequence[DictConfig], outs: Sequence[Path], *, max_members
             name = label if len(parts) == 1 else f"{label} part {n + 1}/{len(parts)}"
             # threads=auto by the group's step, M members' work at once (trainer.runtime.device's
             # line): torch's default count for 64 digits nets, where each job alone gets one. Two
-            # threads trained such a group in 24.7 and 25.8 s against 27.6 and 26.2 s on one, with
-            # other work keeping the 2 cores busy (load average 4; docs/guides/vectorized.md).
+            # threads trained such a group in 24.7 and 25.8 s against 27.6 and 26.2 s on one with
+            # other work keeping the 2 cores busy (load average 4), and idle in 17.5 s against 17.8 s
+            # (the whole sweep; docs/guides/vectorized.md): a small gain, and no stall on a busy core
+            # under OMP_WAIT_POLICY=PASSIVE (trainer.runtime.startup).
             threads = set_threads(first.threads, params * len(part), batch_size, device)
             log.info("%s: %d jobs as one stacked %s model (%d parameters each%s) on %s, %d CPU threads",
                      name, len(part), "-".join(map(str, dims)), params, note, device, threads)
