@@ -69,17 +69,15 @@ def check_launcher(args: list[str]) -> None:
         key, _, text = arg.lstrip("+").partition("=")
         if key in SWEEPER_COUNTS and not text.strip().isdigit():  # Hydra's message: a type conversion
             raise ConfigError(f"{key}={text!r} must be a whole number >= 1")
-        if arg.lstrip("+").startswith("hydra.launcher.max_members="):
+        if key == "hydra.launcher.max_members":
             from hydra_plugins.trainer_vectorized_launcher.vectorized_launcher import max_members_problem
 
-            text = arg.partition("=")[2]
             value: object = None if text == "null" else int(text) if text.lstrip("-").isdigit() else text
             if problem := max_members_problem(value):
                 raise ConfigError(problem)
-        if arg.lstrip("+").startswith("hydra.launcher.width_ratio="):
+        if key == "hydra.launcher.width_ratio":
             from hydra_plugins.trainer_vectorized_launcher.vectorized_launcher import width_ratio_problem
 
-            text = arg.partition("=")[2]
             try:
                 ratio: object = float(text)
             except ValueError:

@@ -100,10 +100,9 @@ def _padded(cfgs: Sequence[DictConfig], ready: list[int]) -> tuple[list[int], li
     widths = [max(layer) for layer in zip(*own.values(), strict=True)]
     kinds = sorted({str(w) for w in own.values()})
     activations = sorted({str(cfgs[i].model.activation) for i in ready})
-    if len(kinds) == 1 and len(activations) == 1:
-        return order, widths, ""
-    return order, widths, (f", padded to the widest member: hidden widths {' '.join(kinds)}, activations "
-                           f"{' '.join(activations)}")
+    notes = [f"padded to the widest member: hidden widths {' '.join(kinds)}"] if len(kinds) > 1 else []
+    notes += [f"activations {' '.join(activations)}"] if len(activations) > 1 else []
+    return order, widths, "".join(f", {note}" for note in notes)
 
 
 def _train_part(cfgs: Sequence[DictConfig], outs: Sequence[Path], part: list[int], splits: Any, prep: Any,

@@ -227,6 +227,8 @@ def test_a_mixed_group_is_estimated_at_its_padded_size():
     assert note == (", padded to the widest member: hidden widths [16, 16] [64, 8] [8, 32], "
                     "activations relu tanh")
     assert _padded(cfgs[:1], [0]) == ([0], [16, 16], "")
+    same_widths = [cfgs[0], make_cfg("model.width=16", "model.activation=tanh")]
+    assert _padded(same_widths, [0, 1]) == ([0, 1], [16, 16], ", activations relu tanh")  # nothing padded
 
 
 def training_batches(monkeypatch, by_hand: bool = True) -> list[int]:
