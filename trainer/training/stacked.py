@@ -193,15 +193,18 @@ class MemberwiseOptimizer:
         """Update every member: p_k += lr_k * u_k with u the update torch.optim computes at lr 1."""
         params = self.stacked.tensors
         like = params[0]
-        lr = torch.tensor(lrs, dtype=like.dtype, device=like.device)  # (M,)
-        wd = torch.tensor(weight_decays, dtype=like.dtype, device=like.device) if any(weight_decays) else None
-        if wd is not None and not self.decoupled:  # L2 on the gradient, as torch adds it (grad + wd * p)
-            for p in params:
-                p.grad.add_(_broadcast(wd, p) * p)
-        if wd is not None and self.decoupled:  # AdamW's p *= 1 - lr * wd, before the update as torch's
-            for p in params:
-                p.mul_(1 - _broadcast(lr * wd, p))
         same = all(v == lrs[0] for v in lrs)  # e.g. a seed sweep, or one schedule for all
+        lr = None if same and not (self.decoupled and any(weight_decays)) else torch.tensor(
+            lrs, dtype=like.dtype, device=like.device)  # (M,): only where the rates are used per member
+        if any(weight_decays):
+            wd = torch.tensor(weight_decays, dtype=like.dtype, device=like.device)
+            if self.decoupled:  # AdamW's p *= 1 - lr * wd, before the update as torch's
+                keep = 1 - lr * wd
+                for p in params:
+                    p.mul_(_broadcast(keep, p))
+            else:  # L2 on the gradient, as torch adds it (grad + wd * p)
+                for p in params:
+                    p.grad.add_(_broadcast(wd, p) * p)
         targets = [p.detach() for p in params] if same else self._zeroed_scratch()
         for h, t, p in zip(self.handles, targets, params, strict=True):
             h.data, h.grad = t, p.grad
