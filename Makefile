@@ -29,6 +29,11 @@ run: $(STAMP)
 WORKERS ?= auto
 XDIST = -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
+# Python's compiled files written and reused (__pycache__, ignored by git): the suite starts ~60
+# interpreters, and a machine that sets PYTHONDONTWRITEBYTECODE=1 would have each one compile the
+# trainer and the tests again (~0.2 CPU s an interpreter, ~3 s of pytest's collection a worker).
+test test-fast mutants: export PYTHONDONTWRITEBYTECODE :=
+
 test: $(STAMP)
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
