@@ -92,10 +92,15 @@ def epoch_reporter(epochs: int, job: JobContext) -> Callable[[int, float], str] 
     study = optuna.load_study(study_name=sweeper["study_name"], storage=storage,
                               pruner=make_pruner(sweeper.get("pruner", "none"), args))
     study_id = storage.get_study_id_from_name(sweeper["study_name"])
-    trial = optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, int(job.num)))
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(job.num))
+    trial = optuna.trial.Trial(study, trial_id)
+    # A resumed job trains again the epochs after its checkpoint, and may report one that its killed
+    # process reported (the same value: resume is exact); Optuna keeps the first and warns.
+    reported = set(storage.get_trial(trial_id).intermediate_values)
 
     def report(epoch: int, value: float) -> str:
-        trial.report(value, epoch)
+        if epoch not in reported:
+            trial.report(value, epoch)
         if epoch < epochs and trial.should_prune():
             return f"pruned by the {sweeper.get('pruner')} pruner after epoch {epoch}"
         return ""
