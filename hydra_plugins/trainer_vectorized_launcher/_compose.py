@@ -11,9 +11,11 @@ overrides (`hydra.overrides.task`, `hydra.job.override_dirname`) set as Hydra se
 `.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml` are those of a full composition, byte for
 byte (tests/cli/test_vectorized_compose.py). Where the sweep chooses no config group (`seed=0,1,2`,
 `optimizer.lr=...`), that composition is the sweep's own (`master_base`): Hydra composed it already
-from the same group overrides, so no job of such a sweep is composed again. A job whose overrides
-touch the `hydra` node, or anything this path does not cover (or that fails here, a typo's error
-included), is composed by Hydra.
+from the same group overrides, so no job of such a sweep is composed again. Of the `hydra` node a
+job may set the sweeper's values (`hydra.sweeper.study_name=`: the Optuna sweeper names its study
+to each trial), which no step of a composition reads; a job whose overrides touch the node
+otherwise, or anything this path does not cover (or that fails here, a typo's error included), is
+composed by Hydra.
 Hydra's basic launcher composes the same way (`ComposeByGroups`, a callback in configs/config.yaml).
 No torch here: Hydra imports this package at every start.
 """
@@ -35,10 +37,16 @@ def group_overrides(loader: Any, master: DictConfig, parsed: list[Any]) -> list[
     `defaults_list.Overrides`), or None where the job must be composed by Hydra."""
     from hydra._internal.defaults_list import Overrides
 
-    if any(o.is_hydra_override() or o.is_sweep_override() for o in parsed):
+    if any(o.is_sweep_override() or (o.is_hydra_override() and not sweeper_value(o)) for o in parsed):
         return None
     values = Overrides(repository(loader, master), parsed).config_overrides
     return [o for o in parsed if all(o is not v for v in values)]
+
+
+def sweeper_value(override: Any) -> bool:
+    """`hydra.sweeper.KEY=VALUE`: a value that the job only carries (in its `hydra.yaml`)."""
+    return (override.key_or_group.startswith("hydra.sweeper.") and not override.is_sweep_override()
+            and not (override.is_add() or override.is_force_add() or override.is_delete()))
 
 
 def repository(loader: Any, master: DictConfig) -> Any:
@@ -84,12 +92,16 @@ def job_config(base: DictConfig, master: DictConfig, parsed: list[Any], groups: 
 
     cfg = copy.deepcopy(base)
     ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if all(o is not g for g in groups)], cfg)
+    own = [o for o in parsed if not o.is_hydra_override()]  # Hydra's split: the task's, the node's
     task = cfg.hydra.overrides.task
     task.clear()
-    for override in parsed:
+    for override in own:
         task.append(override.input_line)
+    for override in parsed:
+        if override.is_hydra_override():  # after the sweep's own, as Hydra lists a job's
+            cfg.hydra.overrides.hydra.append(override.input_line)
     settings = cfg.hydra.job.config.override_dirname
-    cfg.hydra.job.override_dirname = get_overrides_dirname(overrides=parsed, kv_sep=settings.kv_sep,
+    cfg.hydra.job.override_dirname = get_overrides_dirname(overrides=own, kv_sep=settings.kv_sep,
                                                            item_sep=settings.item_sep,
                                                            exclude_keys=settings.exclude_keys)
     OmegaConf.copy_cache(from_config=master, to_config=cfg)

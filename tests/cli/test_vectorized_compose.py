@@ -84,6 +84,24 @@ def test_a_sweep_without_group_choices_composes_no_job(tmp_path: Path,
     assert "seed: 1\n" in config and "lr: 0.01\n" in config and "width: 16\n" in config
 
 
+# An Optuna search: each trial's job also sets the study's keys (`hydra.sweeper.study_name=...`).
+SEARCH = ("-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "hydra.sweeper.sampler.seed=0",
+          "hydra.sweeper.study_name=s", "optimizer=sgd", "optimizer.lr=choice(0.1,0.01)", "data=gaussians",
+          "epochs=1", "progress=false")
+
+
+def test_a_search_composes_no_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The values the Optuna sweeper gives each trial in the `hydra` node are applied as Hydra
+    applies them, and listed in `hydra.overrides.hydra` after the sweep's own: no trial is composed,
+    and its files are those of Hydra's composition of the trial."""
+    fast, _each, compositions = fast_and_each(tmp_path, monkeypatch, SEARCH)
+    assert compositions == [] and sorted(fast) == [0, 1]
+    hydra_yaml = (fast[1] / ".hydra" / "hydra.yaml").read_text()
+    assert "    - hydra.mode=MULTIRUN\n    - hydra.sweeper.storage='sqlite:" in hydra_yaml
+    assert ("    - hydra.sweeper.study_name='s'\n    - hydra.sweeper.direction=maximize\n    task:\n"
+            in hydra_yaml)
+
+
 class Groups:
     """A config repository that knows only which names are config groups."""
 

@@ -35,13 +35,16 @@ def storage_url(storage: str | None, sweep_dir: str | Path) -> str:
     return f"sqlite:///{Path(sweep_dir).resolve() / 'optuna.db'}"
 
 
-def open_storage(url: str, **heartbeat: Any) -> Any:
-    """Optuna's RDBStorage on `url`; SQLite waits for a busy file instead of failing at once."""
+def open_storage(url: str, made: bool = False, **heartbeat: Any) -> Any:
+    """Optuna's RDBStorage on `url`; SQLite waits for a busy file instead of failing at once.
+    `made`: the sweeper has made the study's tables and checked their version (a job of its search
+    opens the storage in ~3 ms instead of ~30)."""
     import optuna
 
     kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **heartbeat)
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=made,
+                                          skip_compatibility_check=made, **heartbeat)
     except Exception as exc:  # a bad URL, a missing driver, a database that cannot be reached
         damaged = damaged_file(url, exc)
         if damaged is not None:
@@ -87,7 +90,7 @@ def epoch_reporter(epochs: int, job: JobContext) -> Callable[[int, float], str] 
         return None
     import optuna
 
-    storage = open_storage(storage_url(sweeper.get("storage"), job.sweep_dir))
+    storage = open_storage(storage_url(sweeper.get("storage"), job.sweep_dir), made=True)
     args = dict(sweeper.get("pruner_args") or {})
     study = optuna.load_study(study_name=sweeper["study_name"], storage=storage,
                               pruner=make_pruner(sweeper.get("pruner", "none"), args))
