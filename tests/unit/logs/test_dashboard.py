@@ -126,10 +126,13 @@ def test_cli_run_that_fails_validation_is_reported_failed(tmp_path):
 @pytest.mark.slow
 def test_sweep_dashboards_in_a_real_tensorboard(tmp_path, capsys):
     """4 jobs through the joblib launcher: folders named by what differs, the same hparam keys,
-    HParams on the swept keys, chart layout, config text, report table and images."""
+    HParams on the swept keys, chart layout, config text, report table and images. One job at a
+    time (`n_jobs=1`: joblib runs them in this process; two loky workers cost ~10 CPU s); its worker
+    processes are tests/unit/runtime/test_device.py's."""
     sweep = tmp_path / "sweep"
-    proc = cli_in_process("-m", "hydra/launcher=parallel", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01",
-                          "epochs=1", "data=spirals", "model.width=16", f"hydra.sweep.dir={sweep}")
+    proc = cli_in_process("-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=1", "optimizer=sgd,adam",
+                          "optimizer.lr=0.1,0.01", "epochs=1", "data=spirals", "model.width=16",
+                          f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     names = ["0_optimizer=sgd,optimizer.lr=0.1", "1_optimizer=sgd,optimizer.lr=0.01",
              "2_optimizer=adam,optimizer.lr=0.1", "3_optimizer=adam,optimizer.lr=0.01"]
