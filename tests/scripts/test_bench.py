@@ -6,23 +6,19 @@ bench_sweep.py rewrites only its own section."""
 import json
 import re
 import statistics
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import ROOT, make_cfg, script
+from tests.conftest import ROOT, make_cfg, process_kept, script
 
 
 @pytest.mark.slow
 def test_bench_quick_writes_a_table(tmp_path):
     out = tmp_path / "bench.md"
     before = (ROOT / "BENCHMARKS.md").read_text() if (ROOT / "BENCHMARKS.md").exists() else None
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--no-lightning",
-                           "--threads", "1", "--output", str(out)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    with process_kept(tmp_path):  # in this process (its torch threads and warning filters put back)
+        script("bench").main(["--quick", "--no-lightning", "--threads", "1", "--output", str(out)])
     text = out.read_text()
     assert "torch " in text and "device `" in text  # the machine it ran on
     rows = [line for line in text.splitlines() if line.startswith("| 784-32-10 |")]
