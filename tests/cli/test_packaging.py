@@ -52,11 +52,18 @@ def check_vectorized(proc: subprocess.CompletedProcess, folder: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_vectorized_sweep_runs_from_another_folder_in_the_editable_install(tmp_path):
+def test_a_vectorized_sweep_runs_from_another_folder_in_the_editable_install(tmp_path, monkeypatch):
     """The editable install of `make` (trainer/runtime/cli.py expose_hydra_plugins): from the repository root
     Hydra found the plugins through the current folder; elsewhere it failed with `Unknown plugin
-    class : 'hydra_plugins.trainer_vectorized_launcher.vectorized_launcher.VectorizedLauncher'`."""
+    class : 'hydra_plugins.trainer_vectorized_launcher.vectorized_launcher.VectorizedLauncher'`.
+
+    The same fresh process shows what tests/unit/runtime/test_device.py checks for the other
+    launchers: with no policy set by the user, each job records OpenMP's passive wait policy
+    (the jobs run in the sweep's own process, where nothing loads torch before trainer)."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # this test process's trainer import set it
     check_vectorized(cli(*VECTORIZED, cwd=tmp_path), tmp_path)
+    jobs = job_dirs(tmp_path / "vectorized")
+    assert [read_metrics(jobs[n])["omp_wait_policy"] for n in (0, 1)] == ["passive", "passive"]
 
 
 def copy_sources(target: Path) -> Path:

@@ -18,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 from models import count_parameters
-from tests.conftest import ROOT, cli, cli_in_process, job_dirs, make_job_cfg, read_metrics
+from tests.conftest import ROOT, cli_in_process, job_dirs, make_job_cfg, read_metrics
 from trainer.config.build import batch_size_for, build_data, build_model
 from trainer.config.validate import config_dir
 from trainer.data import prepare_data
@@ -84,20 +84,16 @@ def test_a_spinning_policy_is_logged_where_torch_came_first(monkeypatch, caplog,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", [
-    "parallel",  # joblib: loky worker processes, which inherit the sweep's environment
-    "vectorized",  # in the sweep's own process: nothing there loads torch before trainer
-])
-def test_every_job_records_the_passive_wait_policy(tmp_path, monkeypatch, launcher):
+def test_every_job_records_the_passive_wait_policy(tmp_path, monkeypatch):
     """The policy reaches each job's process, with none set by the user: metrics.json's
     `omp_wait_policy`, written there. (A user's own value: the fresh-interpreter test above.) The
-    joblib sweep runs in this process (its jobs in fresh worker processes); the vectorized one, whose
-    jobs run in the sweep's own process, in a fresh one."""
+    joblib sweep runs in this process, its jobs in fresh loky worker processes, which inherit the
+    sweep's environment. The vectorized launcher's jobs run in the sweep's own process: checked in
+    the fresh process of tests/cli/test_packaging.py's vectorized sweep."""
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # this test process's trainer import set it
     sweep = tmp_path / "sweep"
-    command = cli_in_process if launcher == "parallel" else cli
-    proc = command("-m", f"hydra/launcher={launcher}", "data=gaussians", "epochs=1", "seed=0,1",
-                   f"hydra.sweep.dir={sweep}", "progress=false", cwd=tmp_path)
+    proc = cli_in_process("-m", "hydra/launcher=parallel", "data=gaussians", "epochs=1", "seed=0,1",
+                          f"hydra.sweep.dir={sweep}", "progress=false", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = job_dirs(sweep)
     assert sorted(jobs) == [0, 1]
