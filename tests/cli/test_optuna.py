@@ -243,6 +243,8 @@ def make_search(sweep: Path, *overrides: str):
     return Search(cfg, None, **options)
 
 
+# Optuna's own notice to whoever picks QMC, not a defect of ours: kept out of the suite's summary
+@pytest.mark.filterwarnings("ignore:QMCSampler is experimental")
 @pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "cmaes", "qmc"])
 def test_every_sampler_asks_trials_from_the_search_space(tmp_path, sampler):
     """The sampler group composes, and the study in the sweep folder's database asks and keeps trials."""
