@@ -73,7 +73,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Python's cyclic garbage collector, tuned for a test process: torch, Hydra, the trainer and the
     collected tests are frozen out of its passes (gc.freeze), and it runs after 20,000 new objects
     instead of 700. Each full pass scanned them all again: ~9% of a worker's CPU (Hydra's
-    compositions make and drop many small objects), about a third of that after."""
+    compositions make and drop many small objects), about half of that after."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
